@@ -1,0 +1,158 @@
+# fulcrum: hand-written GNU Makefile (one OS, one binary). `make help` lists the targets.
+#   make            release build: build/fulcrum
+#   make test       install missing packages, build release + ASan/UBSan, run unit and integration tests
+#   make run        install missing packages, build, start the demo (two backends + fulcrum on :8080)
+#   V=1             show the full commands
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+CC ?= cc
+PKGS := libuv openssl zlib yaml-0.1
+LLHTTP_SRC ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+PYTHON ?= /usr/bin/python3
+
+# BUILD is the output directory; SAN=1 makes the sanitizer build (used for build/asan).
+BUILD ?= build
+SAN ?= 0
+WERROR ?= $(if $(filter true,$(CI)),1,0)
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -MMD -MP -Iinclude -I$(LLHTTP_INC) $(PKG_CFLAGS)
+ifeq ($(SAN),1)
+  OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -DFC_DEBUG
+  LDSAN := -fsanitize=address,undefined
+else
+  OPT := -O2
+  LDSAN :=
+endif
+ifeq ($(WERROR),1)
+  WARN += -Werror
+endif
+ALL_CFLAGS = $(CFLAGS_BASE) $(OPT) $(WARN) $(CFLAGS)
+ALL_LDFLAGS = $(LDSAN) $(LDFLAGS)
+LIBS = $(PKG_LIBS) -lm
+
+ifeq ($(V),1)
+  Q :=
+  say = @true
+else
+  Q := @
+  say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
+SRCS := $(wildcard src/*.c)
+OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
+LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+LLHTTP_OBJS := $(BUILD)/obj/llhttp/llhttp.o $(BUILD)/obj/llhttp/api.o $(BUILD)/obj/llhttp/http.o
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+UNIT_OBJS := $(patsubst tests/unit/%.c,$(BUILD)/obj/unit/%.o,$(UNIT_SRCS))
+UNIT_NAMES := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
+
+.PHONY: deps-check all fulcrum tools unit asan test test-unit test-integration run bench loadtest check-config deps deps-test clean help lint
+
+all: $(BUILD)/fulcrum tools
+fulcrum: $(BUILD)/fulcrum
+tools: $(TOOLS)
+
+$(BUILD)/fulcrum: $(OBJS) $(LLHTTP_OBJS)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/obj/%.o: src/%.c | deps-check
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# llhttp ships as C sources (Debian node-llhttp): compiled here, never copied into the repo.
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c | deps-check
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_BASE) $(OPT) -w -c -o $@ $<
+
+$(BUILD)/obj/unit/%.o: tests/unit/%.c $(BUILD)/unit_list.h
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) -I$(BUILD) -Itests/unit -c -o $@ $<
+
+# The unit runner calls test_<name>() for every tests/unit/test_<name>.c.
+$(BUILD)/unit_list.h: $(wildcard tests/unit/test_*.c)
+	@mkdir -p $(@D)
+	$(Q)printf '%s\n' $(foreach n,$(UNIT_NAMES),'FC_UNIT($(n))') > $@
+
+$(BUILD)/unit-tests: $(UNIT_OBJS) $(LIB_OBJS) $(LLHTTP_OBJS)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tools/%: tests/tools/%.c | deps-check
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIBS)
+
+unit: $(BUILD)/unit-tests
+
+# Fails early with the exact apt-get line when a library is missing.
+deps-check:
+	@pkg-config --exists $(PKGS) && test -f $(LLHTTP_SRC)/llhttp.c || { \
+	  echo "missing build dependencies: run scripts/install-deps.sh (as root), or make deps" >&2; exit 1; }
+
+deps:
+	@scripts/install-deps.sh build
+deps-test:
+	@scripts/install-deps.sh test
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 all unit
+
+# make test: every test, release build and sanitizer build. TESTS=... narrows pytest (-k expression).
+test: deps-test
+	@$(MAKE) --no-print-directory WERROR=1 all unit
+	@$(MAKE) --no-print-directory WERROR=1 BUILD=build/asan SAN=1 all unit
+	@$(MAKE) --no-print-directory test-unit test-integration
+
+test-unit:
+	@echo "== unit tests (release)"
+	@build/unit-tests
+	@echo "== unit tests (ASan/UBSan)"
+	@build/asan/unit-tests
+
+PYTEST_ARGS ?= -q -p no:cacheprovider
+test-integration:
+	@echo "== integration tests (release build)"
+	@FULCRUM_BUILD=build $(PYTHON) -m pytest $(PYTEST_ARGS) $(if $(TESTS),-k "$(TESTS)") tests/integration
+	@echo "== integration tests (ASan/UBSan build)"
+	@FULCRUM_BUILD=build/asan $(PYTHON) -m pytest $(PYTEST_ARGS) $(if $(TESTS),-k "$(TESTS)") tests/integration
+
+# The demo: two backends of our own and fulcrum on :8080 in front of them (Ctrl-C stops all three).
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh
+
+check-config: all
+	@build/fulcrum -t -c $(or $(CONFIG),conf/fulcrum.yaml)
+
+bench:
+	@scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh
+
+loadtest:
+	@$(MAKE) --no-print-directory all
+	@bench/loadtest.sh
+
+lint:
+	@clang-tidy --quiet $(SRCS) -- $(CFLAGS_BASE) 2>/dev/null | grep -E 'warning|error' || true
+	@cppcheck --quiet --std=c11 --enable=warning,performance,portability -Iinclude $(SRCS)
+
+clean:
+	rm -rf build
+
+help:
+	@sed -n '1,6p' Makefile
+
+-include $(OBJS:.o=.d) $(UNIT_OBJS:.o=.d)

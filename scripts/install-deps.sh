@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages fulcrum needs to build and test, and only the missing ones.
+# Usage: scripts/install-deps.sh [build|test|bench]   (each set includes the ones before it)
+set -euo pipefail
+
+want=${1:-test}
+pkgs="gcc make pkg-config libuv1-dev node-llhttp libssl-dev zlib1g-dev libyaml-dev"
+case "$want" in
+  build) ;;
+  test) pkgs="$pkgs python3 python3-pytest curl" ;;
+  bench) pkgs="$pkgs python3 python3-pytest curl nginx-light haproxy wrk valgrind" ;;
+  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "fulcrum needs these Debian packages:$missing" >&2
+  echo "run as root:  apt-get update && apt-get install -y$missing" >&2
+  exit 1
+fi
+echo "installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
