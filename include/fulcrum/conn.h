@@ -1,0 +1,54 @@
+/* conn.h: a client connection: its socket, read buffer, request parser and the exchange in
+ * progress. Pipelined requests wait in the read buffer and are parsed one at a time, after the
+ * exchange before them has finished, so responses go out in order. */
+#ifndef FULCRUM_CONN_H
+#define FULCRUM_CONN_H
+
+#include <netinet/in.h>
+#include <uv.h>
+
+#include "fulcrum/buf.h"
+#include "fulcrum/http.h"
+#include "fulcrum/list.h"
+#include "fulcrum/timeq.h"
+#include "fulcrum/worker.h"
+
+enum fc_conn_state {
+    FC_CONN_IDLE = 0, /* between requests (keep-alive) */
+    FC_CONN_HEAD,     /* reading a request head */
+    FC_CONN_ACTIVE,   /* an exchange is in progress */
+    FC_CONN_LINGER,   /* final response sent, write side shut; discarding input until EOF */
+    FC_CONN_CLOSING,  /* uv_close called; freed in the close callback */
+};
+
+typedef struct fc_conn {
+    uv_tcp_t tcp;            /* the socket; this struct is freed in its close callback */
+    fc_worker_t *w;          /* owner */
+    fc_list_t link;          /* in w->conns */
+    fc_timeout_t timeout;    /* header, body, send, keep-alive or linger timeout */
+    fc_http_parser_t parser; /* request parser */
+    fc_buf_t rbuf;           /* base from w->client_bufs, NULL while idle with nothing buffered */
+    size_t pos;              /* bytes of rbuf consumed by the parser */
+    fc_exchange_t *ex;       /* the exchange in progress (owned through its refs), or NULL */
+    char ip[46];             /* the client's address as text, for X-Real-IP and logs */
+    uint8_t state;           /* enum fc_conn_state */
+    uint8_t reading;         /* uv_read_start is in effect */
+    uint8_t eof;             /* the client shut its write side */
+    uint8_t processing;      /* inside process(): the loop there picks up the next request */
+} fc_conn_t;
+
+/* Accepts one connection from <server> into a new fc_conn_t owned by <w>. */
+void fc_conn_accept(fc_worker_t *w, uv_stream_t *server);
+/* Closes <c> (idempotent). Its exchange, if any, must be detached first. */
+void fc_conn_close(fc_conn_t *c);
+/* Called by the exchange when it has finished with <c>: keep-alive or close. */
+void fc_conn_exchange_done(fc_conn_t *c, int keepalive);
+/* Called by the exchange after a final error response: shut down writing, linger, close. */
+void fc_conn_linger(fc_conn_t *c);
+/* Starts/stops reading; reading stops by itself while the read buffer is full. */
+void fc_conn_read_start(fc_conn_t *c);
+void fc_conn_read_stop(fc_conn_t *c);
+/* A draining worker closes connections that are between requests. */
+void fc_conn_drain(fc_conn_t *c);
+
+#endif

@@ -1,0 +1,115 @@
+/* exchange.h: one request and its response. The only object that knows both the client
+ * connection and the upstream connection: each of those points at the exchange, never at each
+ * other. It routes, picks a server, gets a pooled or new connection, writes the head, streams
+ * both bodies with backpressure, retries where safe, answers errors, and logs.
+ * Lifetime: refs counts the client attachment and each write in flight; the exchange returns to
+ * the worker's freelist when refs reaches 0. */
+#ifndef FULCRUM_EXCHANGE_H
+#define FULCRUM_EXCHANGE_H
+
+#include <uv.h>
+
+#include "fulcrum/balance.h"
+#include "fulcrum/buf.h"
+#include "fulcrum/config.h"
+#include "fulcrum/http.h"
+#include "fulcrum/worker.h"
+
+struct fc_conn;
+struct fc_upconn;
+struct fc_server;
+
+/* Why an exchange ended early (set once, by the first failure). */
+enum fc_end_cause {
+    FC_END_NONE = 0,       /* completed normally */
+    FC_END_CLIENT_TIMEOUT, /* client too slow (header/body/send) */
+    FC_END_CLIENT_CLOSED,  /* client went away */
+    FC_END_CLIENT_BAD,     /* malformed or ambiguous request */
+    FC_END_LIMIT,          /* a configured limit: head or body size */
+    FC_END_NO_ROUTE,       /* no route matched */
+    FC_END_SERVER_REFUSED, /* no server could be connected */
+    FC_END_SERVER_TIMEOUT, /* connect or read timeout */
+    FC_END_SERVER_CLOSED,  /* server closed or reset */
+    FC_END_SERVER_BAD,     /* malformed response */
+    FC_END_INTERNAL,       /* out of memory or a libuv error */
+};
+
+/* Where it was when it ended. */
+enum fc_end_phase {
+    FC_PHASE_REQUEST = 0, /* reading the request head */
+    FC_PHASE_CONNECT,     /* connecting to a server */
+    FC_PHASE_HEADERS,     /* waiting for the response head */
+    FC_PHASE_BODY,        /* streaming the response body */
+    FC_PHASE_DONE,        /* response complete */
+};
+
+typedef struct fc_exchange {
+    fc_worker_t *w;               /* owner */
+    struct fc_conn *client;       /* NULL once detached */
+    struct fc_upconn *up;         /* NULL when not attached to an upstream connection */
+    const fc_route_conf_t *route; /* borrowed from the config */
+    struct fc_server *server;     /* the server in use, or NULL */
+    uint64_t tried[FC_TRIED_WORDS]; /* servers already tried for this request */
+    uint64_t req_body;            /* request body bytes (decoded) so far */
+    uint64_t bytes_sent;          /* bytes written to the client */
+    uint64_t t_start;             /* uv_hrtime() at the request head */
+    uint64_t t_up_start;          /* uv_hrtime() when the request was handed to a server */
+    uint64_t t_up_end;            /* uv_hrtime() when the response completed */
+    size_t body_start;            /* offset of the request body in client->rbuf while replayable */
+    size_t fwd;                   /* offset in client->rbuf of the next body byte to send upstream */
+    size_t log_method_len;        /* the method and target are the first bytes of head_out */
+    size_t log_url_off, log_url_len;
+    int status;                   /* status sent to the client, 0 until a head goes out */
+    uint16_t refs;                /* client attachment + writes in flight */
+    uint8_t cause;                /* enum fc_end_cause */
+    uint8_t phase;                /* enum fc_end_phase */
+    uint8_t up_writing;           /* a write to the upstream is in flight */
+    uint8_t cl_writing;           /* a write to the client is in flight */
+    uint8_t head_sent;            /* head_out handed to the current upstream connection */
+    uint8_t req_done;             /* the whole request was read from the client */
+    uint8_t replayable;           /* the request can be sent again (body still in client->rbuf) */
+    uint8_t retried;              /* the one retry on a fresh connection was used */
+    uint8_t resp_began;           /* a response byte arrived from the upstream */
+    uint8_t resp_head_done;       /* the final response head was parsed */
+    uint8_t resp_done;            /* the whole response was read from the upstream */
+    uint8_t dechunk;              /* decode a chunked response (HTTP/1.0 client) */
+    uint8_t keepalive;            /* the client connection may serve another request */
+    uint8_t is_head;              /* the request method is HEAD */
+    uint8_t http10;               /* the client speaks HTTP/1.0 */
+    uint8_t finished;             /* fc_exchange_finish ran */
+    uint8_t error_reply;          /* resp_out holds a generated error response */
+    /* Everything above is reset for each request (fc_exchange_new zeroes up to here). */
+    fc_http_head_t req;           /* slices borrowed from client->rbuf, valid until head_out is built */
+    fc_http_head_t resp;          /* slices borrowed from up->rbuf, valid until resp_out is built */
+    fc_buf_t head_out;            /* owned: the request head as sent upstream (kept for a retry and the log) */
+    fc_buf_t resp_out;            /* owned: the response head for the client, while being written */
+    uv_write_t up_wreq;           /* the write to the upstream connection */
+    uv_write_t cl_wreq;           /* the write to the client */
+    struct fc_exchange *next_free; /* freelist link */
+} fc_exchange_t;
+
+/* A new exchange for <c> (from the freelist), refs = 1 for the client. */
+fc_exchange_t *fc_exchange_new(struct fc_conn *c);
+/* Called by conn.c when <ex>'s request head is parsed (ex->req filled): validates, routes,
+ * picks and connects. May finish the exchange before returning. */
+void fc_exchange_start(fc_exchange_t *ex);
+/* Called by conn.c when new request bytes are in the client's read buffer. */
+void fc_exchange_on_client_data(fc_exchange_t *ex);
+/* Called by conn.c when the client closed or failed (<status> < 0; UV_EOF for a clean close). */
+void fc_exchange_on_client_error(fc_exchange_t *ex, int status);
+/* Called by conn.c when a client timeout fired during the exchange. */
+void fc_exchange_on_client_timeout(fc_exchange_t *ex);
+/* Called by upstream.c: the connect finished (<status> 0) or failed. */
+void fc_exchange_on_connect(fc_exchange_t *ex, int status);
+/* Called by upstream.c when response bytes are in the upstream connection's buffer. */
+void fc_exchange_on_upstream_data(fc_exchange_t *ex);
+/* Called by upstream.c when the upstream connection closed, failed or timed out (<status> < 0,
+ * UV_ETIMEDOUT for a timeout). */
+void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status);
+/* Sends a short error response for a request that never reached a server (400, 404, 408, 413,
+ * 431, ...) and ends the exchange; the client connection closes unless <keepalive>. */
+void fc_exchange_reply_error(fc_exchange_t *ex, int status, int keepalive);
+/* Frees every exchange on the worker's freelist. */
+void fc_exchange_freelist_drain(fc_worker_t *w);
+
+#endif

@@ -1,0 +1,84 @@
+/* http.h: llhttp glue for both directions. Pure: bytes in, a parsed head out, no libuv.
+ * Span callbacks only record slices of the caller's buffer into an fc_http_head_t; decisions are
+ * made by the caller after fc_http_execute() returns. Execution pauses after every head and after
+ * every message, so pipelined messages are handled one at a time and in order. */
+#ifndef FULCRUM_HTTP_H
+#define FULCRUM_HTTP_H
+
+#include <llhttp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A borrowed byte range. Whoever stores one says what it borrows from and until when. */
+typedef struct fc_slice {
+    const char *p;
+    size_t n;
+} fc_slice_t;
+
+#define FC_HTTP_MAX_HEADERS 100
+
+typedef struct fc_header {
+    fc_slice_t name;  /* borrowed from the read buffer, valid until the head is forwarded */
+    fc_slice_t value; /* same; trailing whitespace trimmed by llhttp */
+} fc_header_t;
+
+/* One parsed request or response head. All slices borrow from the buffer given to
+ * fc_http_execute() and stay valid while that buffer's bytes are neither moved nor reused. */
+typedef struct fc_http_head {
+    fc_slice_t method;   /* request only */
+    fc_slice_t url;      /* request target, request only */
+    fc_slice_t reason;   /* response only */
+    int status;          /* response only */
+    uint8_t major, minor;
+    size_t nheaders;
+    int too_many;        /* more than FC_HTTP_MAX_HEADERS headers arrived */
+    fc_header_t headers[FC_HTTP_MAX_HEADERS];
+} fc_http_head_t;
+
+enum fc_http_event {
+    FC_HTTP_NEED_MORE = 0,   /* every byte was consumed; the message goes on */
+    FC_HTTP_HEAD_DONE = 1,   /* a head is complete; bytes after it are not consumed yet */
+    FC_HTTP_MSG_DONE = 2,    /* a message is complete; bytes after it are not consumed yet */
+    FC_HTTP_ERROR = -1,      /* malformed or ambiguous input; fc_http_error() says why */
+};
+
+typedef struct fc_http_parser {
+    llhttp_t ll;            /* llhttp state; ll.data points back at this struct */
+    fc_http_head_t *head;   /* borrowed: where head spans go, NULL when not collecting */
+    char *body_out;         /* dechunk mode: decoded body bytes are moved down to here, else NULL */
+    uint64_t body_bytes;    /* decoded body bytes of the current message so far */
+    uint8_t last_was_value; /* header span bookkeeping */
+    uint8_t skip_body;      /* response to HEAD: the next head has no body */
+    uint8_t in_head;        /* between message begin and head done */
+    uint8_t user_error;     /* a FC_HTTP_ERR_* set by a callback */
+    int8_t event;           /* the enum fc_http_event a callback paused for */
+} fc_http_parser_t;
+
+enum { FC_HTTP_ERR_NONE = 0, FC_HTTP_ERR_TOO_MANY_HEADERS = 1 };
+
+/* Initializes <p> for requests (HTTP_REQUEST) or responses (HTTP_RESPONSE), strict parsing. */
+void fc_http_parser_init(fc_http_parser_t *p, llhttp_type_t type);
+
+/* Parses up to <len> bytes at <data>; *<consumed> says how many were used. Spans go into
+ * p->head, which the caller sets before a head starts (it may be NULL for bodies). */
+int fc_http_execute(fc_http_parser_t *p, const char *data, size_t len, size_t *consumed);
+
+/* After a response head: 1 when the response's body ends only at EOF. */
+static inline int fc_http_needs_eof(const fc_http_parser_t *p) { return llhttp_message_needs_eof(&p->ll); }
+/* Tells the parser the connection hit EOF; returns FC_HTTP_MSG_DONE for a close-delimited body,
+ * FC_HTTP_ERROR when the message was cut short. */
+int fc_http_finish(fc_http_parser_t *p);
+/* A short reason for the last FC_HTTP_ERROR. */
+const char *fc_http_error(const fc_http_parser_t *p);
+
+/* Case-insensitive header name equality against a literal. */
+int fc_slice_ieq(fc_slice_t s, const char *lit, size_t litlen);
+#define FC_SLICE_IEQ(s, lit) fc_slice_ieq((s), (lit), sizeof(lit) - 1)
+/* Finds a header by name in <h>; NULL if absent. */
+const fc_header_t *fc_http_find(const fc_http_head_t *h, const char *name, size_t namelen);
+/* 1 if the comma-separated header value <v> contains the token <tok> (case-insensitive). */
+int fc_http_has_token(fc_slice_t v, const char *tok, size_t toklen);
+/* Parses "timeout=N" out of a Keep-Alive header value; returns N seconds or -1. */
+long fc_http_keepalive_timeout(fc_slice_t v);
+
+#endif

@@ -1,0 +1,82 @@
+/* upstream.h: upstreams and their servers as one worker sees them, upstream connections
+ * (connect, response reading, idle-close detection) and the per-server keep-alive pool.
+ * An upstream connection never points at a client connection: only at its exchange. */
+#ifndef FULCRUM_UPSTREAM_H
+#define FULCRUM_UPSTREAM_H
+
+#include <uv.h>
+
+#include "fulcrum/balance.h"
+#include "fulcrum/buf.h"
+#include "fulcrum/config.h"
+#include "fulcrum/http.h"
+#include "fulcrum/list.h"
+#include "fulcrum/timeq.h"
+#include "fulcrum/worker.h"
+
+typedef struct fc_server {
+    const fc_server_conf_t *conf; /* borrowed from the config */
+    fc_upstream_t *upstream;      /* owner */
+    fc_list_t idle;               /* idle pooled connections, most recently used first */
+    size_t nidle;
+} fc_server_t;
+
+struct fc_upstream {
+    const fc_upstream_conf_t *conf; /* borrowed from the config */
+    fc_worker_t *w;                 /* owner */
+    fc_server_t *servers;           /* owned array of conf->nservers */
+    fc_balance_server_t *view;      /* owned array: what the policy sees of each server */
+    fc_balancer_t *balancer;        /* owned, conf->balance's policy */
+    fc_timeq_class_t *t_idle;       /* conf->keepalive_timeout */
+};
+
+enum fc_upconn_state {
+    FC_UP_CONNECTING = 0, /* connect in flight, exchange attached */
+    FC_UP_ACTIVE,         /* carrying an exchange */
+    FC_UP_IDLE,           /* in its server's pool, reading only to notice a close */
+    FC_UP_CLOSING,        /* uv_close called; freed in the close callback */
+};
+
+typedef struct fc_upconn {
+    uv_tcp_t tcp;             /* the socket; this struct is freed in its close callback */
+    uv_connect_t creq;        /* the connect request */
+    fc_server_t *server;      /* borrowed: the server it talks to */
+    fc_exchange_t *ex;        /* the exchange it carries, NULL when idle */
+    fc_list_t link;           /* in server->idle while idle */
+    fc_list_t all;            /* in w->upconns */
+    fc_timeout_t timeout;     /* connect, send/read, or idle timeout */
+    fc_http_parser_t parser;  /* response parser */
+    fc_buf_t rbuf;            /* base from w->upstream_bufs while active, NULL while idle */
+    size_t pos;               /* bytes of rbuf consumed by the parser */
+    size_t fwd;               /* start of the bytes not yet handed to the client write */
+    size_t fwd_end;           /* end of the bytes ready for the client (decoded end in dechunk mode) */
+    fc_timeq_class_t *t_idle; /* how long it may stay idle: the upstream's, or shorter when the
+                                 server announced Keep-Alive: timeout=N */
+    uint32_t requests;        /* requests carried so far */
+    uint8_t state;            /* enum fc_upconn_state */
+    uint8_t reading;          /* uv_read_start is in effect */
+} fc_upconn_t;
+
+/* Builds the runtime upstreams of w->cfg into w->upstreams. Returns 0 or -1 with <err>. */
+int fc_upstreams_init(fc_worker_t *w, fc_err_t *err);
+/* Frees them; every connection must be closed already. */
+void fc_upstreams_free(fc_worker_t *w);
+
+/* An idle pooled connection to <s> (now ACTIVE and carrying <ex>), or NULL when none is idle. */
+fc_upconn_t *fc_pool_acquire(fc_server_t *s, fc_exchange_t *ex);
+/* Starts a connection to <s> for <ex>. Returns 0 (fc_exchange_on_connect will be called exactly
+ * once) or a negative libuv error (nothing to clean up, no callback). */
+int fc_upconn_connect(fc_server_t *s, fc_exchange_t *ex, fc_upconn_t **out);
+/* Takes <up> back from its exchange: pooled when <reusable> and the pool has room, else closed. */
+void fc_pool_release(fc_upconn_t *up, int reusable);
+/* Closes <up> (idempotent); its exchange must have detached. */
+void fc_upconn_close(fc_upconn_t *up);
+/* Starts/stops reading the response. */
+void fc_upconn_read_start(fc_upconn_t *up);
+void fc_upconn_read_stop(fc_upconn_t *up);
+/* Closes every idle pooled connection of the worker (graceful stop). */
+void fc_pool_close_idle(fc_worker_t *w);
+/* Sets how long <up> may stay idle from the response's Keep-Alive: timeout=<secs> (-1 = none). */
+void fc_upconn_set_server_keepalive(fc_upconn_t *up, long secs);
+
+#endif

@@ -1,0 +1,73 @@
+/* buf.c: fc_buf_t growth and fixed-size block freelists (see buf.h). */
+#include "fulcrum/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int fc_buf_reserve(fc_buf_t *b, size_t extra)
+{
+    if (b->cap - b->len >= extra) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra) cap *= 2;
+    char *n = realloc(b->base, cap);
+    if (n == NULL) return -1;
+    b->base = n;
+    b->cap = cap;
+    return 0;
+}
+
+int fc_buf_append(fc_buf_t *b, const void *p, size_t n)
+{
+    if (fc_buf_reserve(b, n) != 0) return -1;
+    memcpy(b->base + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+void fc_buf_free(fc_buf_t *b)
+{
+    free(b->base);
+    b->base = NULL;
+    b->len = b->cap = 0;
+}
+
+void fc_bufpool_init(fc_bufpool_t *p, size_t size, size_t keep)
+{
+    p->size = size < sizeof(void *) ? sizeof(void *) : size;
+    p->free = NULL;
+    p->nfree = 0;
+    p->keep = keep;
+}
+
+char *fc_bufpool_get(fc_bufpool_t *p)
+{
+    if (p->free != NULL) {
+        char *b = p->free;
+        memcpy(&p->free, b, sizeof(void *));
+        p->nfree--;
+        return b;
+    }
+    return malloc(p->size);
+}
+
+void fc_bufpool_put(fc_bufpool_t *p, char *block)
+{
+    if (block == NULL) return;
+    if (p->nfree >= p->keep) {
+        free(block);
+        return;
+    }
+    memcpy(block, &p->free, sizeof(void *));
+    p->free = block;
+    p->nfree++;
+}
+
+void fc_bufpool_drain(fc_bufpool_t *p)
+{
+    while (p->free != NULL) {
+        char *b = p->free;
+        memcpy(&p->free, b, sizeof(void *));
+        free(b);
+    }
+    p->nfree = 0;
+}

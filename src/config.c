@@ -1,0 +1,810 @@
+/* config.c: the YAML configuration -> an immutable fc_config_t (config.h).
+ * yaml.c gives a positioned tree; here per-section directive tables (name, setter, offsetof,
+ * min, max, default) fill the structs, so every key, type, range and default is written once.
+ * Every error names the key path and the file position of the offending node. Balancing policy
+ * names are checked against balance.c's registry; durations and sizes are read by units.c. */
+#include "fulcrum/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fulcrum/balance.h"
+#include "fulcrum/units.h"
+#include "fulcrum/yaml.h"
+
+#define CONFIG_MAX_FILE_SIZE (8u << 20)
+#define HOUR_MS UINT64_C(3600000)
+#define DAY_MS (24 * HOUR_MS)
+
+/* State of one load: the config being built and where errors go. */
+typedef struct loader {
+    fc_config_t *cfg; /* the config being filled; freed by the caller on failure */
+    const char *file; /* borrowed from the caller; named in errors */
+    fc_err_t *err;    /* where the first error goes */
+    char path[192];   /* key path of the value being set, like "routes[0].timeouts.connect" */
+    size_t pathlen;   /* strlen(path) */
+} loader_t;
+
+typedef struct directive directive_t;
+
+/* Sets the field at <base> + <d>->offset from <value>. <value> is NULL only for D_DEFAULTS
+ * directives whose key is absent: the setter then fills in its defaults. Returns 0 or -1 with
+ * the loader's error set. */
+typedef int (*setter_t)(loader_t *ld, const directive_t *d, const fc_yaml_node_t *value, void *base);
+
+enum {
+    D_REQUIRED = 1, /* the key must be present */
+    D_DEFAULTS = 2, /* when absent, the setter is called with NULL to apply its own defaults */
+};
+
+/* One key of a section. */
+struct directive {
+    const char *name;  /* the key as written in the file */
+    setter_t set;      /* reads the value into the field */
+    size_t offset;     /* offsetof the field in the section's struct */
+    uint64_t min, max; /* accepted range for numbers, durations (ms) and sizes (bytes) */
+    const char *def;   /* default, written as it would be in the file; NULL = none (zero) */
+    unsigned flags;    /* D_* */
+    const void *extra; /* setter data: a NULL-terminated choice list, a table_t or a list_spec_t */
+};
+
+/* The keys of one mapping section. */
+typedef struct table {
+    const directive_t *d;
+    size_t n;
+} table_t;
+
+#define TABLE(arr) {arr, FC_ARRAY_LEN(arr)}
+
+/* A list of mappings (listeners, servers, routes) read into an owned array of structs. */
+typedef struct list_spec {
+    const table_t *table; /* keys of each item */
+    size_t size;          /* bytes per item */
+    size_t count_offset;  /* offsetof the size_t count that follows the array pointer */
+    size_t max;           /* most items allowed */
+    /* Checks item <i> against items 0..i-1 once all are read (duplicates); NULL for none. */
+    int (*check)(loader_t *ld, const fc_yaml_node_t *list, void *items, size_t i);
+} list_spec_t;
+
+/* ---- errors and key paths ---- */
+
+static int vfail(loader_t *ld, const fc_yaml_node_t *at, int with_path, const char *fmt, va_list ap)
+{
+    char msg[256];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (with_path && ld->pathlen > 0)
+        return fc_err_setpos(ld->err, ld->file, at->line, at->column, "%s: %s", ld->path, msg);
+    return fc_err_setpos(ld->err, ld->file, at->line, at->column, "%s", msg);
+}
+
+/* Sets "<path>: <message>" at <at>'s position; returns -1. */
+__attribute__((format(printf, 3, 4))) static int fail(loader_t *ld, const fc_yaml_node_t *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfail(ld, at, 1, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Sets "<message>" at <at>'s position, for messages that place the path themselves; returns -1. */
+__attribute__((format(printf, 3, 4))) static int fail_raw(loader_t *ld, const fc_yaml_node_t *at, const char *fmt,
+                                                          ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfail(ld, at, 0, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Appends to the key path; returns the previous length for path_pop. */
+__attribute__((format(printf, 2, 3))) static size_t path_push(loader_t *ld, const char *fmt, ...)
+{
+    size_t saved = ld->pathlen;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ld->path + saved, sizeof(ld->path) - saved, fmt, ap);
+    va_end(ap);
+    ld->pathlen = strlen(ld->path);
+    return saved;
+}
+
+static size_t path_push_key(loader_t *ld, const char *key)
+{
+    return path_push(ld, ld->pathlen ? ".%s" : "%s", key);
+}
+
+static void path_pop(loader_t *ld, size_t saved)
+{
+    ld->pathlen = saved;
+    ld->path[saved] = '\0';
+}
+
+/* Where "unknown key" and "missing key" messages say they are: "in listeners[0]" or "at the top level". */
+static const char *path_where(const loader_t *ld, char *buf, size_t buflen)
+{
+    if (ld->pathlen == 0) return "at the top level";
+    snprintf(buf, buflen, "in %s", ld->path);
+    return buf;
+}
+
+/* Returns the text of scalar <v>, or NULL with the error set (not a scalar, null, or a NUL byte). */
+static const char *scalar_text(loader_t *ld, const fc_yaml_node_t *v)
+{
+    if (v->kind != FC_YAML_SCALAR) {
+        fail(ld, v, "expected a single value, got %s", fc_yaml_kind_name(v->kind));
+        return NULL;
+    }
+    if (fc_yaml_is_null(v)) {
+        fail(ld, v, "missing value");
+        return NULL;
+    }
+    if (strlen(v->scalar.text) != v->scalar.len) {
+        fail(ld, v, "the value contains a NUL byte");
+        return NULL;
+    }
+    return v->scalar.text;
+}
+
+/* Checks that <v> is of <kind>; sets the error otherwise. */
+static int expect_kind(loader_t *ld, const fc_yaml_node_t *v, fc_yaml_kind_t kind)
+{
+    if (v->kind == kind) return 0;
+    if (fc_yaml_is_null(v)) return fail(ld, v, "missing value (expected %s)", fc_yaml_kind_name(kind));
+    return fail(ld, v, "expected %s, got %s", fc_yaml_kind_name(kind), fc_yaml_kind_name(v->kind));
+}
+
+/* Writes "a, b, c" into <out> (at least 8 bytes), ending with "..." when the rest does not fit.
+ * <name_at> returns name <i> of <ctx>. */
+static void join_names(char *out, size_t outlen, size_t n, const char *(*name_at)(const void *, size_t),
+                       const void *ctx)
+{
+    const size_t reserve = sizeof(", ...");
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const char *sep = i ? ", " : "";
+        const char *name = name_at(ctx, i);
+        if (used + strlen(sep) + strlen(name) + reserve > outlen) {
+            strcpy(out + used, i ? ", ..." : "...");
+            return;
+        }
+        used += (size_t)sprintf(out + used, "%s%s", sep, name);
+    }
+}
+
+/* ---- numbers, durations and sizes ---- */
+
+/* Formats <v> with the largest unit that divides it exactly: <units> lists {suffix, factor} from
+ * the largest down and ends with the unit of factor 1. */
+typedef struct unit {
+    const char *suffix;
+    uint64_t factor;
+} unit_t;
+
+static const unit_t duration_units[] = {{"h", HOUR_MS}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+static const unit_t size_units[] = {{"g", 1u << 30}, {"m", 1u << 20}, {"k", 1u << 10}, {"", 1}};
+static const unit_t count_units[] = {{"", 1}};
+
+static void format_unit(char *out, size_t outlen, uint64_t v, const unit_t *units, size_t nunits)
+{
+    size_t i = 0;
+    while (i + 1 < nunits && (v == 0 || v % units[i].factor != 0)) i++;
+    snprintf(out, outlen, "%llu%s", (unsigned long long)(v / units[i].factor), units[i].suffix);
+}
+
+/* Checks <v> (read from <text>) against <d>'s range, printing the bounds with <units>. */
+static int check_range(loader_t *ld, const directive_t *d, const fc_yaml_node_t *at, uint64_t v, const char *text,
+                       const unit_t *units, size_t nunits)
+{
+    char lo[32], hi[32];
+    if (v >= d->min && v <= d->max) return 0;
+    format_unit(lo, sizeof(lo), d->min, units, nunits);
+    format_unit(hi, sizeof(hi), d->max, units, nunits);
+    if (d->max == UINT64_MAX) return fail(ld, at, "%s is too small (the minimum is %s)", text, lo);
+    return fail(ld, at, "%s is out of range (%s..%s)", text, lo, hi);
+}
+
+/* Reads a whole decimal number within <d>'s range. */
+static int read_whole(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, uint64_t *out)
+{
+    const char *t = scalar_text(ld, v);
+    uint64_t n = 0;
+    const char *p;
+    if (t == NULL) return -1;
+    p = t[0] == '-' ? t + 1 : t;
+    if (*p == '\0') return fail(ld, v, "expected a whole number, got '%s'", t);
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') return fail(ld, v, "expected a whole number, got '%s'", t);
+        if (n > (UINT64_MAX - 9) / 10) return fail(ld, v, "%s is too large", t);
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    if (t[0] == '-' && n != 0) {
+        char lo[32], hi[32];
+        format_unit(lo, sizeof(lo), d->min, count_units, 1);
+        format_unit(hi, sizeof(hi), d->max, count_units, 1);
+        return fail(ld, v, "%s is out of range (%s..%s)", t, lo, hi);
+    }
+    if (check_range(ld, d, v, n, t, count_units, 1) < 0) return -1;
+    *out = n;
+    return 0;
+}
+
+static int set_int(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    uint64_t n;
+    FC_ASSERT(d->max <= INT32_MAX);
+    if (read_whole(ld, d, v, &n) < 0) return -1;
+    *(int *)(void *)((char *)base + d->offset) = (int)n;
+    return 0;
+}
+
+static int set_uint(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    uint64_t n;
+    if (read_whole(ld, d, v, &n) < 0) return -1;
+    *(uint64_t *)(void *)((char *)base + d->offset) = n;
+    return 0;
+}
+
+/* `workers`: "auto" (stored as 0) or a number in range. */
+static int set_workers(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    if (v->kind == FC_YAML_SCALAR && strcmp(v->scalar.text, "auto") == 0) {
+        *(int *)(void *)((char *)base + d->offset) = 0;
+        return 0;
+    }
+    if (v->kind == FC_YAML_SCALAR && !fc_yaml_is_null(v) && strspn(v->scalar.text, "-0123456789") != v->scalar.len)
+        return fail(ld, v, "expected 'auto' or a number of processes, got '%s'", v->scalar.text);
+    return set_int(ld, d, v, base);
+}
+
+static int set_duration(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    uint64_t ms;
+    if (t == NULL) return -1;
+    if (fc_duration_parse(t, &ms) < 0)
+        return fail(ld, v, "expected a duration like 500ms, 10s, 5m or 1h30m, got '%s'", t);
+    if (check_range(ld, d, v, ms, t, duration_units, FC_ARRAY_LEN(duration_units)) < 0) return -1;
+    *(uint64_t *)(void *)((char *)base + d->offset) = ms;
+    return 0;
+}
+
+static int set_size(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    uint64_t bytes;
+    if (t == NULL) return -1;
+    if (fc_size_parse(t, &bytes) < 0) return fail(ld, v, "expected a size like 512, 16k, 10m or 1g, got '%s'", t);
+    if (check_range(ld, d, v, bytes, t, size_units, FC_ARRAY_LEN(size_units)) < 0) return -1;
+    *(uint64_t *)(void *)((char *)base + d->offset) = bytes;
+    return 0;
+}
+
+/* ---- strings ---- */
+
+static char **string_field(const directive_t *d, void *base) { return (char **)(void *)((char *)base + d->offset); }
+
+/* Stores a copy of <text> in <d>'s field, replacing nothing (each key is set once). */
+static void store_string(const directive_t *d, void *base, const char *text)
+{
+    char **field = string_field(d, base);
+    FC_ASSERT(*field == NULL);
+    *field = text ? fc_xstrdup(text) : NULL;
+}
+
+/* Any non-empty string. */
+static int set_string(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    if (*t == '\0') return fail(ld, v, "must not be empty");
+    store_string(d, base, t);
+    return 0;
+}
+
+static const char *choice_at(const void *ctx, size_t i) { return ((const char *const *)ctx)[i]; }
+
+/* Returns the index of <v>'s text in <d>'s NULL-terminated choice list, or -1 with the error set. */
+static int find_choice(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v)
+{
+    const char *const *choices = d->extra;
+    const char *t = scalar_text(ld, v);
+    char list[160];
+    size_t n = 0;
+    if (t == NULL) return -1;
+    for (; choices[n] != NULL; n++)
+        if (strcmp(choices[n], t) == 0) return (int)n;
+    join_names(list, sizeof(list), n, choice_at, choices);
+    return fail(ld, v, "unknown value '%s' (expected one of: %s)", t, list);
+}
+
+/* One of a fixed list of words, stored as a string. */
+static int set_choice(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    int i = find_choice(ld, d, v);
+    if (i < 0) return -1;
+    store_string(d, base, v->scalar.text);
+    return 0;
+}
+
+/* One of a fixed list of words, stored as its index (an enum whose values follow the list). */
+static int set_enum(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    int i = find_choice(ld, d, v);
+    if (i < 0) return -1;
+    *(int *)(void *)((char *)base + d->offset) = i;
+    return 0;
+}
+
+/* `access_log`: "off" is stored as NULL; anything else ("stdout", a path) as written. */
+static int set_access_log(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    if (v->kind == FC_YAML_SCALAR && strcmp(v->scalar.text, "off") == 0) return 0;
+    return set_string(ld, d, v, base);
+}
+
+/* `balance`: a name balance.c registers. */
+static int set_balance(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    if (fc_balance_ops_find(t) == NULL)
+        return fail(ld, v, "unknown balancing policy '%s' (known: %s)", t, fc_balance_names());
+    store_string(d, base, t);
+    return 0;
+}
+
+static int set_addr(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    fc_err_t why;
+    if (t == NULL) return -1;
+    if (fc_addr_parse(t, (fc_addr_t *)(void *)((char *)base + d->offset), &why) < 0)
+        return fail(ld, v, "%s", why.msg);
+    return 0;
+}
+
+/* A host name label character (underscores are common in internal names). */
+static int is_label_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/* `host`: an exact name or "*.suffix", stored lower-cased. */
+static int set_host(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    const char *name;
+    size_t label = 0;
+    if (t == NULL) return -1;
+    if (strcmp(t, "*") == 0) return fail(ld, v, "'*' is not a host name; leave out 'host' to match any host");
+    name = strncmp(t, "*.", 2) == 0 ? t + 2 : t;
+    if (strchr(name, '*') != NULL)
+        return fail(ld, v, "'%s': a wildcard is only allowed as a leading '*.', like *.example.com", t);
+    if (strchr(name, ':') != NULL) return fail(ld, v, "'%s': a host must not include a port", t);
+    if (strlen(name) > 253) return fail(ld, v, "'%s' is longer than 253 characters", t);
+    for (const char *p = name;; p++) {
+        if (*p == '.' || *p == '\0') {
+            if (label == 0 || label > 63)
+                return fail(ld, v, "'%s' is not a valid host name (empty or over-long label)", t);
+            if (*p == '\0') break;
+            label = 0;
+        } else if (!is_label_char(*p)) {
+            return fail(ld, v, "'%s' is not a valid host name (use letters, digits, '-' and '.')", t);
+        } else {
+            label++;
+        }
+    }
+    store_string(d, base, t);
+    for (char *p = *string_field(d, base); *p; p++)
+        if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+    return 0;
+}
+
+/* `path`: a prefix beginning with '/', without query, fragment, spaces or control characters. */
+static int set_path(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    if (t[0] != '/') return fail(ld, v, "'%s' must start with '/'", t);
+    for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
+        if (*p <= ' ' || *p == 0x7f) return fail(ld, v, "'%s' must not contain spaces or control characters", t);
+        if (*p == '?' || *p == '#')
+            return fail(ld, v, "'%s' must not contain a query ('?') or fragment ('#'); routes match the path only", t);
+    }
+    store_string(d, base, t);
+    return 0;
+}
+
+/* ---- sections ---- */
+
+static const directive_t *table_find(const table_t *t, const char *name)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->d[i].name, name) == 0) return &t->d[i];
+    return NULL;
+}
+
+static const char *directive_at(const void *ctx, size_t i) { return ((const table_t *)ctx)->d[i].name; }
+
+/* Fills <base> from mapping <map> (NULL = every key absent) with table <t>: unknown keys first,
+ * then each directive in table order, so sections that others refer to (upstreams before routes)
+ * are read first. Absent keys get their default, or are an error when required. */
+static int apply_table(loader_t *ld, const table_t *t, const fc_yaml_node_t *map, void *base)
+{
+    if (map != NULL) {
+        if (expect_kind(ld, map, FC_YAML_MAPPING) < 0) return -1;
+        for (size_t i = 0; i < map->map.n; i++) {
+            const fc_yaml_node_t *key = map->map.pairs[i].key;
+            char known[200], where[200];
+            if (table_find(t, key->scalar.text) != NULL) continue;
+            join_names(known, sizeof(known), t->n, directive_at, t);
+            return fail_raw(ld, key, "unknown key '%s' %s (expected one of: %s)", key->scalar.text,
+                            path_where(ld, where, sizeof(where)), known);
+        }
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        const directive_t *d = &t->d[i];
+        const fc_yaml_node_t *v = fc_yaml_map_get(map, d->name);
+        char where[200];
+        size_t saved;
+        int rc = 0;
+        if (v == NULL && (d->flags & D_REQUIRED)) {
+            FC_ASSERT(map != NULL);
+            return fail_raw(ld, map, "missing required key '%s' %s", d->name, path_where(ld, where, sizeof(where)));
+        }
+        saved = path_push_key(ld, d->name);
+        if (v != NULL) {
+            rc = d->set(ld, d, v, base);
+        } else if (d->def != NULL) {
+            fc_yaml_node_t def = {.kind = FC_YAML_SCALAR};
+            def.scalar.text = d->def;
+            def.scalar.len = strlen(d->def);
+            rc = d->set(ld, d, &def, base);
+            FC_ASSERT(rc == 0);
+        } else if (d->flags & D_DEFAULTS) {
+            rc = d->set(ld, d, NULL, base);
+        }
+        path_pop(ld, saved);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* A sub-mapping read into a struct embedded at <d>->offset (limits, route timeouts); when absent,
+ * every default applies. */
+static int set_section(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    return apply_table(ld, d->extra, v, (char *)base + d->offset);
+}
+
+/* A list of mappings (see list_spec_t) into an owned array at <d>->offset. */
+static int set_list(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const list_spec_t *spec = d->extra;
+    char *items;
+    if (expect_kind(ld, v, FC_YAML_SEQUENCE) < 0) return -1;
+    if (v->seq.n == 0) return fail(ld, v, "the list is empty; at least one entry is required");
+    if (v->seq.n > spec->max)
+        return fail(ld, v, "%zu entries listed, at most %zu are allowed", v->seq.n, spec->max);
+    items = fc_xcalloc(v->seq.n, spec->size);
+    *(void **)(void *)((char *)base + d->offset) = items;
+    *(size_t *)(void *)((char *)base + spec->count_offset) = v->seq.n;
+    for (size_t i = 0; i < v->seq.n; i++) {
+        size_t saved = path_push(ld, "[%zu]", i);
+        int rc = apply_table(ld, spec->table, v->seq.items[i], items + i * spec->size);
+        if (rc == 0 && spec->check != NULL) rc = spec->check(ld, v, items, i);
+        path_pop(ld, saved);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+static int addr_equal(const fc_addr_t *a, const fc_addr_t *b)
+{
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* Rejects item <i> of <list> when its address (the first field of each <size>-byte item) repeats
+ * an earlier one. <what> names the list in the message; <hint> ends it. */
+static int check_addr_unique(loader_t *ld, const fc_yaml_node_t *list, const void *items, size_t size, size_t i,
+                             const char *what, const char *hint)
+{
+    const fc_addr_t *a = (const fc_addr_t *)(const void *)((const char *)items + i * size);
+    for (size_t j = 0; j < i; j++) {
+        const fc_addr_t *b = (const fc_addr_t *)(const void *)((const char *)items + j * size);
+        if (!addr_equal(a, b)) continue;
+        const fc_yaml_node_t *at = fc_yaml_map_get(list->seq.items[i], "address");
+        size_t saved = path_push(ld, ".address");
+        int rc = fail(ld, at, "%s is already listed as %s[%zu]%s", a->text, what, j, hint);
+        path_pop(ld, saved);
+        return rc;
+    }
+    return 0;
+}
+
+static int check_listener(loader_t *ld, const fc_yaml_node_t *list, void *items, size_t i)
+{
+    _Static_assert(offsetof(fc_listener_conf_t, addr) == 0, "the address leads a listener");
+    return check_addr_unique(ld, list, items, sizeof(fc_listener_conf_t), i, "listeners", "");
+}
+
+static int check_server(loader_t *ld, const fc_yaml_node_t *list, void *items, size_t i)
+{
+    _Static_assert(offsetof(fc_server_conf_t, addr) == 0, "the address leads a server");
+    return check_addr_unique(ld, list, items, sizeof(fc_server_conf_t), i, "servers",
+                             " (give it a higher weight instead)");
+}
+
+/* A route whose host and path repeat an earlier route's could never be chosen. */
+static int check_route(loader_t *ld, const fc_yaml_node_t *list, void *items, size_t i)
+{
+    const fc_route_conf_t *routes = items, *r = &routes[i];
+    for (size_t j = 0; j < i; j++) {
+        const fc_route_conf_t *o = &routes[j];
+        int same_host = (r->host == NULL && o->host == NULL) || (r->host && o->host && strcmp(r->host, o->host) == 0);
+        if (same_host && strcmp(r->path, o->path) == 0)
+            return fail(ld, list->seq.items[i], "same host and path as routes[%zu], so it could never be chosen", j);
+    }
+    return 0;
+}
+
+static const char *upstream_at(const void *ctx, size_t i) { return ((const fc_config_t *)ctx)->upstreams[i].name; }
+
+/* `upstream` in a route: a name under `upstreams:`, resolved to its entry. */
+static int set_route_upstream(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_route_conf_t *r = base;
+    char names[160];
+    if (set_string(ld, d, v, base) < 0) return -1;
+    r->upstream = fc_config_upstream(ld->cfg, r->upstream_name);
+    if (r->upstream != NULL) return 0;
+    join_names(names, sizeof(names), ld->cfg->nupstreams, upstream_at, ld->cfg);
+    return fail(ld, v, "unknown upstream '%s' (defined: %s)", r->upstream_name, names);
+}
+
+/* ---- the tables ---- */
+
+static const directive_t listener_keys[] = {
+    {"address", set_addr, offsetof(fc_listener_conf_t, addr), 0, 0, NULL, D_REQUIRED, NULL},
+};
+static const table_t listener_table = TABLE(listener_keys);
+static const list_spec_t listener_list = {&listener_table, sizeof(fc_listener_conf_t),
+                                          offsetof(fc_config_t, nlisteners), 64, check_listener};
+
+static const directive_t server_keys[] = {
+    {"address", set_addr, offsetof(fc_server_conf_t, addr), 0, 0, NULL, D_REQUIRED, NULL},
+    {"weight", set_int, offsetof(fc_server_conf_t, weight), 1, 1000, "1", 0, NULL},
+};
+static const table_t server_table = TABLE(server_keys);
+static const list_spec_t server_list = {&server_table, sizeof(fc_server_conf_t),
+                                        offsetof(fc_upstream_conf_t, nservers), FC_UPSTREAM_MAX_SERVERS,
+                                        check_server};
+
+static const directive_t upstream_keys[] = {
+    {"balance", set_balance, offsetof(fc_upstream_conf_t, balance), 0, 0, "round_robin", 0, NULL},
+    {"keepalive", set_int, offsetof(fc_upstream_conf_t, keepalive), 0, 100000, "32", 0, NULL},
+    {"keepalive_timeout", set_duration, offsetof(fc_upstream_conf_t, keepalive_timeout), 1, DAY_MS, "60s", 0, NULL},
+    {"servers", set_list, offsetof(fc_upstream_conf_t, servers), 0, 0, NULL, D_REQUIRED, &server_list},
+};
+static const table_t upstream_table = TABLE(upstream_keys);
+
+static const directive_t timeout_keys[] = {
+    {"connect", set_duration, offsetof(fc_route_conf_t, connect_timeout), 1, DAY_MS, "5s", 0, NULL},
+    {"send", set_duration, offsetof(fc_route_conf_t, send_timeout), 1, DAY_MS, "60s", 0, NULL},
+    {"read", set_duration, offsetof(fc_route_conf_t, read_timeout), 1, DAY_MS, "60s", 0, NULL},
+};
+static const table_t timeout_table = TABLE(timeout_keys);
+
+static const directive_t route_keys[] = {
+    {"host", set_host, offsetof(fc_route_conf_t, host), 0, 0, NULL, 0, NULL},
+    {"path", set_path, offsetof(fc_route_conf_t, path), 0, 0, "/", 0, NULL},
+    {"upstream", set_route_upstream, offsetof(fc_route_conf_t, upstream_name), 0, 0, NULL, D_REQUIRED, NULL},
+    /* The timeouts live directly in the route struct, so the section's base is the route itself. */
+    {"timeouts", set_section, 0, 0, 0, NULL, D_DEFAULTS, &timeout_table},
+};
+static const table_t route_table = TABLE(route_keys);
+static const list_spec_t route_list = {&route_table, sizeof(fc_route_conf_t), offsetof(fc_config_t, nroutes),
+                                       100000, check_route};
+
+static const directive_t limit_keys[] = {
+    {"client_header_timeout", set_duration, offsetof(fc_limits_conf_t, client_header_timeout), 1, DAY_MS, "10s",
+     0, NULL},
+    {"client_body_timeout", set_duration, offsetof(fc_limits_conf_t, client_body_timeout), 1, DAY_MS, "60s", 0,
+     NULL},
+    {"send_timeout", set_duration, offsetof(fc_limits_conf_t, send_timeout), 1, DAY_MS, "60s", 0, NULL},
+    {"keepalive_timeout", set_duration, offsetof(fc_limits_conf_t, keepalive_timeout), 0, DAY_MS, "75s", 0, NULL},
+    {"max_header_size", set_size, offsetof(fc_limits_conf_t, max_header_size), 1u << 10, 1u << 20, "16k", 0, NULL},
+    {"max_body_size", set_size, offsetof(fc_limits_conf_t, max_body_size), 0, UINT64_MAX, "10m", 0, NULL},
+    {"max_connections", set_uint, offsetof(fc_limits_conf_t, max_connections), 1, 1000000, "10000", 0, NULL},
+};
+static const table_t limit_table = TABLE(limit_keys);
+
+static const char *const log_levels[] = {"error", "warn", "notice", "info", "debug", NULL};
+static const char *const log_formats[] = {"json", "combined", NULL};
+_Static_assert(FC_LOG_FORMAT_JSON == 0 && FC_LOG_FORMAT_COMBINED == 1, "log_formats[] follows the enum");
+_Static_assert(sizeof(enum fc_log_format) == sizeof(int), "set_enum stores an int");
+
+static int set_upstreams(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base);
+
+static const directive_t top_keys[] = {
+    {"workers", set_workers, offsetof(fc_config_t, workers), 1, 256, "1", 0, NULL},
+    {"shutdown_timeout", set_duration, offsetof(fc_config_t, shutdown_timeout), 0, DAY_MS, "30s", 0, NULL},
+    {"error_log", set_string, offsetof(fc_config_t, error_log), 0, 0, "stderr", 0, NULL},
+    {"error_log_level", set_choice, offsetof(fc_config_t, error_log_level), 0, 0, "notice", 0, log_levels},
+    {"access_log", set_access_log, offsetof(fc_config_t, access_log), 0, 0, "stdout", 0, NULL},
+    {"access_log_format", set_enum, offsetof(fc_config_t, access_log_format), 0, 0, "json", 0, log_formats},
+    {"listeners", set_list, offsetof(fc_config_t, listeners), 0, 0, NULL, D_REQUIRED, &listener_list},
+    /* Upstreams come before routes so that a route's upstream can be resolved as it is read. */
+    {"upstreams", set_upstreams, offsetof(fc_config_t, upstreams), 0, 0, NULL, D_REQUIRED, &upstream_table},
+    {"routes", set_list, offsetof(fc_config_t, routes), 0, 0, NULL, D_REQUIRED, &route_list},
+    {"limits", set_section, offsetof(fc_config_t, limits), 0, 0, NULL, D_DEFAULTS, &limit_table},
+};
+static const table_t top_table = TABLE(top_keys);
+
+/* `upstreams`: a mapping of name -> upstream section, kept in file order. */
+static int set_upstreams(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_config_t *cfg = base;
+    if (expect_kind(ld, v, FC_YAML_MAPPING) < 0) return -1;
+    if (v->map.n == 0) return fail(ld, v, "no upstreams are defined; at least one is required");
+    cfg->upstreams = fc_xcalloc(v->map.n, sizeof(*cfg->upstreams));
+    cfg->nupstreams = v->map.n;
+    for (size_t i = 0; i < v->map.n; i++) {
+        const fc_yaml_node_t *key = v->map.pairs[i].key;
+        fc_upstream_conf_t *u = &cfg->upstreams[i];
+        const char *name = key->scalar.text;
+        size_t saved;
+        int rc;
+        if (*name == '\0' || key->scalar.len > 64 ||
+            strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != key->scalar.len)
+            return fail_raw(ld, key, "invalid upstream name '%s': use 1 to 64 letters, digits, '-', '_' and '.'",
+                            name);
+        u->name = fc_xstrdup(name);
+        u->index = i;
+        saved = path_push(ld, ".%s", name);
+        rc = apply_table(ld, d->extra, v->map.pairs[i].value, u);
+        path_pop(ld, saved);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* ---- public API ---- */
+
+int fc_addr_parse(const char *text, fc_addr_t *out, fc_err_t *err)
+{
+    fc_addr_t a;
+    char host[64];
+    const char *port, *end;
+    size_t hostlen, tl = strlen(text);
+    unsigned long p = 0;
+
+    memset(&a, 0, sizeof(a));
+    if (tl == 0) return fc_err_set(err, "empty address (expected host:port, like 127.0.0.1:8080)");
+    if (tl >= sizeof(a.text)) return fc_err_set(err, "address '%.40s...' is too long", text);
+    if (text[0] == '[') {
+        end = strchr(text, ']');
+        if (end == NULL) return fc_err_set(err, "missing ']' in '%s' (expected [address]:port)", text);
+        hostlen = (size_t)(end - text - 1);
+        port = end[1] == ':' ? end + 2 : NULL;
+        memcpy(host, text + 1, hostlen);
+    } else {
+        end = strrchr(text, ':');
+        if (end != NULL && memchr(text, ':', (size_t)(end - text)) != NULL)
+            return fc_err_set(err, "'%s': write IPv6 addresses in brackets, like [::1]:8080", text);
+        hostlen = end ? (size_t)(end - text) : tl;
+        port = end ? end + 1 : NULL;
+        memcpy(host, text, hostlen);
+    }
+    host[hostlen] = '\0';
+    if (port == NULL) return fc_err_set(err, "missing port in '%s' (expected host:port, like 127.0.0.1:8080)", text);
+    if (*port == '\0' || strspn(port, "0123456789") != strlen(port) || strlen(port) > 5 ||
+        (p = strtoul(port, NULL, 10)) < 1 || p > 65535)
+        return fc_err_set(err, "invalid port '%s' in '%s' (expected 1..65535)", port, text);
+    if (text[0] == '[') {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a.ss;
+        if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+            return fc_err_set(err, "'%s' is not a valid IPv6 address", host);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)p);
+        a.len = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&a.ss;
+        if (hostlen == 0)
+            return fc_err_set(err, "missing host in '%s' (write *%s to listen on every address)", text, text);
+        if (strcmp(host, "*") == 0) s4->sin_addr.s_addr = htonl(INADDR_ANY);
+        else if (strcmp(host, "localhost") == 0) s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+            return fc_err_set(err, "'%s' is not an IP address (only numeric addresses and localhost are accepted)",
+                              host);
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)p);
+        a.len = sizeof(*s4);
+    }
+    memcpy(a.text, text, tl + 1);
+    *out = a;
+    return 0;
+}
+
+int fc_config_load_string(const char *name, const char *text, size_t len, fc_config_t **out, fc_err_t *err)
+{
+    fc_yaml_doc_t *doc;
+    fc_config_t *cfg;
+    int rc;
+
+    if (fc_yaml_parse(name, text, len, &doc, err) < 0) return -1;
+    cfg = fc_xcalloc(1, sizeof(*cfg));
+    cfg->file = fc_xstrdup(name);
+    loader_t ld = {.cfg = cfg, .file = name, .err = err};
+    if (doc->root == NULL)
+        rc = fc_err_setpos(err, name, 0, 0,
+                           "the configuration is empty (listeners, upstreams and routes are required)");
+    else if (doc->root->kind != FC_YAML_MAPPING)
+        rc = fail_raw(&ld, doc->root, "the configuration must be a mapping of keys like 'listeners:', not %s",
+                      fc_yaml_kind_name(doc->root->kind));
+    else
+        rc = apply_table(&ld, &top_table, doc->root, cfg);
+    fc_yaml_free(doc);
+    if (rc < 0) {
+        fc_config_free(cfg);
+        return -1;
+    }
+    *out = cfg;
+    return 0;
+}
+
+int fc_config_load(const char *path, fc_config_t **out, fc_err_t *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *text;
+    size_t len;
+    int rc;
+
+    if (f == NULL) return fc_err_setpos(err, path, 0, 0, "cannot open: %s", strerror(errno));
+    text = fc_xmalloc(CONFIG_MAX_FILE_SIZE + 1);
+    len = fread(text, 1, CONFIG_MAX_FILE_SIZE + 1, f);
+    if (ferror(f)) rc = fc_err_setpos(err, path, 0, 0, "cannot read: %s", strerror(errno));
+    else if (len > CONFIG_MAX_FILE_SIZE)
+        rc = fc_err_setpos(err, path, 0, 0, "larger than 8m; is this the config file?");
+    else rc = fc_config_load_string(path, text, len, out, err);
+    fclose(f);
+    free(text);
+    return rc;
+}
+
+void fc_config_free(fc_config_t *cfg)
+{
+    if (cfg == NULL) return;
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        free(cfg->upstreams[i].name);
+        free(cfg->upstreams[i].balance);
+        free(cfg->upstreams[i].servers);
+    }
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        free(cfg->routes[i].host);
+        free(cfg->routes[i].path);
+        free(cfg->routes[i].upstream_name);
+    }
+    free(cfg->upstreams);
+    free(cfg->routes);
+    free(cfg->listeners);
+    free(cfg->file);
+    free(cfg->error_log);
+    free(cfg->error_log_level);
+    free(cfg->access_log);
+    free(cfg);
+}
+
+fc_upstream_conf_t *fc_config_upstream(const fc_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        if (cfg->upstreams[i].name != NULL && strcmp(cfg->upstreams[i].name, name) == 0) return &cfg->upstreams[i];
+    return NULL;
+}

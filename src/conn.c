@@ -1,0 +1,263 @@
+/* conn.c: client connections (see conn.h). Reads into a pooled buffer that is handed back while
+ * the connection is idle, parses request heads, and hands each request to an exchange. */
+#include "fulcrum/conn.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "fulcrum/exchange.h"
+#include "fulcrum/log.h"
+
+static void process(fc_conn_t *c);
+
+static void release_buf(fc_conn_t *c)
+{
+    fc_bufpool_put(&c->w->client_bufs, c->rbuf.base);
+    c->rbuf.base = NULL;
+    c->rbuf.len = c->rbuf.cap = 0;
+    c->pos = 0;
+}
+
+static void on_close(uv_handle_t *h)
+{
+    fc_conn_t *c = fc_container_of(h, fc_conn_t, tcp);
+    fc_worker_t *w = c->w;
+    release_buf(c);
+    free(c);
+    fc_worker_check_drained(w);
+}
+
+void fc_conn_close(fc_conn_t *c)
+{
+    if (c->state == FC_CONN_CLOSING) return;
+    FC_ASSERT(c->ex == NULL);
+    c->state = FC_CONN_CLOSING;
+    fc_timeout_clear(&c->timeout);
+    fc_conn_read_stop(c);
+    fc_list_remove(&c->link);
+    c->w->nconns--;
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void on_timeout(fc_timeout_t *t)
+{
+    fc_conn_t *c = fc_container_of(t, fc_conn_t, timeout);
+    switch (c->state) {
+    case FC_CONN_HEAD:
+        /* Part of a head arrived but not all of it in time: say so, then close. */
+        if (c->ex != NULL) {
+            fc_exchange_reply_error(c->ex, 408, 0);
+            return;
+        }
+        fc_conn_close(c);
+        return;
+    case FC_CONN_ACTIVE:
+        if (c->ex != NULL) fc_exchange_on_client_timeout(c->ex);
+        return;
+    default:
+        fc_conn_close(c);
+        return;
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    fc_conn_t *c = fc_container_of(h, fc_conn_t, tcp);
+    if (c->rbuf.base == NULL) {
+        c->rbuf.base = fc_bufpool_get(&c->w->client_bufs);
+        c->rbuf.cap = c->rbuf.base ? c->w->client_bufs.size : 0;
+        c->rbuf.len = c->pos = 0;
+    }
+    if (c->state == FC_CONN_LINGER) c->rbuf.len = c->pos = 0; /* discarding */
+    *buf = uv_buf_init(c->rbuf.base + c->rbuf.len, (unsigned)(c->rbuf.cap - c->rbuf.len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    fc_conn_t *c = fc_container_of(s, fc_conn_t, tcp);
+    if (nread == 0) return;
+    if (nread < 0) {
+        fc_conn_read_stop(c);
+        c->eof = 1;
+        if (c->state == FC_CONN_ACTIVE && c->ex != NULL) fc_exchange_on_client_error(c->ex, (int)nread);
+        else if (c->state == FC_CONN_HEAD && c->ex != NULL && c->rbuf.len > c->pos && nread == UV_EOF) {
+            /* EOF in the middle of a head: nothing to answer, the client gave up. */
+            fc_exchange_reply_error(c->ex, 400, 0);
+        } else if (c->state != FC_CONN_CLOSING) {
+            if (c->ex != NULL) fc_exchange_on_client_error(c->ex, (int)nread);
+            else fc_conn_close(c);
+        }
+        return;
+    }
+    if (c->state == FC_CONN_LINGER) return;
+    c->rbuf.len += (size_t)nread;
+    if (c->rbuf.len == c->rbuf.cap) fc_conn_read_stop(c); /* resumes once the buffer has room */
+    if (c->state == FC_CONN_ACTIVE) {
+        if (c->ex != NULL) fc_exchange_on_client_data(c->ex);
+        return;
+    }
+    process(c);
+}
+
+void fc_conn_read_start(fc_conn_t *c)
+{
+    if (c->reading || c->eof || c->state == FC_CONN_CLOSING) return;
+    if (c->rbuf.base != NULL && c->rbuf.len == c->rbuf.cap) return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+}
+
+void fc_conn_read_stop(fc_conn_t *c)
+{
+    if (!c->reading) return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+}
+
+/* Parses request heads from the buffer while the connection is between exchanges. */
+static void process(fc_conn_t *c)
+{
+    fc_worker_t *w = c->w;
+    while (c->state == FC_CONN_IDLE || c->state == FC_CONN_HEAD) {
+        if (c->pos == c->rbuf.len) {
+            if (c->state == FC_CONN_IDLE) {
+                release_buf(c); /* idle connections hold no buffer */
+                if (c->eof) fc_conn_close(c);
+            }
+            return;
+        }
+        if (c->state == FC_CONN_IDLE) {
+            /* A new request begins: its head starts at offset 0 of the buffer. */
+            if (c->pos > 0) {
+                memmove(c->rbuf.base, c->rbuf.base + c->pos, c->rbuf.len - c->pos);
+                c->rbuf.len -= c->pos;
+                c->pos = 0;
+                fc_conn_read_start(c);
+            }
+            c->state = FC_CONN_HEAD;
+            fc_timeout_set(&w->tq, &c->timeout, w->t_header);
+        }
+        if (c->ex == NULL) {
+            c->ex = fc_exchange_new(c);
+            if (c->ex == NULL) {
+                fc_conn_close(c);
+                return;
+            }
+            c->parser.head = &c->ex->req;
+        }
+        size_t used = 0;
+        int ev = fc_http_execute(&c->parser, c->rbuf.base + c->pos, c->rbuf.len - c->pos, &used);
+        c->pos += used;
+        switch (ev) {
+        case FC_HTTP_HEAD_DONE:
+            c->state = FC_CONN_ACTIVE;
+            fc_timeout_clear(&c->timeout);
+            /* The exchange may end before this returns (an error answer, a pipelined 404):
+             * the loop then goes on with the next request instead of recursing. */
+            c->processing = 1;
+            fc_exchange_start(c->ex);
+            c->processing = 0;
+            continue;
+        case FC_HTTP_MSG_DONE:
+            continue; /* the end of a bodiless message before this one: nothing to do */
+        case FC_HTTP_NEED_MORE:
+            if (c->pos > w->cfg->limits.max_header_size || c->rbuf.len == c->rbuf.cap) {
+                fc_exchange_reply_error(c->ex, 431, 0);
+            }
+            return;
+        default:
+            fc_log(FC_LOG_INFO, "client %s: bad request: %s", c->ip, fc_http_error(&c->parser));
+            fc_exchange_reply_error(c->ex, c->parser.user_error ? 431 : 400, 0);
+            return;
+        }
+    }
+}
+
+void fc_conn_exchange_done(fc_conn_t *c, int keepalive)
+{
+    fc_worker_t *w = c->w;
+    c->ex = NULL;
+    c->parser.head = NULL;
+    if (!keepalive || w->draining || w->t_keepalive == NULL || c->eof) {
+        if (c->eof) fc_conn_close(c);
+        else fc_conn_linger(c);
+        return;
+    }
+    c->state = FC_CONN_IDLE;
+    fc_timeout_set(&w->tq, &c->timeout, w->t_keepalive);
+    fc_conn_read_start(c);
+    if (!c->processing) process(c); /* a pipelined request may be waiting already */
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    free(req);
+}
+
+void fc_conn_linger(fc_conn_t *c)
+{
+    fc_worker_t *w = c->w;
+    c->ex = NULL;
+    c->parser.head = NULL;
+    if (c->eof) {
+        fc_conn_close(c);
+        return;
+    }
+    /* Shut our side and read until the client closes, so that unread input does not turn the
+     * close into a reset that could destroy the response before the client reads it. */
+    c->state = FC_CONN_LINGER;
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (req == NULL || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(req);
+        fc_conn_close(c);
+        return;
+    }
+    fc_timeout_set(&w->tq, &c->timeout, w->t_linger);
+    fc_conn_read_start(c);
+}
+
+void fc_conn_drain(fc_conn_t *c)
+{
+    if (c->state == FC_CONN_IDLE && c->ex == NULL) fc_conn_close(c);
+}
+
+void fc_conn_accept(fc_worker_t *w, uv_stream_t *server)
+{
+    fc_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) return;
+    if (uv_tcp_init(w->loop, &c->tcp) != 0) {
+        free(c);
+        return;
+    }
+    c->w = w;
+    fc_list_insert_tail(&w->conns, &c->link);
+    w->nconns++;
+    fc_timeout_init(&c->timeout, on_timeout);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        fc_conn_close(c);
+        return;
+    }
+    if (w->nconns > w->cfg->limits.max_connections) {
+        static uint64_t last_warn;
+        if (uv_now(w->loop) - last_warn > 10000) {
+            fc_log(FC_LOG_WARN, "max_connections (%llu) reached: closing new connections",
+                   (unsigned long long)w->cfg->limits.max_connections);
+            last_warn = uv_now(w->loop);
+        }
+        fc_conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    strcpy(c->ip, "-");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->ip, sizeof(c->ip));
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->ip, sizeof(c->ip));
+    }
+    fc_http_parser_init(&c->parser, HTTP_REQUEST);
+    c->state = FC_CONN_IDLE;
+    fc_timeout_set(&w->tq, &c->timeout, w->t_header);
+    fc_conn_read_start(c);
+}

@@ -1,0 +1,715 @@
+/* exchange.c: one request and its response (see exchange.h). The flow, top to bottom:
+ * fc_exchange_start (validate, route) -> connect_next (pick, pool or connect) -> send ->
+ * pump_request (request body, raw bytes as the client framed them) and pump_response (head
+ * rewritten, body raw or decoded for HTTP/1.0) -> finish (log, give the upstream connection back,
+ * hand the client connection back). Errors go through fail(), which answers with the status the
+ * cause calls for while nothing was sent yet, or cuts the client connection if something was. */
+#include "fulcrum/exchange.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "fulcrum/conn.h"
+#include "fulcrum/headers.h"
+#include "fulcrum/log.h"
+#include "fulcrum/upstream.h"
+
+#define EXCHANGE_FREELIST_KEEP 1024
+
+static void connect_next(fc_exchange_t *ex);
+static void send_request(fc_exchange_t *ex);
+static void pump_request(fc_exchange_t *ex);
+static void pump_response(fc_exchange_t *ex);
+static void flush_client(fc_exchange_t *ex);
+static void finish(fc_exchange_t *ex);
+static void fail(fc_exchange_t *ex, int cause);
+
+static fc_worker_t *W(const fc_exchange_t *ex) { return ex->w; }
+
+
+/* ---- lifetime ------------------------------------------------------------------------------ */
+
+fc_exchange_t *fc_exchange_new(fc_conn_t *c)
+{
+    fc_worker_t *w = c->w;
+    fc_exchange_t *ex = w->free_exchanges;
+    if (ex != NULL) {
+        w->free_exchanges = ex->next_free;
+        w->nfree_exchanges--;
+    } else {
+        ex = calloc(1, sizeof(*ex));
+        if (ex == NULL) return NULL;
+    }
+    memset(ex, 0, offsetof(fc_exchange_t, req));
+    ex->w = w;
+    ex->client = c;
+    ex->refs = 1;
+    ex->head_out.len = 0;
+    ex->resp_out.len = 0;
+    return ex;
+}
+
+static void unref(fc_exchange_t *ex)
+{
+    FC_ASSERT(ex->refs > 0);
+    if (--ex->refs > 0) return;
+    fc_worker_t *w = W(ex);
+    if (w->nfree_exchanges >= EXCHANGE_FREELIST_KEEP || ex->head_out.cap > 65536 || ex->resp_out.cap > 65536) {
+        fc_buf_free(&ex->head_out);
+        fc_buf_free(&ex->resp_out);
+        free(ex);
+        return;
+    }
+    ex->next_free = w->free_exchanges;
+    w->free_exchanges = ex;
+    w->nfree_exchanges++;
+}
+
+void fc_exchange_freelist_drain(fc_worker_t *w)
+{
+    while (w->free_exchanges != NULL) {
+        fc_exchange_t *ex = w->free_exchanges;
+        w->free_exchanges = ex->next_free;
+        fc_buf_free(&ex->head_out);
+        fc_buf_free(&ex->resp_out);
+        free(ex);
+    }
+    w->nfree_exchanges = 0;
+}
+
+/* Gives the upstream connection back (pooled when <reusable>) and stops counting it as active. */
+static void detach_upstream(fc_exchange_t *ex, int reusable)
+{
+    fc_upconn_t *up = ex->up;
+    if (up == NULL) return;
+    fc_upstream_t *u = up->server->upstream;
+    u->view[up->server - u->servers].active--;
+    ex->up = NULL;
+    fc_pool_release(up, reusable);
+}
+
+static size_t route_index(const fc_exchange_t *ex) { return (size_t)(ex->route - W(ex)->cfg->routes); }
+
+/* ---- access log ---------------------------------------------------------------------------- */
+
+static size_t json_escape(char *out, size_t cap, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 7 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[ch >> 4];
+            out[o + 5] = hex[ch & 15];
+            o += 6;
+        } else out[o++] = (char)ch;
+    }
+    return o;
+}
+
+static void access_log(fc_exchange_t *ex)
+{
+    if (!fc_access_log_enabled() || (ex->t_start == 0 && ex->status == 0)) return;
+    char line[4096], method[64], path[2048];
+    fc_slice_t m = ex->req.method, u = ex->req.url;
+    if (ex->head_out.len > 0) {
+        m = (fc_slice_t){ex->head_out.base, ex->log_method_len};
+        u = (fc_slice_t){ex->head_out.base + ex->log_url_off, ex->log_url_len};
+    }
+    size_t ml = json_escape(method, sizeof(method), m.p ? m.p : "-", m.p ? m.n : 1);
+    size_t pl = json_escape(path, sizeof(path), u.p ? u.p : "-", u.p ? u.n : 1);
+    uint64_t now = uv_hrtime();
+    double dur = ex->t_start ? (double)(now - ex->t_start) / 1e6 : 0.0;
+    double up_ms = ex->t_up_start ? (double)((ex->t_up_end ? ex->t_up_end : now) - ex->t_up_start) / 1e6 : 0.0;
+    const char *server = ex->server ? ex->server->conf->addr.text : "-";
+    const char *ip = ex->client ? ex->client->ip : "-";
+    int n;
+    if (W(ex)->cfg->access_log_format == FC_LOG_FORMAT_COMBINED) {
+        n = snprintf(line, sizeof(line), "%s - - [%s] \"%.*s %.*s HTTP/%d.%d\" %d %llu \"-\" \"-\" %.3f %s %.3f\n",
+                     ip, fc_log_time_clf(), (int)ml, method, (int)pl, path, ex->req.major ? ex->req.major : 1,
+                     ex->req.minor, ex->status, (unsigned long long)ex->bytes_sent, dur / 1000, server, up_ms / 1000);
+    } else {
+        n = snprintf(line, sizeof(line),
+                     "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%.*s\",\"path\":\"%.*s\",\"status\":%d,"
+                     "\"bytes\":%llu,\"duration_ms\":%.3f,\"upstream\":\"%s\",\"upstream_ms\":%.3f}\n",
+                     fc_log_time_iso(), ip, (int)ml, method, (int)pl, path, ex->status,
+                     (unsigned long long)ex->bytes_sent, dur, server, up_ms);
+    }
+    if (n > 0) fc_access_log_write(line, FC_MIN((size_t)n, sizeof(line) - 1));
+}
+
+/* ---- error responses ----------------------------------------------------------------------- */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Error";
+    }
+}
+
+/* The status each end cause calls for when nothing was sent to the client yet (practice 5). */
+static int cause_status(int cause)
+{
+    switch (cause) {
+    case FC_END_CLIENT_TIMEOUT: return 408;
+    case FC_END_CLIENT_BAD: return 400;
+    case FC_END_LIMIT: return 413;
+    case FC_END_NO_ROUTE: return 404;
+    case FC_END_SERVER_TIMEOUT: return 504;
+    case FC_END_INTERNAL: return 500;
+    default: return 502;
+    }
+}
+
+void fc_exchange_reply_error(fc_exchange_t *ex, int status, int keepalive)
+{
+    fc_conn_t *c = ex->client;
+    if (ex->cause == FC_END_NONE && status >= 400) {
+        ex->cause = status == 404   ? FC_END_NO_ROUTE
+                    : status == 408 ? FC_END_CLIENT_TIMEOUT
+                    : status == 413 || status == 431 ? FC_END_LIMIT
+                    : status >= 500 ? FC_END_INTERNAL
+                                    : FC_END_CLIENT_BAD;
+    }
+    detach_upstream(ex, 0);
+    if (c == NULL) {
+        finish(ex);
+        return;
+    }
+    c->state = FC_CONN_ACTIVE;
+    fc_timeout_clear(&c->timeout);
+    /* An unread request body would be taken for the next request: close instead. */
+    if (!ex->req_done) keepalive = 0;
+    ex->keepalive = (uint8_t)keepalive;
+    const char *text = status_text(status);
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nConnection: %s\r\n\r\n"
+                     "%d %s\n",
+                     status, text, strlen(text) + 5, keepalive ? "keep-alive" : "close", status, text);
+    ex->resp_out.len = 0;
+    if (fc_buf_append(&ex->resp_out, buf, (size_t)n) != 0) {
+        ex->client = NULL;
+        c->ex = NULL;
+        fc_conn_close(c);
+        finish(ex);
+        return;
+    }
+    if (ex->is_head) ex->resp_out.len -= strlen(text) + 5; /* HEAD: the same head, no body */
+    ex->status = status;
+    ex->error_reply = 1;
+    ex->resp_head_done = ex->resp_done = 1;
+    flush_client(ex);
+}
+
+/* The first failure sets the cause; the answer depends on what the client has seen. */
+static void fail(fc_exchange_t *ex, int cause)
+{
+    if (ex->finished) return;
+    if (ex->cause == FC_END_NONE) ex->cause = (uint8_t)cause;
+    if (ex->status == 0 && !ex->cl_writing && ex->client != NULL) {
+        fc_exchange_reply_error(ex, cause_status(ex->cause), 0);
+        return;
+    }
+    /* Part of the response went out already: all we can do is cut the connection (finish
+     * closes the client connection when a cause is set). */
+    finish(ex);
+}
+
+/* ---- start --------------------------------------------------------------------------------- */
+
+void fc_exchange_start(fc_exchange_t *ex)
+{
+    fc_conn_t *c = ex->client;
+    fc_worker_t *w = c->w;
+    llhttp_t *ll = &c->parser.ll;
+    fc_http_head_t *h = &ex->req;
+    ex->t_start = uv_hrtime();
+    ex->http10 = h->major == 1 && h->minor == 0;
+    ex->is_head = ll->method == HTTP_HEAD;
+    ex->keepalive = llhttp_should_keep_alive(ll) && !w->draining;
+    ex->req_done = !((ll->flags & F_CHUNKED) || ll->content_length > 0);
+
+    if (ll->method == HTTP_CONNECT) {
+        fc_exchange_reply_error(ex, 405, 0);
+        return;
+    }
+    const fc_header_t *host = NULL;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        if (!FC_SLICE_IEQ(h->headers[i].name, "host")) continue;
+        if (host != NULL) {
+            fc_exchange_reply_error(ex, 400, 0); /* two Host headers: ambiguous */
+            return;
+        }
+        host = &h->headers[i];
+    }
+    if (host == NULL && !ex->http10) {
+        fc_exchange_reply_error(ex, 400, 0);
+        return;
+    }
+    fc_slice_t hostv = host ? host->value : (fc_slice_t){NULL, 0};
+    fc_slice_t target = h->url;
+    if (target.n > 7 && strncasecmp(target.p, "http://", 7) == 0) {
+        /* Absolute form: the authority in the target wins over Host (RFC 9112, 3.2.2). */
+        const char *a = target.p + 7, *end = target.p + target.n;
+        const char *slash = memchr(a, '/', (size_t)(end - a));
+        hostv = (fc_slice_t){a, (size_t)((slash ? slash : end) - a)};
+        target = slash ? (fc_slice_t){slash, (size_t)(end - slash)} : (fc_slice_t){"/", 1};
+    } else if (target.n == 0 || (target.p[0] != '/' && !(target.n == 1 && target.p[0] == '*'))) {
+        fc_exchange_reply_error(ex, 400, 0);
+        return;
+    }
+    ex->route = fc_router_match(&w->router, hostv.p, hostv.n, target.p, target.n);
+    if (ex->route == NULL) {
+        fc_exchange_reply_error(ex, 404, ex->keepalive);
+        return;
+    }
+    uint64_t max_body = w->cfg->limits.max_body_size;
+    if (max_body > 0 && (ll->flags & F_CONTENT_LENGTH) && ll->content_length > max_body) {
+        fc_exchange_reply_error(ex, 413, 0);
+        return;
+    }
+    ex->head_out.len = 0;
+    if (fc_headers_build_request(&ex->head_out, h, target, c->ip, ex->route->upstream->servers[0].addr.text) != 0) {
+        fc_exchange_reply_error(ex, 500, 0);
+        return;
+    }
+    ex->log_method_len = h->method.n;
+    ex->log_url_off = h->method.n + 1;
+    ex->log_url_len = target.n;
+    ex->body_start = ex->fwd = c->pos;
+    ex->replayable = 1;
+    ex->phase = FC_PHASE_CONNECT;
+    if (!ex->req_done) fc_timeout_set(&w->tq, &c->timeout, w->t_body);
+    connect_next(ex);
+}
+
+/* ---- connecting ---------------------------------------------------------------------------- */
+
+static void connect_next(fc_exchange_t *ex)
+{
+    fc_worker_t *w = W(ex);
+    fc_upstream_t *u = &w->upstreams[ex->route->upstream->index];
+    size_t n = u->conf->nservers;
+    for (;;) {
+        int i = u->balancer->ops->pick(u->balancer, u->view, n, ex->tried);
+        if (i < 0) {
+            fc_log(FC_LOG_ERROR, "upstream %s: no server left to try for %s", u->conf->name,
+                   ex->client ? ex->client->ip : "-");
+            fail(ex, ex->cause != FC_END_NONE ? ex->cause : FC_END_SERVER_REFUSED);
+            return;
+        }
+        fc_tried_set(ex->tried, (size_t)i);
+        fc_server_t *s = &u->servers[i];
+        ex->server = s;
+        u->view[i].active++;
+        fc_upconn_t *up = fc_pool_acquire(s, ex);
+        if (up != NULL) {
+            ex->up = up;
+            send_request(ex);
+            return;
+        }
+        int r = fc_upconn_connect(s, ex, &up);
+        if (r == 0) {
+            ex->up = up;
+            fc_timeout_set(&w->tq, &up->timeout, w->route_connect[route_index(ex)]);
+            return;
+        }
+        u->view[i].active--;
+        fc_log(FC_LOG_ERROR, "upstream %s: connect to %s failed: %s", u->conf->name, s->conf->addr.text,
+               uv_strerror(r));
+        ex->cause = FC_END_SERVER_REFUSED;
+    }
+}
+
+void fc_exchange_on_connect(fc_exchange_t *ex, int status)
+{
+    if (status == 0) {
+        send_request(ex);
+        return;
+    }
+    fc_log(FC_LOG_ERROR, "upstream %s: connect to %s failed: %s", ex->server->upstream->conf->name,
+           ex->server->conf->addr.text, uv_strerror(status));
+    detach_upstream(ex, 0);
+    ex->cause = status == UV_ETIMEDOUT ? FC_END_SERVER_TIMEOUT : FC_END_SERVER_REFUSED;
+    connect_next(ex);
+}
+
+static void send_request(fc_exchange_t *ex)
+{
+    fc_upconn_t *up = ex->up;
+    ex->phase = FC_PHASE_HEADERS;
+    ex->head_sent = 0;
+    ex->fwd = ex->body_start;
+    ex->resp_began = 0;
+    ex->t_up_start = uv_hrtime();
+    up->requests++;
+    up->parser.head = &ex->resp;
+    up->parser.skip_body = ex->is_head;
+    fc_upconn_read_start(up);
+    pump_request(ex);
+}
+
+/* ---- request body -------------------------------------------------------------------------- */
+
+static void on_up_write(uv_write_t *req, int status);
+
+static void pump_request(fc_exchange_t *ex)
+{
+    fc_worker_t *w = W(ex);
+    for (;;) {
+        fc_upconn_t *up = ex->up;
+        fc_conn_t *c = ex->client;
+        if (up == NULL || up->state != FC_UP_ACTIVE || ex->up_writing || ex->finished) return;
+        uv_buf_t iov[2];
+        unsigned n = 0;
+        if (!ex->head_sent) iov[n++] = uv_buf_init(ex->head_out.base, (unsigned)ex->head_out.len);
+        if (!ex->req_done && c != NULL && c->pos < c->rbuf.len) {
+            size_t used = 0;
+            int ev = fc_http_execute(&c->parser, c->rbuf.base + c->pos, c->rbuf.len - c->pos, &used);
+            c->pos += used;
+            if (ev == FC_HTTP_MSG_DONE) {
+                ex->req_done = 1;
+                fc_timeout_clear(&c->timeout);
+            } else if (ev == FC_HTTP_ERROR) {
+                fc_log(FC_LOG_INFO, "client %s: bad request body: %s", c->ip, fc_http_error(&c->parser));
+                fail(ex, FC_END_CLIENT_BAD);
+                return;
+            }
+            uint64_t max_body = w->cfg->limits.max_body_size;
+            if (max_body > 0 && c->parser.body_bytes > max_body) {
+                fail(ex, FC_END_LIMIT);
+                return;
+            }
+        }
+        if (c != NULL && ex->fwd < c->pos) iov[n++] = uv_buf_init(c->rbuf.base + ex->fwd, (unsigned)(c->pos - ex->fwd));
+        if (n == 0) {
+            if (ex->req_done) {
+                fc_timeout_set(&w->tq, &up->timeout, w->route_read[route_index(ex)]);
+            } else if (c != NULL) {
+                /* Everything read so far is sent: make room and read more. */
+                if (c->pos == c->rbuf.len && c->rbuf.cap - c->rbuf.len < c->rbuf.cap / 4) {
+                    c->rbuf.len = c->pos = ex->fwd = ex->body_start = 0;
+                    ex->replayable = 0;
+                }
+                fc_conn_read_start(c);
+            }
+            return;
+        }
+        size_t total = 0;
+        for (unsigned i = 0; i < n; i++) total += iov[i].len;
+        int r = uv_try_write((uv_stream_t *)&up->tcp, iov, n);
+        if (r == UV_EAGAIN) r = 0;
+        if (r < 0) {
+            fc_exchange_on_upstream_error(ex, r);
+            return;
+        }
+        ex->head_sent = 1;
+        if (c != NULL) ex->fwd = c->pos;
+        if ((size_t)r == total) continue;
+        /* The rest goes through uv_write; the bytes stay put until on_up_write. */
+        size_t skip = (size_t)r;
+        unsigned k = 0;
+        while (skip >= iov[k].len) skip -= iov[k++].len;
+        iov[k].base += skip;
+        iov[k].len -= (unsigned)skip;
+        if (uv_write(&ex->up_wreq, (uv_stream_t *)&up->tcp, iov + k, n - k, on_up_write) != 0) {
+            fc_exchange_on_upstream_error(ex, UV_EPIPE);
+            return;
+        }
+        ex->up_writing = 1;
+        ex->refs++;
+        fc_timeout_set(&w->tq, &up->timeout, w->route_send[route_index(ex)]);
+        return;
+    }
+}
+
+static void on_up_write(uv_write_t *req, int status)
+{
+    fc_exchange_t *ex = fc_container_of(req, fc_exchange_t, up_wreq);
+    ex->up_writing = 0;
+    if (!ex->finished) {
+        if (status < 0 && ex->up != NULL) fc_exchange_on_upstream_error(ex, status);
+        else pump_request(ex);
+    }
+    unref(ex);
+}
+
+void fc_exchange_on_client_data(fc_exchange_t *ex)
+{
+    if (!ex->req_done) fc_timeout_set(&W(ex)->tq, &ex->client->timeout, W(ex)->t_body);
+    pump_request(ex);
+}
+
+void fc_exchange_on_client_error(fc_exchange_t *ex, int status)
+{
+    if (ex->finished) return;
+    if (status == UV_EOF && ex->req_done && ex->route != NULL && !ex->error_reply) {
+        /* The client finished sending and shut its side: answer, then close. */
+        ex->keepalive = 0;
+        return;
+    }
+    if (ex->cause == FC_END_NONE) ex->cause = FC_END_CLIENT_CLOSED;
+    if (ex->status == 0) ex->status = 499; /* nginx's code for "client closed request" */
+    finish(ex);
+}
+
+void fc_exchange_on_client_timeout(fc_exchange_t *ex)
+{
+    fc_log(FC_LOG_INFO, "client %s: timed out (%s)", ex->client->ip, ex->req_done ? "send" : "body");
+    fail(ex, FC_END_CLIENT_TIMEOUT);
+}
+
+/* ---- response ------------------------------------------------------------------------------ */
+
+void fc_exchange_on_upstream_data(fc_exchange_t *ex)
+{
+    ex->resp_began = 1;
+    pump_response(ex);
+}
+
+void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
+{
+    fc_upconn_t *up = ex->up;
+    if (ex->finished || up == NULL) return;
+    if (ex->phase == FC_PHASE_CONNECT) { /* connect timeout */
+        fc_exchange_on_connect(ex, status);
+        return;
+    }
+    if (status == UV_EOF && ex->resp_head_done && !ex->resp_done && fc_http_needs_eof(&up->parser)) {
+        if (fc_http_finish(&up->parser) == FC_HTTP_MSG_DONE) { /* a close-delimited body ended */
+            ex->resp_done = 1;
+            ex->t_up_end = uv_hrtime();
+            ex->keepalive = 0;
+            pump_response(ex);
+            return;
+        }
+    }
+    if (status == UV_ETIMEDOUT) {
+        fc_log(FC_LOG_ERROR, "upstream %s: %s timed out", ex->server->upstream->conf->name,
+               ex->server->conf->addr.text);
+        fail(ex, FC_END_SERVER_TIMEOUT);
+        return;
+    }
+    /* A reused connection that failed before any response byte was probably closed by the
+     * server just as we sent: send the request once more on a fresh connection. */
+    if (!ex->resp_began && up->requests > 1 && !ex->retried && ex->replayable) {
+        fc_server_t *s = ex->server;
+        ex->retried = 1;
+        detach_upstream(ex, 0);
+        s->upstream->view[s - s->upstream->servers].active++;
+        int r = fc_upconn_connect(s, ex, &ex->up);
+        if (r == 0) {
+            ex->phase = FC_PHASE_CONNECT;
+            fc_timeout_set(&W(ex)->tq, &ex->up->timeout, W(ex)->route_connect[route_index(ex)]);
+            return;
+        }
+        ex->up = NULL;
+        s->upstream->view[s - s->upstream->servers].active--;
+        fail(ex, FC_END_SERVER_CLOSED);
+        return;
+    }
+    fc_log(FC_LOG_ERROR, "upstream %s: %s %s", ex->server->upstream->conf->name, ex->server->conf->addr.text,
+           status == UV_EOF ? "closed the connection" : uv_strerror(status));
+    fail(ex, FC_END_SERVER_CLOSED);
+}
+
+static void on_cl_write(uv_write_t *req, int status);
+
+/* Parses what the upstream sent and writes it to the client: the rewritten head, then the body
+ * as received (or decoded, for an HTTP/1.0 client). One write in flight at a most. */
+static void pump_response(fc_exchange_t *ex)
+{
+    fc_worker_t *w = W(ex);
+    fc_upconn_t *up = ex->up;
+    while (up != NULL && !ex->cl_writing && !ex->finished && !ex->resp_done) {
+        size_t avail = up->rbuf.len - up->pos;
+        if (avail == 0) break;
+        size_t used = 0;
+        int ev;
+        if (!ex->resp_head_done) {
+            ev = fc_http_execute(&up->parser, up->rbuf.base + up->pos, avail, &used);
+            up->pos += used;
+            if (ev == FC_HTTP_NEED_MORE) {
+                if (up->rbuf.len == up->rbuf.cap) {
+                    fc_log(FC_LOG_ERROR, "upstream %s: %s sent a response head over %zu bytes",
+                           ex->server->upstream->conf->name, ex->server->conf->addr.text, up->rbuf.cap);
+                    fail(ex, FC_END_SERVER_BAD);
+                    return;
+                }
+                break;
+            }
+            if (ev == FC_HTTP_ERROR) {
+                fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad response: %s", ex->server->upstream->conf->name,
+                       ex->server->conf->addr.text, fc_http_error(&up->parser));
+                fail(ex, FC_END_SERVER_BAD);
+                return;
+            }
+            if (ev == FC_HTTP_MSG_DONE) continue; /* the end of a 1xx */
+            /* A head: 1xx goes to the client as it is (not to HTTP/1.0 clients); the final one
+             * decides the framing towards the client. */
+            int st = ex->resp.status;
+            if (st < 200) {
+                if (st == 101) {
+                    fail(ex, FC_END_SERVER_BAD);
+                    return;
+                }
+                if (!ex->http10 && fc_headers_build_response(&ex->resp_out, &ex->resp, 0) != 0) {
+                    fail(ex, FC_END_INTERNAL);
+                    return;
+                }
+                continue;
+            }
+            const fc_header_t *ka = fc_http_find(&ex->resp, "keep-alive", 10);
+            fc_upconn_set_server_keepalive(up, ka ? fc_http_keepalive_timeout(ka->value) : -1);
+            int flags = 0;
+            int has_body = !(ex->is_head || st == 204 || st == 304);
+            if (has_body && (up->parser.ll.flags & F_CHUNKED) && ex->http10) {
+                ex->dechunk = 1;
+                ex->keepalive = 0;
+                flags |= FC_RESP_DECHUNK;
+            }
+            if (has_body && fc_http_needs_eof(&up->parser)) ex->keepalive = 0;
+            if (!ex->req_done) ex->keepalive = 0;
+            if (!ex->keepalive || w->draining) flags |= FC_RESP_CLOSE;
+            else if (ex->http10) flags |= FC_RESP_KEEPALIVE;
+            if (fc_headers_build_response(&ex->resp_out, &ex->resp, flags) != 0) {
+                fail(ex, FC_END_INTERNAL);
+                return;
+            }
+            ex->status = st;
+            ex->resp_head_done = 1;
+            ex->phase = FC_PHASE_BODY;
+            up->fwd = up->fwd_end = up->pos;
+            continue;
+        }
+        up->parser.body_out = ex->dechunk ? up->rbuf.base + up->fwd_end : NULL;
+        ev = fc_http_execute(&up->parser, up->rbuf.base + up->pos, avail, &used);
+        up->pos += used;
+        up->fwd_end = ex->dechunk ? (size_t)(up->parser.body_out - up->rbuf.base) : up->pos;
+        if (ev == FC_HTTP_MSG_DONE) {
+            ex->resp_done = 1;
+            ex->t_up_end = uv_hrtime();
+        } else if (ev == FC_HTTP_ERROR) {
+            fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad body: %s", ex->server->upstream->conf->name,
+                   ex->server->conf->addr.text, fc_http_error(&up->parser));
+            fail(ex, FC_END_SERVER_BAD);
+            return;
+        }
+        break;
+    }
+    if (!ex->finished && !ex->cl_writing) flush_client(ex);
+}
+
+/* Writes resp_out and the upstream bytes ready for the client; finishes when all is done. */
+static void flush_client(fc_exchange_t *ex)
+{
+    fc_worker_t *w = W(ex);
+    fc_conn_t *c = ex->client;
+    fc_upconn_t *up = ex->up;
+    if (c == NULL) return;
+    for (;;) {
+        uv_buf_t iov[2];
+        unsigned n = 0;
+        if (ex->resp_out.len > 0) iov[n++] = uv_buf_init(ex->resp_out.base, (unsigned)ex->resp_out.len);
+        if (up != NULL && ex->resp_head_done && up->fwd < up->fwd_end)
+            iov[n++] = uv_buf_init(up->rbuf.base + up->fwd, (unsigned)(up->fwd_end - up->fwd));
+        if (n == 0) break;
+        size_t total = 0;
+        for (unsigned i = 0; i < n; i++) total += iov[i].len;
+        int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
+        if (r == UV_EAGAIN) r = 0;
+        if (r < 0) {
+            fc_exchange_on_client_error(ex, r);
+            return;
+        }
+        ex->bytes_sent += (size_t)r;
+        if ((size_t)r < total) {
+            size_t skip = (size_t)r;
+            unsigned k = 0;
+            while (skip >= iov[k].len) skip -= iov[k++].len;
+            iov[k].base += skip;
+            iov[k].len -= (unsigned)skip;
+            if (uv_write(&ex->cl_wreq, (uv_stream_t *)&c->tcp, iov + k, n - k, on_cl_write) != 0) {
+                fc_exchange_on_client_error(ex, UV_EPIPE);
+                return;
+            }
+            ex->bytes_sent += total - (size_t)r; /* counted now, written by on_cl_write */
+            ex->cl_writing = 1;
+            ex->refs++;
+            if (up != NULL) fc_upconn_read_stop(up);
+            fc_timeout_set(&w->tq, &c->timeout, w->t_send);
+            return;
+        }
+        ex->resp_out.len = 0;
+        if (up != NULL) up->fwd = up->fwd_end;
+        break;
+    }
+    if (up != NULL && up->fwd == up->fwd_end && up->pos == up->rbuf.len && ex->resp_head_done) {
+        /* Everything received was passed on: reuse the buffer from its start. */
+        up->rbuf.len = up->pos = up->fwd = up->fwd_end = 0;
+    }
+    if (ex->resp_done) {
+        finish(ex);
+        return;
+    }
+    if (up != NULL) {
+        if (ex->req_done) fc_timeout_set(&w->tq, &up->timeout, w->route_read[route_index(ex)]);
+        fc_upconn_read_start(up);
+        if (up->pos < up->rbuf.len) pump_response(ex);
+    }
+}
+
+static void on_cl_write(uv_write_t *req, int status)
+{
+    fc_exchange_t *ex = fc_container_of(req, fc_exchange_t, cl_wreq);
+    ex->cl_writing = 0;
+    if (!ex->finished) {
+        if (status < 0) fc_exchange_on_client_error(ex, status);
+        else {
+            ex->resp_out.len = 0;
+            if (ex->up != NULL) ex->up->fwd = ex->up->fwd_end;
+            if (ex->client != NULL) fc_timeout_clear(&ex->client->timeout);
+            flush_client(ex);
+        }
+    }
+    unref(ex);
+}
+
+/* ---- the end ------------------------------------------------------------------------------- */
+
+static void finish(fc_exchange_t *ex)
+{
+    if (ex->finished) return;
+    ex->finished = 1;
+    ex->phase = FC_PHASE_DONE;
+    access_log(ex);
+    fc_upconn_t *up = ex->up;
+    if (up != NULL) {
+        int reusable = ex->resp_done && ex->req_done && !ex->up_writing && up->pos == up->rbuf.len &&
+                       llhttp_should_keep_alive(&up->parser.ll);
+        detach_upstream(ex, reusable);
+    }
+    fc_conn_t *c = ex->client;
+    if (c != NULL) {
+        ex->client = NULL;
+        c->ex = NULL;
+        if (ex->cause != FC_END_NONE && !ex->error_reply) fc_conn_close(c);
+        else fc_conn_exchange_done(c, ex->keepalive && ex->req_done);
+        unref(ex);
+    }
+}

@@ -1,0 +1,102 @@
+/* headers.c: request and response head serialization (see headers.h). */
+#include "fulcrum/headers.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fulcrum/common.h"
+
+#define LIT(s) s, sizeof(s) - 1
+
+static const struct {
+    const char *name;
+    size_t len;
+} hop_names[] = {
+    {LIT("connection")}, {LIT("keep-alive")}, {LIT("proxy-connection")}, {LIT("te")},
+    {LIT("trailer")},    {LIT("upgrade")},
+};
+
+int fc_headers_is_hop(const fc_http_head_t *h, fc_slice_t name)
+{
+    for (size_t i = 0; i < FC_ARRAY_LEN(hop_names); i++)
+        if (fc_slice_ieq(name, hop_names[i].name, hop_names[i].len)) return 1;
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (FC_SLICE_IEQ(h->headers[i].name, "connection") && fc_http_has_token(h->headers[i].value, name.p, name.n))
+            return 1;
+    return 0;
+}
+
+static int append_header(fc_buf_t *out, fc_slice_t name, fc_slice_t value)
+{
+    if (fc_buf_reserve(out, name.n + value.n + 4) != 0) return -1;
+    char *p = out->base + out->len;
+    memcpy(p, name.p, name.n);
+    p += name.n;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, value.p, value.n);
+    p += value.n;
+    *p++ = '\r';
+    *p++ = '\n';
+    out->len = (size_t)(p - out->base);
+    return 0;
+}
+
+int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, fc_slice_t target, const char *client_ip,
+                             const char *host_fallback)
+{
+    int have_host = 0, have_xff = 0;
+    size_t iplen = strlen(client_ip);
+    if (fc_buf_reserve(out, h->method.n + target.n + 16) != 0) return -1;
+    fc_buf_append(out, h->method.p, h->method.n);
+    fc_buf_append(out, " ", 1);
+    fc_buf_append(out, target.p, target.n);
+    FC_BUF_APPEND_LIT(out, " HTTP/1.1\r\n");
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const fc_header_t *hd = &h->headers[i];
+        if (FC_SLICE_IEQ(hd->name, "x-real-ip") || FC_SLICE_IEQ(hd->name, "x-forwarded-proto") ||
+            FC_SLICE_IEQ(hd->name, "x-forwarded-for") || fc_headers_is_hop(h, hd->name))
+            continue;
+        if (FC_SLICE_IEQ(hd->name, "host")) have_host = 1;
+        if (append_header(out, hd->name, hd->value) != 0) return -1;
+    }
+    if (!have_host && fc_buf_append(out, "Host: ", 6) == 0) {
+        fc_buf_append(out, host_fallback, strlen(host_fallback));
+        FC_BUF_APPEND_LIT(out, "\r\n");
+    }
+    /* Every X-Forwarded-For the client sent, in order, then the client's own address. */
+    FC_BUF_APPEND_LIT(out, "X-Forwarded-For: ");
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const fc_header_t *hd = &h->headers[i];
+        if (!FC_SLICE_IEQ(hd->name, "x-forwarded-for") || hd->value.n == 0) continue;
+        fc_buf_append(out, hd->value.p, hd->value.n);
+        FC_BUF_APPEND_LIT(out, ", ");
+        have_xff = 1;
+    }
+    (void)have_xff;
+    fc_buf_append(out, client_ip, iplen);
+    FC_BUF_APPEND_LIT(out, "\r\nX-Real-IP: ");
+    fc_buf_append(out, client_ip, iplen);
+    FC_BUF_APPEND_LIT(out, "\r\nX-Forwarded-Proto: http\r\n\r\n");
+    return fc_buf_reserve(out, 0);
+}
+
+int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, int flags)
+{
+    char line[32];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %03d ", h->status);
+    if (fc_buf_reserve(out, (size_t)n + h->reason.n + 2) != 0) return -1;
+    fc_buf_append(out, line, (size_t)n);
+    fc_buf_append(out, h->reason.p, h->reason.n);
+    FC_BUF_APPEND_LIT(out, "\r\n");
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const fc_header_t *hd = &h->headers[i];
+        if (fc_headers_is_hop(h, hd->name)) continue;
+        if ((flags & FC_RESP_DECHUNK) && FC_SLICE_IEQ(hd->name, "transfer-encoding")) continue;
+        if (append_header(out, hd->name, hd->value) != 0) return -1;
+    }
+    if (flags & FC_RESP_CLOSE) FC_BUF_APPEND_LIT(out, "Connection: close\r\n");
+    else if (flags & FC_RESP_KEEPALIVE) FC_BUF_APPEND_LIT(out, "Connection: keep-alive\r\n");
+    return FC_BUF_APPEND_LIT(out, "\r\n");
+}

@@ -1,0 +1,218 @@
+/* http.c: llhttp glue (see http.h). Callbacks record spans and pause; nothing here allocates. */
+#include "fulcrum/http.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "fulcrum/common.h"
+
+static fc_http_parser_t *P(llhttp_t *ll) { return (fc_http_parser_t *)ll->data; }
+
+/* Extends <s> when <at> continues it in the same buffer (a span split across reads), else starts it. */
+static void span(fc_slice_t *s, const char *at, size_t len)
+{
+    if (s->p != NULL && s->p + s->n == at) s->n += len;
+    else {
+        s->p = at;
+        s->n = len;
+    }
+}
+
+static int on_message_begin(llhttp_t *ll)
+{
+    fc_http_parser_t *p = P(ll);
+    p->in_head = 1;
+    p->last_was_value = 0;
+    p->body_bytes = 0;
+    if (p->head != NULL) {
+        fc_http_head_t *h = p->head;
+        h->method.p = h->url.p = h->reason.p = NULL;
+        h->method.n = h->url.n = h->reason.n = 0;
+        h->nheaders = 0;
+        h->too_many = 0;
+        h->status = 0;
+    }
+    return 0;
+}
+
+static int on_method(llhttp_t *ll, const char *at, size_t len)
+{
+    if (P(ll)->head) span(&P(ll)->head->method, at, len);
+    return 0;
+}
+
+static int on_url(llhttp_t *ll, const char *at, size_t len)
+{
+    if (P(ll)->head) span(&P(ll)->head->url, at, len);
+    return 0;
+}
+
+static int on_status(llhttp_t *ll, const char *at, size_t len)
+{
+    if (P(ll)->head) span(&P(ll)->head->reason, at, len);
+    return 0;
+}
+
+static int on_header_field(llhttp_t *ll, const char *at, size_t len)
+{
+    fc_http_parser_t *p = P(ll);
+    fc_http_head_t *h = p->head;
+    if (h == NULL) return 0; /* trailers are forwarded raw, not collected */
+    if (p->last_was_value || h->nheaders == 0) {
+        if (h->nheaders == FC_HTTP_MAX_HEADERS) {
+            p->user_error = FC_HTTP_ERR_TOO_MANY_HEADERS;
+            return HPE_USER;
+        }
+        fc_header_t *hd = &h->headers[h->nheaders++];
+        hd->name.p = at;
+        hd->name.n = len;
+        hd->value.p = NULL;
+        hd->value.n = 0;
+        p->last_was_value = 0;
+    } else {
+        span(&h->headers[h->nheaders - 1].name, at, len);
+    }
+    return 0;
+}
+
+static int on_header_value(llhttp_t *ll, const char *at, size_t len)
+{
+    fc_http_parser_t *p = P(ll);
+    if (p->head == NULL || p->head->nheaders == 0) return 0;
+    span(&p->head->headers[p->head->nheaders - 1].value, at, len);
+    p->last_was_value = 1;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *ll)
+{
+    fc_http_parser_t *p = P(ll);
+    if (p->head != NULL) {
+        p->head->status = ll->status_code;
+        p->head->major = ll->http_major;
+        p->head->minor = ll->http_minor;
+    }
+    p->in_head = 0;
+    /* fulcrum does not tunnel upgrades (Upgrade is a hop-by-hop header it removes), so the
+     * message is an ordinary one; llhttp sets this flag just before calling us. */
+    ll->upgrade = 0;
+    if (p->skip_body && ll->type == HTTP_RESPONSE && ll->status_code >= 200) {
+        ll->flags |= F_SKIPBODY; /* a response to HEAD: same effect as returning 1, but we also pause */
+    }
+    p->event = FC_HTTP_HEAD_DONE;
+    return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *ll, const char *at, size_t len)
+{
+    fc_http_parser_t *p = P(ll);
+    p->body_bytes += len;
+    if (p->body_out != NULL) {
+        memmove(p->body_out, at, len); /* decoded bytes only move down: framing is dropped */
+        p->body_out += len;
+    }
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *ll)
+{
+    P(ll)->event = FC_HTTP_MSG_DONE;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void fc_http_parser_init(fc_http_parser_t *p, llhttp_type_t type)
+{
+    memset(p, 0, sizeof(*p));
+    llhttp_init(&p->ll, type, &settings);
+    p->ll.data = p;
+}
+
+int fc_http_execute(fc_http_parser_t *p, const char *data, size_t len, size_t *consumed)
+{
+    p->event = FC_HTTP_NEED_MORE;
+    llhttp_errno_t e = llhttp_execute(&p->ll, data, len);
+    if (e == HPE_OK) {
+        *consumed = len;
+        return FC_HTTP_NEED_MORE;
+    }
+    *consumed = (size_t)(llhttp_get_error_pos(&p->ll) - data);
+    if (e == HPE_PAUSED) {
+        llhttp_resume(&p->ll);
+        return p->event;
+    }
+    return FC_HTTP_ERROR;
+}
+
+int fc_http_finish(fc_http_parser_t *p)
+{
+    p->event = FC_HTTP_NEED_MORE;
+    llhttp_errno_t e = llhttp_finish(&p->ll);
+    if (e == HPE_PAUSED) {
+        llhttp_resume(&p->ll);
+        return FC_HTTP_MSG_DONE;
+    }
+    return e == HPE_OK && p->event == FC_HTTP_MSG_DONE ? FC_HTTP_MSG_DONE : FC_HTTP_ERROR;
+}
+
+const char *fc_http_error(const fc_http_parser_t *p)
+{
+    if (p->user_error == FC_HTTP_ERR_TOO_MANY_HEADERS) return "too many headers";
+    const char *r = llhttp_get_error_reason(&p->ll);
+    return r != NULL ? r : llhttp_errno_name(llhttp_get_errno(&p->ll));
+}
+
+int fc_slice_ieq(fc_slice_t s, const char *lit, size_t litlen)
+{
+    return s.n == litlen && strncasecmp(s.p, lit, litlen) == 0;
+}
+
+const fc_header_t *fc_http_find(const fc_http_head_t *h, const char *name, size_t namelen)
+{
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (fc_slice_ieq(h->headers[i].name, name, namelen)) return &h->headers[i];
+    return NULL;
+}
+
+static int is_ows(char c) { return c == ' ' || c == '\t'; }
+
+int fc_http_has_token(fc_slice_t v, const char *tok, size_t toklen)
+{
+    size_t i = 0;
+    while (i < v.n) {
+        while (i < v.n && (is_ows(v.p[i]) || v.p[i] == ',')) i++;
+        size_t start = i;
+        while (i < v.n && v.p[i] != ',') i++;
+        size_t end = i;
+        while (end > start && is_ows(v.p[end - 1])) end--;
+        if (end - start == toklen && strncasecmp(v.p + start, tok, toklen) == 0) return 1;
+    }
+    return 0;
+}
+
+long fc_http_keepalive_timeout(fc_slice_t v)
+{
+    static const char key[] = "timeout=";
+    for (size_t i = 0; i + sizeof(key) - 1 <= v.n; i++) {
+        if ((i == 0 || v.p[i - 1] == ' ' || v.p[i - 1] == ',' || v.p[i - 1] == '\t') &&
+            strncasecmp(v.p + i, key, sizeof(key) - 1) == 0) {
+            long n = 0;
+            size_t j = i + sizeof(key) - 1;
+            if (j >= v.n || v.p[j] < '0' || v.p[j] > '9') return -1;
+            for (; j < v.n && v.p[j] >= '0' && v.p[j] <= '9' && n < 1000000; j++) n = n * 10 + (v.p[j] - '0');
+            return n;
+        }
+    }
+    return -1;
+}

@@ -1,0 +1,101 @@
+/* main.c: the command line. Loads and validates the config, then runs the server. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "fulcrum/common.h"
+#include "fulcrum/config.h"
+#include "fulcrum/log.h"
+#include "fulcrum/worker.h"
+
+#define DEFAULT_CONFIG "conf/fulcrum.yaml"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fulcrum [-c FILE] [-t] [-v] [-h]\n"
+            "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
+            "  -t       check the configuration and exit: 0 when valid, 1 with FILE:LINE:COLUMN errors\n"
+            "  -v       print the version and exit\n"
+            "  -h       print this help and exit\n"
+            "Signals: SIGTERM, SIGINT or SIGQUIT stop gracefully (in-flight requests finish,\n"
+            "bounded by shutdown_timeout).\n");
+}
+
+/* Each client connection may need a socket to a server as well: ask for twice the limit. */
+static void raise_fd_limit(uint64_t max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t need = (rlim_t)(max_connections * 2 + 64);
+    if (rl.rlim_cur >= need) return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need)
+        fc_log(FC_LOG_WARN,
+               "max_connections %llu needs %llu file descriptors but the limit is %llu: raise the hard limit "
+               "(ulimit -Hn, LimitNOFILE= in systemd)",
+               (unsigned long long)max_connections, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = DEFAULT_CONFIG;
+    int test_only = 0, opt;
+    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': test_only = 1; break;
+        case 'v': printf("fulcrum %s\n", FC_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    fc_config_t *cfg = NULL;
+    fc_err_t err = {0};
+    if (fc_config_load(path, &cfg, &err) != 0) {
+        char line[512];
+        fc_err_format(&err, line, sizeof(line));
+        fprintf(stderr, "%s\n", line);
+        return 1;
+    }
+    if (test_only) {
+        printf("%s: configuration ok\n", path);
+        fc_config_free(cfg);
+        return 0;
+    }
+    int level = fc_log_level_parse(cfg->error_log_level);
+    if (level >= 0) fc_log_level = level;
+    const char *failed = NULL;
+    int r = fc_log_open(cfg->error_log, cfg->access_log, &failed);
+    if (r != 0) {
+        fprintf(stderr, "fulcrum: cannot open log %s: %s\n", failed, strerror(-r));
+        fc_config_free(cfg);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit(cfg->limits.max_connections);
+    if (cfg->workers != 1)
+        fc_log(FC_LOG_NOTICE, "workers: %d requested; this version serves from one process", cfg->workers);
+    int *fds = fc_xcalloc(cfg->nlisteners, sizeof(int));
+    if (fc_listen_open(cfg, fds, &err) != 0) {
+        fc_log(FC_LOG_ERROR, "%s", err.msg);
+        free(fds);
+        fc_config_free(cfg);
+        fc_log_close();
+        return 1;
+    }
+    fc_log(FC_LOG_NOTICE, "fulcrum %s starting with %s (pid %d)", FC_VERSION, path, (int)getpid());
+    int rc = fc_worker_run(cfg, fds);
+    for (size_t i = 0; i < cfg->nlisteners; i++) close(fds[i]);
+    free(fds);
+    fc_config_free(cfg);
+    fc_log_close();
+    return rc;
+}

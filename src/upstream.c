@@ -1,0 +1,243 @@
+/* upstream.c: runtime upstreams and servers, upstream connections and the keep-alive pool.
+ * An idle pooled connection keeps reading (into a tiny shared scratch buffer, holding no buffer
+ * of its own) so that a server closing it is noticed at once and it is never handed out.
+ * It is also retired before the server's own announced Keep-Alive timeout can expire. */
+#include "fulcrum/upstream.h"
+
+#include <string.h>
+
+#include "fulcrum/exchange.h"
+#include "fulcrum/log.h"
+
+#define UPSTREAM_BUF_SIZE (32 * 1024)
+
+int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
+{
+    const fc_config_t *cfg = w->cfg;
+    w->upstreams = fc_xcalloc(cfg->nupstreams, sizeof(fc_upstream_t));
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        fc_upstream_t *u = &w->upstreams[i];
+        const fc_upstream_conf_t *uc = &cfg->upstreams[i];
+        u->conf = uc;
+        u->w = w;
+        u->servers = fc_xcalloc(uc->nservers, sizeof(fc_server_t));
+        u->view = fc_xcalloc(uc->nservers, sizeof(fc_balance_server_t));
+        for (size_t s = 0; s < uc->nservers; s++) {
+            u->servers[s].conf = &uc->servers[s];
+            u->servers[s].upstream = u;
+            fc_list_init(&u->servers[s].idle);
+            u->view[s].weight = uc->servers[s].weight;
+            u->view[s].usable = 1;
+        }
+        const fc_balancer_ops_t *ops = fc_balance_ops_find(uc->balance);
+        if (ops == NULL || (u->balancer = ops->create(u->view, uc->nservers)) == NULL)
+            return fc_err_set(err, "upstream %s: cannot create balancer %s", uc->name, uc->balance);
+        u->t_idle = uc->keepalive_timeout > 0 ? fc_timeq_class(&w->tq, uc->keepalive_timeout) : NULL;
+    }
+    fc_bufpool_init(&w->upstream_bufs, UPSTREAM_BUF_SIZE, 256);
+    return 0;
+}
+
+void fc_upstreams_free(fc_worker_t *w)
+{
+    if (w->upstreams == NULL) return;
+    for (size_t i = 0; i < w->cfg->nupstreams; i++) {
+        fc_upstream_t *u = &w->upstreams[i];
+        if (u->balancer) u->balancer->ops->destroy(u->balancer);
+        free(u->servers);
+        free(u->view);
+    }
+    free(w->upstreams);
+    w->upstreams = NULL;
+    fc_bufpool_drain(&w->upstream_bufs);
+}
+
+static fc_worker_t *W(const fc_upconn_t *up) { return up->server->upstream->w; }
+
+static void release_buf(fc_upconn_t *up)
+{
+    fc_bufpool_put(&W(up)->upstream_bufs, up->rbuf.base);
+    up->rbuf.base = NULL;
+    up->rbuf.len = up->rbuf.cap = 0;
+    up->pos = up->fwd = up->fwd_end = 0;
+}
+
+static void on_close(uv_handle_t *h)
+{
+    fc_upconn_t *up = fc_container_of(h, fc_upconn_t, tcp);
+    fc_worker_t *w = W(up);
+    release_buf(up);
+    free(up);
+    fc_worker_check_drained(w);
+}
+
+void fc_upconn_close(fc_upconn_t *up)
+{
+    if (up->state == FC_UP_CLOSING) return;
+    FC_ASSERT(up->ex == NULL);
+    if (up->state == FC_UP_IDLE) {
+        fc_list_remove(&up->link);
+        up->server->nidle--;
+    }
+    up->state = FC_UP_CLOSING;
+    fc_timeout_clear(&up->timeout);
+    fc_list_remove(&up->all);
+    uv_close((uv_handle_t *)&up->tcp, on_close);
+}
+
+static void on_timeout(fc_timeout_t *t)
+{
+    fc_upconn_t *up = fc_container_of(t, fc_upconn_t, timeout);
+    if (up->ex != NULL) fc_exchange_on_upstream_error(up->ex, UV_ETIMEDOUT);
+    else fc_upconn_close(up);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char scratch[64]; /* idle connections read here: any byte is a protocol error */
+    fc_upconn_t *up = fc_container_of(h, fc_upconn_t, tcp);
+    if (up->state == FC_UP_IDLE) {
+        *buf = uv_buf_init(scratch, sizeof(scratch));
+        return;
+    }
+    if (up->rbuf.base == NULL) {
+        up->rbuf.base = fc_bufpool_get(&W(up)->upstream_bufs);
+        up->rbuf.cap = up->rbuf.base ? W(up)->upstream_bufs.size : 0;
+        up->rbuf.len = up->pos = up->fwd = up->fwd_end = 0;
+    }
+    *buf = uv_buf_init(up->rbuf.base + up->rbuf.len, (unsigned)(up->rbuf.cap - up->rbuf.len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    fc_upconn_t *up = fc_container_of(s, fc_upconn_t, tcp);
+    if (nread == 0) return;
+    if (up->state == FC_UP_IDLE) {
+        /* The server closed an idle connection, or sent bytes nobody asked for. */
+        fc_upconn_close(up);
+        return;
+    }
+    if (up->ex == NULL || up->state != FC_UP_ACTIVE) return;
+    if (nread < 0) {
+        fc_upconn_read_stop(up);
+        fc_exchange_on_upstream_error(up->ex, (int)nread);
+        return;
+    }
+    up->rbuf.len += (size_t)nread;
+    if (up->rbuf.len == up->rbuf.cap) fc_upconn_read_stop(up);
+    fc_exchange_on_upstream_data(up->ex);
+}
+
+void fc_upconn_read_start(fc_upconn_t *up)
+{
+    if (up->reading || up->state == FC_UP_CLOSING || up->state == FC_UP_CONNECTING) return;
+    if (up->state == FC_UP_ACTIVE && up->rbuf.base != NULL && up->rbuf.len == up->rbuf.cap) return;
+    if (uv_read_start((uv_stream_t *)&up->tcp, on_alloc, on_read) == 0) up->reading = 1;
+}
+
+void fc_upconn_read_stop(fc_upconn_t *up)
+{
+    if (!up->reading) return;
+    uv_read_stop((uv_stream_t *)&up->tcp);
+    up->reading = 0;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    fc_upconn_t *up = fc_container_of(req, fc_upconn_t, creq);
+    if (up->state == FC_UP_CLOSING || up->ex == NULL) return; /* closed while connecting */
+    fc_timeout_clear(&up->timeout);
+    if (status == 0) {
+        up->state = FC_UP_ACTIVE;
+        uv_tcp_nodelay(&up->tcp, 1);
+    }
+    fc_exchange_on_connect(up->ex, status);
+}
+
+int fc_upconn_connect(fc_server_t *s, fc_exchange_t *ex, fc_upconn_t **out)
+{
+    fc_worker_t *w = s->upstream->w;
+    fc_upconn_t *up = calloc(1, sizeof(*up));
+    if (up == NULL) return UV_ENOMEM;
+    int r = uv_tcp_init(w->loop, &up->tcp);
+    if (r < 0) {
+        free(up);
+        return r;
+    }
+    up->server = s;
+    up->ex = ex;
+    up->state = FC_UP_CONNECTING;
+    fc_list_init(&up->link);
+    fc_list_insert_tail(&w->upconns, &up->all);
+    fc_timeout_init(&up->timeout, on_timeout);
+    fc_http_parser_init(&up->parser, HTTP_RESPONSE);
+    up->t_idle = s->upstream->t_idle;
+    r = uv_tcp_connect(&up->creq, &up->tcp, (const struct sockaddr *)&s->conf->addr.ss, on_connect);
+    if (r < 0) {
+        up->ex = NULL;
+        fc_upconn_close(up);
+        return r;
+    }
+    *out = up;
+    return 0;
+}
+
+fc_upconn_t *fc_pool_acquire(fc_server_t *s, fc_exchange_t *ex)
+{
+    if (fc_list_empty(&s->idle)) return NULL;
+    fc_upconn_t *up = fc_list_entry(s->idle.next, fc_upconn_t, link);
+    fc_list_remove(&up->link);
+    s->nidle--;
+    fc_timeout_clear(&up->timeout);
+    fc_upconn_read_stop(up); /* reading resumes with a real buffer once the request is out */
+    up->state = FC_UP_ACTIVE;
+    up->ex = ex;
+    return up;
+}
+
+void fc_pool_release(fc_upconn_t *up, int reusable)
+{
+    fc_server_t *s = up->server;
+    up->ex = NULL;
+    if (up->state == FC_UP_CLOSING) return;
+    if (!reusable || up->t_idle == NULL || s->nidle >= (size_t)s->upstream->conf->keepalive ||
+        s->upstream->w->draining) {
+        fc_upconn_close(up);
+        return;
+    }
+    fc_upconn_read_stop(up);
+    release_buf(up);
+    llhttp_reset(&up->parser.ll);
+    up->parser.head = NULL;
+    up->state = FC_UP_IDLE;
+    fc_list_insert_head(&s->idle, &up->link);
+    s->nidle++;
+    fc_timeout_set(&s->upstream->w->tq, &up->timeout, up->t_idle);
+    fc_upconn_read_start(up);
+}
+
+void fc_upconn_set_server_keepalive(fc_upconn_t *up, long secs)
+{
+    fc_upstream_t *u = up->server->upstream;
+    up->t_idle = u->t_idle;
+    if (secs < 0 || u->t_idle == NULL) return;
+    /* Retire it before the server's timer can fire: a quarter of the timeout early, at least
+     * 250 ms and at most 1 s, so a request never meets a socket the server is closing. */
+    uint64_t ms = (uint64_t)secs * 1000, margin = FC_MIN(FC_MAX(ms / 4, 250), 1000);
+    uint64_t limit = ms > margin ? ms - margin : 0;
+    if (limit == 0) up->t_idle = NULL; /* timeout=0: not reusable at all */
+    else if (limit < u->t_idle->ms) {
+        fc_timeq_class_t *c = fc_timeq_class(&u->w->tq, limit);
+        up->t_idle = c != NULL ? c : NULL;
+    }
+}
+
+void fc_pool_close_idle(fc_worker_t *w)
+{
+    fc_list_t *n = w->upconns.next;
+    while (n != &w->upconns) {
+        fc_upconn_t *up = fc_list_entry(n, fc_upconn_t, all);
+        n = n->next;
+        if (up->state == FC_UP_IDLE) fc_upconn_close(up);
+    }
+}
