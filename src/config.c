@@ -59,13 +59,16 @@ typedef struct table {
 
 #define TABLE(arr) {arr, FC_ARRAY_LEN(arr)}
 
+/* The field of <type> that directive <d> sets in the struct at <base>. */
+#define FIELD(type, base, d) (*(type *)(void *)((char *)(base) + (d)->offset))
+
 /* A list of mappings (listeners, servers, routes) read into an owned array of structs. */
 typedef struct list_spec {
     const table_t *table; /* keys of each item */
     size_t size;          /* bytes per item */
     size_t count_offset;  /* offsetof the size_t count that follows the array pointer */
     size_t max;           /* most items allowed */
-    /* Checks item <i> against items 0..i-1 once all are read (duplicates); NULL for none. */
+    /* Checks item <i> against items 0..i-1 right after it is read (duplicates); NULL for none. */
     int (*check)(loader_t *ld, const fc_yaml_node_t *list, void *items, size_t i);
 } list_spec_t;
 
@@ -179,17 +182,18 @@ static void join_names(char *out, size_t outlen, size_t n, const char *(*name_at
 
 /* ---- numbers, durations and sizes ---- */
 
-/* Formats <v> with the largest unit that divides it exactly: <units> lists {suffix, factor} from
- * the largest down and ends with the unit of factor 1. */
+/* A unit for printing range bounds in messages, as the operator would write them. */
 typedef struct unit {
-    const char *suffix;
-    uint64_t factor;
+    const char *suffix; /* "h", "k", or "" for the base unit */
+    uint64_t factor;    /* base units (ms or bytes) per unit */
 } unit_t;
 
 static const unit_t duration_units[] = {{"h", HOUR_MS}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
 static const unit_t size_units[] = {{"g", 1u << 30}, {"m", 1u << 20}, {"k", 1u << 10}, {"", 1}};
 static const unit_t count_units[] = {{"", 1}};
 
+/* Formats <v> with the largest unit that divides it exactly: <units> lists the units from the
+ * largest down and ends with the unit of factor 1. */
 static void format_unit(char *out, size_t outlen, uint64_t v, const unit_t *units, size_t nunits)
 {
     size_t i = 0;
@@ -197,19 +201,27 @@ static void format_unit(char *out, size_t outlen, uint64_t v, const unit_t *unit
     snprintf(out, outlen, "%llu%s", (unsigned long long)(v / units[i].factor), units[i].suffix);
 }
 
-/* Checks <v> (read from <text>) against <d>'s range, printing the bounds with <units>. */
-static int check_range(loader_t *ld, const directive_t *d, const fc_yaml_node_t *at, uint64_t v, const char *text,
+/* Sets "<text> is out of range (<min>..<max>)" for <d>, printing the bounds with <units>. */
+static int range_error(loader_t *ld, const directive_t *d, const fc_yaml_node_t *at, const char *text,
                        const unit_t *units, size_t nunits)
 {
     char lo[32], hi[32];
-    if (v >= d->min && v <= d->max) return 0;
     format_unit(lo, sizeof(lo), d->min, units, nunits);
     format_unit(hi, sizeof(hi), d->max, units, nunits);
     if (d->max == UINT64_MAX) return fail(ld, at, "%s is too small (the minimum is %s)", text, lo);
     return fail(ld, at, "%s is out of range (%s..%s)", text, lo, hi);
 }
 
-/* Reads a whole decimal number within <d>'s range. */
+/* Checks <v> (read from <text>) against <d>'s range. */
+static int check_range(loader_t *ld, const directive_t *d, const fc_yaml_node_t *at, uint64_t v, const char *text,
+                       const unit_t *units, size_t nunits)
+{
+    if (v >= d->min && v <= d->max) return 0;
+    return range_error(ld, d, at, text, units, nunits);
+}
+
+/* Reads a whole decimal number within <d>'s range. A negative number is read only to be
+ * reported as out of range, which says more than "not a number". */
 static int read_whole(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, uint64_t *out)
 {
     const char *t = scalar_text(ld, v);
@@ -223,12 +235,7 @@ static int read_whole(loader_t *ld, const directive_t *d, const fc_yaml_node_t *
         if (n > (UINT64_MAX - 9) / 10) return fail(ld, v, "%s is too large", t);
         n = n * 10 + (uint64_t)(*p - '0');
     }
-    if (t[0] == '-' && n != 0) {
-        char lo[32], hi[32];
-        format_unit(lo, sizeof(lo), d->min, count_units, 1);
-        format_unit(hi, sizeof(hi), d->max, count_units, 1);
-        return fail(ld, v, "%s is out of range (%s..%s)", t, lo, hi);
-    }
+    if (t[0] == '-' && n != 0) return range_error(ld, d, v, t, count_units, 1);
     if (check_range(ld, d, v, n, t, count_units, 1) < 0) return -1;
     *out = n;
     return 0;
@@ -239,7 +246,7 @@ static int set_int(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, 
     uint64_t n;
     FC_ASSERT(d->max <= INT32_MAX);
     if (read_whole(ld, d, v, &n) < 0) return -1;
-    *(int *)(void *)((char *)base + d->offset) = (int)n;
+    FIELD(int, base, d) = (int)n;
     return 0;
 }
 
@@ -247,7 +254,7 @@ static int set_uint(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
 {
     uint64_t n;
     if (read_whole(ld, d, v, &n) < 0) return -1;
-    *(uint64_t *)(void *)((char *)base + d->offset) = n;
+    FIELD(uint64_t, base, d) = n;
     return 0;
 }
 
@@ -255,7 +262,7 @@ static int set_uint(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
 static int set_workers(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
 {
     if (v->kind == FC_YAML_SCALAR && strcmp(v->scalar.text, "auto") == 0) {
-        *(int *)(void *)((char *)base + d->offset) = 0;
+        FIELD(int, base, d) = 0;
         return 0;
     }
     if (v->kind == FC_YAML_SCALAR && !fc_yaml_is_null(v) && strspn(v->scalar.text, "-0123456789") != v->scalar.len)
@@ -271,7 +278,7 @@ static int set_duration(loader_t *ld, const directive_t *d, const fc_yaml_node_t
     if (fc_duration_parse(t, &ms) < 0)
         return fail(ld, v, "expected a duration like 500ms, 10s, 5m or 1h30m, got '%s'", t);
     if (check_range(ld, d, v, ms, t, duration_units, FC_ARRAY_LEN(duration_units)) < 0) return -1;
-    *(uint64_t *)(void *)((char *)base + d->offset) = ms;
+    FIELD(uint64_t, base, d) = ms;
     return 0;
 }
 
@@ -282,20 +289,17 @@ static int set_size(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
     if (t == NULL) return -1;
     if (fc_size_parse(t, &bytes) < 0) return fail(ld, v, "expected a size like 512, 16k, 10m or 1g, got '%s'", t);
     if (check_range(ld, d, v, bytes, t, size_units, FC_ARRAY_LEN(size_units)) < 0) return -1;
-    *(uint64_t *)(void *)((char *)base + d->offset) = bytes;
+    FIELD(uint64_t, base, d) = bytes;
     return 0;
 }
 
 /* ---- strings ---- */
 
-static char **string_field(const directive_t *d, void *base) { return (char **)(void *)((char *)base + d->offset); }
-
 /* Stores a copy of <text> in <d>'s field, replacing nothing (each key is set once). */
 static void store_string(const directive_t *d, void *base, const char *text)
 {
-    char **field = string_field(d, base);
-    FC_ASSERT(*field == NULL);
-    *field = text ? fc_xstrdup(text) : NULL;
+    FC_ASSERT(FIELD(char *, base, d) == NULL);
+    FIELD(char *, base, d) = fc_xstrdup(text);
 }
 
 /* Any non-empty string. */
@@ -338,7 +342,7 @@ static int set_enum(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
 {
     int i = find_choice(ld, d, v);
     if (i < 0) return -1;
-    *(int *)(void *)((char *)base + d->offset) = i;
+    FIELD(int, base, d) = i;
     return 0;
 }
 
@@ -365,7 +369,7 @@ static int set_addr(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
     const char *t = scalar_text(ld, v);
     fc_err_t why;
     if (t == NULL) return -1;
-    if (fc_addr_parse(t, (fc_addr_t *)(void *)((char *)base + d->offset), &why) < 0)
+    if (fc_addr_parse(t, &FIELD(fc_addr_t, base, d), &why) < 0)
         return fail(ld, v, "%s", why.msg);
     return 0;
 }
@@ -402,7 +406,7 @@ static int set_host(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
         }
     }
     store_string(d, base, t);
-    for (char *p = *string_field(d, base); *p; p++)
+    for (char *p = FIELD(char *, base, d); *p; p++)
         if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
     return 0;
 }
@@ -494,7 +498,8 @@ static int set_list(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
     if (v->seq.n > spec->max)
         return fail(ld, v, "%zu entries listed, at most %zu are allowed", v->seq.n, spec->max);
     items = fc_xcalloc(v->seq.n, spec->size);
-    *(void **)(void *)((char *)base + d->offset) = items;
+    /* The field is a pointer to the item type; memcpy stores it without punning the lvalue. */
+    memcpy((char *)base + d->offset, &items, sizeof(items));
     *(size_t *)(void *)((char *)base + spec->count_offset) = v->seq.n;
     for (size_t i = 0; i < v->seq.n; i++) {
         size_t saved = path_push(ld, "[%zu]", i);

@@ -1,0 +1,830 @@
+/* test_config.c: the YAML tree (yaml.h) and the config loader (config.h): defaults, a full
+ * config, and every validation error with its exact message, line and column. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "fulcrum/balance.h"
+#include "fulcrum/config.h"
+#include "fulcrum/yaml.h"
+#include "harness.h"
+
+void test_config(void);
+
+static const char *const NAME = "t.yaml";
+
+/* The three required sections, smallest valid form; tests append to or replace them. */
+#define LISTEN "listeners:\n  - address: 127.0.0.1:8080\n"
+#define UPS "upstreams:\n  b:\n    servers:\n      - address: 127.0.0.1:3000\n"
+#define ROUTE "routes:\n  - upstream: b\n"
+#define MIN LISTEN UPS ROUTE
+
+static fc_config_t *load(const char *yaml, fc_err_t *err)
+{
+    fc_config_t *cfg = NULL;
+    memset(err, 0, sizeof(*err));
+    if (fc_config_load_string(NAME, yaml, strlen(yaml), &cfg, err) < 0) return NULL;
+    return cfg;
+}
+
+/* Loads <yaml> and returns the error as the caller prints it ("t.yaml:L:C: msg"), or "ok". */
+static const char *err_of(const char *yaml)
+{
+    static char out[512];
+    fc_err_t err;
+    fc_config_t *cfg = load(yaml, &err);
+    if (cfg != NULL) {
+        fc_config_free(cfg);
+        return "ok";
+    }
+    if (err.file != NAME) return "error without the config's file name";
+    fc_err_format(&err, out, sizeof(out));
+    return out;
+}
+
+static uint16_t port_of(const fc_addr_t *a)
+{
+    if (a->ss.ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)(const void *)&a->ss)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)(const void *)&a->ss)->sin_port);
+}
+
+static const char *ip_of(const fc_addr_t *a)
+{
+    static char buf[INET6_ADDRSTRLEN];
+    if (a->ss.ss_family == AF_INET6)
+        return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)&a->ss)->sin6_addr, buf, sizeof(buf));
+    return inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)&a->ss)->sin_addr, buf, sizeof(buf));
+}
+
+/* An inline config and the exact error it must produce ("ok" when it must load). */
+typedef struct err_case {
+    const char *yaml;
+    const char *want;
+} err_case_t;
+
+static void check_errors(const char *name, const err_case_t *cases, size_t n)
+{
+    subtest(name);
+    for (size_t i = 0; i < n; i++) is_str(err_of(cases[i].yaml), cases[i].want);
+}
+#define CHECK_ERRORS(name, cases) check_errors(name, cases, FC_ARRAY_LEN(cases))
+
+static const err_case_t yaml_syntax_cases[] = {
+    {"a: b: c\n", "t.yaml:1:5: mapping values are not allowed in this context"},
+    {"listeners:\n  - address: 1\n upstreams: x\n",
+     "t.yaml:3:2: did not find expected key while parsing a block mapping"},
+    {"limits: { max_body_size: 1m\n", "t.yaml:2:1: did not find expected ',' or '}' while parsing a flow mapping"},
+    {"a:\n\tb: 1\n", "t.yaml:2:1: found character that cannot start any token while scanning for the next token "
+                     "(tabs cannot indent YAML; use spaces)"},
+    {"a: \"unterminated\n", "t.yaml:2:1: found unexpected end of stream while scanning a quoted scalar"},
+    {"a: 1\nb: \xff\n", "t.yaml:2:4: invalid leading UTF-8 octet"},
+};
+
+static const err_case_t yaml_feature_cases[] = {
+    {"workers: &w 2\n", "t.yaml:1:10: anchors (&w) are not supported; write the value out"},
+    {"a: 1\nb: *w\n", "t.yaml:2:4: aliases (*w) are not supported; write the value out"},
+    {"a: &m { x: 1 }\n", "t.yaml:1:4: anchors (&m) are not supported; write the value out"},
+    {"workers: 1\n---\nworkers: 2\n", "t.yaml:2:1: only one YAML document is allowed"},
+    {"{ [a]: 1 }\n", "t.yaml:1:3: mapping keys must be plain values, not a list"},
+    {"? { a: 1 }\n: x\n", "t.yaml:1:3: mapping keys must be plain values, not a mapping"},
+};
+
+static const err_case_t duplicate_key_cases[] = {
+    {"workers: 1\n" MIN "workers: 2\n", "t.yaml:10:1: duplicate key 'workers' (first set at line 1)"},
+    {LISTEN "upstreams:\n  b:\n    keepalive: 1\n    keepalive: 2\n",
+     "t.yaml:6:5: duplicate key 'keepalive' (first set at line 5)"},
+    {MIN "limits: { send_timeout: 1s, send_timeout: 2s }\n",
+     "t.yaml:9:29: duplicate key 'send_timeout' (first set at line 9)"},
+    {LISTEN "upstreams:\n  b:\n    servers: [{address: 127.0.0.1:1}]\n  b:\n    servers: []\n",
+     "t.yaml:6:3: duplicate key 'b' (first set at line 4)"},
+};
+
+static const err_case_t accepted_cases[] = {
+    {"workers: 256\n" MIN, "ok"},
+    {"workers: \"4\"\n" MIN, "ok"},
+    {"access_log: /var/log/a.log\n" MIN, "ok"},
+    {"shutdown_timeout: 0\n" MIN, "ok"},
+    {"limits: { max_body_size: 1024g, max_header_size: 1k }\n" MIN, "ok"},
+    {LISTEN UPS "routes:\n  - { host: a.example.com, upstream: b }\n  - { host: b.example.com, upstream: b }\n", "ok"},
+    {LISTEN UPS "routes:\n  - { path: /a, upstream: b }\n  - { path: /a/, upstream: b }\n", "ok"},
+    {LISTEN UPS "routes:\n  - { host: x_1.internal, upstream: b }\n", "ok"},
+    {LISTEN UPS "routes:\n  - { host: 10.0.0.1, upstream: b }\n", "ok"},
+    {"listeners:\n  - address: 127.0.0.1:8080\n  - address: 127.0.0.1:8081\n"
+     "  - address: '[::1]:8080'\n" UPS ROUTE,
+     "ok"},
+};
+
+static const err_case_t document_cases[] = {
+    {"", "t.yaml: the configuration is empty (listeners, upstreams and routes are required)"},
+    {"# nothing\n", "t.yaml: the configuration is empty (listeners, upstreams and routes are required)"},
+    {"- a\n- b\n", "t.yaml:1:1: the configuration must be a mapping of keys like 'listeners:', not a list"},
+    {"hello\n", "t.yaml:1:1: the configuration must be a mapping of keys like 'listeners:', not a value"},
+};
+
+static const err_case_t unknown_key_cases[] = {
+    {"# top\n" MIN "worker: 2\n",
+     "t.yaml:10:1: unknown key 'worker' at the top level (expected one of: workers, shutdown_timeout, "
+     "error_log, error_log_level, access_log, access_log_format, listeners, upstreams, routes, limits)"},
+    {"listeners:\n  - address: 127.0.0.1:8080\n    port: 80\n" UPS ROUTE,
+     "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address)"},
+    {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
+     "t.yaml:5:5: unknown key 'balancer' in upstreams.b (expected one of: balance, keepalive, "
+     "keepalive_timeout, servers)"},
+    {LISTEN "upstreams:\n  b:\n    servers:\n      - address: 127.0.0.1:1\n      - address: 127.0.0.1:2\n"
+            "        wieght: 2\n" ROUTE,
+     "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight)"},
+    {LISTEN UPS "routes:\n  - upstream: b\n  - upstream: b\n    prefix: /x\n",
+     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, timeouts)"},
+    {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { connect: 1s, idle: 2s }\n",
+     "t.yaml:9:30: unknown key 'idle' in routes[0].timeouts (expected one of: connect, send, read)"},
+    {MIN "limits:\n  max_body: 1m\n",
+     "t.yaml:10:3: unknown key 'max_body' in limits (expected one of: client_header_timeout, "
+     "client_body_timeout, send_timeout, keepalive_timeout, max_header_size, max_body_size, max_connections)"},
+};
+
+static const err_case_t missing_key_cases[] = {
+    {"workers: 2\n" UPS ROUTE, "t.yaml:1:1: missing required key 'listeners' at the top level"},
+    {LISTEN ROUTE, "t.yaml:1:1: missing required key 'upstreams' at the top level"},
+    {LISTEN UPS, "t.yaml:1:1: missing required key 'routes' at the top level"},
+    {"listeners: []\n" UPS ROUTE, "t.yaml:1:12: listeners: the list is empty; at least one entry is required"},
+    {LISTEN UPS "routes: []\n", "t.yaml:7:9: routes: the list is empty; at least one entry is required"},
+    {LISTEN "upstreams: {}\n" ROUTE, "t.yaml:3:12: upstreams: no upstreams are defined; at least one is required"},
+    {LISTEN "upstreams:\n  b:\n    keepalive: 1\n" ROUTE, "t.yaml:5:5: missing required key 'servers' in upstreams.b"},
+    {LISTEN "upstreams:\n  b:\n    servers: []\n" ROUTE,
+     "t.yaml:5:14: upstreams.b.servers: the list is empty; at least one entry is required"},
+    {LISTEN "upstreams:\n  b:\n    servers:\n      - weight: 2\n" ROUTE,
+     "t.yaml:6:9: missing required key 'address' in upstreams.b.servers[0]"},
+    {"listeners:\n  - {}\n" UPS ROUTE, "t.yaml:2:5: missing required key 'address' in listeners[0]"},
+    {LISTEN UPS "routes:\n  - path: /x\n", "t.yaml:8:5: missing required key 'upstream' in routes[0]"},
+};
+
+static const err_case_t node_type_cases[] = {
+    {"listeners: 0.0.0.0:8080\n" UPS ROUTE, "t.yaml:1:12: listeners: expected a list, got a value"},
+    {"listeners:\n  address: 0.0.0.0:8080\n" UPS ROUTE, "t.yaml:2:3: listeners: expected a list, got a mapping"},
+    {"listeners:\n  - 0.0.0.0:8080\n" UPS ROUTE, "t.yaml:2:5: listeners[0]: expected a mapping, got a value"},
+    {LISTEN "upstreams:\n  - b\n" ROUTE, "t.yaml:4:3: upstreams: expected a mapping, got a list"},
+    {LISTEN "upstreams:\n  b: 127.0.0.1:3000\n" ROUTE, "t.yaml:4:6: upstreams.b: expected a mapping, got a value"},
+    {LISTEN "upstreams:\n  b:\n    servers: 127.0.0.1:3000\n" ROUTE,
+     "t.yaml:5:14: upstreams.b.servers: expected a list, got a value"},
+    {LISTEN UPS "routes:\n  upstream: b\n", "t.yaml:8:3: routes: expected a list, got a mapping"},
+    {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: 5s\n",
+     "t.yaml:9:15: routes[0].timeouts: expected a mapping, got a value"},
+    {MIN "limits: 5\n", "t.yaml:9:9: limits: expected a mapping, got a value"},
+    {"workers: [1]\n" MIN, "t.yaml:1:10: workers: expected a single value, got a list"},
+    {"error_log: { path: x }\n" MIN, "t.yaml:1:12: error_log: expected a single value, got a mapping"},
+    {LISTEN "upstreams:\n  b:\n    servers:\n      - address: [127.0.0.1, 3000]\n" ROUTE,
+     "t.yaml:6:18: upstreams.b.servers[0].address: expected a single value, got a list"},
+};
+
+static const err_case_t missing_value_cases[] = {
+    {"workers:\n" MIN, "t.yaml:1:9: workers: missing value"},
+    {"listeners:\n" UPS ROUTE, "t.yaml:1:11: listeners: missing value (expected a list)"},
+    {LISTEN UPS ROUTE "limits: ~\n", "t.yaml:9:9: limits: missing value (expected a mapping)"},
+    {"workers: ~\n" MIN, "t.yaml:1:10: workers: missing value"},
+    {"error_log: null\n" MIN, "t.yaml:1:12: error_log: missing value"},
+    {"error_log: ''\n" MIN, "t.yaml:1:12: error_log: must not be empty"},
+    {"error_log: \"a\\0b\"\n" MIN, "t.yaml:1:12: error_log: the value contains a NUL byte"},
+    {LISTEN UPS "routes:\n  - upstream:\n", "t.yaml:8:14: routes[0].upstream: missing value"},
+    {LISTEN UPS "routes:\n  - { upstream: b, host: }\n", "t.yaml:8:26: routes[0].host: missing value"},
+};
+
+static const err_case_t workers_cases[] = {
+    {"workers: 0\n" MIN, "t.yaml:1:10: workers: 0 is out of range (1..256)"},
+    {"workers: 257\n" MIN, "t.yaml:1:10: workers: 257 is out of range (1..256)"},
+    {"workers: -1\n" MIN, "t.yaml:1:10: workers: -1 is out of range (1..256)"},
+    {"workers: many\n" MIN, "t.yaml:1:10: workers: expected 'auto' or a number of processes, got 'many'"},
+    {"workers: 1.5\n" MIN, "t.yaml:1:10: workers: expected 'auto' or a number of processes, got '1.5'"},
+    {"workers: 99999999999999999999999\n" MIN, "t.yaml:1:10: workers: 99999999999999999999999 is too large"},
+};
+
+static const err_case_t number_cases[] = {
+    {LISTEN "upstreams:\n  b:\n    servers:\n      - { address: 127.0.0.1:1, weight: 0 }\n" ROUTE,
+     "t.yaml:6:41: upstreams.b.servers[0].weight: 0 is out of range (1..1000)"},
+    {LISTEN "upstreams:\n  b:\n    servers:\n      - { address: 127.0.0.1:1, weight: 1001 }\n" ROUTE,
+     "t.yaml:6:41: upstreams.b.servers[0].weight: 1001 is out of range (1..1000)"},
+    {LISTEN "upstreams:\n  b:\n    servers:\n      - { address: 127.0.0.1:1, weight: high }\n" ROUTE,
+     "t.yaml:6:41: upstreams.b.servers[0].weight: expected a whole number, got 'high'"},
+    {LISTEN "upstreams:\n  b:\n    keepalive: -1\n    servers: [{address: 127.0.0.1:1}]\n" ROUTE,
+     "t.yaml:5:16: upstreams.b.keepalive: -1 is out of range (0..100000)"},
+    {LISTEN "upstreams:\n  b:\n    keepalive: 100001\n    servers: [{address: 127.0.0.1:1}]\n" ROUTE,
+     "t.yaml:5:16: upstreams.b.keepalive: 100001 is out of range (0..100000)"},
+    {LISTEN "upstreams:\n  b:\n    keepalive: '-'\n    servers: [{address: 127.0.0.1:1}]\n" ROUTE,
+     "t.yaml:5:16: upstreams.b.keepalive: expected a whole number, got '-'"},
+    {MIN "limits:\n  max_connections: 0\n", "t.yaml:10:20: limits.max_connections: 0 is out of range (1..1000000)"},
+    {MIN "limits:\n  max_connections: 1000001\n",
+     "t.yaml:10:20: limits.max_connections: 1000001 is out of range (1..1000000)"},
+    {MIN "limits:\n  max_connections: 1e6\n",
+     "t.yaml:10:20: limits.max_connections: expected a whole number, got '1e6'"},
+};
+
+static const err_case_t duration_cases[] = {
+    {"shutdown_timeout: 30 seconds\n" MIN,
+     "t.yaml:1:19: shutdown_timeout: expected a duration like 500ms, 10s, 5m or 1h30m, got '30 seconds'"},
+    {"shutdown_timeout: -1s\n" MIN,
+     "t.yaml:1:19: shutdown_timeout: expected a duration like 500ms, 10s, 5m or 1h30m, got '-1s'"},
+    {"shutdown_timeout: 25h\n" MIN, "t.yaml:1:19: shutdown_timeout: 25h is out of range (0ms..24h)"},
+    {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { connect: 0s }\n",
+     "t.yaml:9:26: routes[0].timeouts.connect: 0s is out of range (1ms..24h)"},
+    {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { read: 1h1ms }\n", "ok"},
+    {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { send: 24h1ms }\n",
+     "t.yaml:9:23: routes[0].timeouts.send: 24h1ms is out of range (1ms..24h)"},
+    {LISTEN "upstreams:\n  b:\n    keepalive_timeout: 0\n    servers: [{address: 127.0.0.1:1}]\n" ROUTE,
+     "t.yaml:5:24: upstreams.b.keepalive_timeout: 0 is out of range (1ms..24h)"},
+    {MIN "limits:\n  client_header_timeout: 0\n",
+     "t.yaml:10:26: limits.client_header_timeout: 0 is out of range (1ms..24h)"},
+    {MIN "limits:\n  client_body_timeout: 1d\n",
+     "t.yaml:10:24: limits.client_body_timeout: expected a duration like 500ms, 10s, 5m or 1h30m, got '1d'"},
+    {MIN "limits:\n  send_timeout: 0ms\n", "t.yaml:10:17: limits.send_timeout: 0ms is out of range (1ms..24h)"},
+    {MIN "limits:\n  keepalive_timeout: 86401\n",
+     "t.yaml:10:22: limits.keepalive_timeout: 86401 is out of range (0ms..24h)"},
+};
+
+static const err_case_t size_cases[] = {
+    {MIN "limits:\n  max_header_size: 512\n", "t.yaml:10:20: limits.max_header_size: 512 is out of range (1k..1m)"},
+    {MIN "limits:\n  max_header_size: 2m\n", "t.yaml:10:20: limits.max_header_size: 2m is out of range (1k..1m)"},
+    {MIN "limits:\n  max_header_size: 1025k\n", "t.yaml:10:20: limits.max_header_size: 1025k is out of range (1k..1m)"},
+    {MIN "limits:\n  max_body_size: 10mb\n",
+     "t.yaml:10:18: limits.max_body_size: expected a size like 512, 16k, 10m or 1g, got '10mb'"},
+    {MIN "limits:\n  max_body_size: -1\n",
+     "t.yaml:10:18: limits.max_body_size: expected a size like 512, 16k, 10m or 1g, got '-1'"},
+    {MIN "limits:\n  max_body_size: 99999999999g\n",
+     "t.yaml:10:18: limits.max_body_size: expected a size like 512, 16k, 10m or 1g, got '99999999999g'"},
+};
+
+static const err_case_t choice_cases[] = {
+    {"error_log_level: verbose\n" MIN,
+     "t.yaml:1:18: error_log_level: unknown value 'verbose' (expected one of: error, warn, notice, info, debug)"},
+    {"error_log_level: NOTICE\n" MIN,
+     "t.yaml:1:18: error_log_level: unknown value 'NOTICE' (expected one of: error, warn, notice, info, debug)"},
+    {"access_log_format: clf\n" MIN,
+     "t.yaml:1:20: access_log_format: unknown value 'clf' (expected one of: json, combined)"},
+    {"access_log: ''\n" MIN, "t.yaml:1:13: access_log: must not be empty"},
+};
+
+static const err_case_t address_cases[] = {
+    {"listeners:\n  - address: 8080\n" UPS ROUTE,
+     "t.yaml:2:14: listeners[0].address: missing port in '8080' (expected host:port, like 127.0.0.1:8080)"},
+    {"listeners:\n  - address: 127.0.0.1:0\n" UPS ROUTE,
+     "t.yaml:2:14: listeners[0].address: invalid port '0' in '127.0.0.1:0' (expected 1..65535)"},
+    {"listeners:\n  - address: example.com:80\n" UPS ROUTE,
+     "t.yaml:2:14: listeners[0].address: 'example.com' is not an IP address (only numeric addresses and "
+     "localhost are accepted)"},
+    {LISTEN "upstreams:\n  b:\n    servers:\n      - address: ::1:3000\n" ROUTE,
+     "t.yaml:6:18: upstreams.b.servers[0].address: '::1:3000': write IPv6 addresses in brackets, like [::1]:8080"},
+};
+
+static const err_case_t duplicate_entry_cases[] = {
+    {"listeners:\n  - address: 127.0.0.1:8080\n  - address: 127.0.0.1:8081\n"
+     "  - address: 127.0.0.1:8080\n" UPS ROUTE,
+     "t.yaml:4:14: listeners[2].address: 127.0.0.1:8080 is already listed as listeners[0]"},
+    {"listeners:\n  - address: '*:80'\n  - address: 0.0.0.0:80\n" UPS ROUTE,
+     "t.yaml:3:14: listeners[1].address: 0.0.0.0:80 is already listed as listeners[0]"},
+    {LISTEN "upstreams:\n  b:\n    servers:\n      - address: 127.0.0.1:3000\n"
+            "      - address: localhost:3000\n" ROUTE,
+     "t.yaml:7:18: upstreams.b.servers[1].address: localhost:3000 is already listed as servers[0] "
+     "(give it a higher weight instead)"},
+    {LISTEN UPS "routes:\n  - { path: /api, upstream: b }\n  - { path: /api, upstream: b }\n",
+     "t.yaml:9:5: routes[1]: same host and path as routes[0], so it could never be chosen"},
+    {LISTEN UPS "routes:\n  - { host: A.com, upstream: b }\n  - { host: a.com, path: /, upstream: b }\n",
+     "t.yaml:9:5: routes[1]: same host and path as routes[0], so it could never be chosen"},
+};
+
+static const err_case_t route_cases[] = {
+    {LISTEN UPS "routes:\n  - upstream: backend\n",
+     "t.yaml:8:15: routes[0].upstream: unknown upstream 'backend' (defined: b)"},
+    {LISTEN "upstreams:\n  one:\n    servers: [{address: 127.0.0.1:1}]\n"
+            "  two:\n    servers: [{address: 127.0.0.1:2}]\n"
+            "routes:\n  - upstream: one\n  - { path: /x, upstream: three }\n",
+     "t.yaml:10:27: routes[1].upstream: unknown upstream 'three' (defined: one, two)"},
+    {LISTEN UPS "routes:\n  - { path: api, upstream: b }\n", "t.yaml:8:13: routes[0].path: 'api' must start with '/'"},
+    {LISTEN UPS "routes:\n  - { path: '/a?b=1', upstream: b }\n",
+     "t.yaml:8:13: routes[0].path: '/a?b=1' must not contain a query ('?') or fragment ('#'); routes match "
+     "the path only"},
+    {LISTEN UPS "routes:\n  - { path: '/a b', upstream: b }\n",
+     "t.yaml:8:13: routes[0].path: '/a b' must not contain spaces or control characters"},
+    {LISTEN UPS "routes:\n  - { host: '*', upstream: b }\n",
+     "t.yaml:8:13: routes[0].host: '*' is not a host name; leave out 'host' to match any host"},
+    {LISTEN UPS "routes:\n  - { host: 'api.*.com', upstream: b }\n",
+     "t.yaml:8:13: routes[0].host: 'api.*.com': a wildcard is only allowed as a leading '*.', like *.example.com"},
+    {LISTEN UPS "routes:\n  - { host: '*example.com', upstream: b }\n",
+     "t.yaml:8:13: routes[0].host: '*example.com': a wildcard is only allowed as a leading '*.', like "
+     "*.example.com"},
+    {LISTEN UPS "routes:\n  - { host: 'api.example.com:8080', upstream: b }\n",
+     "t.yaml:8:13: routes[0].host: 'api.example.com:8080': a host must not include a port"},
+    {LISTEN UPS "routes:\n  - { host: a..com, upstream: b }\n",
+     "t.yaml:8:13: routes[0].host: 'a..com' is not a valid host name (empty or over-long label)"},
+    {LISTEN UPS "routes:\n  - { host: example.com., upstream: b }\n",
+     "t.yaml:8:13: routes[0].host: 'example.com.' is not a valid host name (empty or over-long label)"},
+    {LISTEN UPS "routes:\n  - { host: 'ex ample.com', upstream: b }\n",
+     "t.yaml:8:13: routes[0].host: 'ex ample.com' is not a valid host name (use letters, digits, '-' and '.')"},
+};
+
+static const err_case_t upstream_name_cases[] = {
+    {LISTEN "upstreams:\n  my backend:\n    servers: [{address: 127.0.0.1:1}]\n" ROUTE,
+     "t.yaml:4:3: invalid upstream name 'my backend': use 1 to 64 letters, digits, '-', '_' and '.'"},
+    {LISTEN "upstreams:\n  '':\n    servers: [{address: 127.0.0.1:1}]\n" ROUTE,
+     "t.yaml:4:3: invalid upstream name '': use 1 to 64 letters, digits, '-', '_' and '.'"},
+};
+
+static void test_yaml_tree(void)
+{
+    fc_yaml_doc_t *doc = NULL;
+    fc_err_t err;
+    const char *text = "# comment\n"
+                       "a: 1   # trailing comment\n"
+                       "b:\n"
+                       "  - x\n"
+                       "  - 'q'\n"
+                       "c: { connect: 5s, read: \"\" }\n"
+                       "d:\n"
+                       "e: ~\n";
+
+    subtest("yaml: tree shape and positions");
+    is_int(fc_yaml_parse(NAME, text, strlen(text), &doc, &err), 0);
+    if (doc == NULL) return;
+    const fc_yaml_node_t *root = doc->root;
+    is_int(root->kind, FC_YAML_MAPPING);
+    is_int(root->map.n, 5);
+    is_int(root->line, 2);
+    is_int(root->column, 1);
+    const fc_yaml_node_t *a = fc_yaml_map_get(root, "a");
+    is_int(a->kind, FC_YAML_SCALAR);
+    is_str(a->scalar.text, "1");
+    is_int(a->line, 2);
+    is_int(a->column, 4);
+    is_int(root->map.pairs[0].key->line, 2);
+    is_int(root->map.pairs[0].key->column, 1);
+    const fc_yaml_node_t *b = fc_yaml_map_get(root, "b");
+    is_int(b->kind, FC_YAML_SEQUENCE);
+    is_int(b->seq.n, 2);
+    is_int(b->line, 4);
+    is_int(b->column, 3);
+    is_str(b->seq.items[1]->scalar.text, "q");
+    is_int(b->seq.items[1]->line, 5);
+    is_int(b->seq.items[1]->column, 5);
+    is_int(b->seq.items[0]->scalar.plain, 1);
+    is_int(b->seq.items[1]->scalar.plain, 0);
+
+    subtest("yaml: flow style");
+    const fc_yaml_node_t *c = fc_yaml_map_get(root, "c");
+    is_int(c->kind, FC_YAML_MAPPING);
+    is_int(c->line, 6);
+    is_int(c->column, 4);
+    is_str(fc_yaml_map_get(c, "connect")->scalar.text, "5s");
+    is_int(fc_yaml_map_get(c, "connect")->column, 15);
+    is_int(fc_yaml_map_get(c, "read")->scalar.len, 0);
+
+    subtest("yaml: nulls");
+    ok(fc_yaml_is_null(fc_yaml_map_get(root, "d")));
+    ok(fc_yaml_is_null(fc_yaml_map_get(root, "e")));
+    ok(!fc_yaml_is_null(fc_yaml_map_get(c, "read"))); /* "" is quoted: an empty string, not null */
+    ok(!fc_yaml_is_null(a));
+    ok(!fc_yaml_is_null(b));
+    ok(fc_yaml_map_get(root, "zz") == NULL);
+    ok(fc_yaml_map_get(a, "a") == NULL);
+    is_str(fc_yaml_kind_name(FC_YAML_SEQUENCE), "a list");
+    fc_yaml_free(doc);
+    fc_yaml_free(NULL);
+
+    subtest("yaml: empty document");
+    doc = NULL;
+    is_int(fc_yaml_parse(NAME, "# only a comment\n", 17, &doc, &err), 0);
+    ok(doc != NULL && doc->root == NULL);
+    fc_yaml_free(doc);
+
+    subtest("yaml: a large document spans several arena chunks");
+    {
+        size_t cap = 200000, len = 0;
+        char *big = malloc(cap);
+        for (int i = 0; i < 5000; i++) len += (size_t)snprintf(big + len, cap - len, "key%d: value number %d\n", i, i);
+        doc = NULL;
+        is_int(fc_yaml_parse(NAME, big, len, &doc, &err), 0);
+        if (doc != NULL) {
+            is_int(doc->root->map.n, 5000);
+            is_str(fc_yaml_map_get(doc->root, "key4999")->scalar.text, "value number 4999");
+            is_int(fc_yaml_map_get(doc->root, "key4999")->line, 5000);
+        }
+        fc_yaml_free(doc);
+        free(big);
+    }
+}
+
+static void test_yaml_errors(void)
+{
+    CHECK_ERRORS("yaml errors: libyaml problems with their position", yaml_syntax_cases);
+
+    CHECK_ERRORS("yaml errors: features a config does not use", yaml_feature_cases);
+
+    CHECK_ERRORS("yaml errors: duplicate keys, at every depth", duplicate_key_cases);
+}
+
+static void test_defaults(void)
+{
+    fc_err_t err;
+    fc_config_t *cfg = load(MIN, &err);
+
+    subtest("defaults: the smallest valid config");
+    ok(cfg != NULL);
+    if (cfg == NULL) return;
+    is_str(cfg->file, NAME);
+    ok(cfg->file != NAME);
+    is_int(cfg->workers, 1);
+    is_int(cfg->shutdown_timeout, 30000);
+    is_str(cfg->error_log, "stderr");
+    is_str(cfg->error_log_level, "notice");
+    is_str(cfg->access_log, "stdout");
+    is_int(cfg->access_log_format, FC_LOG_FORMAT_JSON);
+
+    is_int(cfg->nlisteners, 1);
+    is_str(cfg->listeners[0].addr.text, "127.0.0.1:8080");
+    is_int(cfg->listeners[0].addr.ss.ss_family, AF_INET);
+    is_int(cfg->listeners[0].addr.len, sizeof(struct sockaddr_in));
+    is_int(port_of(&cfg->listeners[0].addr), 8080);
+    is_str(ip_of(&cfg->listeners[0].addr), "127.0.0.1");
+
+    is_int(cfg->nupstreams, 1);
+    const fc_upstream_conf_t *u = &cfg->upstreams[0];
+    is_str(u->name, "b");
+    is_str(u->balance, "round_robin");
+    is_int(u->keepalive, 32);
+    is_int(u->keepalive_timeout, 60000);
+    is_int(u->index, 0);
+    is_int(u->nservers, 1);
+    is_int(u->servers[0].weight, 1);
+    is_int(port_of(&u->servers[0].addr), 3000);
+
+    is_int(cfg->nroutes, 1);
+    const fc_route_conf_t *r = &cfg->routes[0];
+    ok(r->host == NULL);
+    is_str(r->path, "/");
+    is_str(r->upstream_name, "b");
+    ok(r->upstream == &cfg->upstreams[0]);
+    is_int(r->connect_timeout, 5000);
+    is_int(r->send_timeout, 60000);
+    is_int(r->read_timeout, 60000);
+
+    is_int(cfg->limits.client_header_timeout, 10000);
+    is_int(cfg->limits.client_body_timeout, 60000);
+    is_int(cfg->limits.send_timeout, 60000);
+    is_int(cfg->limits.keepalive_timeout, 75000);
+    is_int(cfg->limits.max_header_size, 16384);
+    is_int(cfg->limits.max_body_size, 10 * 1024 * 1024);
+    is_int(cfg->limits.max_connections, 10000);
+
+    ok(fc_config_upstream(cfg, "b") == &cfg->upstreams[0]);
+    ok(fc_config_upstream(cfg, "nope") == NULL);
+    fc_config_free(cfg);
+    fc_config_free(NULL);
+
+    subtest("defaults: a partial timeouts section and an empty limits section keep the other defaults");
+    cfg = load(LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { read: 2m }\nlimits: {}\n", &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        is_int(cfg->routes[0].connect_timeout, 5000);
+        is_int(cfg->routes[0].send_timeout, 60000);
+        is_int(cfg->routes[0].read_timeout, 120000);
+        is_int(cfg->limits.max_header_size, 16384);
+        is_int(cfg->limits.keepalive_timeout, 75000);
+    }
+    fc_config_free(cfg);
+}
+
+static const char FULL[] = "workers: auto\n"
+                           "shutdown_timeout: 1m30s\n"
+                           "error_log: /var/log/fulcrum/error.log\n"
+                           "error_log_level: debug\n"
+                           "access_log: off\n"
+                           "access_log_format: combined\n"
+                           "listeners:\n"
+                           "  - address: 0.0.0.0:8080\n"
+                           "  - address: '[::]:8080'\n"
+                           "  - address: \"*:9090\"\n"
+                           "upstreams:\n"
+                           "  backend:\n"
+                           "    balance: round_robin\n"
+                           "    keepalive: 0\n"
+                           "    keepalive_timeout: 500ms\n"
+                           "    servers:\n"
+                           "      - address: 127.0.0.1:3000\n"
+                           "        weight: 3\n"
+                           "      - address: localhost:3001\n"
+                           "      - { address: '[::1]:3002', weight: 1000 }\n"
+                           "  static.v2:\n"
+                           "    keepalive: 100000\n"
+                           "    servers: [{ address: 10.0.0.2:80 }]\n"
+                           "routes:\n"
+                           "  - host: API.Example.COM\n"
+                           "    path: /v1/\n"
+                           "    upstream: backend\n"
+                           "    timeouts: { connect: 250ms, send: 1h, read: 24h }\n"
+                           "  - host: '*.Example.com'\n"
+                           "    upstream: static.v2\n"
+                           "  - path: /static\n"
+                           "    upstream: static.v2\n"
+                           "  - upstream: backend\n"
+                           "limits:\n"
+                           "  client_header_timeout: 1ms\n"
+                           "  client_body_timeout: 2s\n"
+                           "  send_timeout: 3m\n"
+                           "  keepalive_timeout: 0\n"
+                           "  max_header_size: 1m\n"
+                           "  max_body_size: 0\n"
+                           "  max_connections: 1000000\n";
+
+static void test_full(void)
+{
+    fc_err_t err;
+    fc_config_t *cfg = load(FULL, &err);
+
+    subtest("full: every key set");
+    if (cfg == NULL) {
+        char msg[512];
+        fc_err_format(&err, msg, sizeof(msg));
+        is_str(msg, "ok");
+        return;
+    }
+    is_int(cfg->workers, 0);
+    is_int(cfg->shutdown_timeout, 90000);
+    is_str(cfg->error_log, "/var/log/fulcrum/error.log");
+    is_str(cfg->error_log_level, "debug");
+    ok(cfg->access_log == NULL);
+    is_int(cfg->access_log_format, FC_LOG_FORMAT_COMBINED);
+
+    is_int(cfg->nlisteners, 3);
+    is_str(ip_of(&cfg->listeners[0].addr), "0.0.0.0");
+    is_int(cfg->listeners[1].addr.ss.ss_family, AF_INET6);
+    is_int(cfg->listeners[1].addr.len, sizeof(struct sockaddr_in6));
+    is_str(ip_of(&cfg->listeners[1].addr), "::");
+    is_int(port_of(&cfg->listeners[1].addr), 8080);
+    is_str(cfg->listeners[1].addr.text, "[::]:8080");
+    is_str(ip_of(&cfg->listeners[2].addr), "0.0.0.0");
+    is_int(port_of(&cfg->listeners[2].addr), 9090);
+    is_str(cfg->listeners[2].addr.text, "*:9090");
+
+    is_int(cfg->nupstreams, 2);
+    const fc_upstream_conf_t *be = &cfg->upstreams[0], *st = &cfg->upstreams[1];
+    is_str(be->name, "backend");
+    is_int(be->keepalive, 0);
+    is_int(be->keepalive_timeout, 500);
+    is_int(be->nservers, 3);
+    is_int(be->servers[0].weight, 3);
+    is_int(be->servers[1].weight, 1);
+    is_str(ip_of(&be->servers[1].addr), "127.0.0.1");
+    is_str(be->servers[1].addr.text, "localhost:3001");
+    is_int(be->servers[2].weight, 1000);
+    is_str(ip_of(&be->servers[2].addr), "::1");
+    is_str(st->name, "static.v2");
+    is_int(st->index, 1);
+    is_int(st->keepalive, 100000);
+    is_int(st->nservers, 1);
+    is_int(port_of(&st->servers[0].addr), 80);
+
+    is_int(cfg->nroutes, 4);
+    is_str(cfg->routes[0].host, "api.example.com");
+    is_str(cfg->routes[0].path, "/v1/");
+    ok(cfg->routes[0].upstream == be);
+    is_int(cfg->routes[0].connect_timeout, 250);
+    is_int(cfg->routes[0].send_timeout, 3600000);
+    is_int(cfg->routes[0].read_timeout, 86400000);
+    is_str(cfg->routes[1].host, "*.example.com");
+    is_str(cfg->routes[1].path, "/");
+    ok(cfg->routes[1].upstream == st);
+    ok(cfg->routes[2].host == NULL);
+    is_str(cfg->routes[2].path, "/static");
+    ok(cfg->routes[3].upstream == be);
+    ok(fc_config_upstream(cfg, "static.v2") == st);
+
+    is_int(cfg->limits.client_header_timeout, 1);
+    is_int(cfg->limits.client_body_timeout, 2000);
+    is_int(cfg->limits.send_timeout, 180000);
+    is_int(cfg->limits.keepalive_timeout, 0);
+    is_int(cfg->limits.max_header_size, 1048576);
+    is_int(cfg->limits.max_body_size, 0);
+    is_int(cfg->limits.max_connections, 1000000);
+    fc_config_free(cfg);
+
+    CHECK_ERRORS("full: other accepted forms", accepted_cases);
+}
+
+static void test_structure_errors(void)
+{
+    CHECK_ERRORS("errors: empty and non-mapping documents", document_cases);
+
+    CHECK_ERRORS("errors: unknown keys in every section", unknown_key_cases);
+
+    CHECK_ERRORS("errors: missing required sections and keys", missing_key_cases);
+
+    CHECK_ERRORS("errors: wrong node types", node_type_cases);
+
+    CHECK_ERRORS("errors: missing values", missing_value_cases);
+}
+
+static void test_value_errors(void)
+{
+    CHECK_ERRORS("errors: workers", workers_cases);
+
+    CHECK_ERRORS("errors: whole numbers", number_cases);
+
+    CHECK_ERRORS("errors: durations", duration_cases);
+
+    CHECK_ERRORS("errors: sizes", size_cases);
+
+    CHECK_ERRORS("errors: words from a fixed list", choice_cases);
+
+    subtest("errors: balancing policy");
+    {
+        char want[300];
+        snprintf(want, sizeof(want), "t.yaml:5:14: upstreams.b.balance: unknown balancing policy 'fastest' (known: %s)",
+                 fc_balance_names());
+        is_str(err_of(LISTEN "upstreams:\n  b:\n    balance: fastest\n    servers: [{address: 127.0.0.1:1}]\n" ROUTE),
+               want);
+    }
+
+    CHECK_ERRORS("errors: addresses", address_cases);
+
+    CHECK_ERRORS("errors: duplicates that could never work", duplicate_entry_cases);
+
+    CHECK_ERRORS("errors: routes", route_cases);
+
+    CHECK_ERRORS("errors: upstream names", upstream_name_cases);
+}
+
+/* An upstream with <n> servers on distinct ports, as a config string the caller frees. */
+static char *many_servers(int n)
+{
+    size_t cap = 64 + (size_t)n * 48 + 256, len = 0;
+    char *s = malloc(cap);
+    len += (size_t)snprintf(s + len, cap - len, "%s", LISTEN "upstreams:\n  b:\n    servers:\n");
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(s + len, cap - len, "      - address: 127.0.0.1:%d\n", 1000 + i);
+    snprintf(s + len, cap - len, "%s", ROUTE);
+    return s;
+}
+
+static void test_limits_on_counts(void)
+{
+    char *s;
+
+    subtest("errors: at most FC_UPSTREAM_MAX_SERVERS servers");
+    s = many_servers(FC_UPSTREAM_MAX_SERVERS);
+    is_str(err_of(s), "ok");
+    free(s);
+    s = many_servers(FC_UPSTREAM_MAX_SERVERS + 1);
+    is_str(err_of(s), "t.yaml:6:7: upstreams.b.servers: 257 entries listed, at most 256 are allowed");
+    free(s);
+}
+
+/* Reads <path> whole into a NUL-terminated malloc'd string, or NULL. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+    if (f == NULL) return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        buf = malloc((size_t)n + 1);
+        buf[fread(buf, 1, (size_t)n, f)] = '\0';
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Every ```yaml block of docs/configuration.md must load, so the reference cannot drift. */
+static void test_doc_examples(void)
+{
+    char *doc = slurp("docs/configuration.md");
+    int blocks = 0;
+
+    subtest("docs: the YAML examples in docs/configuration.md load");
+    ok(doc != NULL);
+    for (char *p = doc; p != NULL && (p = strstr(p, "```yaml\n")) != NULL;) {
+        char *start = p + 8, *end = strstr(start, "```");
+        if (end == NULL) break;
+        *end = '\0';
+        is_str(err_of(start), "ok");
+        blocks++;
+        p = end + 3;
+    }
+    ok(blocks >= 2);
+    free(doc);
+}
+
+static void test_files(void)
+{
+    fc_err_t err;
+    fc_config_t *cfg = NULL;
+    char path[] = "/tmp/fulcrum-test-config-XXXXXX";
+    char msg[512];
+
+    subtest("files: a missing file names its path");
+    is_int(fc_config_load("/nonexistent/fulcrum.yaml", &cfg, &err), -1);
+    ok(cfg == NULL);
+    fc_err_format(&err, msg, sizeof(msg));
+    is_str(msg, "/nonexistent/fulcrum.yaml: cannot open: No such file or directory");
+
+    subtest("files: errors point at the path argument");
+    int fd = mkstemp(path);
+    ok(fd >= 0);
+    if (fd >= 0) {
+        const char *text = MIN "limits:\n  max_body_size: lots\n";
+        ok(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+        close(fd);
+        is_int(fc_config_load(path, &cfg, &err), -1);
+        ok(err.file == path);
+        is_int(err.line, 10);
+        is_int(err.column, 18);
+        unlink(path);
+    }
+
+    subtest("files: the shipped configs load");
+    cfg = NULL;
+    is_int(fc_config_load("conf/fulcrum.yaml", &cfg, &err), 0);
+    if (cfg == NULL) {
+        fc_err_format(&err, msg, sizeof(msg));
+        is_str(msg, "conf/fulcrum.yaml loads");
+    }
+    fc_config_free(cfg);
+    cfg = NULL;
+    is_int(fc_config_load("conf/demo.yaml", &cfg, &err), 0);
+    if (cfg != NULL) {
+        is_int(cfg->nlisteners, 1);
+        is_str(cfg->listeners[0].addr.text, "0.0.0.0:8080");
+        is_str(cfg->upstreams[0].name, "demo");
+        is_int(cfg->upstreams[0].nservers, 2);
+        is_str(cfg->upstreams[0].servers[1].addr.text, "127.0.0.1:3002");
+        is_str(cfg->upstreams[0].balance, "round_robin");
+        is_str(cfg->access_log, "stdout");
+        is_int(cfg->access_log_format, FC_LOG_FORMAT_JSON);
+        ok(cfg->routes[0].upstream == &cfg->upstreams[0]);
+    } else {
+        fc_err_format(&err, msg, sizeof(msg));
+        is_str(msg, "conf/demo.yaml loads");
+    }
+    fc_config_free(cfg);
+}
+
+/* Addresses fc_addr_parse rejects, with the message an operator sees. */
+static const struct {
+    const char *text;
+    const char *msg;
+} bad_addrs[] = {
+    {"", "empty address (expected host:port, like 127.0.0.1:8080)"},
+    {":8080", "missing host in ':8080' (write *:8080 to listen on every address)"},
+    {"127.0.0.1", "missing port in '127.0.0.1' (expected host:port, like 127.0.0.1:8080)"},
+    {"127.0.0.1:", "invalid port '' in '127.0.0.1:' (expected 1..65535)"},
+    {"127.0.0.1:65536", "invalid port '65536' in '127.0.0.1:65536' (expected 1..65535)"},
+    {"127.0.0.1:+80", "invalid port '+80' in '127.0.0.1:+80' (expected 1..65535)"},
+    {"127.0.0.1:080000", "invalid port '080000' in '127.0.0.1:080000' (expected 1..65535)"},
+    {"127.0.0.1:http", "invalid port 'http' in '127.0.0.1:http' (expected 1..65535)"},
+    {"256.0.0.1:80", "'256.0.0.1' is not an IP address (only numeric addresses and localhost are accepted)"},
+    {"::1:80", "'::1:80': write IPv6 addresses in brackets, like [::1]:8080"},
+    {"[::1]", "missing port in '[::1]' (expected host:port, like 127.0.0.1:8080)"},
+    {"[::1]80", "missing port in '[::1]80' (expected host:port, like 127.0.0.1:8080)"},
+    {"[::1:80", "missing ']' in '[::1:80' (expected [address]:port)"},
+    {"[1.2.3.4]:80", "'1.2.3.4' is not a valid IPv6 address"},
+    {"0123456789012345678901234567890123456789012345678901234567890123:1",
+     "address '0123456789012345678901234567890123456789...' is too long"},
+};
+
+static void test_addr_parse(void)
+{
+    fc_addr_t a;
+    fc_err_t err;
+
+    subtest("fc_addr_parse: accepted forms");
+    is_int(fc_addr_parse("192.168.1.20:65535", &a, &err), 0);
+    is_str(ip_of(&a), "192.168.1.20");
+    is_int(port_of(&a), 65535);
+    is_int(fc_addr_parse("[2001:db8::1]:443", &a, &err), 0);
+    is_str(ip_of(&a), "2001:db8::1");
+    is_int(port_of(&a), 443);
+    is_str(a.text, "[2001:db8::1]:443");
+    is_int(fc_addr_parse("*:1", &a, &err), 0);
+    is_str(ip_of(&a), "0.0.0.0");
+    is_int(fc_addr_parse("localhost:80", &a, &err), 0);
+    is_str(ip_of(&a), "127.0.0.1");
+
+    subtest("fc_addr_parse: rejected forms leave the output alone");
+    for (size_t i = 0; i < FC_ARRAY_LEN(bad_addrs); i++) {
+        memset(&a, 0x5a, sizeof(a));
+        is_int(fc_addr_parse(bad_addrs[i].text, &a, &err), -1);
+        is_str(err.msg, bad_addrs[i].msg);
+        ok(err.file == NULL && err.line == 0);
+        is_int(((unsigned char *)&a)[0], 0x5a);
+    }
+}
+
+void test_config(void)
+{
+    test_yaml_tree();
+    test_yaml_errors();
+    test_defaults();
+    test_full();
+    test_structure_errors();
+    test_value_errors();
+    test_limits_on_counts();
+    test_addr_parse();
+    test_files();
+    test_doc_examples();
+}
