@@ -149,6 +149,10 @@ static void process(fc_conn_t *c)
         c->pos += used;
         switch (ev) {
         case FC_HTTP_HEAD_DONE:
+            if (c->pos > w->cfg->limits.max_header_size) {
+                fc_exchange_reply_error(c->ex, 431, 0);
+                return;
+            }
             c->state = FC_CONN_ACTIVE;
             fc_timeout_clear(&c->timeout);
             /* The exchange may end before this returns (an error answer, a pipelined 404):

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fulcrum/conn.h"
 #include "fulcrum/headers.h"
@@ -111,6 +112,22 @@ static size_t json_escape(char *out, size_t cap, const char *s, size_t n)
     return o;
 }
 
+/* The value of header <name> in the head we sent upstream (combined log format only). */
+static fc_slice_t sent_header(const fc_exchange_t *ex, const char *name, size_t namelen)
+{
+    const char *p = ex->head_out.base, *end = p + ex->head_out.len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL) break;
+        p = eol + 1;
+        if ((size_t)(end - p) > namelen + 1 && strncasecmp(p, name, namelen) == 0 && p[namelen] == ':') {
+            const char *v = p + namelen + 2, *ve = memchr(v, '\r', (size_t)(end - v));
+            return ve ? (fc_slice_t){v, (size_t)(ve - v)} : (fc_slice_t){NULL, 0};
+        }
+    }
+    return (fc_slice_t){NULL, 0};
+}
+
 static void access_log(fc_exchange_t *ex)
 {
     if (!fc_access_log_enabled() || (ex->t_start == 0 && ex->status == 0)) return;
@@ -129,9 +146,14 @@ static void access_log(fc_exchange_t *ex)
     const char *ip = ex->client ? ex->client->ip : "-";
     int n;
     if (W(ex)->cfg->access_log_format == FC_LOG_FORMAT_COMBINED) {
-        n = snprintf(line, sizeof(line), "%s - - [%s] \"%.*s %.*s HTTP/%d.%d\" %d %llu \"-\" \"-\" %.3f %s %.3f\n",
+        char ref[512], ua[512];
+        fc_slice_t r = sent_header(ex, "referer", 7), a = sent_header(ex, "user-agent", 10);
+        size_t rl = r.p ? json_escape(ref, sizeof(ref), r.p, r.n) : json_escape(ref, sizeof(ref), "-", 1);
+        size_t al = a.p ? json_escape(ua, sizeof(ua), a.p, a.n) : json_escape(ua, sizeof(ua), "-", 1);
+        n = snprintf(line, sizeof(line), "%s - - [%s] \"%.*s %.*s HTTP/%d.%d\" %d %llu \"%.*s\" \"%.*s\" %.3f %s %.3f\n",
                      ip, fc_log_time_clf(), (int)ml, method, (int)pl, path, ex->req.major ? ex->req.major : 1,
-                     ex->req.minor, ex->status, (unsigned long long)ex->bytes_sent, dur / 1000, server, up_ms / 1000);
+                     ex->req.minor, ex->status, (unsigned long long)ex->bytes_sent, (int)rl, ref, (int)al, ua,
+                     dur / 1000, server, up_ms / 1000);
     } else {
         n = snprintf(line, sizeof(line),
                      "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%.*s\",\"path\":\"%.*s\",\"status\":%d,"
@@ -250,6 +272,10 @@ void fc_exchange_start(fc_exchange_t *ex)
     }
     const fc_header_t *host = NULL;
     for (size_t i = 0; i < h->nheaders; i++) {
+        if (!fc_http_is_token(h->headers[i].name)) {
+            fc_exchange_reply_error(ex, 400, 0); /* "X Y: z" and the like: never forwarded */
+            return;
+        }
         if (!FC_SLICE_IEQ(h->headers[i].name, "host")) continue;
         if (host != NULL) {
             fc_exchange_reply_error(ex, 400, 0); /* two Host headers: ambiguous */
@@ -310,7 +336,7 @@ static void connect_next(fc_exchange_t *ex)
         if (i < 0) {
             fc_log(FC_LOG_ERROR, "upstream %s: no server left to try for %s", u->conf->name,
                    ex->client ? ex->client->ip : "-");
-            fail(ex, ex->cause != FC_END_NONE ? ex->cause : FC_END_SERVER_REFUSED);
+            fail(ex, ex->try_cause != FC_END_NONE ? ex->try_cause : FC_END_SERVER_REFUSED);
             return;
         }
         fc_tried_set(ex->tried, (size_t)i);
@@ -332,7 +358,7 @@ static void connect_next(fc_exchange_t *ex)
         u->view[i].active--;
         fc_log(FC_LOG_ERROR, "upstream %s: connect to %s failed: %s", u->conf->name, s->conf->addr.text,
                uv_strerror(r));
-        ex->cause = FC_END_SERVER_REFUSED;
+        ex->try_cause = FC_END_SERVER_REFUSED;
     }
 }
 
@@ -345,7 +371,7 @@ void fc_exchange_on_connect(fc_exchange_t *ex, int status)
     fc_log(FC_LOG_ERROR, "upstream %s: connect to %s failed: %s", ex->server->upstream->conf->name,
            ex->server->conf->addr.text, uv_strerror(status));
     detach_upstream(ex, 0);
-    ex->cause = status == UV_ETIMEDOUT ? FC_END_SERVER_TIMEOUT : FC_END_SERVER_REFUSED;
+    ex->try_cause = FC_END_SERVER_REFUSED; /* refused or timed out: either way the next server, then 502 */
     connect_next(ex);
 }
 
@@ -536,9 +562,11 @@ static void pump_response(fc_exchange_t *ex)
 {
     fc_worker_t *w = W(ex);
     fc_upconn_t *up = ex->up;
+    int kick = 0; /* run the parser once with no bytes: a bodiless response ends right after its head */
     while (up != NULL && !ex->cl_writing && !ex->finished && !ex->resp_done) {
         size_t avail = up->rbuf.len - up->pos;
-        if (avail == 0) break;
+        if (avail == 0 && !kick) break;
+        kick = 0;
         size_t used = 0;
         int ev;
         if (!ex->resp_head_done) {
@@ -595,6 +623,7 @@ static void pump_response(fc_exchange_t *ex)
             ex->resp_head_done = 1;
             ex->phase = FC_PHASE_BODY;
             up->fwd = up->fwd_end = up->pos;
+            kick = 1;
             continue;
         }
         up->parser.body_out = ex->dechunk ? up->rbuf.base + up->fwd_end : NULL;

@@ -96,9 +96,11 @@ static int on_headers_complete(llhttp_t *ll)
     /* fulcrum does not tunnel upgrades (Upgrade is a hop-by-hop header it removes), so the
      * message is an ordinary one; llhttp sets this flag just before calling us. */
     ll->upgrade = 0;
-    if (p->skip_body && ll->type == HTTP_RESPONSE && ll->status_code >= 200) {
-        ll->flags |= F_SKIPBODY; /* a response to HEAD: same effect as returning 1, but we also pause */
-    }
+    /* Responses to HEAD, 1xx, 204 and 304 have no body whatever their headers say; setting the
+     * flag has the effect of returning 1, and lets us pause as well. */
+    if (ll->type == HTTP_RESPONSE &&
+        (p->skip_body || ll->status_code < 200 || ll->status_code == 204 || ll->status_code == 304))
+        ll->flags |= F_SKIPBODY;
     p->event = FC_HTTP_HEAD_DONE;
     return HPE_PAUSED;
 }
@@ -215,4 +217,17 @@ long fc_http_keepalive_timeout(fc_slice_t v)
         }
     }
     return -1;
+}
+
+int fc_http_is_token(fc_slice_t s)
+{
+    /* RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~" */
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (s.n == 0) return 0;
+    for (size_t i = 0; i < s.n; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || (c && strchr(extra, c))))
+            return 0;
+    }
+    return 1;
 }

@@ -63,6 +63,7 @@ typedef struct fc_exchange {
     uint16_t refs;                /* client attachment + writes in flight */
     uint8_t cause;                /* enum fc_end_cause */
     uint8_t phase;                /* enum fc_end_phase */
+    uint8_t try_cause;            /* why the last server tried failed (becomes cause if none is left) */
     uint8_t up_writing;           /* a write to the upstream is in flight */
     uint8_t cl_writing;           /* a write to the client is in flight */
     uint8_t head_sent;            /* head_out handed to the current upstream connection */

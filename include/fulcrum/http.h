@@ -78,6 +78,8 @@ int fc_slice_ieq(fc_slice_t s, const char *lit, size_t litlen);
 const fc_header_t *fc_http_find(const fc_http_head_t *h, const char *name, size_t namelen);
 /* 1 if the comma-separated header value <v> contains the token <tok> (case-insensitive). */
 int fc_http_has_token(fc_slice_t v, const char *tok, size_t toklen);
+/* 1 if <s> is a non-empty RFC 9110 token (a valid header name). */
+int fc_http_is_token(fc_slice_t s);
 /* Parses "timeout=N" out of a Keep-Alive header value; returns N seconds or -1. */
 long fc_http_keepalive_timeout(fc_slice_t v);
 
