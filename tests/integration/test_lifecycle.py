@@ -1,0 +1,94 @@
+"""Signals and graceful shutdown, workers."""
+import os
+import signal
+import socket
+import time
+
+from conftest import Client, IncompleteResponse, get, wait_port
+
+
+def new_request_fails(port):
+    """True if a new client cannot get a response (refused, reset, closed, or no answer within 1 s)."""
+    try:
+        c = Client(port, timeout=1)
+    except OSError:
+        return True
+    with c:
+        try:
+            r = c.exchange("GET", "/echo", timeout=1)
+        except (OSError, IncompleteResponse):
+            return True
+        return r.status != 200
+
+
+def test_sigterm_lets_inflight_request_finish(h):
+    f, _ = h.proxy()
+    with Client(f.port, timeout=10) as c:
+        c.request("GET", "/slow?ms=1500")
+        time.sleep(0.4)
+        t_sig = time.monotonic()
+        os.kill(f.pid, signal.SIGTERM)
+        time.sleep(0.1)
+        assert new_request_fails(f.port), "a new connection was served after SIGTERM"
+        r = c.read_response(timeout=8)
+        assert r.status == 200
+        assert r.json()["path"] == "/slow"
+        assert time.monotonic() - t_sig >= 0.8
+    rc = f.proc.wait(timeout=5)
+    assert rc == 0
+    assert time.monotonic() - t_sig < 5
+
+
+def test_sigint_exits_zero(h):
+    f, _ = h.proxy()
+    assert get(f.port).status == 200
+    t0 = time.monotonic()
+    os.kill(f.pid, signal.SIGINT)
+    assert f.proc.wait(timeout=5) == 0
+    assert time.monotonic() - t0 < 3
+
+
+def test_sigterm_closes_idle_keepalive_clients_promptly(h):
+    f, _ = h.proxy()  # client keepalive_timeout defaults to 75 s
+    with Client(f.port) as c:
+        assert c.exchange("GET", "/echo").status == 200
+        t0 = time.monotonic()
+        os.kill(f.pid, signal.SIGTERM)
+        assert c.closed_within(4), "idle keep-alive connection kept open during shutdown"
+        assert f.proc.wait(timeout=5) == 0
+        assert time.monotonic() - t0 < 4
+
+
+def test_shutdown_timeout_bounds_the_wait(h):
+    f, _ = h.proxy(shutdown_timeout="1s")
+    with Client(f.port, timeout=10) as c:
+        c.request("GET", "/slow?ms=8000")
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        os.kill(f.pid, signal.SIGTERM)
+        rc = f.proc.wait(timeout=6)
+        took = time.monotonic() - t0
+        assert rc == 0
+        assert 0.5 <= took <= 4, took
+        data, closed = c.read_until_close(2)
+        assert closed
+
+
+def test_port_released_after_exit(h):
+    f, _ = h.proxy()
+    assert get(f.port).status == 200
+    f.stop()
+    assert f.exit_code == 0
+    with socket.socket() as s:
+        s.settimeout(1)
+        assert s.connect_ex(("127.0.0.1", f.port)) != 0
+
+
+def test_two_workers_serve_and_stop(h):
+    f, (b,) = h.proxy(workers=2)
+    for _ in range(20):
+        assert get(f.port).status == 200
+    assert b.stats()["requests"] == 20
+    assert f.stop() == 0
+    time.sleep(0.2)
+    assert not wait_port(f.port, timeout=0.5), "a worker still listens after the master exited"
