@@ -13,7 +13,7 @@ typedef struct rr_balancer {
     int64_t current[];   /* current_weight per server */
 } rr_balancer_t;
 
-static fc_balancer_t *rr_create(const fc_balance_server_t *servers, size_t n)
+static fc_balancer_t *rr_create(const fc_balance_server_t *servers, size_t n, const fc_balance_opts_t *opts)
 {
     rr_balancer_t *b = calloc(1, sizeof(*b) + n * sizeof(b->current[0]));
     if (b == NULL) return NULL;
@@ -22,8 +22,9 @@ static fc_balancer_t *rr_create(const fc_balance_server_t *servers, size_t n)
     return &b->super;
 }
 
-static int rr_pick(fc_balancer_t *base, const fc_balance_server_t *servers, size_t n, const uint64_t *tried)
+static int rr_pick(fc_balancer_t *base, const fc_balance_server_t *servers, size_t n, const fc_balance_req_t *req)
 {
+    const uint64_t *tried = req->tried;
     rr_balancer_t *b = (rr_balancer_t *)base;
     int64_t total = 0;
     int best = -1;

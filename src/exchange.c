@@ -332,7 +332,8 @@ static void connect_next(fc_exchange_t *ex)
     fc_upstream_t *u = &w->upstreams[ex->route->upstream->index];
     size_t n = u->conf->nservers;
     for (;;) {
-        int i = u->balancer->ops->pick(u->balancer, u->view, n, ex->tried);
+        fc_balance_req_t req = {.tried = ex->tried};
+        int i = u->balancer->ops->pick(u->balancer, u->view, n, &req);
         if (i < 0) {
             fc_log(FC_LOG_ERROR, "upstream %s: no server left to try for %s", u->conf->name,
                    ex->client ? ex->client->ip : "-");

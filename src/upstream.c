@@ -28,9 +28,11 @@ int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
             fc_list_init(&u->servers[s].idle);
             u->view[s].weight = uc->servers[s].weight;
             u->view[s].usable = 1;
+            u->view[s].id = uc->servers[s].addr.text;
         }
         const fc_balancer_ops_t *ops = fc_balance_ops_find(uc->balance);
-        if (ops == NULL || (u->balancer = ops->create(u->view, uc->nservers)) == NULL)
+        fc_balance_opts_t opts = {.two = uc->balance_two};
+        if (ops == NULL || (u->balancer = ops->create(u->view, uc->nservers, &opts)) == NULL)
             return fc_err_set(err, "upstream %s: cannot create balancer %s", uc->name, uc->balance);
         u->t_idle = uc->keepalive_timeout > 0 ? fc_timeq_class(&w->tq, uc->keepalive_timeout) : NULL;
     }

@@ -14,21 +14,37 @@
 typedef struct fc_balancer fc_balancer_t;
 typedef struct fc_balancer_ops fc_balancer_ops_t;
 
-/* What a policy may read about one server when it picks. */
+/* What a policy may read about one server when it picks. The upstream keeps these current. */
 typedef struct fc_balance_server {
-    int weight;      /* configured weight, >= 1 */
-    int usable;      /* 0 when the server must not be picked (down, failed, at max_conns) */
+    int weight;      /* effective weight now: configured weight, lowered during slow_start; >= 1 */
+    int usable;      /* 0 when the server must not be picked (down, failed, at max_conns, or a
+                        backup while a primary is usable) */
     uint32_t active; /* requests in flight to it */
+    const char *id;  /* stable identity ("127.0.0.1:3000"), for hashing; borrowed from the config */
 } fc_balance_server_t;
+
+/* Per-request input to pick(). */
+typedef struct fc_balance_req {
+    const uint64_t *tried; /* FC_TRIED_WORDS words: bit i set = server i already tried for this request */
+    const char *key;       /* hash key for hash/ip_hash (NULL for other policies) */
+    size_t keylen;
+} fc_balance_req_t;
+
+/* Options from the config that a policy may need at create time. */
+typedef struct fc_balance_opts {
+    int two;              /* random: power of two choices */
+} fc_balance_opts_t;
 
 struct fc_balancer_ops {
     const char *name;
-    /* Returns a new balancer over <n> servers (weights read from <servers>), or NULL. */
-    fc_balancer_t *(*create)(const fc_balance_server_t *servers, size_t n);
-    /* Picks a server index from <servers> that is usable and not set in <tried> (bit i = server i
-     * was tried for this request), or -1 when none is left. */
-    int (*pick)(fc_balancer_t *b, const fc_balance_server_t *servers, size_t n, const uint64_t *tried);
+    /* Returns a new balancer over <n> servers (weights and ids read from <servers>), or NULL.
+     * Sets the returned balancer's ops. */
+    fc_balancer_t *(*create)(const fc_balance_server_t *servers, size_t n, const fc_balance_opts_t *opts);
+    /* Picks a server index from <servers> that is usable and not tried (req->tried), or -1 when
+     * none is left. Reads weights, usable and active afresh on every call. */
+    int (*pick)(fc_balancer_t *b, const fc_balance_server_t *servers, size_t n, const fc_balance_req_t *req);
     void (*destroy)(fc_balancer_t *b);
+    int needs_key; /* 1 when pick() reads req->key (hash, ip_hash) */
 };
 
 /* Every balancer embeds this first. */

@@ -22,13 +22,52 @@ typedef struct fc_addr {
 } fc_addr_t;
 
 typedef struct fc_server_conf {
-    fc_addr_t addr; /* where the server listens */
-    int weight;     /* 1..1000, default 1 */
+    fc_addr_t addr;        /* where the server listens */
+    int weight;            /* 1..1000, default 1 */
+    int backup;            /* backup: true — used only while no primary server is usable */
+    int down;              /* down: true — never used (kept in the config, like nginx's "down") */
+    uint32_t max_conns;    /* requests in flight to it at most; 0 = unlimited (default) */
+    uint32_t max_fails;    /* failures within fail_timeout that take it out; 0 = never (default 1) */
+    uint64_t fail_timeout; /* ms, default 10000: the failure window and how long it stays out */
+    uint64_t slow_start;   /* ms, default 0: ramp its weight from ~0 to full after it comes back */
 } fc_server_conf_t;
+
+/* What counts as a failed attempt: bits for connect/IO errors, timeouts, and listed statuses. */
+typedef struct fc_fail_set {
+    int error;            /* connect refused/reset/closed before a full response */
+    int timeout;          /* connect or read timeout */
+    uint8_t status[100];  /* status[s - 500] != 0 for each listed 5xx status */
+} fc_fail_set_t;
+
+typedef struct fc_health_conf {
+    int enabled;                /* a health_check: block is present */
+    char *path;                 /* owned; default "/health" */
+    char *host;                 /* owned; Host header, NULL = the server's address */
+    uint64_t interval;          /* ms, default 30000 */
+    uint64_t timeout;           /* ms, default 5000 */
+    uint32_t healthy_threshold;   /* default 2 (1..100) */
+    uint32_t unhealthy_threshold; /* default 3 (1..100) */
+    int expect_min, expect_max; /* expect_status range, default 200-399 ("200", "200-399") */
+    int start_unhealthy;        /* default false */
+} fc_health_conf_t;
+
+typedef struct fc_retry_conf {
+    uint32_t tries;   /* servers tried per request at most, default 3 (1..FC_UPSTREAM_MAX_SERVERS) */
+    uint64_t timeout; /* ms, total budget for the tries; 0 = none (default 0) */
+    fc_fail_set_t on; /* default [error, timeout] (nginx's proxy_next_upstream default) */
+} fc_retry_conf_t;
 
 struct fc_upstream_conf {
     char *name;                   /* owned; the key under `upstreams:` */
-    char *balance;                /* owned; a name fc_balance_ops_find() knows, default "round_robin" */
+    char *balance;                /* owned; a name fc_balance_ops_find() knows, default "round_robin".
+                                     Written as a name (`balance: least_conn`) or a one-key mapping with
+                                     options (`balance: { random: { two: true } }`,
+                                     `balance: { hash: { key: "$cookie_session" } }`). */
+    int balance_two;              /* random: { two: true } — power of two choices */
+    char *hash_key;               /* owned; hash: { key: ... } template, NULL for other policies */
+    fc_health_conf_t health;      /* health_check: (active checks) */
+    fc_fail_set_t fail_on;        /* passive health: what counts as a failure; default [error, timeout] */
+    fc_retry_conf_t retry;        /* retry: */
     int keepalive;                /* idle keep-alive connections kept per server, 0..100000, default 32 */
     uint64_t keepalive_timeout;   /* ms an idle pooled connection is kept, default 60000 */
     fc_server_conf_t *servers;    /* owned array of nservers (1..FC_UPSTREAM_MAX_SERVERS) */
