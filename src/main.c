@@ -33,8 +33,9 @@ static void raise_fd_limit(uint64_t max_connections)
     rlim_t need = (rlim_t)(max_connections * 2 + 64);
     if (rl.rlim_cur >= need) return;
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need)
-        fc_log(FC_LOG_WARN,
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < need)
+        fc_log(rl.rlim_cur < (rlim_t)(max_connections + 64) ? FC_LOG_WARN : FC_LOG_INFO,
                "max_connections %llu needs %llu file descriptors but the limit is %llu: raise the hard limit "
                "(ulimit -Hn, LimitNOFILE= in systemd)",
                (unsigned long long)max_connections, (unsigned long long)need, (unsigned long long)rl.rlim_cur);

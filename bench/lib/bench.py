@@ -1,0 +1,637 @@
+#!/usr/bin/python3
+"""fulcrum benchmark orchestrator (run through bench/run.sh; see docs/benchmarks.md).
+
+For each scenario it starts two fastback backends and every contestant (fulcrum, nginx, HAProxy, each from the
+equivalent template in bench/, rendered into a temp dir, on its own loopback port), then runs rounds in which the
+contestants take turns: an unmeasured wrk warm-up, then a measured wrk run. Around each measured run it reads the
+proxy's CPU time (utime+stime of the process and its children, from /proc), its peak RSS (VmHWM) and the backends'
+accepted-connection counters (GET /__stats). "direct" is wrk straight at one backend: the ceiling.
+Every process is started by this script and stopped by PID. Results: markdown on stdout and in
+bench/results/latest.md, raw numbers in bench/results/latest.json.
+"""
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.join(ROOT, "bench")
+LIB = os.path.join(BENCH, "lib")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def env_int(name, default):
+    v = os.environ.get(name, "")
+    return int(v) if v.strip() else default
+
+
+QUICK = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
+ROUNDS = env_int("BENCH_ROUNDS", 1 if QUICK else 3)
+DURATION = env_int("BENCH_DURATION", 2 if QUICK else 7)
+WARMUP = env_int("BENCH_WARMUP", 1 if QUICK else 2)
+CONNS = env_int("BENCH_CONNECTIONS", 64)
+IDLE_CONNS = env_int("BENCH_IDLE_CONNECTIONS", 10000)
+KEEPALIVE = max(env_int("BENCH_KEEPALIVE", 256), CONNS)
+FULCRUM = os.environ.get("FULCRUM", os.path.join(ROOT, "build", "fulcrum"))
+FASTBACK = os.environ.get("FASTBACK", os.path.join(ROOT, "build", "tools", "fastback"))
+POOL_SLACK = 4   # backend connections a warm pool may still open during a run before the report flags it
+OUT_DIR = os.environ.get("BENCH_OUT", os.path.join(BENCH, "results"))
+
+# name -> (description, settings). pin: everything on CPU 0 (taskset -c 0); workers: proxy workers/threads.
+SCENARIOS = {
+    "small": ("small response (~25 B), keep-alive, %d connections" % CONNS,
+              dict(path="/", pin=True, workers=1)),
+    "4k": ("4 KiB response, keep-alive, %d connections" % CONNS,
+           dict(path="/size/4096", pin=True, workers=1)),
+    "256k": ("256 KiB response, keep-alive, %d connections" % CONNS,
+             dict(path="/size/262144", pin=True, workers=1)),
+    "post64k": ("64 KiB POST body, small response, keep-alive, %d connections" % CONNS,
+                dict(path="/", pin=True, workers=1, post=65536)),
+    "close": ("new client connection per request (Connection: close), %d connections" % CONNS,
+              dict(path="/", pin=True, workers=1, headers=["Connection: close"])),
+    "idle10k": ("%d idle keep-alive client connections held open (memory per connection)" % IDLE_CONNS,
+                dict(path="/", pin=True, workers=1, idle=True)),
+    "workers2": ("2 workers unpinned: small response, keep-alive, %d connections, wrk -t2" % CONNS,
+                 dict(path="/", pin=False, workers=2, threads=2)),
+}
+CONTESTANTS = ["direct", "fulcrum", "nginx", "haproxy"]
+PRETTY = {"direct": "direct (no proxy)", "fulcrum": "fulcrum", "nginx": "nginx", "haproxy": "HAProxy"}
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http_get(port, path="/", timeout=2.0):
+    """One GET on a fresh connection; returns (status, body) or raises OSError."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" % path).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    if not m:
+        raise OSError("no HTTP response")
+    return int(m.group(1)), body
+
+
+# ---------------------------------------------------------------- /proc readings
+
+def proc_tree(pid):
+    """pid and all its live descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(rest[1]), []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_ticks(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            total += int(rest[11]) + int(rest[12])
+        except (OSError, IndexError):
+            pass
+    return total
+
+
+def status_kib(pids, field):
+    total = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/status" % p) as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+# ---------------------------------------------------------------- processes
+
+class Proc:
+    """A child process we started; stopped by PID (SIGTERM, then SIGKILL for it and its descendants)."""
+
+    def __init__(self, name, argv, tmp, pin, stdout=subprocess.DEVNULL):
+        self.name = name
+        if pin:
+            argv = ["taskset", "-c", "0"] + argv
+        self.errpath = os.path.join(tmp, name + ".stderr")
+        self.err = open(self.errpath, "wb")
+        self.p = subprocess.Popen(argv, stdout=stdout, stderr=self.err, stdin=subprocess.DEVNULL)
+        self.pid = self.p.pid
+
+    def stderr_tail(self, n=5):
+        try:
+            with open(self.errpath, errors="replace") as f:
+                return " | ".join(f.read().strip().splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout=10):
+        if self.p.poll() is None:
+            tree = proc_tree(self.pid)
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log("%s (pid %d) ignored SIGTERM, killing it" % (self.name, self.pid))
+                for pid in tree:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                self.p.wait(5)
+        self.err.close()
+
+
+def start_backend(name, tmp, pin):
+    proc = Proc(name, [FASTBACK, "--port", "0", "--name", name], tmp, pin, stdout=subprocess.PIPE)
+    line = proc.p.stdout.readline().decode().split()
+    if len(line) != 2 or line[0] != "ready":
+        proc.stop()
+        raise SystemExit("bench: %s did not start: %s" % (name, proc.stderr_tail()))
+    proc.port = int(line[1])
+    return proc
+
+
+def backend_connections(backends):
+    total = 0
+    for b in backends:
+        _, body = http_get(b.port, "/__stats")
+        total += json.loads(body)["connections"]
+    return total
+
+
+def render(template, out, values):
+    with open(os.path.join(BENCH, template)) as f:
+        text = f.read()
+    for k, v in values.items():
+        text = text.replace("@%s@" % k, str(v))
+    left = re.findall(r"@[A-Z0-9_]+@", text)
+    if left:
+        raise SystemExit("bench: %s: unfilled placeholders %s" % (template, left))
+    with open(out, "w") as f:
+        f.write(text)
+    return out
+
+
+def start_contestant(name, tmp, backends, workers, pin, nofile):
+    """Starts one proxy; returns (Proc, port) or (None, reason)."""
+    port = free_port()
+    cdir = tempfile.mkdtemp(prefix=name + "-", dir=tmp)
+    os.chmod(cdir, 0o755)
+    maxconn = max(1000, min(20000, nofile - 200))
+    values = dict(LISTEN="127.0.0.1:%d" % port, BACKEND1="127.0.0.1:%d" % backends[0].port,
+                  BACKEND2="127.0.0.1:%d" % backends[1].port, WORKERS=workers, KEEPALIVE=KEEPALIVE,
+                  TMPDIR=cdir, NOFILE=nofile, MAXCONN=maxconn,
+                  USER_LINE="user root;" if os.geteuid() == 0 else "")
+    if name == "fulcrum":
+        if not os.access(FULCRUM, os.X_OK):
+            return None, "%s not found or not executable (run make)" % os.path.relpath(FULCRUM, ROOT)
+        argv = [FULCRUM, "-c", render("fulcrum.yaml.in", os.path.join(cdir, "fulcrum.yaml"), values)]
+    elif name == "nginx":
+        conf = render("nginx.conf.in", os.path.join(cdir, "nginx.conf"), values)
+        argv = ["nginx", "-p", cdir, "-c", conf, "-g", "daemon off;"]
+    elif name == "haproxy":
+        argv = ["haproxy", "-f", render("haproxy.cfg.in", os.path.join(cdir, "haproxy.cfg"), values), "-db"]
+    else:
+        raise ValueError(name)
+    proc = Proc(name, argv, cdir, pin)
+    deadline = time.monotonic() + 5
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.p.poll() is not None:
+            last = "exited with status %d" % proc.p.returncode
+            break
+        try:
+            status, body = http_get(port, "/", timeout=1)
+            if status == 200 and body.startswith(b"hello from"):
+                return proc, port
+            last = "answered %d %r" % (status, body[:60])
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.1)
+    proc.stop()
+    return None, "did not answer GET / on 127.0.0.1:%d within 5 s (%s; stderr: %s)" % (
+        port, last, proc.stderr_tail() or "empty")
+
+
+# ---------------------------------------------------------------- measurements
+
+def wrk(port, sc, duration, pin, script=True, latency=False):
+    threads = sc.get("threads", 1)
+    argv = ["wrk", "-t%d" % threads, "-c%d" % CONNS, "-d%ds" % duration, "--timeout", "5s"]
+    if latency:
+        argv.append("--latency")
+    for h in sc.get("headers", []):
+        argv += ["-H", h]
+    if script:
+        argv += ["-s", os.path.join(LIB, "report.lua")]
+    argv.append("http://127.0.0.1:%d%s" % (port, sc["path"]))
+    if pin:
+        argv = ["taskset", "-c", "0"] + argv
+    env = dict(os.environ, BENCH_POST_BYTES=str(sc.get("post", 0)))
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
+    for line in r.stdout.splitlines():
+        if line.startswith("BENCHJSON "):
+            return json.loads(line[len("BENCHJSON "):])
+    raise RuntimeError("wrk printed no summary: %s %s" % (r.stdout[-300:], r.stderr[-300:]))
+
+
+def settle(port, pin):
+    """Refills the proxy's upstream pool after a wrk run: wrk's exit aborts up to CONNS requests in flight, and
+    a proxy may close those upstream connections. CONNS concurrent requests that all complete bring the pool back
+    to CONNS idle connections, so the measured run starts with a full pool."""
+    argv = ["/usr/bin/python3", os.path.join(LIB, "idle_clients.py"), "127.0.0.1", str(port), str(CONNS)]
+    if pin:
+        argv = ["taskset", "-c", "0"] + argv
+    client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        client.stdout.readline()
+    finally:
+        client.stdin.close()
+        client.send_signal(signal.SIGTERM)
+        client.wait(15)
+
+
+def measure_load(name, proc, port, sc, backends):
+    wrk(port, sc, WARMUP, sc["pin"])
+    if proc:
+        settle(port, sc["pin"])
+    pids = proc_tree(proc.pid) if proc else []
+    conns0 = backend_connections(backends)
+    cpu0 = cpu_ticks(pids)
+    res = wrk(port, sc, DURATION, sc["pin"], latency=True)
+    cpu1 = cpu_ticks(proc_tree(proc.pid)) if proc else 0
+    conns1 = backend_connections(backends)
+    reqs = res["requests"]
+    errors = res["connect_errors"] + res["read_errors"] + res["write_errors"] + res["status_errors"] + \
+        res["timeouts"]
+    out = dict(rps=reqs / (res["duration_us"] / 1e6), requests=reqs, errors=errors,
+               p50_us=res["p50_us"], p99_us=res["p99_us"], backend_conns=conns1 - conns0)
+    if proc:
+        out["cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / CLK_TCK / reqs if reqs else None
+        tree = proc_tree(proc.pid)
+        out["rss_peak_kib"] = status_kib(tree, "VmHWM")
+        out["processes"] = len(tree)
+    return out
+
+
+def measure_idle(name, proc, port, sc, backends, tmp):
+    pin = sc["pin"]
+    wrk(port, dict(sc, path="/"), WARMUP, pin)
+    time.sleep(0.3)
+    pids = proc_tree(proc.pid)
+    rss0 = status_kib(pids, "VmRSS")
+    argv = ["/usr/bin/python3", os.path.join(LIB, "idle_clients.py"), "127.0.0.1", str(port), str(IDLE_CONNS)]
+    if pin:
+        argv = ["taskset", "-c", "0"] + argv
+    client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = client.stdout.readline().decode().split()
+        if len(line) != 3 or line[0] != "ready":
+            raise RuntimeError("idle client failed: %s" % client.stderr.read(2000).decode(errors="replace"))
+        held, failed = int(line[1]), int(line[2])
+        time.sleep(0.5)
+        rss1 = status_kib(proc_tree(proc.pid), "VmRSS")
+        hwm = status_kib(proc_tree(proc.pid), "VmHWM")
+    finally:
+        client.send_signal(signal.SIGTERM)
+        client.stdin.close()
+        try:
+            client.wait(15)
+        except subprocess.TimeoutExpired:
+            client.kill()
+            client.wait()
+    return dict(held=held, failed=failed, rss_before_kib=rss0, rss_idle_kib=rss1, rss_peak_kib=hwm,
+                bytes_per_conn=(rss1 - rss0) * 1024 / held if held else None)
+
+
+# ---------------------------------------------------------------- driver
+
+def run_scenario(key, contestants, tmp, nofile, results, skipped):
+    desc, sc = SCENARIOS[key]
+    idle = sc.get("idle", False)
+    log("scenario %s: %s" % (key, desc))
+    sdir = tempfile.mkdtemp(prefix=key + "-", dir=tmp)
+    backends = [start_backend("backend-a", sdir, sc["pin"]), start_backend("backend-b", sdir, sc["pin"])]
+    procs = {}
+    try:
+        active = []
+        for name in contestants:
+            if name == "direct":
+                if not idle:
+                    active.append(name)
+                continue
+            if idle:
+                active.append(name)   # started fresh for each measurement, so RSS starts from a clean state
+                continue
+            proc, port = start_contestant(name, sdir, backends, sc["workers"], sc["pin"], nofile)
+            if proc is None:
+                log("%s: skipped in %s: %s" % (name, key, port))
+                skipped.setdefault(name, port)
+                continue
+            procs[name] = (proc, port)
+            active.append(name)
+        for rnd in range(ROUNDS):
+            shift = rnd % len(active) if active else 0
+            for name in active[shift:] + active[:shift]:
+                if idle:
+                    proc, port = start_contestant(name, sdir, backends, sc["workers"], sc["pin"], nofile)
+                    if proc is None:
+                        log("%s: skipped in %s: %s" % (name, key, port))
+                        skipped.setdefault(name, port)
+                        continue
+                    try:
+                        res = measure_idle(name, proc, port, sc, backends, sdir)
+                    except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as e:
+                        log("%s: measurement failed in %s round %d: %s" % (name, key, rnd + 1, e))
+                        skipped.setdefault(name, "measurement failed in %s: %s" % (key, e))
+                        continue
+                    finally:
+                        proc.stop()
+                else:
+                    proc, port = procs.get(name, (None, backends[0].port))
+                    if proc is not None and proc.p.poll() is not None:
+                        why = "exited during %s (status %s): %s" % (key, proc.p.returncode, proc.stderr_tail())
+                        log("%s %s" % (name, why))
+                        skipped.setdefault(name, why)
+                        continue
+                    try:
+                        res = measure_load(name, proc, port, sc, backends)
+                    except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as e:
+                        log("%s: measurement failed in %s round %d: %s" % (name, key, rnd + 1, e))
+                        skipped.setdefault(name, "measurement failed in %s: %s" % (key, e))
+                        continue
+                res.update(scenario=key, contestant=name, round=rnd + 1)
+                results.append(res)
+                if idle:
+                    log("  round %d %-8s held %d (failed %d), %s B/conn" % (
+                        rnd + 1, name, res["held"], res["failed"], fmt_num(res["bytes_per_conn"], 0)))
+                else:
+                    log("  round %d %-8s %9.0f req/s  p50 %s  p99 %s  errors %d  backend conns +%d" % (
+                        rnd + 1, name, res["rps"], fmt_us(res["p50_us"]), fmt_us(res["p99_us"]),
+                        res["errors"], res["backend_conns"]))
+    finally:
+        for proc, _ in procs.values():
+            proc.stop()
+        for b in backends:
+            b.stop()
+
+
+# ---------------------------------------------------------------- report
+
+def fmt_us(us):
+    if us is None:
+        return "n/a"
+    return "%.0f µs" % us if us < 1000 else "%.2f ms" % (us / 1000)
+
+
+def fmt_num(v, digits=0):
+    if v is None:
+        return "n/a"
+    return "{:,.{d}f}".format(v, d=digits)
+
+
+def fmt_kib(kib):
+    return "n/a" if not kib else "%.1f MiB" % (kib / 1024)
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def ratio_cell(rows_by_round, name, ref):
+    ratios = []
+    for rnd in sorted(rows_by_round):
+        r = rows_by_round[rnd]
+        if name in r and ref in r and r[ref]["rps"]:
+            ratios.append(r[name]["rps"] / r[ref]["rps"])
+    if not ratios:
+        return "n/a"
+    if len(ratios) == 1:
+        return "%.2f" % ratios[0]
+    return "%.2f (%s)" % (statistics.median(ratios), ", ".join("%.2f" % x for x in ratios))
+
+
+def cmd_output(argv):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "n/a"
+
+
+def environment():
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    distro = ""
+    try:
+        with open("/etc/os-release") as f:
+            distro = dict(l.rstrip().split("=", 1) for l in f if "=" in l).get("PRETTY_NAME", "").strip('"')
+    except OSError:
+        pass
+    commit = cmd_output(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return dict(
+        machine="%s, %d CPUs, %s, Linux %s" % (cpu, os.cpu_count(), distro, platform.release()),
+        fulcrum="fulcrum %s%s" % (commit, " (uncommitted changes)" if dirty else ""),
+        nginx=cmd_output(["nginx", "-v"]).replace("nginx version: ", ""),
+        haproxy=" ".join(cmd_output(["haproxy", "-v"]).split()[:3]),
+        wrk=" ".join(cmd_output(["wrk", "-v"]).split()[:2]),
+        libuv="libuv " + cmd_output(["pkg-config", "--modversion", "libuv"]),
+    )
+
+
+def command_line():
+    keys = sorted(k for k in os.environ if k.startswith("BENCH_") and k != "BENCH_OUT" or k == "FULCRUM")
+    prefix = " ".join("%s=%s" % (k, shlex.quote(os.environ[k])) for k in keys)
+    return (prefix + " " if prefix else "") + "bench/run.sh"
+
+
+def report(results, scenarios, contestants, skipped, started, env):
+    out = []
+    w = out.append
+    w("# fulcrum benchmark results")
+    w("")
+    w("- Date: %s (%.1f minutes)" % (started.strftime("%Y-%m-%d %H:%M UTC"),
+                                     (datetime.datetime.utcnow() - started).total_seconds() / 60))
+    w("- Machine: %s" % env["machine"])
+    w("- Versions: %s; %s; %s; %s; %s (backends: build/tools/fastback)" % (
+        env["fulcrum"], env["nginx"], env["haproxy"], env["wrk"], env["libuv"]))
+    w("- Command: `%s`" % command_line())
+    w("- Settings: %d round(s), %d s measured + %d s warm-up per contestant and round, %d client connections, "
+      "upstream keep-alive pool %d, contestants alternate within each round" % (
+          ROUNDS, DURATION, WARMUP, CONNS, KEEPALIVE))
+    measured = sorted({r["contestant"] for r in results}, key=CONTESTANTS.index)
+    w("- Measured: %s" % ", ".join(PRETTY[c] for c in measured))
+    for name, why in skipped.items():
+        w("- **Not measured: %s** — %s" % (PRETTY[name], why))
+    w("")
+
+    load_keys = [k for k in scenarios if not SCENARIOS[k][1].get("idle")]
+    if load_keys:
+        w("## Summary: median req/s")
+        w("")
+        w("| scenario | " + " | ".join(PRETTY[c] for c in contestants) + " | fulcrum / nginx | fulcrum / HAProxy |")
+        w("|---|" + "---:|" * (len(contestants) + 2))
+        for key in load_keys:
+            cells = []
+            for c in contestants:
+                cells.append(fmt_num(med([r["rps"] for r in results if r["scenario"] == key and
+                                          r["contestant"] == c])))
+            by_round = rounds_of(results, key)
+            w("| %s | %s | %s | %s |" % (key, " | ".join(cells), ratio_cell(by_round, "fulcrum", "nginx"),
+                                         ratio_cell(by_round, "fulcrum", "haproxy")))
+        w("")
+
+    for key in scenarios:
+        desc, sc = SCENARIOS[key]
+        rows = [r for r in results if r["scenario"] == key]
+        placement = "everything on CPU 0 (taskset -c 0)" if sc["pin"] else "unpinned, 2 CPUs"
+        w("## %s: %s" % (key, desc))
+        w("")
+        w("Placement: %s; proxy workers/threads: %d." % (placement, sc["workers"]))
+        w("")
+        if not rows:
+            w("No results.")
+            w("")
+            continue
+        if sc.get("idle"):
+            w("| contestant | connections held | RSS before | RSS with idle connections | memory per connection |")
+            w("|---|---:|---:|---:|---:|")
+            for c in contestants:
+                cr = [r for r in rows if r["contestant"] == c]
+                if not cr:
+                    continue
+                w("| %s | %s | %s | %s | %s |" % (
+                    PRETTY[c], "%d (failed %d)" % (min(r["held"] for r in cr), max(r["failed"] for r in cr)),
+                    fmt_kib(med([r["rss_before_kib"] for r in cr])), fmt_kib(med([r["rss_idle_kib"] for r in cr])),
+                    fmt_num(med([r["bytes_per_conn"] for r in cr])) + " B"))
+            w("")
+            continue
+        by_round = rounds_of(results, key)
+        w("| contestant | req/s (median) | req/s per round | p50 | p99 | CPU µs/req | peak RSS | "
+          "backend conns opened | errors | vs nginx | vs HAProxy |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for c in contestants:
+            cr = sorted((r for r in rows if r["contestant"] == c), key=lambda r: r["round"])
+            if not cr:
+                continue
+            conns = max(r["backend_conns"] for r in cr)
+            w("| %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |" % (
+                PRETTY[c], fmt_num(med([r["rps"] for r in cr])), " / ".join(fmt_num(r["rps"]) for r in cr),
+                fmt_us(med([r["p50_us"] for r in cr])), fmt_us(med([r["p99_us"] for r in cr])),
+                "n/a" if c == "direct" else fmt_num(med([r.get("cpu_us_per_req") for r in cr]), 1),
+                "n/a" if c == "direct" else "%s (%d proc)" % (fmt_kib(max(r.get("rss_peak_kib", 0) for r in cr)),
+                                                              max(r.get("processes", 1) for r in cr)),
+                ("%d (client)" % conns) if c == "direct" else conns_cell(conns),
+                sum(r["errors"] for r in cr),
+                "—" if c in ("nginx", "direct") else ratio_cell(by_round, c, "nginx"),
+                "—" if c in ("haproxy", "direct") else ratio_cell(by_round, c, "haproxy")))
+        w("")
+    w("Ratios are req/s of the row's proxy divided by nginx's (or HAProxy's) in the same round: the median, then "
+      "each round. \"backend conns opened\" is the rise of the backends' accepted-connection counters during the "
+      "measured run (the largest over rounds); for direct it counts wrk's own connections. CPU µs/req is "
+      "utime+stime of the proxy and its worker processes over the measured run divided by the requests served; "
+      "peak RSS is the sum of VmHWM over those processes (how many in parentheses). ⚠ marks a proxy that opened more than %d backend "
+      "connections during a measured run (its upstream pool did not absorb the load)." % POOL_SLACK)
+    return "\n".join(out) + "\n"
+
+
+def conns_cell(conns):
+    """Backend connections opened by a proxy during a measured run; a warm pool should open (nearly) none."""
+    return "%d ⚠" % conns if conns > POOL_SLACK else str(conns)
+
+
+def rounds_of(results, key):
+    by_round = {}
+    for r in results:
+        if r["scenario"] == key:
+            by_round.setdefault(r["round"], {})[r["contestant"]] = r
+    return by_round
+
+
+def main():
+    started = datetime.datetime.utcnow()
+    scenarios = [s.strip() for s in os.environ.get("BENCH_SCENARIOS", ",".join(SCENARIOS)).split(",") if s.strip()]
+    contestants = [c.strip() for c in os.environ.get("BENCH_CONTESTANTS", ",".join(CONTESTANTS)).split(",")
+                   if c.strip()]
+    for s in scenarios:
+        if s not in SCENARIOS:
+            raise SystemExit("bench: unknown scenario %r (known: %s)" % (s, ", ".join(SCENARIOS)))
+    for c in contestants:
+        if c not in CONTESTANTS:
+            raise SystemExit("bench: unknown contestant %r (known: %s)" % (c, ", ".join(CONTESTANTS)))
+    contestants = [c for c in CONTESTANTS if c in contestants]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    nofile = hard
+    if "idle10k" in scenarios and nofile < IDLE_CONNS + 1000:
+        log("warning: open-file limit %d is low for %d idle connections" % (nofile, IDLE_CONNS))
+    log("%d round(s), %d s + %d s warm-up, scenarios: %s, contestants: %s" % (
+        ROUNDS, DURATION, WARMUP, ",".join(scenarios), ",".join(contestants)))
+
+    results, skipped = [], {}
+    with tempfile.TemporaryDirectory(prefix="fulcrum-bench-") as tmp:
+        os.chmod(tmp, 0o755)
+        for key in scenarios:
+            run_scenario(key, contestants, tmp, nofile, results, skipped)
+    env = environment()
+    md = report(results, scenarios, contestants, skipped, started, env)
+    os.makedirs(OUT_DIR, exist_ok=True)
+    with open(os.path.join(OUT_DIR, "latest.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(OUT_DIR, "latest.json"), "w") as f:
+        json.dump(dict(env=env, command=command_line(), rounds=ROUNDS, duration=DURATION, warmup=WARMUP,
+                       connections=CONNS, keepalive=KEEPALIVE, skipped=skipped, results=results), f, indent=1)
+    sys.stdout.write(md)
+    log("written %s" % os.path.relpath(os.path.join(OUT_DIR, "latest.md"), ROOT))
+
+
+if __name__ == "__main__":
+    main()
