@@ -21,7 +21,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -MMD -MP -Iinclude -I$(LLHTTP_INC) $(PKG_CFLAGS)
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -g -MMD -MP -Iinclude -I$(LLHTTP_INC) $(PKG_CFLAGS)
 ifeq ($(SAN),1)
   OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -DFC_DEBUG
   LDSAN := -fsanitize=address,undefined
@@ -64,13 +64,13 @@ $(BUILD)/fulcrum: $(OBJS) $(LLHTTP_OBJS)
 	$(call say,LINK,$@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/obj/%.o: src/%.c | deps-check
+$(BUILD)/obj/%.o: src/%.c Makefile | deps-check
 	@mkdir -p $(@D)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # llhttp ships as C sources (Debian node-llhttp): compiled here, never copied into the repo.
-$(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c | deps-check
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile | deps-check
 	@mkdir -p $(@D)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(CFLAGS_BASE) $(OPT) -w -c -o $@ $<

@@ -1,12 +1,14 @@
 /* buf.c: fc_buf_t growth and fixed-size block freelists (see buf.h). */
 #include "fulcrum/buf.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 int fc_buf_reserve(fc_buf_t *b, size_t extra)
 {
     if (b->cap - b->len >= extra) return 0;
+    if (extra > SIZE_MAX / 2 - b->len) return -1; /* the doubling below could not hold it */
     size_t cap = b->cap ? b->cap : 256;
     while (cap - b->len < extra) cap *= 2;
     char *n = realloc(b->base, cap);

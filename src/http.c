@@ -29,7 +29,6 @@ static int on_message_begin(llhttp_t *ll)
         h->method.p = h->url.p = h->reason.p = NULL;
         h->method.n = h->url.n = h->reason.n = 0;
         h->nheaders = 0;
-        h->too_many = 0;
         h->status = 0;
     }
     return 0;
@@ -84,6 +83,16 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
     return 0;
 }
 
+/* llhttp leaves trailing spaces and tabs on a value (RFC 9110 calls them OWS, not content). */
+static int on_header_value_complete(llhttp_t *ll)
+{
+    fc_http_parser_t *p = P(ll);
+    if (p->head == NULL || p->head->nheaders == 0) return 0;
+    fc_slice_t *v = &p->head->headers[p->head->nheaders - 1].value;
+    while (v->n > 0 && (v->p[v->n - 1] == ' ' || v->p[v->n - 1] == '\t')) v->n--;
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *ll)
 {
     fc_http_parser_t *p = P(ll);
@@ -129,6 +138,7 @@ static const llhttp_settings_t settings = {
     .on_status = on_status,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,

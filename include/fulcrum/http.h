@@ -19,7 +19,7 @@ typedef struct fc_slice {
 
 typedef struct fc_header {
     fc_slice_t name;  /* borrowed from the read buffer, valid until the head is forwarded */
-    fc_slice_t value; /* same; trailing whitespace trimmed by llhttp */
+    fc_slice_t value; /* same; trailing spaces and tabs trimmed (on_header_value_complete) */
 } fc_header_t;
 
 /* One parsed request or response head. All slices borrow from the buffer given to
@@ -31,7 +31,6 @@ typedef struct fc_http_head {
     int status;          /* response only */
     uint8_t major, minor;
     size_t nheaders;
-    int too_many;        /* more than FC_HTTP_MAX_HEADERS headers arrived */
     fc_header_t headers[FC_HTTP_MAX_HEADERS];
 } fc_http_head_t;
 
