@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fulcrum/balance.h"
@@ -258,6 +259,30 @@ static int set_uint(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
     return 0;
 }
 
+static int set_u32(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    uint64_t n;
+    FC_ASSERT(d->max <= UINT32_MAX);
+    if (read_whole(ld, d, v, &n) < 0) return -1;
+    FIELD(uint32_t, base, d) = (uint32_t)n;
+    return 0;
+}
+
+/* `true` or `false` (also True/TRUE/False/FALSE, as YAML 1.2 reads them), stored as 1 or 0.
+ * YAML 1.1's yes/no/on/off are refused: they read as strings elsewhere and mislead. */
+static int set_bool(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    static const char *const words[] = {"false", "False", "FALSE", "true", "True", "TRUE"};
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    for (size_t i = 0; i < FC_ARRAY_LEN(words); i++) {
+        if (strcmp(t, words[i]) != 0) continue;
+        FIELD(int, base, d) = i >= 3;
+        return 0;
+    }
+    return fail(ld, v, "expected true or false, got '%s'", t);
+}
+
 /* `workers`: "auto" (stored as 0) or a number in range. */
 static int set_workers(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
 {
@@ -353,17 +378,6 @@ static int set_access_log(loader_t *ld, const directive_t *d, const fc_yaml_node
     return set_string(ld, d, v, base);
 }
 
-/* `balance`: a name balance.c registers. */
-static int set_balance(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
-{
-    const char *t = scalar_text(ld, v);
-    if (t == NULL) return -1;
-    if (fc_balance_ops_find(t) == NULL)
-        return fail(ld, v, "unknown balancing policy '%s' (known: %s)", t, fc_balance_names());
-    store_string(d, base, t);
-    return 0;
-}
-
 static int set_addr(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
 {
     const char *t = scalar_text(ld, v);
@@ -380,48 +394,97 @@ static int is_label_char(char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
 }
 
-/* `host`: an exact name or "*.suffix", stored lower-cased. */
+/* Checks that <name> (part of <t>, the value of <v>) is dot-separated labels of 1 to 63 letters,
+ * digits, '-' and '_', at most 253 characters. */
+static int check_host_name(loader_t *ld, const fc_yaml_node_t *v, const char *t, const char *name, size_t len)
+{
+    size_t label = 0;
+    if (len > 253) return fail(ld, v, "'%s' is longer than 253 characters", t);
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || name[i] == '.') {
+            if (label == 0 || label > 63)
+                return fail(ld, v, "'%s' is not a valid host name (empty or over-long label)", t);
+            label = 0;
+        } else if (!is_label_char(name[i])) {
+            return fail(ld, v, "'%s' is not a valid host name (use letters, digits, '-' and '.')", t);
+        } else {
+            label++;
+        }
+    }
+    return 0;
+}
+
+/* `host` of a route: an exact name or "*.suffix", stored lower-cased. */
 static int set_host(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
 {
     const char *t = scalar_text(ld, v);
     const char *name;
-    size_t label = 0;
     if (t == NULL) return -1;
     if (strcmp(t, "*") == 0) return fail(ld, v, "'*' is not a host name; leave out 'host' to match any host");
     name = strncmp(t, "*.", 2) == 0 ? t + 2 : t;
     if (strchr(name, '*') != NULL)
         return fail(ld, v, "'%s': a wildcard is only allowed as a leading '*.', like *.example.com", t);
     if (strchr(name, ':') != NULL) return fail(ld, v, "'%s': a host must not include a port", t);
-    if (strlen(name) > 253) return fail(ld, v, "'%s' is longer than 253 characters", t);
-    for (const char *p = name;; p++) {
-        if (*p == '.' || *p == '\0') {
-            if (label == 0 || label > 63)
-                return fail(ld, v, "'%s' is not a valid host name (empty or over-long label)", t);
-            if (*p == '\0') break;
-            label = 0;
-        } else if (!is_label_char(*p)) {
-            return fail(ld, v, "'%s' is not a valid host name (use letters, digits, '-' and '.')", t);
-        } else {
-            label++;
-        }
-    }
+    if (check_host_name(ld, v, t, name, strlen(name)) < 0) return -1;
     store_string(d, base, t);
     for (char *p = FIELD(char *, base, d); *p; p++)
         if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
     return 0;
 }
 
-/* `path`: a prefix beginning with '/', without query, fragment, spaces or control characters. */
-static int set_path(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+/* The port 1..65535 written in decimal as the whole of <text>, or -1. */
+static long parse_port(const char *text)
+{
+    size_t n = strlen(text);
+    if (n == 0 || n > 5 || strspn(text, "0123456789") != n) return -1;
+    long p = strtol(text, NULL, 10);
+    return p >= 1 && p <= 65535 ? p : -1;
+}
+
+/* `host` of a health check: the Host header to send, a name with an optional ":port". */
+static int set_check_host(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
 {
     const char *t = scalar_text(ld, v);
+    const char *colon;
+    size_t len;
     if (t == NULL) return -1;
+    colon = strchr(t, ':');
+    len = colon ? (size_t)(colon - t) : strlen(t);
+    if (colon != NULL && parse_port(colon + 1) < 0)
+        return fail(ld, v, "invalid port '%s' in '%s' (expected 1..65535)", colon + 1, t);
+    if (check_host_name(ld, v, t, t, len) < 0) return -1;
+    store_string(d, base, t);
+    return 0;
+}
+
+/* Checks that <t> (the value of <v>) starts with '/' and holds no spaces or control characters;
+ * a query is refused unless <allow_query>, and a fragment always. */
+static int check_path(loader_t *ld, const fc_yaml_node_t *v, const char *t, int allow_query)
+{
     if (t[0] != '/') return fail(ld, v, "'%s' must start with '/'", t);
     for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
         if (*p <= ' ' || *p == 0x7f) return fail(ld, v, "'%s' must not contain spaces or control characters", t);
-        if (*p == '?' || *p == '#')
+        if ((*p == '?' || *p == '#') && !allow_query)
             return fail(ld, v, "'%s' must not contain a query ('?') or fragment ('#'); routes match the path only", t);
+        if (*p == '#') return fail(ld, v, "'%s' must not contain a fragment ('#')", t);
     }
+    return 0;
+}
+
+/* `path` of a route: a prefix beginning with '/', without query, fragment, spaces or control characters. */
+static int set_path(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    if (t == NULL || check_path(ld, v, t, 0) < 0) return -1;
+    store_string(d, base, t);
+    return 0;
+}
+
+/* `path` of a health check: what to GET, beginning with '/'; a query is allowed. */
+static int set_check_path(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    if (t == NULL || check_path(ld, v, t, 1) < 0) return -1;
     store_string(d, base, t);
     return 0;
 }
@@ -574,6 +637,240 @@ static int set_route_upstream(loader_t *ld, const directive_t *d, const fc_yaml_
     return fail(ld, v, "unknown upstream '%s' (defined: %s)", r->upstream_name, names);
 }
 
+/* ---- balancing, passive and active health, retries ---- */
+
+#define KEY_VARS "$request_uri, $remote_addr, $http_NAME, $cookie_NAME"
+
+/* 1 when the <n> bytes at <name> (after '$') are a variable a hash key may use. */
+static int known_variable(const char *name, size_t n)
+{
+    static const char *const fixed[] = {"request_uri", "remote_addr"};
+    static const char *const families[] = {"http_", "cookie_"};
+    for (size_t i = 0; i < FC_ARRAY_LEN(fixed); i++)
+        if (n == strlen(fixed[i]) && memcmp(name, fixed[i], n) == 0) return 1;
+    for (size_t i = 0; i < FC_ARRAY_LEN(families); i++)
+        if (n > strlen(families[i]) && memcmp(name, families[i], strlen(families[i])) == 0) return 1;
+    return 0;
+}
+
+/* `key` of balance: { hash: { key: ... } }: literal text and $variables, with at least one
+ * variable, since a constant key would send every request to one server. A variable's name is
+ * the longest run of letters, digits, '_' and '-' after the '$', as exchange.c reads it. */
+static int set_hash_key(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+    const char *t = scalar_text(ld, v);
+    int vars = 0;
+    if (t == NULL) return -1;
+    for (const char *p = t; *p != '\0';) {
+        if ((unsigned char)*p < ' ' || *p == 0x7f) return fail(ld, v, "the key must not contain control characters");
+        if (*p++ != '$') continue;
+        const char *name = p;
+        size_t n = strspn(name, name_chars);
+        if (n == 0) return fail(ld, v, "'%s': '$' must be followed by a variable name (known: " KEY_VARS ")", t);
+        if ((n == 5 && memcmp(name, "http_", 5) == 0) || (n == 7 && memcmp(name, "cookie_", 7) == 0))
+            return fail(ld, v, "'%s': $%.*s needs a name after it, like $http_x_user_id or $cookie_session", t,
+                        (int)n, name);
+        if (!known_variable(name, n))
+            return fail(ld, v, "'%s': unknown variable '$%.*s' (known: " KEY_VARS ")", t, (int)n, name);
+        if (name[n - 1] == '-')
+            return fail(ld, v, "'%s': the name of '$%.*s' takes in the '-' that ends it; follow a variable with "
+                               "another character, like ':'", t, (int)n, name);
+        p = name + n;
+        vars++;
+    }
+    if (vars == 0)
+        return fail(ld, v, "'%s' has no variable, so every request would go to the same server (known: " KEY_VARS ")",
+                    t);
+    store_string(d, base, t);
+    return 0;
+}
+
+/* A policy that takes options in the mapping form `balance: { <name>: { ... } }`. */
+typedef struct policy_opts {
+    const char *name;
+    const table_t *table; /* its option keys, read into the fc_upstream_conf_t */
+    const char *needs;    /* non-NULL when the options are required: what to write, for the message */
+} policy_opts_t;
+
+static const directive_t random_keys[] = {
+    {"two", set_bool, offsetof(fc_upstream_conf_t, balance_two), 0, 0, "false", 0, NULL},
+};
+static const table_t random_table = TABLE(random_keys);
+static const directive_t hash_keys[] = {
+    {"key", set_hash_key, offsetof(fc_upstream_conf_t, hash_key), 0, 0, NULL, D_REQUIRED, NULL},
+};
+static const table_t hash_table = TABLE(hash_keys);
+static const policy_opts_t policy_opts[] = {
+    {"random", &random_table, NULL},
+    {"hash", &hash_table, "a key, like balance: { hash: { key: \"$request_uri\" } }"},
+};
+
+/* `balance`: a name balance.c registers, or a one-key mapping of that name to its options.
+ * Options go through the policy's own table, so `two` is only known to random and `key` only to
+ * hash (where it is required). */
+static int set_balance(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const fc_yaml_node_t *name_node = v, *opts = NULL;
+    const policy_opts_t *po = NULL;
+    const char *name;
+    size_t saved;
+    int rc;
+    if (v->kind == FC_YAML_MAPPING) {
+        if (v->map.n != 1)
+            return fail(ld, v, "expected one policy, as a name (balance: least_conn) or a name with options "
+                               "(balance: { random: { two: true } })");
+        name_node = v->map.pairs[0].key;
+        opts = fc_yaml_is_null(v->map.pairs[0].value) ? NULL : v->map.pairs[0].value;
+    }
+    if ((name = scalar_text(ld, name_node)) == NULL) return -1;
+    if (fc_balance_ops_find(name) == NULL)
+        return fail(ld, name_node, "unknown balancing policy '%s' (known: %s)", name, fc_balance_names());
+    store_string(d, base, name);
+    for (size_t i = 0; i < FC_ARRAY_LEN(policy_opts); i++)
+        if (strcmp(policy_opts[i].name, name) == 0) po = &policy_opts[i];
+    if (po == NULL) {
+        if (opts != NULL && !(opts->kind == FC_YAML_MAPPING && opts->map.n == 0))
+            return fail(ld, opts, "'%s' takes no options", name);
+        return 0;
+    }
+    if (opts == NULL && po->needs != NULL) return fail(ld, name_node, "'%s' needs %s", name, po->needs);
+    saved = path_push(ld, ".%s", name);
+    rc = apply_table(ld, po->table, opts, base);
+    path_pop(ld, saved);
+    return rc;
+}
+
+/* Adds one entry of a failure list to <fs>: error, timeout, 5xx or a status 500..599.
+ * <saw_5xx> tracks "5xx" across the list so that overlaps are reported as such. */
+static int add_failure(loader_t *ld, const fc_yaml_node_t *v, fc_fail_set_t *fs, int *saw_5xx)
+{
+    const char *t = scalar_text(ld, v);
+    int *flag = NULL;
+    if (t == NULL) return -1;
+    if (strcmp(t, "error") == 0) flag = &fs->error;
+    else if (strcmp(t, "timeout") == 0) flag = &fs->timeout;
+    if (flag != NULL) {
+        if (*flag) return fail(ld, v, "'%s' is listed twice", t);
+        *flag = 1;
+        return 0;
+    }
+    if (strcmp(t, "5xx") == 0) {
+        if (*saw_5xx) return fail(ld, v, "'5xx' is listed twice");
+        for (int s = 0; s < 100; s++)
+            if (fs->status[s]) return fail(ld, v, "5xx includes %d, listed before; keep one of them", 500 + s);
+        memset(fs->status, 1, sizeof(fs->status));
+        *saw_5xx = 1;
+        return 0;
+    }
+    if (strspn(t, "0123456789") != strlen(t))
+        return fail(ld, v, "unknown value '%s' (expected error, timeout, 5xx or a status from 500 to 599)", t);
+    if (strlen(t) != 3 || t[0] != '5') return fail(ld, v, "%s is not a 5xx status (expected 500..599)", t);
+    int s = atoi(t) - 500;
+    if (*saw_5xx) return fail(ld, v, "%s is already included in 5xx", t);
+    if (fs->status[s]) return fail(ld, v, "%s is listed twice", t);
+    fs->status[s] = 1;
+    return 0;
+}
+
+/* `fail_on`, `retry.on`: a list of failure kinds; [] means none. Absent: [error, timeout]. */
+static int set_fail_set(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_fail_set_t *fs = &FIELD(fc_fail_set_t, base, d);
+    int saw_5xx = 0;
+    if (v == NULL) {
+        fs->error = fs->timeout = 1;
+        return 0;
+    }
+    if (expect_kind(ld, v, FC_YAML_SEQUENCE) < 0) return -1;
+    for (size_t i = 0; i < v->seq.n; i++) {
+        size_t saved = path_push(ld, "[%zu]", i);
+        int rc = add_failure(ld, v->seq.items[i], fs, &saw_5xx);
+        path_pop(ld, saved);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* Reads one to three digits at <p> into *<out>; returns the end, or NULL when there are none or more. */
+static const char *read_status(const char *p, int *out)
+{
+    size_t k = strspn(p, "0123456789");
+    if (k == 0 || k > 3) return NULL;
+    *out = atoi(p);
+    return p + k;
+}
+
+/* `expect_status` of a health check: a status (200) or an inclusive range (200-399), in 100..599. */
+static int set_expect_status(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_health_conf_t *h = base;
+    const char *t = scalar_text(ld, v), *p;
+    int lo = 0, hi;
+    if (t == NULL) return -1;
+    p = read_status(t, &lo);
+    hi = lo;
+    if (p != NULL && *p == '-') p = read_status(p + 1, &hi);
+    if (p == NULL || *p != '\0')
+        return fail(ld, v, "expected a status like 200 or a range like 200-399, got '%s'", t);
+    if (lo < 100 || hi < 100 || lo > 599 || hi > 599) return fail(ld, v, "%s is out of range (100..599)", t);
+    if (lo > hi) return fail(ld, v, "%s: the range is backwards; write the lower status first", t);
+    h->expect_min = lo;
+    h->expect_max = hi;
+    return 0;
+}
+
+/* `health_check`: present (even as {}) turns active checks on. A check must end before the next
+ * one starts: a timeout longer than the interval is an error, and when only the interval is
+ * written and it is shorter than the default timeout, the timeout becomes the interval. */
+static int set_health(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_health_conf_t *h = &FIELD(fc_health_conf_t, base, d);
+    const fc_yaml_node_t *tv;
+    char interval[32];
+    size_t saved;
+    if (apply_table(ld, d->extra, v, h) < 0) return -1;
+    h->enabled = v != NULL;
+    if (h->timeout <= h->interval) return 0;
+    if ((tv = fc_yaml_map_get(v, "timeout")) == NULL) {
+        h->timeout = h->interval;
+        return 0;
+    }
+    format_unit(interval, sizeof(interval), h->interval, duration_units, FC_ARRAY_LEN(duration_units));
+    saved = path_push(ld, ".timeout");
+    fail(ld, tv, "%s is longer than the interval (%s); a check must end before the next one starts",
+         tv->scalar.text, interval);
+    path_pop(ld, saved);
+    return -1;
+}
+
+/* Checks across one upstream's keys once all are read: at least one server is not down, and a
+ * policy that maps each key to a fixed server (hash, ip_hash) has no backup or slow_start server,
+ * as nginx requires. <node> is the upstream's mapping. */
+static int check_upstream(loader_t *ld, const fc_yaml_node_t *node, const fc_upstream_conf_t *u)
+{
+    const fc_yaml_node_t *list = fc_yaml_map_get(node, "servers");
+    const fc_balancer_ops_t *ops = fc_balance_ops_find(u->balance);
+    size_t usable = 0, saved;
+    FC_ASSERT(ops != NULL && list != NULL);
+    for (size_t i = 0; i < u->nservers; i++) {
+        const fc_server_conf_t *s = &u->servers[i];
+        const char *bad = !ops->needs_key ? NULL : s->backup ? "backup" : s->slow_start ? "slow_start" : NULL;
+        usable += !s->down;
+        if (bad == NULL) continue;
+        saved = path_push(ld, ".servers[%zu].%s", i, bad);
+        fail(ld, fc_yaml_map_get(list->seq.items[i], bad),
+             "'%s' cannot be used with balance '%s', which maps each request key to a fixed server", bad, u->balance);
+        path_pop(ld, saved);
+        return -1;
+    }
+    if (usable > 0) return 0;
+    saved = path_push(ld, ".servers");
+    fail(ld, list, "no usable server: every server is marked down");
+    path_pop(ld, saved);
+    return -1;
+}
+
 /* ---- the tables ---- */
 
 static const directive_t listener_keys[] = {
@@ -586,17 +883,45 @@ static const list_spec_t listener_list = {&listener_table, sizeof(fc_listener_co
 static const directive_t server_keys[] = {
     {"address", set_addr, offsetof(fc_server_conf_t, addr), 0, 0, NULL, D_REQUIRED, NULL},
     {"weight", set_int, offsetof(fc_server_conf_t, weight), 1, 1000, "1", 0, NULL},
+    {"backup", set_bool, offsetof(fc_server_conf_t, backup), 0, 0, "false", 0, NULL},
+    {"down", set_bool, offsetof(fc_server_conf_t, down), 0, 0, "false", 0, NULL},
+    {"max_conns", set_u32, offsetof(fc_server_conf_t, max_conns), 0, 1000000, "0", 0, NULL},
+    {"max_fails", set_u32, offsetof(fc_server_conf_t, max_fails), 0, 1000, "1", 0, NULL},
+    {"fail_timeout", set_duration, offsetof(fc_server_conf_t, fail_timeout), 1, DAY_MS, "10s", 0, NULL},
+    {"slow_start", set_duration, offsetof(fc_server_conf_t, slow_start), 0, DAY_MS, "0", 0, NULL},
 };
 static const table_t server_table = TABLE(server_keys);
 static const list_spec_t server_list = {&server_table, sizeof(fc_server_conf_t),
                                         offsetof(fc_upstream_conf_t, nservers), FC_UPSTREAM_MAX_SERVERS,
                                         check_server};
 
+static const directive_t health_keys[] = {
+    {"path", set_check_path, offsetof(fc_health_conf_t, path), 0, 0, "/health", 0, NULL},
+    {"host", set_check_host, offsetof(fc_health_conf_t, host), 0, 0, NULL, 0, NULL},
+    {"interval", set_duration, offsetof(fc_health_conf_t, interval), 1, DAY_MS, "30s", 0, NULL},
+    {"timeout", set_duration, offsetof(fc_health_conf_t, timeout), 1, DAY_MS, "5s", 0, NULL},
+    {"healthy_threshold", set_u32, offsetof(fc_health_conf_t, healthy_threshold), 1, 100, "2", 0, NULL},
+    {"unhealthy_threshold", set_u32, offsetof(fc_health_conf_t, unhealthy_threshold), 1, 100, "3", 0, NULL},
+    {"expect_status", set_expect_status, offsetof(fc_health_conf_t, expect_min), 0, 0, "200-399", 0, NULL},
+    {"start_unhealthy", set_bool, offsetof(fc_health_conf_t, start_unhealthy), 0, 0, "false", 0, NULL},
+};
+static const table_t health_table = TABLE(health_keys);
+
+static const directive_t retry_keys[] = {
+    {"tries", set_u32, offsetof(fc_retry_conf_t, tries), 1, FC_UPSTREAM_MAX_SERVERS, "3", 0, NULL},
+    {"timeout", set_duration, offsetof(fc_retry_conf_t, timeout), 0, DAY_MS, "0", 0, NULL},
+    {"on", set_fail_set, offsetof(fc_retry_conf_t, on), 0, 0, NULL, D_DEFAULTS, NULL},
+};
+static const table_t retry_table = TABLE(retry_keys);
+
 static const directive_t upstream_keys[] = {
     {"balance", set_balance, offsetof(fc_upstream_conf_t, balance), 0, 0, "round_robin", 0, NULL},
     {"keepalive", set_int, offsetof(fc_upstream_conf_t, keepalive), 0, 100000, "32", 0, NULL},
     {"keepalive_timeout", set_duration, offsetof(fc_upstream_conf_t, keepalive_timeout), 1, DAY_MS, "60s", 0, NULL},
     {"servers", set_list, offsetof(fc_upstream_conf_t, servers), 0, 0, NULL, D_REQUIRED, &server_list},
+    {"fail_on", set_fail_set, offsetof(fc_upstream_conf_t, fail_on), 0, 0, NULL, D_DEFAULTS, NULL},
+    {"health_check", set_health, offsetof(fc_upstream_conf_t, health), 0, 0, NULL, D_DEFAULTS, &health_table},
+    {"retry", set_section, offsetof(fc_upstream_conf_t, retry), 0, 0, NULL, D_DEFAULTS, &retry_table},
 };
 static const table_t upstream_table = TABLE(upstream_keys);
 
@@ -675,6 +1000,7 @@ static int set_upstreams(loader_t *ld, const directive_t *d, const fc_yaml_node_
         u->index = i;
         saved = path_push(ld, ".%s", name);
         rc = apply_table(ld, d->extra, v->map.pairs[i].value, u);
+        if (rc == 0) rc = check_upstream(ld, v->map.pairs[i].value, u);
         path_pop(ld, saved);
         if (rc < 0) return -1;
     }
@@ -689,7 +1015,7 @@ int fc_addr_parse(const char *text, fc_addr_t *out, fc_err_t *err)
     char host[64];
     const char *port, *end;
     size_t hostlen, tl = strlen(text);
-    unsigned long p = 0;
+    long p = 0;
 
     memset(&a, 0, sizeof(a));
     if (tl == 0) return fc_err_set(err, "empty address (expected host:port, like 127.0.0.1:8080)");
@@ -710,8 +1036,7 @@ int fc_addr_parse(const char *text, fc_addr_t *out, fc_err_t *err)
     }
     host[hostlen] = '\0';
     if (port == NULL) return fc_err_set(err, "missing port in '%s' (expected host:port, like 127.0.0.1:8080)", text);
-    if (*port == '\0' || strspn(port, "0123456789") != strlen(port) || strlen(port) > 5 ||
-        (p = strtoul(port, NULL, 10)) < 1 || p > 65535)
+    if ((p = parse_port(port)) < 0)
         return fc_err_set(err, "invalid port '%s' in '%s' (expected 1..65535)", port, text);
     if (text[0] == '[') {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a.ss;
@@ -790,6 +1115,9 @@ void fc_config_free(fc_config_t *cfg)
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         free(cfg->upstreams[i].name);
         free(cfg->upstreams[i].balance);
+        free(cfg->upstreams[i].hash_key);
+        free(cfg->upstreams[i].health.path);
+        free(cfg->upstreams[i].health.host);
         free(cfg->upstreams[i].servers);
     }
     for (size_t i = 0; i < cfg->nroutes; i++) {

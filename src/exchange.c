@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <ctype.h>
 
 #include "fulcrum/conn.h"
 #include "fulcrum/headers.h"
@@ -58,6 +59,7 @@ static void unref(fc_exchange_t *ex)
     if (w->nfree_exchanges >= EXCHANGE_FREELIST_KEEP || ex->head_out.cap > 65536 || ex->resp_out.cap > 65536) {
         fc_buf_free(&ex->head_out);
         fc_buf_free(&ex->resp_out);
+        fc_buf_free(&ex->key_buf);
         free(ex);
         return;
     }
@@ -73,6 +75,7 @@ void fc_exchange_freelist_drain(fc_worker_t *w)
         w->free_exchanges = ex->next_free;
         fc_buf_free(&ex->head_out);
         fc_buf_free(&ex->resp_out);
+        fc_buf_free(&ex->key_buf);
         free(ex);
     }
     w->nfree_exchanges = 0;
@@ -254,6 +257,64 @@ static void fail(fc_exchange_t *ex, int cause)
 
 /* ---- start --------------------------------------------------------------------------------- */
 
+/* The value of cookie <name> in the request's Cookie headers, or {NULL, 0}. */
+static fc_slice_t cookie_value(const fc_http_head_t *h, const char *name, size_t namelen)
+{
+    for (size_t i = 0; i < h->nheaders; i++) {
+        if (!FC_SLICE_IEQ(h->headers[i].name, "cookie")) continue;
+        const char *p = h->headers[i].value.p, *end = p + h->headers[i].value.n;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';')) p++;
+            const char *eq = memchr(p, '=', (size_t)(end - p));
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            if (semi == NULL) semi = end;
+            if (eq != NULL && eq < semi && (size_t)(eq - p) == namelen && memcmp(p, name, namelen) == 0)
+                return (fc_slice_t){eq + 1, (size_t)(semi - eq - 1)};
+            p = semi;
+        }
+    }
+    return (fc_slice_t){NULL, 0};
+}
+
+/* Builds the hash policy's key from its template ($request_uri, $remote_addr, $http_NAME,
+ * $cookie_NAME and literal text; the config checked the variable names) into ex->key_buf. */
+static void build_hash_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target)
+{
+    fc_buf_t *b = &ex->key_buf;
+    b->len = 0;
+    for (const char *p = tpl; *p;) {
+        if (*p != '$') {
+            fc_buf_append(b, p++, 1);
+            continue;
+        }
+        const char *v = ++p;
+        while (*p && (*p == '_' || *p == '-' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                      (*p >= '0' && *p <= '9')))
+            p++;
+        size_t n = (size_t)(p - v);
+        fc_slice_t val = {NULL, 0};
+        if (n == 11 && memcmp(v, "request_uri", 11) == 0) val = target;
+        else if (n == 11 && memcmp(v, "remote_addr", 11) == 0) val = (fc_slice_t){ex->client->ip, strlen(ex->client->ip)};
+        else if (n > 7 && memcmp(v, "cookie_", 7) == 0) val = cookie_value(&ex->req, v + 7, n - 7);
+        else if (n > 5 && memcmp(v, "http_", 5) == 0) {
+            /* $http_x_user_id names the header X-User-Id, as in nginx. */
+            for (size_t i = 0; i < ex->req.nheaders && val.p == NULL; i++) {
+                fc_slice_t hn = ex->req.headers[i].name;
+                if (hn.n != n - 5) continue;
+                size_t k = 0;
+                for (; k < hn.n; k++) {
+                    char a = (char)tolower((unsigned char)hn.p[k]), c = (char)tolower((unsigned char)v[5 + k]);
+                    if (c == '_') c = '-';
+                    if (a != c) break;
+                }
+                if (k == hn.n) val = ex->req.headers[i].value;
+            }
+        }
+        if (val.p != NULL) fc_buf_append(b, val.p, val.n);
+    }
+    ex->hash_key = (fc_slice_t){b->base ? b->base : "", b->len};
+}
+
 void fc_exchange_start(fc_exchange_t *ex)
 {
     fc_conn_t *c = ex->client;
@@ -263,6 +324,8 @@ void fc_exchange_start(fc_exchange_t *ex)
     ex->t_start = uv_hrtime();
     ex->http10 = h->major == 1 && h->minor == 0;
     ex->is_head = ll->method == HTTP_HEAD;
+    ex->idempotent = ll->method == HTTP_GET || ll->method == HTTP_HEAD || ll->method == HTTP_PUT ||
+                     ll->method == HTTP_DELETE || ll->method == HTTP_OPTIONS || ll->method == HTTP_TRACE;
     ex->keepalive = llhttp_should_keep_alive(ll) && !w->draining;
     ex->req_done = !((ll->flags & F_CHUNKED) || ll->content_length > 0);
 
@@ -314,6 +377,7 @@ void fc_exchange_start(fc_exchange_t *ex)
         fc_exchange_reply_error(ex, 500, 0);
         return;
     }
+    if (ex->route->upstream->hash_key != NULL) build_hash_key(ex, ex->route->upstream->hash_key, target);
     ex->log_method_len = h->method.n;
     ex->log_url_off = h->method.n + 1;
     ex->log_url_len = target.n;
@@ -326,13 +390,68 @@ void fc_exchange_start(fc_exchange_t *ex)
 
 /* ---- connecting ---------------------------------------------------------------------------- */
 
+static fc_upstream_t *UP(const fc_exchange_t *ex) { return &W(ex)->upstreams[ex->route->upstream->index]; }
+
+static unsigned tries_used(const fc_exchange_t *ex)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < FC_TRIED_WORDS; i++) n += (unsigned)__builtin_popcountll(ex->tried[i]);
+    return n;
+}
+
+/* 1 if, after a failure of <kind>/<status>, the request may go to another server: the retry
+ * rules allow it, nothing reached the client, and either no byte of the request reached a server
+ * or the request is idempotent and can be sent again whole. */
+static int may_retry(const fc_exchange_t *ex, int kind, int status)
+{
+    const fc_retry_conf_t *rc = &ex->route->upstream->retry;
+    if (!fc_fail_set_has(&rc->on, kind, status) || tries_used(ex) >= rc->tries) return 0;
+    if (rc->timeout > 0 && (uv_hrtime() - ex->t_first_try) / 1000000 >= rc->timeout) return 0;
+    if (ex->status != 0 || ex->bytes_sent > 0 || ex->cl_writing || ex->client == NULL) return 0;
+    if (ex->head_sent && (!ex->idempotent || !ex->replayable)) return 0;
+    return 1;
+}
+
+/* 1 if a usable server remains that this request has not tried. */
+static int has_candidate(const fc_exchange_t *ex)
+{
+    fc_upstream_t *u = UP(ex);
+    fc_upstream_refresh(u);
+    for (size_t i = 0; i < u->conf->nservers; i++)
+        if (u->view[i].usable && !fc_tried_has(ex->tried, i)) return 1;
+    return 0;
+}
+
 static void connect_next(fc_exchange_t *ex)
 {
     fc_worker_t *w = W(ex);
-    fc_upstream_t *u = &w->upstreams[ex->route->upstream->index];
+    fc_upstream_t *u = UP(ex);
     size_t n = u->conf->nservers;
+    if (ex->t_first_try == 0) ex->t_first_try = uv_hrtime();
     for (;;) {
+        size_t usable = fc_upstream_refresh(u);
+        if (usable == 0 && tries_used(ex) == 0) {
+            /* Every server is down: answer at once instead of waiting for timeouts. */
+            uint64_t now = uv_now(w->loop);
+            if (u->all_down_logged == 0 || now - u->all_down_logged >= 10000) {
+                fc_log(FC_LOG_ERROR, "upstream %s: no usable server (all down, failed or at max_conns): 502",
+                       u->conf->name);
+                u->all_down_logged = now ? now : 1;
+            }
+            fail(ex, FC_END_SERVER_REFUSED);
+            return;
+        }
+        u->all_down_logged = 0;
         fc_balance_req_t req = {.tried = ex->tried};
+        if (u->balancer->ops->needs_key) {
+            req.key = ex->client ? ex->client->ip : "";
+            req.keylen = strlen(req.key);
+            fc_slice_t k = ex->hash_key;
+            if (k.p != NULL) {
+                req.key = k.p;
+                req.keylen = k.n;
+            }
+        }
         int i = u->balancer->ops->pick(u->balancer, u->view, n, &req);
         if (i < 0) {
             fc_log(FC_LOG_ERROR, "upstream %s: no server left to try for %s", u->conf->name,
@@ -342,6 +461,7 @@ static void connect_next(fc_exchange_t *ex)
         }
         fc_tried_set(ex->tried, (size_t)i);
         fc_server_t *s = &u->servers[i];
+        fc_server_picked(s);
         ex->server = s;
         u->view[i].active++;
         fc_upconn_t *up = fc_pool_acquire(s, ex);
@@ -353,14 +473,32 @@ static void connect_next(fc_exchange_t *ex)
         int r = fc_upconn_connect(s, ex, &up);
         if (r == 0) {
             ex->up = up;
+            ex->phase = FC_PHASE_CONNECT;
             fc_timeout_set(&w->tq, &up->timeout, w->route_connect[route_index(ex)]);
             return;
         }
         u->view[i].active--;
         fc_log(FC_LOG_ERROR, "upstream %s: connect to %s failed: %s", u->conf->name, s->conf->addr.text,
                uv_strerror(r));
+        fc_server_report(s, FC_FAIL_ERROR, 0, uv_strerror(r));
         ex->try_cause = FC_END_SERVER_REFUSED;
+        if (!may_retry(ex, FC_FAIL_ERROR, 0)) {
+            fail(ex, ex->try_cause);
+            return;
+        }
     }
+}
+
+/* After a failed attempt: the next server when the rules allow it, else the answer <cause> calls for. */
+static void next_or_fail(fc_exchange_t *ex, int kind, int status, int cause)
+{
+    detach_upstream(ex, 0);
+    if (may_retry(ex, kind, status)) {
+        ex->try_cause = (uint8_t)cause;
+        connect_next(ex);
+        return;
+    }
+    fail(ex, cause);
 }
 
 void fc_exchange_on_connect(fc_exchange_t *ex, int status)
@@ -369,11 +507,13 @@ void fc_exchange_on_connect(fc_exchange_t *ex, int status)
         send_request(ex);
         return;
     }
-    fc_log(FC_LOG_ERROR, "upstream %s: connect to %s failed: %s", ex->server->upstream->conf->name,
-           ex->server->conf->addr.text, uv_strerror(status));
-    detach_upstream(ex, 0);
-    ex->try_cause = FC_END_SERVER_REFUSED; /* refused or timed out: either way the next server, then 502 */
-    connect_next(ex);
+    fc_server_t *s = ex->server;
+    int kind = status == UV_ETIMEDOUT ? FC_FAIL_TIMEOUT : FC_FAIL_ERROR;
+    const char *why = status == UV_ETIMEDOUT ? "connect timed out" : uv_strerror(status);
+    fc_log(FC_LOG_ERROR, "upstream %s: connect to %s failed: %s", s->upstream->conf->name, s->conf->addr.text, why);
+    fc_server_report(s, kind, 0, why);
+    /* Refused or timed out: either way nothing reached the server; the next one, then 502. */
+    next_or_fail(ex, kind, 0, FC_END_SERVER_REFUSED);
 }
 
 static void send_request(fc_exchange_t *ex)
@@ -517,6 +657,7 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
         fc_exchange_on_connect(ex, status);
         return;
     }
+    fc_server_t *s = ex->server;
     if (status == UV_EOF && ex->resp_head_done && !ex->resp_done && fc_http_needs_eof(&up->parser)) {
         if (fc_http_finish(&up->parser) == FC_HTTP_MSG_DONE) { /* a close-delimited body ended */
             ex->resp_done = 1;
@@ -527,15 +668,15 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
         }
     }
     if (status == UV_ETIMEDOUT) {
-        fc_log(FC_LOG_ERROR, "upstream %s: %s timed out", ex->server->upstream->conf->name,
-               ex->server->conf->addr.text);
-        fail(ex, FC_END_SERVER_TIMEOUT);
+        fc_log(FC_LOG_ERROR, "upstream %s: %s timed out", s->upstream->conf->name, s->conf->addr.text);
+        fc_server_report(s, FC_FAIL_TIMEOUT, 0, "read timed out");
+        next_or_fail(ex, FC_FAIL_TIMEOUT, 0, FC_END_SERVER_TIMEOUT);
         return;
     }
-    /* A reused connection that failed before any response byte was probably closed by the
-     * server just as we sent: send the request once more on a fresh connection. */
-    if (!ex->resp_began && up->requests > 1 && !ex->retried && ex->replayable) {
-        fc_server_t *s = ex->server;
+    /* A reused connection that failed before any response byte was most likely closed by the
+     * server just as we sent: an idempotent request goes once more, on a fresh connection to the
+     * same server, and the server is not blamed. */
+    if (!ex->resp_began && up->requests > 1 && !ex->retried && ex->replayable && ex->idempotent) {
         ex->retried = 1;
         detach_upstream(ex, 0);
         s->upstream->view[s - s->upstream->servers].active++;
@@ -550,9 +691,10 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
         fail(ex, FC_END_SERVER_CLOSED);
         return;
     }
-    fc_log(FC_LOG_ERROR, "upstream %s: %s %s", ex->server->upstream->conf->name, ex->server->conf->addr.text,
-           status == UV_EOF ? "closed the connection" : uv_strerror(status));
-    fail(ex, FC_END_SERVER_CLOSED);
+    const char *why = status == UV_EOF ? "closed the connection" : uv_strerror(status);
+    fc_log(FC_LOG_ERROR, "upstream %s: %s %s", s->upstream->conf->name, s->conf->addr.text, why);
+    fc_server_report(s, FC_FAIL_ERROR, 0, why);
+    next_or_fail(ex, FC_FAIL_ERROR, 0, FC_END_SERVER_CLOSED);
 }
 
 static void on_cl_write(uv_write_t *req, int status);
@@ -585,7 +727,8 @@ static void pump_response(fc_exchange_t *ex)
             if (ev == FC_HTTP_ERROR) {
                 fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad response: %s", ex->server->upstream->conf->name,
                        ex->server->conf->addr.text, fc_http_error(&up->parser));
-                fail(ex, FC_END_SERVER_BAD);
+                fc_server_report(ex->server, FC_FAIL_ERROR, 0, "bad response");
+                next_or_fail(ex, FC_FAIL_ERROR, 0, FC_END_SERVER_BAD);
                 return;
             }
             if (ev == FC_HTTP_MSG_DONE) continue; /* the end of a 1xx */
@@ -602,6 +745,18 @@ static void pump_response(fc_exchange_t *ex)
                     return;
                 }
                 continue;
+            }
+            fc_server_t *srv = ex->server;
+            int failed = fc_fail_set_has(&srv->upstream->conf->fail_on, FC_FAIL_STATUS, st);
+            char why[32];
+            snprintf(why, sizeof(why), "status %d", st);
+            fc_server_report(srv, failed ? FC_FAIL_STATUS : 0, st, why);
+            if (st >= 500 && may_retry(ex, FC_FAIL_STATUS, st) && has_candidate(ex)) {
+                fc_log(FC_LOG_WARN, "upstream %s: %s answered %d: trying the next server", srv->upstream->conf->name,
+                       srv->conf->addr.text, st);
+                ex->resp_out.len = 0;
+                next_or_fail(ex, FC_FAIL_STATUS, st, FC_END_SERVER_BAD);
+                return;
             }
             const fc_header_t *ka = fc_http_find(&ex->resp, "keep-alive", 10);
             fc_upconn_set_server_keepalive(up, ka ? fc_http_keepalive_timeout(ka->value) : -1);

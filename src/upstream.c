@@ -10,6 +10,7 @@
 #include "fulcrum/log.h"
 
 #define UPSTREAM_BUF_SIZE (32 * 1024)
+#define FC_WEIGHT_SCALE 100
 
 int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
 {
@@ -35,6 +36,9 @@ int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
         if (ops == NULL || (u->balancer = ops->create(u->view, uc->nservers, &opts)) == NULL)
             return fc_err_set(err, "upstream %s: cannot create balancer %s", uc->name, uc->balance);
         u->t_idle = uc->keepalive_timeout > 0 ? fc_timeq_class(&w->tq, uc->keepalive_timeout) : NULL;
+        for (size_t s = 0; s < uc->nservers; s++)
+            u->servers[s].healthy = !(uc->health.enabled && uc->health.start_unhealthy);
+        fc_upstream_refresh(u);
     }
     fc_bufpool_init(&w->upstream_bufs, UPSTREAM_BUF_SIZE, 256);
     return 0;
@@ -241,5 +245,120 @@ void fc_pool_close_idle(fc_worker_t *w)
         fc_upconn_t *up = fc_list_entry(n, fc_upconn_t, all);
         n = n->next;
         if (up->state == FC_UP_IDLE) fc_upconn_close(up);
+    }
+}
+
+/* ---- server state -------------------------------------------------------------------------- */
+
+static uint64_t now_ms(const fc_upstream_t *u) { return uv_now(u->w->loop); }
+
+/* 1 if <s> may take a request now, ignoring backup status and max_conns. */
+static int server_alive(const fc_server_t *s, uint64_t now)
+{
+    if (s->conf->down || !s->healthy) return 0;
+    if (s->failed_until != 0) return now >= s->failed_until && !s->probing;
+    return 1;
+}
+
+size_t fc_upstream_refresh(fc_upstream_t *u)
+{
+    size_t n = u->conf->nservers, usable = 0;
+    uint64_t now = now_ms(u);
+    int primary_alive = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!u->servers[i].conf->backup && server_alive(&u->servers[i], now)) primary_alive = 1;
+    for (size_t i = 0; i < n; i++) {
+        const fc_server_t *s = &u->servers[i];
+        fc_balance_server_t *v = &u->view[i];
+        int ok = server_alive(s, now) && (s->conf->backup ? !primary_alive : 1);
+        if (ok && s->conf->max_conns > 0 && v->active >= s->conf->max_conns) ok = 0;
+        v->usable = ok;
+        /* Policies only compare weights, so they run on weight x 100: slow_start can then ramp a
+         * weight-1 server in a hundred steps instead of jumping from 1 to 1. */
+        v->weight = s->conf->weight * FC_WEIGHT_SCALE;
+        uint64_t ss = s->conf->slow_start;
+        if (ss > 0 && s->up_since != 0 && now - s->up_since < ss) {
+            uint64_t wgt = (uint64_t)v->weight * (now - s->up_since) / ss;
+            v->weight = wgt < 1 ? 1 : (int)wgt;
+        }
+        usable += (size_t)ok;
+    }
+    return usable;
+}
+
+int fc_fail_set_has(const fc_fail_set_t *set, int kind, int status)
+{
+    switch (kind) {
+    case FC_FAIL_ERROR: return set->error;
+    case FC_FAIL_TIMEOUT: return set->timeout;
+    case FC_FAIL_STATUS: return status >= 500 && status <= 599 && set->status[status - 500];
+    default: return 0;
+    }
+}
+
+void fc_server_picked(fc_server_t *s)
+{
+    if (s->failed_until != 0) s->probing = 1;
+}
+
+void fc_server_report(fc_server_t *s, int kind, int status, const char *why)
+{
+    fc_upstream_t *u = s->upstream;
+    uint64_t now = now_ms(u);
+    if (kind == 0 || !fc_fail_set_has(&u->conf->fail_on, kind, status)) {
+        if (kind != 0) return; /* not a failure by this upstream's rules, not a success either */
+        if (s->failed_until != 0) {
+            fc_log(FC_LOG_NOTICE, "upstream %s: server %s is back (a request succeeded after fail_timeout)",
+                   u->conf->name, s->conf->addr.text);
+            s->up_since = now;
+        }
+        s->fails = 0;
+        s->failed_until = 0;
+        s->probing = 0;
+        return;
+    }
+    if (s->probing) { /* the probe failed: out for another fail_timeout */
+        s->probing = 0;
+        s->failed_until = now + s->conf->fail_timeout;
+        fc_log(FC_LOG_WARN, "upstream %s: server %s still failing (%s): out for %llu ms", u->conf->name,
+               s->conf->addr.text, why, (unsigned long long)s->conf->fail_timeout);
+        return;
+    }
+    if (s->conf->max_fails == 0 || s->failed_until != 0) return;
+    if (s->fails == 0 || now - s->fail_window >= s->conf->fail_timeout) {
+        s->fail_window = now;
+        s->fails = 0;
+    }
+    if (++s->fails >= s->conf->max_fails) {
+        s->failed_until = now + s->conf->fail_timeout;
+        fc_log(FC_LOG_WARN, "upstream %s: server %s marked failed for %llu ms after %u failure(s) (last: %s)",
+               u->conf->name, s->conf->addr.text, (unsigned long long)s->conf->fail_timeout, s->fails, why);
+    }
+}
+
+void fc_server_check_result(fc_server_t *s, int ok, const char *why)
+{
+    fc_upstream_t *u = s->upstream;
+    const fc_health_conf_t *hc = &u->conf->health;
+    if (ok) {
+        s->hc_fail = 0;
+        if (!s->healthy && ++s->hc_ok >= hc->healthy_threshold) {
+            s->healthy = 1;
+            s->hc_ok = 0;
+            s->up_since = now_ms(u);
+            s->failed_until = 0;
+            s->fails = 0;
+            s->probing = 0;
+            fc_log(FC_LOG_NOTICE, "upstream %s: server %s is healthy (%u consecutive successful checks)",
+                   u->conf->name, s->conf->addr.text, hc->healthy_threshold);
+        }
+        return;
+    }
+    s->hc_ok = 0;
+    if (s->healthy && ++s->hc_fail >= hc->unhealthy_threshold) {
+        s->healthy = 0;
+        s->hc_fail = 0;
+        fc_log(FC_LOG_WARN, "upstream %s: server %s is unhealthy (%u consecutive failed checks, last: %s)",
+               u->conf->name, s->conf->addr.text, hc->unhealthy_threshold, why);
     }
 }

@@ -13,6 +13,7 @@
 
 #include "fulcrum/conn.h"
 #include "fulcrum/exchange.h"
+#include "fulcrum/health.h"
 #include "fulcrum/log.h"
 #include "fulcrum/upstream.h"
 
@@ -78,6 +79,7 @@ static void stop_everything(fc_worker_t *w)
     if (w->stopped) return;
     w->stopped = 1;
     fc_pool_close_idle(w);
+    fc_health_stop(w);
     uv_close((uv_handle_t *)&w->sig_term, NULL);
     uv_close((uv_handle_t *)&w->sig_int, NULL);
     uv_close((uv_handle_t *)&w->sig_quit, NULL);
@@ -160,6 +162,7 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     fc_bufpool_init(&w->client_bufs, bufsize, 1024);
     if (fc_router_init(&w->router, cfg) != 0) return fc_err_set(err, "out of memory");
     if (fc_upstreams_init(w, err) != 0) return -1;
+    fc_health_start(w);
     uv_timer_init(w->loop, &w->drain_timer);
     uv_signal_init(w->loop, &w->sig_term);
     uv_signal_init(w->loop, &w->sig_int);

@@ -16,7 +16,8 @@ typedef struct fc_balancer_ops fc_balancer_ops_t;
 
 /* What a policy may read about one server when it picks. The upstream keeps these current. */
 typedef struct fc_balance_server {
-    int weight;      /* effective weight now: configured weight, lowered during slow_start; >= 1 */
+    int weight;      /* effective weight now, >= 1: at create time the configured weight; from then on
+                        configured weight x 100, lowered during slow_start (only ratios matter) */
     int usable;      /* 0 when the server must not be picked (down, failed, at max_conns, or a
                         backup while a primary is usable) */
     uint32_t active; /* requests in flight to it */
@@ -59,5 +60,29 @@ const char *fc_balance_names(void);
 
 static inline int fc_tried_has(const uint64_t *tried, size_t i) { return (int)((tried[i / 64] >> (i % 64)) & 1u); }
 static inline void fc_tried_set(uint64_t *tried, size_t i) { tried[i / 64] |= (uint64_t)1 << (i % 64); }
+
+/* Helpers shared by the policy files (src/balance_*.c), not for other modules. */
+
+/* 1 when server <i> of <s> may be picked for <req>: usable and not yet tried. */
+static inline int fc__balance_open(const fc_balance_server_t *s, const fc_balance_req_t *req, size_t i)
+{
+    return s[i].usable && !fc_tried_has(req->tried, i);
+}
+
+/* Compares the loads active/weight of <a> and <b> by cross-multiplying (no floats): negative when
+ * <a> is less loaded, 0 when equal, positive when more. */
+static inline int fc__balance_load_cmp(const fc_balance_server_t *a, const fc_balance_server_t *b)
+{
+    uint64_t la = (uint64_t)a->active * (uint64_t)b->weight, lb = (uint64_t)b->active * (uint64_t)a->weight;
+    return (la > lb) - (la < lb);
+}
+
+/* A 64-bit finalizer that spreads every input bit over the whole word (splitmix64's). */
+static inline uint64_t fc__balance_mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
 
 #endif

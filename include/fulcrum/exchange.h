@@ -55,6 +55,8 @@ typedef struct fc_exchange {
     uint64_t t_start;             /* uv_hrtime() at the request head */
     uint64_t t_up_start;          /* uv_hrtime() when the request was handed to a server */
     uint64_t t_up_end;            /* uv_hrtime() when the response completed */
+    uint64_t t_first_try;         /* uv_hrtime() of the first attempt, for retry.timeout */
+    fc_slice_t hash_key;          /* the hash policy's key, built in key_buf; {NULL, 0} = none */
     size_t body_start;            /* offset of the request body in client->rbuf while replayable */
     size_t fwd;                   /* offset in client->rbuf of the next body byte to send upstream */
     size_t log_method_len;        /* the method and target are the first bytes of head_out */
@@ -76,6 +78,7 @@ typedef struct fc_exchange {
     uint8_t dechunk;              /* decode a chunked response (HTTP/1.0 client) */
     uint8_t keepalive;            /* the client connection may serve another request */
     uint8_t is_head;              /* the request method is HEAD */
+    uint8_t idempotent;           /* GET, HEAD, PUT, DELETE, OPTIONS, TRACE: safe to send twice */
     uint8_t http10;               /* the client speaks HTTP/1.0 */
     uint8_t finished;             /* fc_exchange_finish ran */
     uint8_t error_reply;          /* resp_out holds a generated error response */
@@ -84,6 +87,7 @@ typedef struct fc_exchange {
     fc_http_head_t resp;          /* slices borrowed from up->rbuf, valid until resp_out is built */
     fc_buf_t head_out;            /* owned: the request head as sent upstream (kept for a retry and the log) */
     fc_buf_t resp_out;            /* owned: the response head for the client, while being written */
+    fc_buf_t key_buf;             /* owned: the hash key of this request (hash policy only) */
     uv_write_t up_wreq;           /* the write to the upstream connection */
     uv_write_t cl_wreq;           /* the write to the client */
     struct fc_exchange *next_free; /* freelist link */

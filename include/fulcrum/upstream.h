@@ -19,7 +19,20 @@ typedef struct fc_server {
     fc_upstream_t *upstream;      /* owner */
     fc_list_t idle;               /* idle pooled connections, most recently used first */
     size_t nidle;
+    /* Passive health (nginx's max_fails/fail_timeout). */
+    uint32_t fails;               /* failures counted in the current window */
+    uint64_t fail_window;         /* loop time (ms) the window began */
+    uint64_t failed_until;        /* out until this loop time; 0 = not out */
+    uint8_t probing;              /* its out-time is over and one request is trying it */
+    /* Active health (health_check:), ALB semantics. */
+    uint8_t healthy;              /* 1 unless active checks say otherwise */
+    uint32_t hc_ok, hc_fail;      /* consecutive check results */
+    struct fc_probe *probe;       /* the check in flight, or NULL */
+    uint64_t up_since;            /* loop time it became usable again (slow_start); 0 = long ago */
 } fc_server_t;
+
+/* Why an attempt on a server failed, for passive health and for the retry rules. */
+enum fc_fail_kind { FC_FAIL_ERROR = 1, FC_FAIL_TIMEOUT = 2, FC_FAIL_STATUS = 3 };
 
 struct fc_upstream {
     const fc_upstream_conf_t *conf; /* borrowed from the config */
@@ -28,6 +41,9 @@ struct fc_upstream {
     fc_balance_server_t *view;      /* owned array: what the policy sees of each server */
     fc_balancer_t *balancer;        /* owned, conf->balance's policy */
     fc_timeq_class_t *t_idle;       /* conf->keepalive_timeout */
+    uv_timer_t health_timer;        /* starts a round of active checks every health.interval */
+    fc_timeq_class_t *t_health;     /* health.timeout */
+    uint8_t all_down_logged;        /* "no usable server" was said and not yet taken back */
 };
 
 enum fc_upconn_state {
@@ -74,6 +90,19 @@ void fc_upconn_close(fc_upconn_t *up);
 /* Starts/stops reading the response. */
 void fc_upconn_read_start(fc_upconn_t *up);
 void fc_upconn_read_stop(fc_upconn_t *up);
+/* Recomputes what the policy sees of <u>'s servers (usable, effective weight) from their health,
+ * failures, max_conns and backup status. Returns how many servers are usable. */
+size_t fc_upstream_refresh(fc_upstream_t *u);
+/* The outcome of one attempt on <s>: <kind> 0 for success, else an fc_fail_kind counted if the
+ * upstream's fail_on lists it (<status> for FC_FAIL_STATUS). <why> is for the log. */
+void fc_server_report(fc_server_t *s, int kind, int status, const char *why);
+/* Marks <s> as picked for a request (its passive out-time over: this request is the probe). */
+void fc_server_picked(fc_server_t *s);
+/* The result of one active check of <s> (<ok> 1 or 0, <why> says what happened). */
+void fc_server_check_result(fc_server_t *s, int ok, const char *why);
+/* 1 if <kind>/<status> is in <set>. */
+int fc_fail_set_has(const fc_fail_set_t *set, int kind, int status);
+
 /* Closes every idle pooled connection of the worker (graceful stop). */
 void fc_pool_close_idle(fc_worker_t *w);
 /* Sets how long <up> may stay idle from the response's Keep-Alive: timeout=<secs> (-1 = none). */

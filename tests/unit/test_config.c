@@ -130,10 +130,11 @@ static const err_case_t unknown_key_cases[] = {
      "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address)"},
     {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
      "t.yaml:5:5: unknown key 'balancer' in upstreams.b (expected one of: balance, keepalive, "
-     "keepalive_timeout, servers)"},
+     "keepalive_timeout, servers, fail_on, health_check, retry)"},
     {LISTEN "upstreams:\n  b:\n    servers:\n      - address: 127.0.0.1:1\n      - address: 127.0.0.1:2\n"
             "        wieght: 2\n" ROUTE,
-     "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight)"},
+     "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight, backup, down, "
+     "max_conns, max_fails, fail_timeout, slow_start)"},
     {LISTEN UPS "routes:\n  - upstream: b\n  - upstream: b\n    prefix: /x\n",
      "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, timeouts)"},
     {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { connect: 1s, idle: 2s }\n",
@@ -327,6 +328,357 @@ static const err_case_t upstream_name_cases[] = {
      "t.yaml:4:3: invalid upstream name '': use 1 to 64 letters, digits, '-', '_' and '.'"},
 };
 
+/* One upstream "b" whose keys (from line 5, indented four spaces) the case writes out. */
+#define UP(keys) LISTEN "upstreams:\n  b:\n" keys ROUTE
+#define SRV "    servers: [{address: 127.0.0.1:1}]\n"
+
+static const err_case_t balance_cases[] = {
+    {UP("    balance: least_conn\n" SRV), "ok"},
+    {UP("    balance: ip_hash\n" SRV), "ok"},
+    {UP("    balance: random\n" SRV), "ok"},
+    {UP("    balance: { random: { two: TRUE } }\n" SRV), "ok"},
+    {UP("    balance: { random: {} }\n" SRV), "ok"},
+    {UP("    balance: { least_conn: {} }\n" SRV), "ok"},
+    {UP("    balance:\n      least_conn:\n" SRV), "ok"},
+    {UP("    balance:\n      hash:\n        key: $request_uri\n" SRV), "ok"},
+    {UP("    balance: hash\n" SRV),
+     "t.yaml:5:14: upstreams.b.balance: 'hash' needs a key, like balance: { hash: { key: \"$request_uri\" } }"},
+    {UP("    balance: { hash: ~ }\n" SRV),
+     "t.yaml:5:16: upstreams.b.balance: 'hash' needs a key, like balance: { hash: { key: \"$request_uri\" } }"},
+    {UP("    balance: { hash: {} }\n" SRV), "t.yaml:5:22: missing required key 'key' in upstreams.b.balance.hash"},
+    {UP("    balance: { random: { two: yes } }\n" SRV),
+     "t.yaml:5:31: upstreams.b.balance.random.two: expected true or false, got 'yes'"},
+    {UP("    balance: { random: { key: $remote_addr } }\n" SRV),
+     "t.yaml:5:26: unknown key 'key' in upstreams.b.balance.random (expected one of: two)"},
+    {UP("    balance: { hash: { key: $request_uri, two: true } }\n" SRV),
+     "t.yaml:5:43: unknown key 'two' in upstreams.b.balance.hash (expected one of: key)"},
+    {UP("    balance: { round_robin: { two: true } }\n" SRV),
+     "t.yaml:5:29: upstreams.b.balance: 'round_robin' takes no options"},
+    {UP("    balance: { least_conn: x }\n" SRV), "t.yaml:5:28: upstreams.b.balance: 'least_conn' takes no options"},
+    {UP("    balance: { random: {}, hash: {} }\n" SRV),
+     "t.yaml:5:14: upstreams.b.balance: expected one policy, as a name (balance: least_conn) or a name with "
+     "options (balance: { random: { two: true } })"},
+    {UP("    balance: {}\n" SRV),
+     "t.yaml:5:14: upstreams.b.balance: expected one policy, as a name (balance: least_conn) or a name with "
+     "options (balance: { random: { two: true } })"},
+    {UP("    balance: [random]\n" SRV), "t.yaml:5:14: upstreams.b.balance: expected a single value, got a list"},
+    {UP("    balance:\n" SRV), "t.yaml:5:13: upstreams.b.balance: missing value"},
+};
+
+/* `balance: { hash: { key: <k> } }` with <k> written as YAML at column 29 of line 5. */
+#define HASH(k) UP("    balance: { hash: { key: " k " } }\n" SRV)
+#define KEY_VARS "(known: $request_uri, $remote_addr, $http_NAME, $cookie_NAME)"
+
+static const err_case_t hash_key_cases[] = {
+    {HASH("$request_uri"), "ok"},
+    {HASH("\"$http_x-user:$remote_addr\""), "ok"},
+    {HASH("$cookie_session"), "ok"},
+    {HASH("'user-$http_x_user_id:$cookie_s'"), "ok"},
+    {HASH("$http_host/$remote_addr"), "ok"},
+    {HASH("$http_host-$remote_addr"),
+     "t.yaml:5:29: upstreams.b.balance.hash.key: '$http_host-$remote_addr': the name of '$http_host-' takes in "
+     "the '-' that ends it; follow a variable with another character, like ':'"},
+    {HASH("$remote_addr-x"),
+     "t.yaml:5:29: upstreams.b.balance.hash.key: '$remote_addr-x': unknown variable '$remote_addr-x' " KEY_VARS},
+    {HASH("$uri"), "t.yaml:5:29: upstreams.b.balance.hash.key: '$uri': unknown variable '$uri' " KEY_VARS},
+    {HASH("$Request_uri"),
+     "t.yaml:5:29: upstreams.b.balance.hash.key: '$Request_uri': unknown variable '$Request_uri' " KEY_VARS},
+    {HASH("$request_uri_x"),
+     "t.yaml:5:29: upstreams.b.balance.hash.key: '$request_uri_x': unknown variable '$request_uri_x' " KEY_VARS},
+    {HASH("'a/$http_'"),
+     "t.yaml:5:29: upstreams.b.balance.hash.key: 'a/$http_': $http_ needs a name after it, like $http_x_user_id "
+     "or $cookie_session"},
+    {HASH("$cookie_"),
+     "t.yaml:5:29: upstreams.b.balance.hash.key: '$cookie_': $cookie_ needs a name after it, like "
+     "$http_x_user_id or $cookie_session"},
+    {HASH("static"),
+     "t.yaml:5:29: upstreams.b.balance.hash.key: 'static' has no variable, so every request would go to the "
+     "same server " KEY_VARS},
+    {HASH("''"),
+     "t.yaml:5:29: upstreams.b.balance.hash.key: '' has no variable, so every request would go to the same "
+     "server " KEY_VARS},
+    {HASH("'$remote_addr$'"),
+     "t.yaml:5:29: upstreams.b.balance.hash.key: '$remote_addr$': '$' must be followed by a variable name " KEY_VARS},
+    {HASH("'${request_uri}'"),
+     "t.yaml:5:29: upstreams.b.balance.hash.key: '${request_uri}': '$' must be followed by a variable name " KEY_VARS},
+    {HASH("\"$request_uri\\t\""),
+     "t.yaml:5:29: upstreams.b.balance.hash.key: the key must not contain control characters"},
+    {HASH("[$request_uri]"), "t.yaml:5:29: upstreams.b.balance.hash.key: expected a single value, got a list"},
+};
+
+static const err_case_t server_option_cases[] = {
+    {UP("    servers: [{address: 127.0.0.1:1, backup: maybe}]\n"),
+     "t.yaml:5:46: upstreams.b.servers[0].backup: expected true or false, got 'maybe'"},
+    {UP("    servers: [{address: 127.0.0.1:1, down: 1}]\n"),
+     "t.yaml:5:44: upstreams.b.servers[0].down: expected true or false, got '1'"},
+    {UP("    servers: [{address: 127.0.0.1:1, max_conns: -1}]\n"),
+     "t.yaml:5:49: upstreams.b.servers[0].max_conns: -1 is out of range (0..1000000)"},
+    {UP("    servers: [{address: 127.0.0.1:1, max_conns: 1000001}]\n"),
+     "t.yaml:5:49: upstreams.b.servers[0].max_conns: 1000001 is out of range (0..1000000)"},
+    {UP("    servers: [{address: 127.0.0.1:1, max_fails: 1001}]\n"),
+     "t.yaml:5:49: upstreams.b.servers[0].max_fails: 1001 is out of range (0..1000)"},
+    {UP("    servers: [{address: 127.0.0.1:1, fail_timeout: 0}]\n"),
+     "t.yaml:5:52: upstreams.b.servers[0].fail_timeout: 0 is out of range (1ms..24h)"},
+    {UP("    servers: [{address: 127.0.0.1:1, slow_start: 25h}]\n"),
+     "t.yaml:5:50: upstreams.b.servers[0].slow_start: 25h is out of range (0ms..24h)"},
+    {UP("    servers: [{address: 127.0.0.1:1, slow_start: soon}]\n"),
+     "t.yaml:5:50: upstreams.b.servers[0].slow_start: expected a duration like 500ms, 10s, 5m or 1h30m, got "
+     "'soon'"},
+    {UP("    servers:\n      - { address: 127.0.0.1:1, down: true }\n"
+        "      - { address: 127.0.0.1:2, down: true, backup: true }\n"),
+     "t.yaml:6:7: upstreams.b.servers: no usable server: every server is marked down"},
+    {UP("    servers:\n      - { address: 127.0.0.1:1, down: true }\n      - { address: 127.0.0.1:2, backup: true }\n"),
+     "ok"},
+    {UP("    servers: [{address: 127.0.0.1:1, backup: true}]\n"), "ok"},
+    {UP("    balance: { hash: { key: $remote_addr } }\n"
+        "    servers:\n      - address: 127.0.0.1:1\n      - address: 127.0.0.1:2\n        backup: true\n"),
+     "t.yaml:9:17: upstreams.b.servers[1].backup: 'backup' cannot be used with balance 'hash', which maps each "
+     "request key to a fixed server"},
+    {UP("    balance: ip_hash\n    servers:\n      - { address: 127.0.0.1:1, backup: true }\n"),
+     "t.yaml:7:41: upstreams.b.servers[0].backup: 'backup' cannot be used with balance 'ip_hash', which maps each "
+     "request key to a fixed server"},
+    {UP("    balance: ip_hash\n    servers:\n      - { address: 127.0.0.1:1, slow_start: 30s }\n"),
+     "t.yaml:7:45: upstreams.b.servers[0].slow_start: 'slow_start' cannot be used with balance 'ip_hash', which "
+     "maps each request key to a fixed server"},
+    {UP("    balance: ip_hash\n    servers:\n      - { address: 127.0.0.1:1, backup: false, slow_start: 0 }\n"), "ok"},
+    {UP("    balance: random\n    servers:\n      - { address: 127.0.0.1:1, backup: true, slow_start: 1m }\n"),
+     "ok"},
+    {UP("    balance: least_conn\n    servers:\n      - { address: 127.0.0.1:1, max_fails: 0, max_conns: 1 }\n"),
+     "ok"},
+};
+
+static const err_case_t fail_set_cases[] = {
+    {UP(SRV "    fail_on: []\n"), "ok"},
+    {UP(SRV "    fail_on: [error, timeout, 500, 502, 503, 504]\n"), "ok"},
+    {UP(SRV "    fail_on: [5xx, error]\n"), "ok"},
+    {UP(SRV "    fail_on: error\n"), "t.yaml:6:14: upstreams.b.fail_on: expected a list, got a value"},
+    {UP(SRV "    fail_on:\n"), "t.yaml:6:13: upstreams.b.fail_on: missing value (expected a list)"},
+    {UP(SRV "    fail_on: [error, error]\n"), "t.yaml:6:22: upstreams.b.fail_on[1]: 'error' is listed twice"},
+    {UP(SRV "    fail_on: [timeout, 502, 502]\n"), "t.yaml:6:29: upstreams.b.fail_on[2]: 502 is listed twice"},
+    {UP(SRV "    fail_on: [5xx, 502]\n"), "t.yaml:6:20: upstreams.b.fail_on[1]: 502 is already included in 5xx"},
+    {UP(SRV "    fail_on: [503, 5xx]\n"),
+     "t.yaml:6:20: upstreams.b.fail_on[1]: 5xx includes 503, listed before; keep one of them"},
+    {UP(SRV "    fail_on: [5xx, 5xx]\n"), "t.yaml:6:20: upstreams.b.fail_on[1]: '5xx' is listed twice"},
+    {UP(SRV "    fail_on: [404]\n"),
+     "t.yaml:6:15: upstreams.b.fail_on[0]: 404 is not a 5xx status (expected 500..599)"},
+    {UP(SRV "    fail_on: [5000]\n"),
+     "t.yaml:6:15: upstreams.b.fail_on[0]: 5000 is not a 5xx status (expected 500..599)"},
+    {UP(SRV "    fail_on: [http_502]\n"),
+     "t.yaml:6:15: upstreams.b.fail_on[0]: unknown value 'http_502' (expected error, timeout, 5xx or a status "
+     "from 500 to 599)"},
+    {UP(SRV "    fail_on: [{error: 1}]\n"),
+     "t.yaml:6:15: upstreams.b.fail_on[0]: expected a single value, got a mapping"},
+    {UP(SRV "    fail_on: [~]\n"), "t.yaml:6:15: upstreams.b.fail_on[0]: missing value"},
+    {UP(SRV "    retry: { on: [error, 4xx] }\n"),
+     "t.yaml:6:26: upstreams.b.retry.on[1]: unknown value '4xx' (expected error, timeout, 5xx or a status from "
+     "500 to 599)"},
+};
+
+static const err_case_t retry_cases[] = {
+    {UP(SRV "    retry: { tries: 1, timeout: 0, on: [] }\n"), "ok"},
+    {UP(SRV "    retry: {}\n"), "ok"},
+    {UP(SRV "    retry: { tries: 0 }\n"), "t.yaml:6:21: upstreams.b.retry.tries: 0 is out of range (1..256)"},
+    {UP(SRV "    retry: { tries: 257 }\n"), "t.yaml:6:21: upstreams.b.retry.tries: 257 is out of range (1..256)"},
+    {UP(SRV "    retry: { timeout: 25h }\n"), "t.yaml:6:23: upstreams.b.retry.timeout: 25h is out of range (0ms..24h)"},
+    {UP(SRV "    retry: { attempts: 2 }\n"),
+     "t.yaml:6:14: unknown key 'attempts' in upstreams.b.retry (expected one of: tries, timeout, on)"},
+    {UP(SRV "    retry: 3\n"), "t.yaml:6:12: upstreams.b.retry: expected a mapping, got a value"},
+    {UP(SRV "    retry: { on: 502 }\n"), "t.yaml:6:18: upstreams.b.retry.on: expected a list, got a value"},
+};
+
+/* `health_check: { <keys> }`, opening at column 19 of line 6. */
+#define HC(keys) UP(SRV "    health_check: { " keys " }\n")
+
+static const err_case_t health_cases[] = {
+    {UP(SRV "    health_check: {}\n"), "ok"},
+    {HC("path: '/health?full=1', host: api.example.com:8443"), "ok"},
+    {HC("expect_status: 204"), "ok"},
+    {HC("expect_status: '200'"), "ok"},
+    {HC("expect_status: 200-299, start_unhealthy: true"), "ok"},
+    {HC("interval: 1s, timeout: 1s"), "ok"},
+    {UP(SRV "    health_check:\n"), "t.yaml:6:18: upstreams.b.health_check: missing value (expected a mapping)"},
+    {UP(SRV "    health_check: true\n"), "t.yaml:6:19: upstreams.b.health_check: expected a mapping, got a value"},
+    {HC("url: /"),
+     "t.yaml:6:21: unknown key 'url' in upstreams.b.health_check (expected one of: path, host, interval, timeout, "
+     "healthy_threshold, unhealthy_threshold, expect_status, start_unhealthy)"},
+    {HC("path: health"), "t.yaml:6:27: upstreams.b.health_check.path: 'health' must start with '/'"},
+    {HC("path: '/a#b'"), "t.yaml:6:27: upstreams.b.health_check.path: '/a#b' must not contain a fragment ('#')"},
+    {HC("path: '/a b'"),
+     "t.yaml:6:27: upstreams.b.health_check.path: '/a b' must not contain spaces or control characters"},
+    {HC("interval: 0"), "t.yaml:6:31: upstreams.b.health_check.interval: 0 is out of range (1ms..24h)"},
+    {HC("interval: 5s, timeout: 10s"),
+     "t.yaml:6:44: upstreams.b.health_check.timeout: 10s is longer than the interval (5s); a check must end before "
+     "the next one starts"},
+    {HC("timeout: 31s"),
+     "t.yaml:6:30: upstreams.b.health_check.timeout: 31s is longer than the interval (30s); a check must end "
+     "before the next one starts"},
+    {HC("healthy_threshold: 0"), "t.yaml:6:40: upstreams.b.health_check.healthy_threshold: 0 is out of range (1..100)"},
+    {HC("unhealthy_threshold: 101"),
+     "t.yaml:6:42: upstreams.b.health_check.unhealthy_threshold: 101 is out of range (1..100)"},
+    {HC("expect_status: 2xx"),
+     "t.yaml:6:36: upstreams.b.health_check.expect_status: expected a status like 200 or a range like 200-399, got "
+     "'2xx'"},
+    {HC("expect_status: 200-"),
+     "t.yaml:6:36: upstreams.b.health_check.expect_status: expected a status like 200 or a range like 200-399, got "
+     "'200-'"},
+    {HC("expect_status: 200 - 399"),
+     "t.yaml:6:36: upstreams.b.health_check.expect_status: expected a status like 200 or a range like 200-399, got "
+     "'200 - 399'"},
+    {HC("expect_status: 1000"),
+     "t.yaml:6:36: upstreams.b.health_check.expect_status: expected a status like 200 or a range like 200-399, got "
+     "'1000'"},
+    {HC("expect_status: 99"), "t.yaml:6:36: upstreams.b.health_check.expect_status: 99 is out of range (100..599)"},
+    {HC("expect_status: 200-600"),
+     "t.yaml:6:36: upstreams.b.health_check.expect_status: 200-600 is out of range (100..599)"},
+    {HC("expect_status: 399-200"),
+     "t.yaml:6:36: upstreams.b.health_check.expect_status: 399-200: the range is backwards; write the lower status "
+     "first"},
+    {HC("host: '*.example.com'"),
+     "t.yaml:6:27: upstreams.b.health_check.host: '*.example.com' is not a valid host name (use letters, digits, "
+     "'-' and '.')"},
+    {HC("host: 'api.example.com:0'"),
+     "t.yaml:6:27: upstreams.b.health_check.host: invalid port '0' in 'api.example.com:0' (expected 1..65535)"},
+    {HC("host: 'a..b'"),
+     "t.yaml:6:27: upstreams.b.health_check.host: 'a..b' is not a valid host name (empty or over-long label)"},
+    {HC("start_unhealthy: no"),
+     "t.yaml:6:38: upstreams.b.health_check.start_unhealthy: expected true or false, got 'no'"},
+};
+
+static void test_balancing_errors(void)
+{
+    CHECK_ERRORS("balancing: policy names and options", balance_cases);
+
+    subtest("balancing: an unknown policy in the mapping form lists the known ones");
+    {
+        char want[300];
+        snprintf(want, sizeof(want), "t.yaml:5:16: upstreams.b.balance: unknown balancing policy 'fastest' (known: %s)",
+                 fc_balance_names());
+        is_str(err_of(UP("    balance: { fastest: {} }\n" SRV)), want);
+    }
+
+    CHECK_ERRORS("balancing: hash key templates", hash_key_cases);
+
+    CHECK_ERRORS("balancing: server options and the servers they allow", server_option_cases);
+
+    CHECK_ERRORS("balancing: fail_on and retry.on lists", fail_set_cases);
+
+    CHECK_ERRORS("balancing: retry", retry_cases);
+
+    CHECK_ERRORS("balancing: health_check", health_cases);
+}
+
+static int fail_set_is(const fc_fail_set_t *fs, int error, int timeout, const char *statuses)
+{
+    char got[400] = "";
+    size_t len = 0;
+    for (int s = 0; s < 100; s++)
+        if (fs->status[s]) len += (size_t)snprintf(got + len, sizeof(got) - len, "%s%d", len ? "," : "", 500 + s);
+    return fs->error == error && fs->timeout == timeout && strcmp(got, statuses) == 0;
+}
+
+static const char BALANCED[] = LISTEN "upstreams:\n"
+                                      "  backend:\n"
+                                      "    balance: { random: { two: true } }\n"
+                                      "    servers:\n"
+                                      "      - address: 127.0.0.1:3000\n"
+                                      "        weight: 3\n"
+                                      "        max_conns: 100\n"
+                                      "        max_fails: 0\n"
+                                      "        fail_timeout: 30s\n"
+                                      "        slow_start: 1m\n"
+                                      "      - { address: 127.0.0.1:3001, backup: true }\n"
+                                      "      - { address: 127.0.0.1:3002, down: True }\n"
+                                      "    fail_on: [error, 5xx]\n"
+                                      "    health_check:\n"
+                                      "      path: /ready?deep=1\n"
+                                      "      host: api.example.com\n"
+                                      "      interval: 2s\n"
+                                      "      timeout: 500ms\n"
+                                      "      healthy_threshold: 1\n"
+                                      "      unhealthy_threshold: 100\n"
+                                      "      expect_status: 204\n"
+                                      "      start_unhealthy: true\n"
+                                      "    retry:\n"
+                                      "      tries: 256\n"
+                                      "      timeout: 10s\n"
+                                      "      on: [timeout, 502, 504]\n"
+                                      "  sticky:\n"
+                                      "    balance:\n"
+                                      "      hash:\n"
+                                      "        key: \"$cookie_session|$http_x-user-id\"\n"
+                                      "    servers: [{ address: 127.0.0.1:4000 }]\n"
+                                      "    health_check: { interval: 1s }\n"
+                                      "    retry: { on: [] }\n"
+                                      "routes:\n  - upstream: backend\n";
+
+static void test_balancing_values(void)
+{
+    fc_err_t err;
+    char msg[512];
+    fc_config_t *cfg = load(BALANCED, &err);
+
+    subtest("balancing: every key set");
+    if (cfg == NULL) {
+        fc_err_format(&err, msg, sizeof(msg));
+        is_str(msg, "ok");
+        return;
+    }
+    const fc_upstream_conf_t *be = &cfg->upstreams[0], *st = &cfg->upstreams[1];
+    is_str(be->balance, "random");
+    is_int(be->balance_two, 1);
+    ok(be->hash_key == NULL);
+    const fc_server_conf_t *s0 = &be->servers[0], *s1 = &be->servers[1], *s2 = &be->servers[2];
+    is_int(s0->weight, 3);
+    is_int(s0->max_conns, 100);
+    is_int(s0->max_fails, 0);
+    is_int(s0->fail_timeout, 30000);
+    is_int(s0->slow_start, 60000);
+    is_int(s0->backup, 0);
+    is_int(s0->down, 0);
+    is_int(s1->backup, 1);
+    is_int(s1->down, 0);
+    is_int(s1->max_fails, 1);
+    is_int(s1->fail_timeout, 10000);
+    is_int(s2->down, 1);
+    is_int(s2->backup, 0);
+    ok(fail_set_is(&be->fail_on, 1, 0, "500,501,502,503,504,505,506,507,508,509,510,511,512,513,514,515,516,517,"
+                                       "518,519,520,521,522,523,524,525,526,527,528,529,530,531,532,533,534,535,536,"
+                                       "537,538,539,540,541,542,543,544,545,546,547,548,549,550,551,552,553,554,555,"
+                                       "556,557,558,559,560,561,562,563,564,565,566,567,568,569,570,571,572,573,574,"
+                                       "575,576,577,578,579,580,581,582,583,584,585,586,587,588,589,590,591,592,593,"
+                                       "594,595,596,597,598,599"));
+    const fc_health_conf_t *h = &be->health;
+    is_int(h->enabled, 1);
+    is_str(h->path, "/ready?deep=1");
+    is_str(h->host, "api.example.com");
+    is_int(h->interval, 2000);
+    is_int(h->timeout, 500);
+    is_int(h->healthy_threshold, 1);
+    is_int(h->unhealthy_threshold, 100);
+    is_int(h->expect_min, 204);
+    is_int(h->expect_max, 204);
+    is_int(h->start_unhealthy, 1);
+    is_int(be->retry.tries, 256);
+    is_int(be->retry.timeout, 10000);
+    ok(fail_set_is(&be->retry.on, 0, 1, "502,504"));
+
+    subtest("balancing: hash, a short interval and an empty retry list");
+    is_str(st->balance, "hash");
+    is_str(st->hash_key, "$cookie_session|$http_x-user-id");
+    is_int(st->balance_two, 0);
+    is_int(st->health.enabled, 1);
+    is_str(st->health.path, "/health");
+    ok(st->health.host == NULL);
+    is_int(st->health.interval, 1000);
+    is_int(st->health.timeout, 1000); /* the 5s default would outlast the interval */
+    is_int(st->health.expect_min, 200);
+    is_int(st->health.expect_max, 399);
+    ok(fail_set_is(&st->fail_on, 1, 1, ""));
+    ok(fail_set_is(&st->retry.on, 0, 0, ""));
+    is_int(st->retry.tries, 3);
+    fc_config_free(cfg);
+}
+
 static void test_yaml_tree(void)
 {
     fc_yaml_doc_t *doc = NULL;
@@ -453,6 +805,28 @@ static void test_defaults(void)
     is_int(u->nservers, 1);
     is_int(u->servers[0].weight, 1);
     is_int(port_of(&u->servers[0].addr), 3000);
+    is_int(u->servers[0].backup, 0);
+    is_int(u->servers[0].down, 0);
+    is_int(u->servers[0].max_conns, 0);
+    is_int(u->servers[0].max_fails, 1);
+    is_int(u->servers[0].fail_timeout, 10000);
+    is_int(u->servers[0].slow_start, 0);
+    is_int(u->balance_two, 0);
+    ok(u->hash_key == NULL);
+    ok(fail_set_is(&u->fail_on, 1, 1, ""));
+    is_int(u->health.enabled, 0);
+    is_str(u->health.path, "/health");
+    ok(u->health.host == NULL);
+    is_int(u->health.interval, 30000);
+    is_int(u->health.timeout, 5000);
+    is_int(u->health.healthy_threshold, 2);
+    is_int(u->health.unhealthy_threshold, 3);
+    is_int(u->health.expect_min, 200);
+    is_int(u->health.expect_max, 399);
+    is_int(u->health.start_unhealthy, 0);
+    is_int(u->retry.tries, 3);
+    is_int(u->retry.timeout, 0);
+    ok(fail_set_is(&u->retry.on, 1, 1, ""));
 
     is_int(cfg->nroutes, 1);
     const fc_route_conf_t *r = &cfg->routes[0];
@@ -824,6 +1198,8 @@ void test_config(void)
     test_structure_errors();
     test_value_errors();
     test_limits_on_counts();
+    test_balancing_errors();
+    test_balancing_values();
     test_addr_parse();
     test_files();
     test_doc_examples();
