@@ -83,10 +83,13 @@ typedef struct fc_route_conf {
     uint64_t connect_timeout;     /* ms, default 5000 */
     uint64_t send_timeout;        /* ms, default 60000 */
     uint64_t read_timeout;        /* ms, default 60000 */
+    int access_log;               /* `access_log: off` on a route -> 0; default 1 */
 } fc_route_conf_t;
 
 typedef struct fc_listener_conf {
-    fc_addr_t addr; /* "0.0.0.0:8080", "[::]:8080", "127.0.0.1:8080"; "*:8080" means 0.0.0.0 */
+    fc_addr_t addr;    /* "0.0.0.0:8080", "[::]:8080", "127.0.0.1:8080"; "*:8080" means 0.0.0.0 */
+    char *health_path; /* owned; `health: { path: /healthz }`: fulcrum's own health endpoint on this
+                          listener (200 while serving, 503 once a graceful stop began), or NULL */
 } fc_listener_conf_t;
 
 typedef struct fc_limits_conf {
@@ -105,6 +108,9 @@ struct fc_config {
     char *file;                    /* owned; the path the config was read from */
     int workers;                   /* 0 = auto; 1..256 */
     uint64_t shutdown_timeout;     /* ms, default 30000: how long a graceful stop waits for in-flight requests */
+    uint64_t shutdown_delay;       /* ms, default 0: after SIGTERM, keep accepting (health endpoints answer 503)
+                                      this long before the graceful stop begins (Kubernetes: 5s) */
+    char *pid_file;                /* owned; the master's pid is written here, NULL = none (default) */
     char *error_log;               /* owned; "stderr" or a path */
     char *error_log_level;         /* owned; error|warn|notice|info|debug, default "notice" */
     char *access_log;              /* owned; "stdout", a path, or NULL when off */
