@@ -8,7 +8,9 @@ Tests import the helpers with `from conftest import ...`.
 import hashlib
 import json
 import os
+import random
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -40,6 +42,22 @@ def free_port(host="127.0.0.1"):
     with socket.socket(fam, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def dead_port(host="127.0.0.1"):
+    """A free port outside the kernel's ephemeral range (32768-60999 by default), for an upstream
+    that refuses connections: an ephemeral one could be picked as the local port of fulcrum's own
+    connect() to it, which on loopback connects the socket to itself."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 10000-32000")
 
 
 def wait_port(port, host="127.0.0.1", timeout=START_TIMEOUT, proc=None):
@@ -350,6 +368,17 @@ class Backend:
         with Client(self.port, host=self.host, timeout=5) as c:
             return c.exchange("GET", "/stats").json()
 
+    def control(self, **settings):
+        """Sets what /health answers (health=, health_delay_ms=) and fail= (see backend.py)."""
+        q = "&".join("%s=%d" % kv for kv in settings.items())
+        with Client(self.port, host=self.host, timeout=5) as c:
+            return c.exchange("GET", "/control?" + q).json()
+
+    def health_log(self):
+        """[[monotonic time, status, method, target, version, headers], ...] of /health requests."""
+        with Client(self.port, host=self.host, timeout=5) as c:
+            return c.exchange("GET", "/health-log").json()
+
 
 class Fulcrum:
     def __init__(self, proc, port, config_path, out_path, err_path):
@@ -395,11 +424,27 @@ class Fulcrum:
         return [ln for ln in self.stderr().splitlines() if SANITIZER_RE.search(ln)]
 
 
+def yaml_value(v):
+    """A value in YAML flow style: dicts, lists, bools, numbers, plain or quoted strings."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, dict):
+        return "{ %s }" % ", ".join("%s: %s" % (k, yaml_value(x)) for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return "[%s]" % ", ".join(yaml_value(x) for x in v)
+    v = str(v)
+    return v if re.match(r"^[A-Za-z0-9_./-][A-Za-z0-9_./:-]*$", v) else json.dumps(v)
+
+
 def yaml_config(port, upstreams, routes, limits=None, access_log="stdout", access_log_format="json",
                 error_log_level="info", workers=1, shutdown_timeout="10s", listen_host="127.0.0.1",
                 extra=""):
     """Builds the YAML text. upstreams: {name: {"servers": [(address, weight|None)], "balance": ..,
-    "keepalive": .., "keepalive_timeout": ..}}; routes: [{"host":.., "path":.., "upstream":..,
+    "keepalive": .., "keepalive_timeout": ..}} (a server may also be a dict {"address":.., "weight":..,
+    "backup": True, ...}; any other upstream key, e.g. "health_check", "retry", is written with
+    yaml_value()); routes: [{"host":.., "path":.., "upstream":..,
     "timeouts": {"connect": .., "read": ..}}]; limits: {key: value}."""
     listen = "[%s]:%d" % (listen_host, port) if ":" in listen_host else "%s:%d" % (listen_host, port)
     out = ["workers: %d" % workers, "shutdown_timeout: %s" % shutdown_timeout, "error_log: stderr",
@@ -411,13 +456,22 @@ def yaml_config(port, upstreams, routes, limits=None, access_log="stdout", acces
         out.append("  %s:" % name)
         for key in ("balance", "keepalive", "keepalive_timeout"):
             if key in u:
-                out.append("    %s: %s" % (key, u[key]))
+                out.append("    %s: %s" % (key, yaml_value(u[key]) if isinstance(u[key], dict) else u[key]))
+        for key, val in u.items():
+            if key not in ("balance", "keepalive", "keepalive_timeout", "servers"):
+                out.append("    %s: %s" % (key, yaml_value(val)))
         out.append("    servers:")
         for s in u["servers"]:
-            addr, weight = (s, None) if isinstance(s, str) else s
+            if isinstance(s, dict):
+                s = dict(s)
+                addr, weight = s.pop("address"), s.pop("weight", None)
+            else:
+                (addr, weight), s = ((s, None) if isinstance(s, str) else s), {}
             out.append("      - address: %s" % (('"%s"' % addr) if addr.startswith("[") else addr))
             if weight is not None:
                 out.append("        weight: %d" % weight)
+            for key, val in s.items():
+                out.append("        %s: %s" % (key, yaml_value(val)))
     out.append("routes:")
     for r in routes:
         first = True
@@ -458,7 +512,6 @@ class Harness:
         errf.close()
         self.others.append(proc)
         # "ready PORT" within the start timeout (select keeps the wait bounded).
-        import select
         r, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
         line = proc.stdout.readline().decode() if r else ""
         if not line.startswith("ready "):
@@ -512,7 +565,7 @@ class Harness:
             rc = f.stop()
             if f.killed:
                 problems.append("fulcrum pid %d did not exit within %gs of SIGTERM" % (f.pid, STOP_TIMEOUT))
-            elif rc != 0 and getattr(f, "expect_exit_zero", True):
+            elif rc != 0:
                 problems.append("fulcrum pid %d exited %s after SIGTERM" % (f.pid, rc))
             san = f.sanitizer_lines()
             if san:

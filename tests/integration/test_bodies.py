@@ -311,3 +311,109 @@ def test_many_pipelined_requests(h):
         for i in range(n):
             r = c.read_response()
             assert r.status == 200 and r.json()["target"] == "/echo?n=%d" % i
+
+
+def test_chunk_extensions_and_case_insensitive_framing(h):
+    f, _ = h.proxy()
+    with Client(f.port) as c:
+        c.send(b"POST /upload HTTP/1.1\r\nhost: a\r\ntransfer-encoding: Chunked\r\n\r\n"
+               b"5;name=value\r\nhello\r\n6;x=\"y\"\r\n world\r\n0\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.json()["body_sha256"] == sha(b"hello world")
+        c.send(b"POST /upload HTTP/1.1\r\nHOST: a\r\ncontent-LENGTH: 3\r\n\r\nabc")
+        assert c.read_response().json()["body_length"] == 3
+
+
+def test_request_head_split_into_single_bytes(h):
+    f, _ = h.proxy()
+    wire = b"POST /upload?split HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nContent-Length: 4\r\n\r\nbody"
+    with Client(f.port) as c:
+        for i in range(len(wire)):
+            c.send(wire[i:i + 1])
+            time.sleep(0.003)
+        r = c.read_response()
+        assert r.status == 200 and r.json()["body_sha256"] == sha(b"body")
+
+
+def test_client_abort_mid_upload_does_not_poison_pool(h):
+    f, (b,) = h.proxy()
+    c = Client(f.port)
+    c.request("POST", "/upload", headers=[("Content-Length", str(MiB))])
+    c.send(b"z" * 100000)
+    time.sleep(0.2)
+    c.close()
+    time.sleep(0.2)
+    with Client(f.port) as c2:
+        for _ in range(3):
+            r = c2.exchange("GET", "/echo")
+            assert r.status == 200 and r.json()["path"] == "/echo"
+
+
+def test_client_abort_mid_download_does_not_poison_pool(h):
+    f, (b,) = h.proxy()
+    c = Client(f.port)
+    c.request("GET", "/big?bytes=%d" % (100 * MiB))
+    got = 0
+    while got < MiB:
+        got += len(c.sock.recv(65536))
+    c.close()
+    time.sleep(0.2)
+    with Client(f.port) as c2:
+        for _ in range(3):
+            r = c2.exchange("GET", "/echo", timeout=5)
+            assert r.status == 200 and r.json()["path"] == "/echo"
+
+
+def test_client_gone_before_slow_response(h):
+    f, (b,) = h.proxy()
+    c = Client(f.port)
+    c.request("GET", "/slow?ms=500")
+    time.sleep(0.1)
+    c.close()
+    time.sleep(0.7)
+    with Client(f.port) as c2:
+        r = c2.exchange("GET", "/echo")
+        assert r.status == 200 and r.json()["path"] == "/echo"
+
+
+SLOW = 64 * MiB if ASAN else 256 * MiB
+
+
+def test_slow_reading_client_backpressure(h):
+    # The client reads nothing for a while: fulcrum must stop reading the backend, not buffer.
+    f, _ = big_proxy(h)
+    before = f.vm_hwm_kib()
+    with Client(f.port, timeout=60) as c:
+        c.request("GET", "/big?bytes=%d" % SLOW)
+        time.sleep(1.5)
+        check_hwm(f, before)
+        r = c.read_response(sink=lambda mv: None, timeout=120)
+        assert r.body_length == SLOW and r.body_sha256 == pattern_sha256(SLOW)
+    check_hwm(f, before)
+
+
+def test_slow_reading_backend_backpressure(h):
+    # The backend reads the body only after 1.5 s: fulcrum must stop reading the client meanwhile.
+    f, _ = big_proxy(h)
+    before = f.vm_hwm_kib()
+    with Client(f.port, timeout=60) as c:
+        c.request("PUT", "/upload?read_delay_ms=1500", headers=[("Content-Length", str(SLOW))])
+        for part in pattern(SLOW):
+            c.sock.sendall(part)
+        doc = c.read_response(timeout=120).json()
+        assert doc["body_length"] == SLOW and doc["body_sha256"] == pattern_sha256(SLOW)
+    check_hwm(f, before)
+
+
+def test_pipelined_chunked_bodies(h):
+    f, _ = h.proxy()
+    wire = (b"POST /upload?1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(b"first", 2)
+            + b"POST /upload?2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(b"second", 4)
+            + b"GET /echo?3 HTTP/1.1\r\nHost: a\r\n\r\n")
+    with Client(f.port) as c:
+        c.send(wire)
+        d1, d2, d3 = (c.read_response().json() for _ in range(3))
+    assert d1["target"] == "/upload?1" and d1["body_sha256"] == sha(b"first")
+    assert d2["target"] == "/upload?2" and d2["body_sha256"] == sha(b"second")
+    assert d3["target"] == "/echo?3"

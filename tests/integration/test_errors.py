@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import Client, free_port, get, yaml_config
+from conftest import Client, dead_port, free_port, get, yaml_config
 
 
 def assert_error(r, status):
@@ -15,7 +15,7 @@ def assert_error(r, status):
 
 
 def dead_addr():
-    return "127.0.0.1:%d" % free_port()
+    return "127.0.0.1:%d" % dead_port()
 
 
 def test_refused_server_skipped_for_next(h):
@@ -173,3 +173,15 @@ def test_client_body_timeout(h):
         data, closed = c.read_until_close(5)
         assert closed, "stalled request body not timed out"
         assert time.monotonic() - t0 <= 4
+
+
+def test_pipelined_good_then_bad_request(h):
+    f, (b,) = h.proxy()
+    with Client(f.port) as c:
+        c.send(b"GET /echo?first HTTP/1.1\r\nHost: a\r\n\r\n" + BAD_REQUESTS["header_without_colon"])
+        r = c.read_response(timeout=5)
+        assert r.status == 200 and r.json()["target"] == "/echo?first"
+        assert_error(c.read_response(timeout=5), 400)
+        assert c.closed_within(3)
+    assert b.stats()["requests"] == 1
+

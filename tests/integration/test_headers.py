@@ -110,3 +110,54 @@ def test_response_header_values_preserved(h):
     assert r.status == 304
     assert r.header("etag") == '"abc"'
     assert r.header("x-backend") == b.name
+
+
+def test_many_request_headers_forwarded(h):
+    f, _ = h.proxy()
+    sent = [("X-H-%d" % i, "value-%d" % i) for i in range(150)]  # about 3 KB: far below 16k
+    r = get(f.port, headers=sent)
+    assert r.status == 200, r
+    hs = backend_headers(r)
+    for k, v in sent:
+        assert values(hs, k.lower()) == [v], k
+
+
+def test_many_response_headers_relayed(h):
+    f, _ = h.proxy()
+    r = get(f.port, "/many-headers?n=150&size=20")
+    assert r.status == 200 and r.body == b"many\n", r
+    for i in range(150):
+        assert r.header("x-many-%d" % i) == "v" * 20, i
+
+
+def test_large_response_header_relayed(h):
+    f, _ = h.proxy()
+    r = get(f.port, "/many-headers?n=1&size=12000")
+    assert r.status == 200 and r.header("x-many-0") == "v" * 12000
+
+
+def test_target_forwarded_byte_for_byte(h):
+    f, _ = h.proxy()
+    target = "/echo/a%20b/%2F/..%2Fx;p=1?q=%2F&empty=&x=a+b&&u=%C3%A9#frag"
+    with Client(f.port) as c:
+        c.send("GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % target.split("#")[0])
+        r = c.read_response()
+    assert r.status == 200 and r.json()["target"] == target.split("#")[0]
+
+
+def test_long_url_within_and_over_header_limit(h):
+    f, _ = h.proxy()
+    url = "/echo?" + "a" * 8000
+    r = get(f.port, url)
+    assert r.status == 200 and r.json()["target"] == url
+    with Client(f.port) as c:
+        c.send(b"GET /echo?" + b"b" * 20000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = c.read_response(timeout=5)
+        assert r.status == 431, r
+
+
+def test_http10_without_host_uses_hostless_route(h):
+    f, _ = h.proxy()
+    with Client(f.port) as c:
+        r = c.exchange("GET", "/echo", version="HTTP/1.0", host=None)
+        assert r.status == 200 and r.json()["path"] == "/echo"

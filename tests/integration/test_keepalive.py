@@ -148,3 +148,26 @@ def test_retry_happens_only_once(h):
         assert r.status == 502, r
     st = b.stats()
     assert st["dropped"] == 1 and st["resets"] == 1, st
+
+
+def test_upstream_keepalive_caps_idle_pool(h):
+    import threading
+    f, (b,) = h.proxy(upstream={"keepalive": 2})
+    results = []
+
+    def one():
+        try:
+            results.append(get(f.port, "/slow?ms=400", timeout=10).status)
+        except Exception as e:  # reported below
+            results.append(repr(e))
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == [200] * 5, results
+    time.sleep(0.3)
+    st = b.stats()
+    assert st["connections"] == 5, st
+    assert st["peer_closes"] == 3, "keepalive: 2 should keep 2 idle connections of 5: %r" % st

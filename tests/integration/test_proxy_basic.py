@@ -1,7 +1,7 @@
 """Basic proxying, routing by Host and path, smooth weighted round robin, access and error logs."""
 import re
 
-from conftest import Client, free_port, get, yaml_config
+from conftest import Client, dead_port, free_port, get, yaml_config
 
 
 def test_get_is_proxied(h):
@@ -215,7 +215,7 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[(debug|info|no
 
 
 def test_error_log_format(h):
-    dead = free_port()
+    dead = dead_port()
     port = free_port()
     f = h.fulcrum(yaml_config(port, {"u": {"servers": ["127.0.0.1:%d" % dead]}},
                               [{"path": "/", "upstream": "u"}], error_log_level="info"), port)
@@ -255,3 +255,35 @@ def test_concurrent_clients(h):
     assert not errors, errors[:3]
     assert sum(counts) == 400
     assert sum(b.stats()["requests"] for b in bs) == 400
+
+
+def test_error_log_level_filters(h):
+    f, _ = h.proxy(error_log_level="error")
+    assert get(f.port).status == 200
+    f.stop()
+    lines = [ln for ln in f.stderr().splitlines() if ln.strip()]
+    low = [ln for ln in lines if re.search(r"\[(warn|notice|info|debug)\]", ln)]
+    assert not low, low
+
+
+def test_error_log_to_file(h, tmp_path):
+    path = str(tmp_path / "error.log")
+    b = h.backend()
+    port = free_port()
+    text = yaml_config(port, {"u": {"servers": [b.address]}}, [{"path": "/", "upstream": "u"}],
+                       error_log_level="notice").replace("error_log: stderr", "error_log: %s" % path)
+    f = h.fulcrum(text, port)
+    assert get(f.port).status == 200
+    f.stop()
+    with open(path) as fh:
+        lines = [ln for ln in fh.read().splitlines() if ln.strip()]
+    assert lines and all(LOG_LINE.match(ln) for ln in lines), lines
+
+
+def test_one_client_connection_across_routes(h):
+    f = _routed(h)
+    with Client(f.port) as c:
+        for i in range(6):
+            host = ("api.example.com", "x.example.com", "other.org")[i % 3]
+            r = c.exchange("GET", "/echo?i=%d" % i, host=host)
+            assert r.json()["name"] == ("exact", "wild", "any")[i % 3]

@@ -10,7 +10,8 @@ Prints "ready PORT" on stdout once listening (--port 0 picks a free port). Behav
                     target, version, headers (list of pairs), body_length, body_sha256, chunked,
                     trailers, conn_id, conn_requests, peer
   /status/NNN       answer status NNN ("status NNN\\n", no body for 1xx/204/304)
-  /slow?ms=N        wait N ms before the response head, then answer like /echo
+  /slow?ms=N[&only=NAME]   wait N ms (only on the backend named NAME when given) before the
+                    response head, then answer like /echo
   /big?bytes=N      N bytes of pattern() with Content-Length, streamed
   /chunked?bytes=N&chunk=K   N bytes of pattern() chunked in K-byte chunks, trailer X-Body-Sha256
   /close-delimited?bytes=N   N bytes of pattern(), no Content-Length, connection closed after
@@ -22,12 +23,23 @@ Prints "ready PORT" on stdout once listening (--port 0 picks a free port). Behav
   /hop-headers      response carrying hop-by-hop headers (Keep-Alive, Proxy-Connection, Upgrade,
                     Trailer, and X-Bar named in Connection) next to X-Keep: yes
   /early-hints      a 103 Early Hints, then like /echo
+  /many-headers?n=N&size=S   N response headers X-Many-0.. with S-byte values
   anything else     like /echo
   /stats            JSON counters (see Stats); connections that only asked /stats are not counted
+  /health           answers the status set by /control (default 200; "health NNN\n"), after
+                    health_delay_ms; counted in health_checks, logged for /health-log, not in requests
+  /health-log       JSON list of [monotonic time, status answered, method, target, version, headers]
+                    for each /health request so far
+  /control?health=NNN&health_delay_ms=N&fail=NNN   sets what /health answers and, with fail=NNN
+                    (0 = off), makes every other request (except /stats, /control, /health-log) answer
+                    NNN ("fail NNN\n") after reading its body; answers the settings as JSON
+Counters also include method_GET, method_POST, ... (requests by method), slow_inflight and
+slow_inflight_max (requests of /slow sleeping now / at most at once).
 Query options on any path: close=1 (answer with Connection: close and close), close_idle_ms=N
 (close the connection N ms after the response unless a request arrives: an unannounced server
 close), drop_next=1 (the next request on this connection is read and the connection closed
-without an answer), no100=1 (ignore Expect: 100-continue).
+without an answer), no100=1 (ignore Expect: 100-continue), read_delay_ms=N (wait N ms before
+reading the request body: a slow reader).
 A request with "Expect: 100-continue" and a body gets "HTTP/1.1 100 Continue" before its body is
 read. --keepalive-timeout N announces "Keep-Alive: timeout=N" and closes a connection idle for N
 seconds after its last response, as Node's http server does.
@@ -89,7 +101,9 @@ class Stats:
 
     def inc(self, key, n=1):
         with self.lock:
-            self.c[key] += n
+            self.c[key] = self.c.get(key, 0) + n
+            if key == "slow_inflight":
+                self.c["slow_inflight_max"] = max(self.c.get("slow_inflight_max", 0), self.c[key])
 
     def snapshot(self):
         with self.lock:
@@ -97,6 +111,9 @@ class Stats:
 
 
 STATS = Stats()
+CONTROL = {"health": 200, "health_delay_ms": 0, "fail": 0}
+HEALTH_LOG = []
+UNCOUNTED = ("/stats", "/control", "/health", "/health-log")
 
 
 class Closed(Exception):
@@ -345,6 +362,35 @@ def handle(conn, req):
         send_simple(conn, req, 200, (json.dumps(STATS.snapshot()) + "\n").encode(), "application/json",
                     keep_alive=keep)
         return keep
+    if path == "/control":
+        req.read_body()
+        for k in CONTROL:
+            if k in q:
+                CONTROL[k] = int(q[k])
+        send_simple(conn, req, 200, (json.dumps(CONTROL) + "\n").encode(), "application/json", keep_alive=keep)
+        return keep
+    if path == "/health-log":
+        req.read_body()
+        send_simple(conn, req, 200, (json.dumps(HEALTH_LOG) + "\n").encode(), "application/json",
+                    keep_alive=keep)
+        return keep
+    if path == "/health":
+        req.read_body()
+        STATS.inc("health_checks")
+        if CONTROL["health_delay_ms"]:
+            time.sleep(CONTROL["health_delay_ms"] / 1000.0)
+        code = CONTROL["health"]
+        HEALTH_LOG.append([time.monotonic(), code, req.method, req.target, req.version,
+                           [[k, v] for k, v in req.headers]])
+        send_simple(conn, req, code, b"health %d\n" % code, keep_alive=keep)
+        return keep
+    if CONTROL["fail"]:
+        req.read_body()
+        code = CONTROL["fail"]
+        send_simple(conn, req, code, b"fail %d\n" % code, keep_alive=keep)
+        return keep
+    if "read_delay_ms" in q:
+        time.sleep(int(q["read_delay_ms"]) / 1000.0)
     if q.get("drop_next") == "1":
         conn.drop_next = True
     if "close_idle_ms" in q:
@@ -357,7 +403,12 @@ def handle(conn, req):
         send_simple(conn, req, code, b"status %d\n" % code, keep_alive=keep)
     elif path == "/slow":
         req.read_body()
-        time.sleep(int(q.get("ms", "1000")) / 1000.0)
+        if q.get("only", conn.opts.name) == conn.opts.name:
+            STATS.inc("slow_inflight")
+            try:
+                time.sleep(int(q.get("ms", "1000")) / 1000.0)
+            finally:
+                STATS.inc("slow_inflight", -1)
         echo(conn, req, keep)
     elif path == "/big":
         req.read_body()
@@ -435,6 +486,12 @@ def handle(conn, req):
                  ("Proxy-Connection", "keep-alive"), ("Upgrade", "foo/1"), ("Trailer", "X-Nothing"),
                  ("X-Keep", "yes")]
         send_simple(conn, req, 200, body, extra=extra, keep_alive=keep)
+    elif path == "/many-headers":
+        req.read_body()
+        n = int(q.get("n", "100"))
+        size = int(q.get("size", "20"))
+        extra = [("X-Many-%d" % i, "v" * size) for i in range(n)]
+        send_simple(conn, req, 200, b"many\n", extra=extra, keep_alive=keep)
     elif path == "/early-hints":
         conn.send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
         echo(conn, req, keep)
@@ -463,12 +520,13 @@ def serve(sock, conn_id, opts):
                 STATS.inc("bad_requests")
                 conn.send(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 return
-            if req.path != "/stats":
+            if req.path not in UNCOUNTED:
                 if not conn.counted:
                     conn.counted = True
                     STATS.inc("connections")
                 STATS.inc("requests")
-            if conn.drop_next and req.path != "/stats":
+                STATS.inc("method_" + req.method)
+            if conn.drop_next and req.path not in UNCOUNTED:
                 STATS.inc("dropped")
                 return
             conn.nreq += 1
