@@ -283,6 +283,21 @@ static int set_bool(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
     return fail(ld, v, "expected true or false, got '%s'", t);
 }
 
+/* A switch: `on` or `off`, and the booleans set_bool reads, stored as 1 or 0. Here YAML 1.1's
+ * on/off are meant as words (`access_log: off`), so they are accepted. */
+static int set_switch(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    static const char *const words[] = {"off", "false", "False", "FALSE", "on", "true", "True", "TRUE"};
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    for (size_t i = 0; i < FC_ARRAY_LEN(words); i++) {
+        if (strcmp(t, words[i]) != 0) continue;
+        FIELD(int, base, d) = i >= 4;
+        return 0;
+    }
+    return fail(ld, v, "expected on or off, got '%s'", t);
+}
+
 /* `workers`: "auto" (stored as 0) or a number in range. */
 static int set_workers(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
 {
@@ -457,15 +472,16 @@ static int set_check_host(loader_t *ld, const directive_t *d, const fc_yaml_node
     return 0;
 }
 
-/* Checks that <t> (the value of <v>) starts with '/' and holds no spaces or control characters;
- * a query is refused unless <allow_query>, and a fragment always. */
-static int check_path(loader_t *ld, const fc_yaml_node_t *v, const char *t, int allow_query)
+/* Checks that <t> (the value of <v>) starts with '/' and holds no spaces or control characters.
+ * A fragment is always refused; a query too unless <no_query> is NULL, and then <no_query> ends
+ * the message (it says why only the path counts). */
+static int check_path(loader_t *ld, const fc_yaml_node_t *v, const char *t, const char *no_query)
 {
     if (t[0] != '/') return fail(ld, v, "'%s' must start with '/'", t);
     for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
         if (*p <= ' ' || *p == 0x7f) return fail(ld, v, "'%s' must not contain spaces or control characters", t);
-        if ((*p == '?' || *p == '#') && !allow_query)
-            return fail(ld, v, "'%s' must not contain a query ('?') or fragment ('#'); routes match the path only", t);
+        if ((*p == '?' || *p == '#') && no_query != NULL)
+            return fail(ld, v, "'%s' must not contain a query ('?') or fragment ('#'); %s", t, no_query);
         if (*p == '#') return fail(ld, v, "'%s' must not contain a fragment ('#')", t);
     }
     return 0;
@@ -475,7 +491,16 @@ static int check_path(loader_t *ld, const fc_yaml_node_t *v, const char *t, int 
 static int set_path(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
 {
     const char *t = scalar_text(ld, v);
-    if (t == NULL || check_path(ld, v, t, 0) < 0) return -1;
+    if (t == NULL || check_path(ld, v, t, "routes match the path only") < 0) return -1;
+    store_string(d, base, t);
+    return 0;
+}
+
+/* `path` of a listener's health endpoint: the path it answers, beginning with '/', without a query. */
+static int set_endpoint_path(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    if (t == NULL || check_path(ld, v, t, "the endpoint is matched by path only") < 0) return -1;
     store_string(d, base, t);
     return 0;
 }
@@ -484,7 +509,7 @@ static int set_path(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
 static int set_check_path(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
 {
     const char *t = scalar_text(ld, v);
-    if (t == NULL || check_path(ld, v, t, 1) < 0) return -1;
+    if (t == NULL || check_path(ld, v, t, NULL) < 0) return -1;
     store_string(d, base, t);
     return 0;
 }
@@ -873,8 +898,17 @@ static int check_upstream(loader_t *ld, const fc_yaml_node_t *node, const fc_ups
 
 /* ---- the tables ---- */
 
+/* `health: { path: ... }` of a listener; `health: {}` gives the default path. */
+static const directive_t endpoint_keys[] = {
+    {"path", set_endpoint_path, offsetof(fc_listener_conf_t, health_path), 0, 0, "/healthz", 0, NULL},
+};
+static const table_t endpoint_table = TABLE(endpoint_keys);
+
 static const directive_t listener_keys[] = {
     {"address", set_addr, offsetof(fc_listener_conf_t, addr), 0, 0, NULL, D_REQUIRED, NULL},
+    /* Its path lives directly in the listener struct, so the section's base is the listener; when
+     * the key is absent nothing is set and there is no endpoint. */
+    {"health", set_section, 0, 0, 0, NULL, 0, &endpoint_table},
 };
 static const table_t listener_table = TABLE(listener_keys);
 static const list_spec_t listener_list = {&listener_table, sizeof(fc_listener_conf_t),
@@ -936,6 +970,7 @@ static const directive_t route_keys[] = {
     {"host", set_host, offsetof(fc_route_conf_t, host), 0, 0, NULL, 0, NULL},
     {"path", set_path, offsetof(fc_route_conf_t, path), 0, 0, "/", 0, NULL},
     {"upstream", set_route_upstream, offsetof(fc_route_conf_t, upstream_name), 0, 0, NULL, D_REQUIRED, NULL},
+    {"access_log", set_switch, offsetof(fc_route_conf_t, access_log), 0, 0, "on", 0, NULL},
     /* The timeouts live directly in the route struct, so the section's base is the route itself. */
     {"timeouts", set_section, 0, 0, 0, NULL, D_DEFAULTS, &timeout_table},
 };
@@ -964,8 +999,10 @@ _Static_assert(sizeof(enum fc_log_format) == sizeof(int), "set_enum stores an in
 static int set_upstreams(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base);
 
 static const directive_t top_keys[] = {
-    {"workers", set_workers, offsetof(fc_config_t, workers), 1, 256, "1", 0, NULL},
+    {"workers", set_workers, offsetof(fc_config_t, workers), 1, 256, "auto", 0, NULL},
     {"shutdown_timeout", set_duration, offsetof(fc_config_t, shutdown_timeout), 0, DAY_MS, "30s", 0, NULL},
+    {"shutdown_delay", set_duration, offsetof(fc_config_t, shutdown_delay), 0, HOUR_MS, "0", 0, NULL},
+    {"pid_file", set_string, offsetof(fc_config_t, pid_file), 0, 0, NULL, 0, NULL},
     {"error_log", set_string, offsetof(fc_config_t, error_log), 0, 0, "stderr", 0, NULL},
     {"error_log_level", set_choice, offsetof(fc_config_t, error_log_level), 0, 0, "notice", 0, log_levels},
     {"access_log", set_access_log, offsetof(fc_config_t, access_log), 0, 0, "stdout", 0, NULL},
@@ -1125,10 +1162,12 @@ void fc_config_free(fc_config_t *cfg)
         free(cfg->routes[i].path);
         free(cfg->routes[i].upstream_name);
     }
+    for (size_t i = 0; i < cfg->nlisteners; i++) free(cfg->listeners[i].health_path);
     free(cfg->upstreams);
     free(cfg->routes);
     free(cfg->listeners);
     free(cfg->file);
+    free(cfg->pid_file);
     free(cfg->error_log);
     free(cfg->error_log_level);
     free(cfg->access_log);

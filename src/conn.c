@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fulcrum/exchange.h"
 #include "fulcrum/log.h"
@@ -181,6 +182,14 @@ void fc_conn_exchange_done(fc_conn_t *c, int keepalive)
     fc_worker_t *w = c->w;
     c->ex = NULL;
     c->parser.head = NULL;
+    if (keepalive && w->handover_gen != 0 && !c->eof) {
+        /* Reloading: the next request on this connection belongs to the new configuration. */
+        c->state = FC_CONN_IDLE;
+        if (fc_worker_handover(w, c) == 0) {
+            fc_conn_close(c);
+            return;
+        }
+    }
     if (!keepalive || w->draining || w->t_keepalive == NULL || c->eof) {
         if (c->eof) fc_conn_close(c);
         else fc_conn_linger(c);
@@ -221,21 +230,96 @@ void fc_conn_linger(fc_conn_t *c)
 
 void fc_conn_drain(fc_conn_t *c)
 {
-    if (c->state == FC_CONN_IDLE && c->ex == NULL) fc_conn_close(c);
+    fc_worker_t *w = c->w;
+    if (c->state == FC_CONN_LINGER) {
+        fc_conn_close(c); /* its answer is out already */
+        return;
+    }
+    int between = c->state == FC_CONN_IDLE || (c->state == FC_CONN_HEAD && c->ex != NULL && c->ex->t_start == 0);
+    if (!between) return; /* an exchange in progress finishes first */
+    if (w->handover_gen != 0) {
+        /* A connection between requests (or with a request head only partly read) moves to the
+         * new generation with its unread bytes; the client sees nothing of the reload. */
+        fc_conn_read_stop(c);
+        if (fc_worker_handover(w, c) == 0) {
+            if (c->ex != NULL) {
+                fc_exchange_t *ex = c->ex;
+                c->ex = NULL;
+                c->parser.head = NULL;
+                fc_exchange_abandon(ex);
+            }
+            fc_conn_close(c);
+            return;
+        }
+        fc_conn_read_start(c);
+        if (c->state == FC_CONN_HEAD) return; /* could not hand over: let it finish here */
+    }
+    if ((c->state == FC_CONN_IDLE && c->ex == NULL) || c->state == FC_CONN_LINGER) fc_conn_close(c);
 }
 
-void fc_conn_accept(fc_worker_t *w, uv_stream_t *server)
+static const fc_listener_conf_t *find_listener(const fc_worker_t *w, const struct sockaddr_storage *ss)
+{
+    for (size_t i = 0; i < w->cfg->nlisteners; i++) {
+        const fc_listener_conf_t *l = &w->cfg->listeners[i];
+        if (l->addr.ss.ss_family != ss->ss_family) continue;
+        if (ss->ss_family == AF_INET) {
+            const struct sockaddr_in *a = (const void *)&l->addr.ss, *b = (const void *)ss;
+            if (a->sin_port == b->sin_port &&
+                (a->sin_addr.s_addr == htonl(INADDR_ANY) || a->sin_addr.s_addr == b->sin_addr.s_addr))
+                return l;
+        } else if (ss->ss_family == AF_INET6) {
+            const struct sockaddr_in6 *a = (const void *)&l->addr.ss, *b = (const void *)ss;
+            if (a->sin6_port == b->sin6_port &&
+                (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr) || memcmp(&a->sin6_addr, &b->sin6_addr, 16) == 0))
+                return l;
+        }
+    }
+    return NULL;
+}
+
+/* A new connection object on <w>'s loop, counted and listed, not reading yet. NULL on failure. */
+static fc_conn_t *conn_new(fc_worker_t *w)
 {
     fc_conn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL) return;
+    if (c == NULL) return NULL;
     if (uv_tcp_init(w->loop, &c->tcp) != 0) {
         free(c);
-        return;
+        return NULL;
     }
     c->w = w;
     fc_list_insert_tail(&w->conns, &c->link);
     w->nconns++;
     fc_timeout_init(&c->timeout, on_timeout);
+    fc_http_parser_init(&c->parser, HTTP_REQUEST);
+    c->state = FC_CONN_IDLE;
+    return c;
+}
+
+/* Takes the addresses of an accepted or adopted socket, and starts reading. */
+static void conn_start(fc_conn_t *c)
+{
+    fc_worker_t *w = c->w;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    uv_tcp_nodelay(&c->tcp, 1);
+    strcpy(c->ip, "-");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->ip, sizeof(c->ip));
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->ip, sizeof(c->ip));
+    }
+    len = sizeof(ss);
+    if (c->listener == NULL && uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+        c->listener = find_listener(w, &ss);
+    fc_timeout_set(&w->tq, &c->timeout, w->t_header);
+    fc_conn_read_start(c);
+}
+
+void fc_conn_accept(fc_worker_t *w, uv_stream_t *server)
+{
+    fc_conn_t *c = conn_new(w);
+    if (c == NULL) return;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         fc_conn_close(c);
         return;
@@ -250,18 +334,32 @@ void fc_conn_accept(fc_worker_t *w, uv_stream_t *server)
         fc_conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    strcpy(c->ip, "-");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET)
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->ip, sizeof(c->ip));
-        else if (ss.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->ip, sizeof(c->ip));
+    c->listener = fc_container_of(server, fc_listener_t, tcp)->conf;
+    conn_start(c);
+}
+
+void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len)
+{
+    fc_conn_t *c = conn_new(w);
+    if (c == NULL) {
+        close(fd);
+        return;
     }
-    fc_http_parser_init(&c->parser, HTTP_REQUEST);
-    c->state = FC_CONN_IDLE;
-    fc_timeout_set(&w->tq, &c->timeout, w->t_header);
-    fc_conn_read_start(c);
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
+        fc_conn_close(c);
+        return;
+    }
+    if (len > 0) {
+        c->rbuf.base = fc_bufpool_get(&w->client_bufs);
+        c->rbuf.cap = c->rbuf.base ? w->client_bufs.size : 0;
+        if (c->rbuf.base == NULL || len > c->rbuf.cap) {
+            fc_conn_close(c);
+            return;
+        }
+        memcpy(c->rbuf.base, bytes, len);
+        c->rbuf.len = len;
+    }
+    conn_start(c);
+    process(c);
 }

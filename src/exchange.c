@@ -68,6 +68,13 @@ static void unref(fc_exchange_t *ex)
     w->nfree_exchanges++;
 }
 
+void fc_exchange_abandon(fc_exchange_t *ex)
+{
+    ex->client = NULL;
+    ex->finished = 1;
+    unref(ex);
+}
+
 void fc_exchange_freelist_drain(fc_worker_t *w)
 {
     while (w->free_exchanges != NULL) {
@@ -86,8 +93,7 @@ static void detach_upstream(fc_exchange_t *ex, int reusable)
 {
     fc_upconn_t *up = ex->up;
     if (up == NULL) return;
-    fc_upstream_t *u = up->server->upstream;
-    u->view[up->server - u->servers].active--;
+    fc_server_done(up->server);
     ex->up = NULL;
     fc_pool_release(up, reusable);
 }
@@ -134,6 +140,7 @@ static fc_slice_t sent_header(const fc_exchange_t *ex, const char *name, size_t 
 static void access_log(fc_exchange_t *ex)
 {
     if (!fc_access_log_enabled() || (ex->t_start == 0 && ex->status == 0)) return;
+    if (ex->route != NULL && !ex->route->access_log) return;
     char line[4096], method[64], path[2048];
     fc_slice_t m = ex->req.method, u = ex->req.url;
     if (ex->head_out.len > 0) {
@@ -172,6 +179,7 @@ static void access_log(fc_exchange_t *ex)
 static const char *status_text(int status)
 {
     switch (status) {
+    case 200: return "OK";
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -200,16 +208,10 @@ static int cause_status(int cause)
     }
 }
 
-void fc_exchange_reply_error(fc_exchange_t *ex, int status, int keepalive)
+/* Answers the client from fulcrum itself: <status> with the short plain-text <body>. */
+static void reply_local(fc_exchange_t *ex, int status, const char *body, int keepalive)
 {
     fc_conn_t *c = ex->client;
-    if (ex->cause == FC_END_NONE && status >= 400) {
-        ex->cause = status == 404   ? FC_END_NO_ROUTE
-                    : status == 408 ? FC_END_CLIENT_TIMEOUT
-                    : status == 413 || status == 431 ? FC_END_LIMIT
-                    : status >= 500 ? FC_END_INTERNAL
-                                    : FC_END_CLIENT_BAD;
-    }
     detach_upstream(ex, 0);
     if (c == NULL) {
         finish(ex);
@@ -220,25 +222,36 @@ void fc_exchange_reply_error(fc_exchange_t *ex, int status, int keepalive)
     /* An unread request body would be taken for the next request: close instead. */
     if (!ex->req_done) keepalive = 0;
     ex->keepalive = (uint8_t)keepalive;
-    const char *text = status_text(status);
-    char buf[256];
+    size_t blen = strlen(body);
+    char buf[384];
     int n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nConnection: %s\r\n\r\n"
-                     "%d %s\n",
-                     status, text, strlen(text) + 5, keepalive ? "keep-alive" : "close", status, text);
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nConnection: %s\r\n\r\n%s",
+                     status, status_text(status), blen, keepalive ? "keep-alive" : "close", body);
     ex->resp_out.len = 0;
-    if (fc_buf_append(&ex->resp_out, buf, (size_t)n) != 0) {
-        ex->client = NULL;
-        c->ex = NULL;
-        fc_conn_close(c);
-        finish(ex);
+    if (n < 0 || (size_t)n >= sizeof(buf) || fc_buf_append(&ex->resp_out, buf, (size_t)n) != 0) {
+        ex->cause = FC_END_INTERNAL;
+        finish(ex); /* closes the connection: a cause is set and no answer went out */
         return;
     }
-    if (ex->is_head) ex->resp_out.len -= strlen(text) + 5; /* HEAD: the same head, no body */
+    if (ex->is_head) ex->resp_out.len -= blen; /* HEAD: the same head, no body */
     ex->status = status;
     ex->error_reply = 1;
     ex->resp_head_done = ex->resp_done = 1;
     flush_client(ex);
+}
+
+void fc_exchange_reply_error(fc_exchange_t *ex, int status, int keepalive)
+{
+    if (ex->cause == FC_END_NONE && status >= 400) {
+        ex->cause = status == 404   ? FC_END_NO_ROUTE
+                    : status == 408 ? FC_END_CLIENT_TIMEOUT
+                    : status == 413 || status == 431 ? FC_END_LIMIT
+                    : status >= 500 ? FC_END_INTERNAL
+                                    : FC_END_CLIENT_BAD;
+    }
+    char body[64];
+    snprintf(body, sizeof(body), "%d %s\n", status, status_text(status));
+    reply_local(ex, status, body, keepalive);
 }
 
 /* The first failure sets the cause; the answer depends on what the client has seen. */
@@ -326,7 +339,7 @@ void fc_exchange_start(fc_exchange_t *ex)
     ex->is_head = ll->method == HTTP_HEAD;
     ex->idempotent = ll->method == HTTP_GET || ll->method == HTTP_HEAD || ll->method == HTTP_PUT ||
                      ll->method == HTTP_DELETE || ll->method == HTTP_OPTIONS || ll->method == HTTP_TRACE;
-    ex->keepalive = llhttp_should_keep_alive(ll) && !w->draining;
+    ex->keepalive = llhttp_should_keep_alive(ll) && (!w->draining || w->handover_gen != 0);
     ex->req_done = !((ll->flags & F_CHUNKED) || ll->content_length > 0);
 
     if (ll->method == HTTP_CONNECT) {
@@ -361,6 +374,18 @@ void fc_exchange_start(fc_exchange_t *ex)
     } else if (target.n == 0 || (target.p[0] != '/' && !(target.n == 1 && target.p[0] == '*'))) {
         fc_exchange_reply_error(ex, 400, 0);
         return;
+    }
+    const char *hp = c->listener ? c->listener->health_path : NULL;
+    if (hp != NULL) {
+        size_t plen = target.n;
+        const char *q = memchr(target.p, '?', target.n);
+        if (q != NULL) plen = (size_t)(q - target.p);
+        if (plen == strlen(hp) && memcmp(target.p, hp, plen) == 0) {
+            /* fulcrum's own health: 503 from the moment a graceful stop begins. */
+            ex->status = w->stopping ? 503 : 200;
+            reply_local(ex, ex->status, w->stopping ? "stopping\n" : "ok\n", ex->keepalive);
+            return;
+        }
     }
     ex->route = fc_router_match(&w->router, hostv.p, hostv.n, target.p, target.n);
     if (ex->route == NULL) {
@@ -463,7 +488,6 @@ static void connect_next(fc_exchange_t *ex)
         fc_server_t *s = &u->servers[i];
         fc_server_picked(s);
         ex->server = s;
-        u->view[i].active++;
         fc_upconn_t *up = fc_pool_acquire(s, ex);
         if (up != NULL) {
             ex->up = up;
@@ -477,7 +501,7 @@ static void connect_next(fc_exchange_t *ex)
             fc_timeout_set(&w->tq, &up->timeout, w->route_connect[route_index(ex)]);
             return;
         }
-        u->view[i].active--;
+        fc_server_done(s);
         fc_log(FC_LOG_ERROR, "upstream %s: connect to %s failed: %s", u->conf->name, s->conf->addr.text,
                uv_strerror(r));
         fc_server_report(s, FC_FAIL_ERROR, 0, uv_strerror(r));
@@ -679,7 +703,7 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
     if (!ex->resp_began && up->requests > 1 && !ex->retried && ex->replayable && ex->idempotent) {
         ex->retried = 1;
         detach_upstream(ex, 0);
-        s->upstream->view[s - s->upstream->servers].active++;
+        fc_server_picked(s);
         int r = fc_upconn_connect(s, ex, &ex->up);
         if (r == 0) {
             ex->phase = FC_PHASE_CONNECT;
@@ -687,7 +711,7 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
             return;
         }
         ex->up = NULL;
-        s->upstream->view[s - s->upstream->servers].active--;
+        fc_server_done(s);
         fail(ex, FC_END_SERVER_CLOSED);
         return;
     }
@@ -769,7 +793,7 @@ static void pump_response(fc_exchange_t *ex)
             }
             if (has_body && fc_http_needs_eof(&up->parser)) ex->keepalive = 0;
             if (!ex->req_done) ex->keepalive = 0;
-            if (!ex->keepalive || w->draining) flags |= FC_RESP_CLOSE;
+            if (!ex->keepalive || (w->draining && w->handover_gen == 0)) flags |= FC_RESP_CLOSE;
             else if (ex->http10) flags |= FC_RESP_KEEPALIVE;
             if (fc_headers_build_response(&ex->resp_out, &ex->resp, flags) != 0) {
                 fail(ex, FC_END_INTERNAL);

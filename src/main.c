@@ -9,6 +9,7 @@
 #include "fulcrum/common.h"
 #include "fulcrum/config.h"
 #include "fulcrum/log.h"
+#include "fulcrum/master.h"
 #include "fulcrum/worker.h"
 
 #define DEFAULT_CONFIG "conf/fulcrum.yaml"
@@ -16,13 +17,16 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: fulcrum [-c FILE] [-t] [-v] [-h]\n"
+            "usage: fulcrum [-c FILE] [-t] [-s reload|stop|reopen] [-v] [-h]\n"
             "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
             "  -t       check the configuration and exit: 0 when valid, 1 with FILE:LINE:COLUMN errors\n"
+            "  -s SIG   signal the running master (its pid is read from the config's pid_file):\n"
+            "           reload (SIGHUP), stop (SIGTERM, graceful), reopen (SIGUSR1, log files)\n"
             "  -v       print the version and exit\n"
             "  -h       print this help and exit\n"
-            "Signals: SIGTERM, SIGINT or SIGQUIT stop gracefully (in-flight requests finish,\n"
-            "bounded by shutdown_timeout).\n");
+            "Signals to the master: SIGHUP reloads the configuration without dropping a request;\n"
+            "SIGTERM, SIGINT or SIGQUIT stop gracefully (in-flight requests finish, bounded by\n"
+            "shutdown_timeout); SIGUSR1 reopens the log files.\n");
 }
 
 /* Each client connection may need a socket to a server as well: ask for twice the limit. */
@@ -44,10 +48,12 @@ static void raise_fd_limit(uint64_t max_connections)
 int main(int argc, char **argv)
 {
     const char *path = DEFAULT_CONFIG;
+    const char *sig = NULL;
     int test_only = 0, opt;
-    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:ts:vh")) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
+        case 's': sig = optarg; break;
         case 't': test_only = 1; break;
         case 'v': printf("fulcrum %s\n", FC_VERSION); return 0;
         case 'h': usage(stdout); return 0;
@@ -71,6 +77,23 @@ int main(int argc, char **argv)
         fc_config_free(cfg);
         return 0;
     }
+    if (sig != NULL) {
+        int signum = strcmp(sig, "reload") == 0 ? SIGHUP : strcmp(sig, "stop") == 0 ? SIGTERM
+                     : strcmp(sig, "reopen") == 0 ? SIGUSR1 : 0;
+        if (signum == 0) {
+            usage(stderr);
+            fc_config_free(cfg);
+            return 2;
+        }
+        int r = fc_master_signal(cfg, signum, &err);
+        if (r != 0) {
+            char line[512];
+            fc_err_format(&err, line, sizeof(line));
+            fprintf(stderr, "fulcrum: %s\n", line);
+        }
+        fc_config_free(cfg);
+        return r == 0 ? 0 : 1;
+    }
     int level = fc_log_level_parse(cfg->error_log_level);
     if (level >= 0) fc_log_level = level;
     const char *failed = NULL;
@@ -82,21 +105,8 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(cfg->limits.max_connections);
-    if (cfg->workers != 1)
-        fc_log(FC_LOG_NOTICE, "workers: %d requested; this version serves from one process", cfg->workers);
-    int *fds = fc_xcalloc(cfg->nlisteners, sizeof(int));
-    if (fc_listen_open(cfg, fds, &err) != 0) {
-        fc_log(FC_LOG_ERROR, "%s", err.msg);
-        free(fds);
-        fc_config_free(cfg);
-        fc_log_close();
-        return 1;
-    }
-    fc_log(FC_LOG_NOTICE, "fulcrum %s starting with %s (pid %d)", FC_VERSION, path, (int)getpid());
-    int rc = fc_worker_run(cfg, fds);
-    for (size_t i = 0; i < cfg->nlisteners; i++) close(fds[i]);
-    free(fds);
-    fc_config_free(cfg);
+    fc_log(FC_LOG_NOTICE, "fulcrum %s starting with %s", FC_VERSION, path);
+    int rc = fc_master_run(path, cfg); /* takes cfg */
     fc_log_close();
     return rc;
 }

@@ -16,7 +16,7 @@ void fc_timeq_close(fc_timeq_t *tq)
 {
     for (size_t i = 0; i < tq->nclasses; i++) free(tq->classes[i]);
     tq->nclasses = 0;
-    if (!uv_is_closing((uv_handle_t *)&tq->timer)) uv_close((uv_handle_t *)&tq->timer, NULL);
+    if (tq->timer.loop != NULL && !uv_is_closing((uv_handle_t *)&tq->timer)) uv_close((uv_handle_t *)&tq->timer, NULL);
 }
 
 fc_timeq_class_t *fc_timeq_class(fc_timeq_t *tq, uint64_t ms)

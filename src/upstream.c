@@ -15,6 +15,7 @@
 int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
 {
     const fc_config_t *cfg = w->cfg;
+    size_t slot = 0;
     w->upstreams = fc_xcalloc(cfg->nupstreams, sizeof(fc_upstream_t));
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         fc_upstream_t *u = &w->upstreams[i];
@@ -36,8 +37,7 @@ int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
         if (ops == NULL || (u->balancer = ops->create(u->view, uc->nservers, &opts)) == NULL)
             return fc_err_set(err, "upstream %s: cannot create balancer %s", uc->name, uc->balance);
         u->t_idle = uc->keepalive_timeout > 0 ? fc_timeq_class(&w->tq, uc->keepalive_timeout) : NULL;
-        for (size_t s = 0; s < uc->nservers; s++)
-            u->servers[s].healthy = !(uc->health.enabled && uc->health.start_unhealthy);
+        for (size_t s = 0; s < uc->nservers; s++) u->servers[s].st = &w->shm->servers[w->slots[slot++]];
         fc_upstream_refresh(u);
     }
     fc_bufpool_init(&w->upstream_bufs, UPSTREAM_BUF_SIZE, 256);
@@ -252,11 +252,16 @@ void fc_pool_close_idle(fc_worker_t *w)
 
 static uint64_t now_ms(const fc_upstream_t *u) { return uv_now(u->w->loop); }
 
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+
 /* 1 if <s> may take a request now, ignoring backup status and max_conns. */
 static int server_alive(const fc_server_t *s, uint64_t now)
 {
-    if (s->conf->down || !s->healthy) return 0;
-    if (s->failed_until != 0) return now >= s->failed_until && !s->probing;
+    fc_shm_server_t *st = s->st;
+    if (s->conf->down || !LOAD(st->healthy)) return 0;
+    uint64_t until = LOAD(st->failed_until);
+    if (until != 0) return now >= until && !LOAD(st->probing);
     return 1;
 }
 
@@ -270,15 +275,16 @@ size_t fc_upstream_refresh(fc_upstream_t *u)
     for (size_t i = 0; i < n; i++) {
         const fc_server_t *s = &u->servers[i];
         fc_balance_server_t *v = &u->view[i];
+        v->active = LOAD(s->st->active);
         int ok = server_alive(s, now) && (s->conf->backup ? !primary_alive : 1);
         if (ok && s->conf->max_conns > 0 && v->active >= s->conf->max_conns) ok = 0;
         v->usable = ok;
         /* Policies only compare weights, so they run on weight x 100: slow_start can then ramp a
          * weight-1 server in a hundred steps instead of jumping from 1 to 1. */
         v->weight = s->conf->weight * FC_WEIGHT_SCALE;
-        uint64_t ss = s->conf->slow_start;
-        if (ss > 0 && s->up_since != 0 && now - s->up_since < ss) {
-            uint64_t wgt = (uint64_t)v->weight * (now - s->up_since) / ss;
+        uint64_t ss = s->conf->slow_start, since = LOAD(s->st->up_since);
+        if (ss > 0 && since != 0 && now - since < ss) {
+            uint64_t wgt = (uint64_t)v->weight * (now - since) / ss;
             v->weight = wgt < 1 ? 1 : (int)wgt;
         }
         usable += (size_t)ok;
@@ -298,66 +304,84 @@ int fc_fail_set_has(const fc_fail_set_t *set, int kind, int status)
 
 void fc_server_picked(fc_server_t *s)
 {
-    if (s->failed_until != 0) s->probing = 1;
+    fc_shm_server_t *st = s->st;
+    if (LOAD(st->failed_until) != 0) STORE(st->probing, 1);
+    atomic_fetch_add_explicit(&st->active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->active_by[s->upstream->w->proc], 1, memory_order_relaxed);
+    s->upstream->view[s - s->upstream->servers].active++;
+}
+
+void fc_server_done(fc_server_t *s)
+{
+    fc_shm_server_t *st = s->st;
+    atomic_fetch_sub_explicit(&st->active, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&st->active_by[s->upstream->w->proc], 1, memory_order_relaxed);
 }
 
 void fc_server_report(fc_server_t *s, int kind, int status, const char *why)
 {
     fc_upstream_t *u = s->upstream;
+    fc_shm_server_t *st = s->st;
     uint64_t now = now_ms(u);
-    if (kind == 0 || !fc_fail_set_has(&u->conf->fail_on, kind, status)) {
-        if (kind != 0) return; /* not a failure by this upstream's rules, not a success either */
-        if (s->failed_until != 0) {
+    if (kind == 0) {
+        uint64_t until = atomic_exchange_explicit(&st->failed_until, 0, memory_order_relaxed);
+        if (until != 0) {
             fc_log(FC_LOG_NOTICE, "upstream %s: server %s is back (a request succeeded after fail_timeout)",
                    u->conf->name, s->conf->addr.text);
-            s->up_since = now;
+            STORE(st->up_since, now);
         }
-        s->fails = 0;
-        s->failed_until = 0;
-        s->probing = 0;
+        STORE(st->fails, 0);
+        STORE(st->probing, 0);
         return;
     }
-    if (s->probing) { /* the probe failed: out for another fail_timeout */
-        s->probing = 0;
-        s->failed_until = now + s->conf->fail_timeout;
+    if (!fc_fail_set_has(&u->conf->fail_on, kind, status)) return; /* neither a failure nor a success */
+    if (atomic_exchange_explicit(&st->probing, 0, memory_order_relaxed)) {
+        /* The probe after fail_timeout failed: out for another fail_timeout. */
+        STORE(st->failed_until, now + s->conf->fail_timeout);
         fc_log(FC_LOG_WARN, "upstream %s: server %s still failing (%s): out for %llu ms", u->conf->name,
                s->conf->addr.text, why, (unsigned long long)s->conf->fail_timeout);
         return;
     }
-    if (s->conf->max_fails == 0 || s->failed_until != 0) return;
-    if (s->fails == 0 || now - s->fail_window >= s->conf->fail_timeout) {
-        s->fail_window = now;
-        s->fails = 0;
+    /* As in nginx, an upstream's only server is never taken out: there is nowhere else to go. */
+    if (s->conf->max_fails == 0 || u->conf->nservers == 1 || LOAD(st->failed_until) != 0) return;
+    uint64_t window = LOAD(st->fail_window);
+    if (window == 0 || now - window >= s->conf->fail_timeout) {
+        STORE(st->fail_window, now);
+        STORE(st->fails, 0);
     }
-    if (++s->fails >= s->conf->max_fails) {
-        s->failed_until = now + s->conf->fail_timeout;
+    unsigned fails = atomic_fetch_add_explicit(&st->fails, 1, memory_order_relaxed) + 1;
+    uint64_t zero = 0;
+    /* Only the worker whose failure crosses the line marks it (and logs it). */
+    if (fails >= s->conf->max_fails &&
+        atomic_compare_exchange_strong(&st->failed_until, &zero, now + s->conf->fail_timeout)) {
         fc_log(FC_LOG_WARN, "upstream %s: server %s marked failed for %llu ms after %u failure(s) (last: %s)",
-               u->conf->name, s->conf->addr.text, (unsigned long long)s->conf->fail_timeout, s->fails, why);
+               u->conf->name, s->conf->addr.text, (unsigned long long)s->conf->fail_timeout, fails, why);
     }
 }
 
 void fc_server_check_result(fc_server_t *s, int ok, const char *why)
 {
     fc_upstream_t *u = s->upstream;
+    fc_shm_server_t *st = s->st;
     const fc_health_conf_t *hc = &u->conf->health;
     if (ok) {
-        s->hc_fail = 0;
-        if (!s->healthy && ++s->hc_ok >= hc->healthy_threshold) {
-            s->healthy = 1;
-            s->hc_ok = 0;
-            s->up_since = now_ms(u);
-            s->failed_until = 0;
-            s->fails = 0;
-            s->probing = 0;
+        STORE(st->hc_fail, 0);
+        if (!LOAD(st->healthy) && atomic_fetch_add(&st->hc_ok, 1) + 1 >= hc->healthy_threshold) {
+            STORE(st->hc_ok, 0);
+            STORE(st->failed_until, 0);
+            STORE(st->fails, 0);
+            STORE(st->probing, 0);
+            STORE(st->up_since, now_ms(u));
+            STORE(st->healthy, 1);
             fc_log(FC_LOG_NOTICE, "upstream %s: server %s is healthy (%u consecutive successful checks)",
                    u->conf->name, s->conf->addr.text, hc->healthy_threshold);
         }
         return;
     }
-    s->hc_ok = 0;
-    if (s->healthy && ++s->hc_fail >= hc->unhealthy_threshold) {
-        s->healthy = 0;
-        s->hc_fail = 0;
+    STORE(st->hc_ok, 0);
+    if (LOAD(st->healthy) && atomic_fetch_add(&st->hc_fail, 1) + 1 >= hc->unhealthy_threshold) {
+        STORE(st->hc_fail, 0);
+        STORE(st->healthy, 0);
         fc_log(FC_LOG_WARN, "upstream %s: server %s is unhealthy (%u consecutive failed checks, last: %s)",
                u->conf->name, s->conf->addr.text, hc->unhealthy_threshold, why);
     }

@@ -8,7 +8,9 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "fulcrum/conn.h"
@@ -74,16 +76,24 @@ static void close_listeners(fc_worker_t *w)
     }
 }
 
+static void close_if_open(uv_handle_t *h)
+{
+    if (h->loop != NULL && !uv_is_closing(h)) uv_close(h, NULL);
+}
+
 static void stop_everything(fc_worker_t *w)
 {
     if (w->stopped) return;
     w->stopped = 1;
     fc_pool_close_idle(w);
     fc_health_stop(w);
-    uv_close((uv_handle_t *)&w->sig_term, NULL);
-    uv_close((uv_handle_t *)&w->sig_int, NULL);
-    uv_close((uv_handle_t *)&w->sig_quit, NULL);
-    uv_close((uv_handle_t *)&w->drain_timer, NULL);
+    uv_handle_t *hs[] = {(uv_handle_t *)&w->sig_term,    (uv_handle_t *)&w->sig_int,     (uv_handle_t *)&w->sig_quit,
+                         (uv_handle_t *)&w->sig_usr1,    (uv_handle_t *)&w->sig_usr2,    (uv_handle_t *)&w->drain_timer,
+                         (uv_handle_t *)&w->delay_timer, (uv_handle_t *)&w->handover_poll};
+    for (size_t i = 0; i < FC_ARRAY_LEN(hs); i++) close_if_open(hs[i]);
+    if (w->handover_fd >= 0) close(w->handover_fd);
+    if (w->handover_send_fd >= 0) close(w->handover_send_fd);
+    w->handover_fd = w->handover_send_fd = -1;
     fc_timeq_close(&w->tq);
 }
 
@@ -110,7 +120,10 @@ void fc_worker_drain(fc_worker_t *w)
 {
     if (w->draining) return;
     w->draining = 1;
-    fc_log(FC_LOG_NOTICE, "graceful stop: %zu connections open, waiting up to %llu ms", w->nconns,
+    w->stopping = 1;
+    fc_health_stop(w); /* the newer generation's first worker checks from now on */
+    fc_log(FC_LOG_NOTICE, "%s: %zu connections open, waiting up to %llu ms",
+           w->handover_gen ? "reload: handing connections to the new generation" : "graceful stop", w->nconns,
            (unsigned long long)w->cfg->shutdown_timeout);
     close_listeners(w);
     fc_list_t *n = w->conns.next;
@@ -124,11 +137,126 @@ void fc_worker_drain(fc_worker_t *w)
     fc_worker_check_drained(w);
 }
 
+static void on_delay_over(uv_timer_t *t) { fc_worker_drain(fc_container_of(t, fc_worker_t, delay_timer)); }
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     fc_worker_t *w = s->data;
-    fc_log(FC_LOG_NOTICE, "received %s", strsignal(signum));
-    fc_worker_drain(w);
+    if (signum == SIGUSR1) {
+        int r = fc_log_reopen();
+        if (r < 0) fc_log(FC_LOG_ERROR, "reopening logs: %s", strerror(-r));
+        return;
+    }
+    if (signum == SIGUSR2) {
+        /* The master started a newer generation: it accepts now; we hand over and finish. */
+        w->handover_gen = atomic_load(&w->shm->generation);
+        w->handover_n = atomic_load(&w->shm->nworkers);
+        if (w->handover_gen == w->generation) w->handover_gen = 0;
+        fc_worker_drain(w);
+        return;
+    }
+    fc_log(FC_LOG_INFO, "received %s", strsignal(signum));
+    if (w->stopping || w->draining) return;
+    w->stopping = 1; /* health endpoints answer 503 from now on */
+    if (w->cfg->shutdown_delay > 0) uv_timer_start(&w->delay_timer, on_delay_over, w->cfg->shutdown_delay, 0);
+    else fc_worker_drain(w);
+}
+
+/* ---- connection hand-over between generations ------------------------------------------- */
+
+static socklen_t handover_addr(struct sockaddr_un *sa, int master_pid, unsigned gen, unsigned index)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    /* An abstract socket (leading NUL): no file to clean up, gone with its process. */
+    int n = snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "fulcrum-%d-%u-%u", master_pid, gen, index);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+int fc_worker_handover(fc_worker_t *w, fc_conn_t *c)
+{
+    if (w->handover_gen == 0 || w->handover_n == 0) return -1;
+    if (w->handover_send_fd < 0) {
+        w->handover_send_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (w->handover_send_fd < 0) return -1;
+        /* Blocking with a bound: the receiver drains its queue from its own loop. */
+        struct timeval tv = {1, 0};
+        setsockopt(w->handover_send_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return -1;
+    /* The bytes read but not answered yet: a partial head starts at 0, else after pos. */
+    size_t from = c->state == FC_CONN_HEAD ? 0 : c->pos;
+    char tag = 'C';
+    struct iovec iov[2] = {{&tag, 1}, {c->rbuf.base ? c->rbuf.base + from : NULL, c->rbuf.base ? c->rbuf.len - from : 0}};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = iov[1].iov_len ? 2 : 1,
+                         .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    for (unsigned attempt = 0; attempt < w->handover_n; attempt++) {
+        struct sockaddr_un sa;
+        unsigned target = w->handover_next++ % w->handover_n;
+        msg.msg_name = &sa;
+        msg.msg_namelen = handover_addr(&sa, w->master_pid, w->handover_gen, target);
+        if (sendmsg(w->handover_send_fd, &msg, MSG_NOSIGNAL) >= 0) return 0;
+    }
+    fc_log(FC_LOG_WARN, "reload: could not hand a connection of %s to the new generation: %s", c->ip,
+           strerror(errno));
+    return -1;
+}
+
+static void on_handover(uv_poll_t *p, int status, int events)
+{
+    fc_worker_t *w = fc_container_of(p, fc_worker_t, handover_poll);
+    if (status < 0) return;
+    size_t cap = w->client_bufs.size + 1;
+    char *buf = malloc(cap);
+    if (buf == NULL) return;
+    for (int i = 0; i < 256; i++) { /* bounded per wake-up; the poll fires again if more wait */
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } ctl;
+        struct iovec iov = {buf, cap};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
+        ssize_t n = recvmsg(w->handover_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0) break;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        int fd = -1;
+        if (cm != NULL && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+        if (fd < 0) continue;
+        if (n < 1 || buf[0] != 'C' || (msg.msg_flags & MSG_TRUNC)) {
+            close(fd);
+            continue;
+        }
+        fc_conn_adopt(w, fd, buf + 1, (size_t)n - 1);
+    }
+    free(buf);
+}
+
+static int handover_listen(fc_worker_t *w, fc_err_t *err)
+{
+    struct sockaddr_un sa;
+    socklen_t len = handover_addr(&sa, w->master_pid, w->generation, w->index);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, len) != 0) {
+        if (fd >= 0) close(fd);
+        return fc_err_set(err, "hand-over socket: %s", strerror(errno));
+    }
+    int sz = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+    w->handover_fd = fd;
+    uv_poll_init(w->loop, &w->handover_poll, fd);
+    uv_poll_start(&w->handover_poll, UV_READABLE, on_handover);
+    return 0;
 }
 
 static void on_walk_close(uv_handle_t *h, void *arg)
@@ -162,15 +290,17 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     fc_bufpool_init(&w->client_bufs, bufsize, 1024);
     if (fc_router_init(&w->router, cfg) != 0) return fc_err_set(err, "out of memory");
     if (fc_upstreams_init(w, err) != 0) return -1;
-    fc_health_start(w);
+    if (w->index == 0) fc_health_start(w); /* one worker checks for the whole group */
     uv_timer_init(w->loop, &w->drain_timer);
-    uv_signal_init(w->loop, &w->sig_term);
-    uv_signal_init(w->loop, &w->sig_int);
-    uv_signal_init(w->loop, &w->sig_quit);
-    w->sig_term.data = w->sig_int.data = w->sig_quit.data = w;
-    uv_signal_start(&w->sig_term, on_signal, SIGTERM);
-    uv_signal_start(&w->sig_int, on_signal, SIGINT);
-    uv_signal_start(&w->sig_quit, on_signal, SIGQUIT);
+    uv_timer_init(w->loop, &w->delay_timer);
+    uv_signal_t *sigs[] = {&w->sig_term, &w->sig_int, &w->sig_quit, &w->sig_usr1, &w->sig_usr2};
+    int nums[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < FC_ARRAY_LEN(sigs); i++) {
+        uv_signal_init(w->loop, sigs[i]);
+        sigs[i]->data = w;
+        uv_signal_start(sigs[i], on_signal, nums[i]);
+    }
+    if (handover_listen(w, err) != 0) return -1;
     w->nlisteners = cfg->nlisteners;
     w->listeners = fc_xcalloc(w->nlisteners, sizeof(fc_listener_t));
     for (size_t i = 0; i < w->nlisteners; i++) {
@@ -187,7 +317,7 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     return 0;
 }
 
-int fc_worker_run(const fc_config_t *cfg, int *fds)
+int fc_worker_run(const fc_worker_args_t *args)
 {
     uv_loop_t loop;
     fc_worker_t w;
@@ -198,9 +328,18 @@ int fc_worker_run(const fc_config_t *cfg, int *fds)
         return 1;
     }
     w.loop = &loop;
-    w.cfg = cfg;
+    w.cfg = args->cfg;
+    w.shm = args->shm;
+    w.slots = args->slots;
+    w.generation = args->generation;
+    w.index = args->index;
+    w.proc = args->proc;
+    w.master_pid = args->master_pid;
+    w.handover_fd = w.handover_send_fd = -1;
     loop.data = &w;
-    if (setup(&w, fds, &err) != 0) {
+    if (setup(&w, args->fds, &err) == 0) {
+        atomic_store(&w.shm->ready[w.proc], w.generation); /* the master may retire older workers */
+    } else {
         fc_log(FC_LOG_ERROR, "%s", err.msg);
         w.exit_code = 1;
         w.draining = 1;

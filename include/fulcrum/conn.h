@@ -24,6 +24,8 @@ enum fc_conn_state {
 typedef struct fc_conn {
     uv_tcp_t tcp;            /* the socket; this struct is freed in its close callback */
     fc_worker_t *w;          /* owner */
+    const fc_listener_conf_t *listener; /* borrowed from the config: where it was accepted (its
+                                           health endpoint), NULL if unknown */
     fc_list_t link;          /* in w->conns */
     fc_timeout_t timeout;    /* header, body, send, keep-alive or linger timeout */
     fc_http_parser_t parser; /* request parser */
@@ -39,6 +41,9 @@ typedef struct fc_conn {
 
 /* Accepts one connection from <server> into a new fc_conn_t owned by <w>. */
 void fc_conn_accept(fc_worker_t *w, uv_stream_t *server);
+/* Takes over socket <fd> handed over by an older generation, with <len> bytes it had already
+ * read; they are parsed as the start of the next request. */
+void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len);
 /* Closes <c> (idempotent). Its exchange, if any, must be detached first. */
 void fc_conn_close(fc_conn_t *c);
 /* Called by the exchange when it has finished with <c>: keep-alive or close. */

@@ -114,6 +114,8 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status);
 /* Sends a short error response for a request that never reached a server (400, 404, 408, 413,
  * 431, ...) and ends the exchange; the client connection closes unless <keepalive>. */
 void fc_exchange_reply_error(fc_exchange_t *ex, int status, int keepalive);
+/* Drops an exchange whose request head was never complete, without answering or logging. */
+void fc_exchange_abandon(fc_exchange_t *ex);
 /* Frees every exchange on the worker's freelist. */
 void fc_exchange_freelist_drain(fc_worker_t *w);
 

@@ -15,7 +15,7 @@ typedef struct fc_slice {
     size_t n;
 } fc_slice_t;
 
-#define FC_HTTP_MAX_HEADERS 100
+#define FC_HTTP_MAX_HEADERS 256 /* more is 431, as HAProxy does past its (lower, 101) tune.http.maxhdr */
 
 typedef struct fc_header {
     fc_slice_t name;  /* borrowed from the read buffer, valid until the head is forwarded */

@@ -11,6 +11,7 @@
 #include "fulcrum/config.h"
 #include "fulcrum/http.h"
 #include "fulcrum/list.h"
+#include "fulcrum/shm.h"
 #include "fulcrum/timeq.h"
 #include "fulcrum/worker.h"
 
@@ -19,16 +20,8 @@ typedef struct fc_server {
     fc_upstream_t *upstream;      /* owner */
     fc_list_t idle;               /* idle pooled connections, most recently used first */
     size_t nidle;
-    /* Passive health (nginx's max_fails/fail_timeout). */
-    uint32_t fails;               /* failures counted in the current window */
-    uint64_t fail_window;         /* loop time (ms) the window began */
-    uint64_t failed_until;        /* out until this loop time; 0 = not out */
-    uint8_t probing;              /* its out-time is over and one request is trying it */
-    /* Active health (health_check:), ALB semantics. */
-    uint8_t healthy;              /* 1 unless active checks say otherwise */
-    uint32_t hc_ok, hc_fail;      /* consecutive check results */
-    struct fc_probe *probe;       /* the check in flight, or NULL */
-    uint64_t up_since;            /* loop time it became usable again (slow_start); 0 = long ago */
+    fc_shm_server_t *st;          /* shared state (health, failures, active count): in the shm segment */
+    struct fc_probe *probe;       /* the active check in flight, or NULL */
 } fc_server_t;
 
 /* Why an attempt on a server failed, for passive health and for the retry rules. */
@@ -96,8 +89,11 @@ size_t fc_upstream_refresh(fc_upstream_t *u);
 /* The outcome of one attempt on <s>: <kind> 0 for success, else an fc_fail_kind counted if the
  * upstream's fail_on lists it (<status> for FC_FAIL_STATUS). <why> is for the log. */
 void fc_server_report(fc_server_t *s, int kind, int status, const char *why);
-/* Marks <s> as picked for a request (its passive out-time over: this request is the probe). */
+/* Marks <s> as picked for a request (its passive out-time over: this request is the probe) and
+ * counts the request as active on it, in every worker's view. */
 void fc_server_picked(fc_server_t *s);
+/* The request picked on <s> is over (or moved elsewhere). */
+void fc_server_done(fc_server_t *s);
 /* The result of one active check of <s> (<ok> 1 or 0, <why> says what happened). */
 void fc_server_check_result(fc_server_t *s, int ok, const char *why);
 /* 1 if <kind>/<status> is in <set>. */

@@ -10,6 +10,7 @@
 #include "fulcrum/config.h"
 #include "fulcrum/list.h"
 #include "fulcrum/router.h"
+#include "fulcrum/shm.h"
 #include "fulcrum/timeq.h"
 
 typedef struct fc_worker fc_worker_t;
@@ -22,9 +23,34 @@ typedef struct fc_listener {
     const fc_listener_conf_t *conf; /* borrowed from w->cfg */
 } fc_listener_t;
 
+/* What the master hands a worker process. */
+typedef struct fc_worker_args {
+    const fc_config_t *cfg;  /* borrowed: the generation's config */
+    int *fds;                /* borrowed: listening sockets, one per cfg->listeners entry */
+    fc_shm_t *shm;           /* borrowed: the shared segment */
+    const uint32_t *slots;   /* borrowed: shm slot of each server, in config order */
+    unsigned generation;     /* the generation this worker belongs to */
+    unsigned index;          /* its index in the generation (0 runs the active health checks) */
+    unsigned proc;           /* its process slot in shm (active counts, readiness) */
+    int master_pid;          /* names the generation's hand-over sockets */
+} fc_worker_args_t;
+
 struct fc_worker {
     uv_loop_t *loop;                 /* borrowed: the loop this worker runs on */
     const fc_config_t *cfg;          /* borrowed: outlives the worker */
+    fc_shm_t *shm;                   /* borrowed: shared server state */
+    const uint32_t *slots;           /* borrowed: shm slot of each server */
+    unsigned generation, index, proc; /* from fc_worker_args_t */
+    int master_pid;
+    uv_poll_t handover_poll;         /* receives connections handed over by an older generation */
+    int handover_fd;                 /* the abstract unix datagram socket behind it, or -1 */
+    int handover_send_fd;            /* our socket for handing connections over, or -1 */
+    unsigned handover_gen;           /* draining for a reload: hand connections to this generation */
+    unsigned handover_n;             /* ... which has this many workers */
+    unsigned handover_next;          /* round robin over them */
+    uv_signal_t sig_usr1, sig_usr2;  /* reopen logs; drain and hand over (reload) */
+    uv_timer_t delay_timer;          /* shutdown_delay before the graceful stop */
+    int stopping;                    /* SIGTERM arrived: health endpoints answer 503 */
     fc_router_t router;              /* owned */
     fc_upstream_t *upstreams;        /* owned array of cfg->nupstreams */
     fc_timeq_t tq;                   /* the worker's one timer and its classes */
@@ -58,9 +84,14 @@ struct fc_worker {
  * (cfg->nlisteners entries). Returns 0, or -1 with <err> set and nothing left open. */
 int fc_listen_open(const fc_config_t *cfg, int *fds, fc_err_t *err);
 
-/* Runs a worker for <cfg> on a fresh loop, adopting <fds> as its listeners, until a graceful
- * stop completes. Returns the process exit status (0 after SIGTERM/SIGINT/SIGQUIT). */
-int fc_worker_run(const fc_config_t *cfg, int *fds);
+/* Runs a worker on a fresh loop, adopting args->fds as its listeners, until a graceful stop
+ * completes. Returns the process exit status (0 after SIGTERM/SIGINT/SIGQUIT). */
+int fc_worker_run(const fc_worker_args_t *args);
+
+/* Hands client connection <c> (between requests, no exchange) to the newer generation with the
+ * bytes it has read but not parsed. Returns 0 (the connection is closing here) or -1 (kept). */
+struct fc_conn;
+int fc_worker_handover(fc_worker_t *w, struct fc_conn *c);
 
 /* Begins the graceful stop: stop accepting, finish in-flight requests, close idle connections. */
 void fc_worker_drain(fc_worker_t *w);

@@ -125,9 +125,10 @@ static const err_case_t document_cases[] = {
 static const err_case_t unknown_key_cases[] = {
     {"# top\n" MIN "worker: 2\n",
      "t.yaml:10:1: unknown key 'worker' at the top level (expected one of: workers, shutdown_timeout, "
-     "error_log, error_log_level, access_log, access_log_format, listeners, upstreams, routes, limits)"},
+     "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, listeners, upstreams, "
+     "routes, limits)"},
     {"listeners:\n  - address: 127.0.0.1:8080\n    port: 80\n" UPS ROUTE,
-     "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address)"},
+     "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health)"},
     {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
      "t.yaml:5:5: unknown key 'balancer' in upstreams.b (expected one of: balance, keepalive, "
      "keepalive_timeout, servers, fail_on, health_check, retry)"},
@@ -136,7 +137,7 @@ static const err_case_t unknown_key_cases[] = {
      "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight, backup, down, "
      "max_conns, max_fails, fail_timeout, slow_start)"},
     {LISTEN UPS "routes:\n  - upstream: b\n  - upstream: b\n    prefix: /x\n",
-     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, timeouts)"},
+     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, access_log, timeouts)"},
     {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { connect: 1s, idle: 2s }\n",
      "t.yaml:9:30: unknown key 'idle' in routes[0].timeouts (expected one of: connect, send, read)"},
     {MIN "limits:\n  max_body: 1m\n",
@@ -544,6 +545,94 @@ static const err_case_t health_cases[] = {
      "t.yaml:6:38: upstreams.b.health_check.start_unhealthy: expected true or false, got 'no'"},
 };
 
+static const err_case_t process_cases[] = {
+    {"workers: auto\n" MIN, "ok"},
+    {"workers: Auto\n" MIN, "t.yaml:1:10: workers: expected 'auto' or a number of processes, got 'Auto'"},
+    {"shutdown_delay: 1h\n" MIN, "ok"},
+    {"shutdown_delay: 0s\n" MIN, "ok"},
+    {"shutdown_delay: 1h1ms\n" MIN, "t.yaml:1:17: shutdown_delay: 1h1ms is out of range (0ms..1h)"},
+    {"shutdown_delay: soon\n" MIN,
+     "t.yaml:1:17: shutdown_delay: expected a duration like 500ms, 10s, 5m or 1h30m, got 'soon'"},
+    {"shutdown_delay:\n" MIN, "t.yaml:1:16: shutdown_delay: missing value"},
+    {"pid_file: fulcrum.pid\n" MIN, "ok"},
+    {"pid_file: ''\n" MIN, "t.yaml:1:11: pid_file: must not be empty"},
+    {"pid_file: ~\n" MIN, "t.yaml:1:11: pid_file: missing value"},
+    {"pid_file: [a, b]\n" MIN, "t.yaml:1:11: pid_file: expected a single value, got a list"},
+};
+
+/* A listener whose health section (from column 40 of line 2) the case writes out. */
+#define LH(health) "listeners:\n  - { address: 127.0.0.1:8080, health: " health " }\n" UPS ROUTE
+
+static const err_case_t listener_health_cases[] = {
+    {LH("{}"), "ok"},
+    {LH("{ path: /healthz }"), "ok"},
+    {LH("{ path: '/-/ready' }"), "ok"},
+    {"listeners:\n  - address: 127.0.0.1:8080\n    health:\n      path: /up\n" UPS ROUTE, "ok"},
+    {LH("{ path: healthz }"), "t.yaml:2:48: listeners[0].health.path: 'healthz' must start with '/'"},
+    {LH("{ path: '/healthz?full=1' }"),
+     "t.yaml:2:48: listeners[0].health.path: '/healthz?full=1' must not contain a query ('?') or fragment ('#'); "
+     "the endpoint is matched by path only"},
+    {LH("{ path: '/a#b' }"),
+     "t.yaml:2:48: listeners[0].health.path: '/a#b' must not contain a query ('?') or fragment ('#'); the endpoint "
+     "is matched by path only"},
+    {LH("{ path: '/a b' }"),
+     "t.yaml:2:48: listeners[0].health.path: '/a b' must not contain spaces or control characters"},
+    {LH("{ path: ~ }"), "t.yaml:2:48: listeners[0].health.path: missing value"},
+    {LH("{ url: /healthz }"), "t.yaml:2:42: unknown key 'url' in listeners[0].health (expected one of: path)"},
+    {LH("/healthz"), "t.yaml:2:40: listeners[0].health: expected a mapping, got a value"},
+    {LH("true"), "t.yaml:2:40: listeners[0].health: expected a mapping, got a value"},
+    {"listeners:\n  - address: 127.0.0.1:8080\n    health:\n" UPS ROUTE,
+     "t.yaml:3:12: listeners[0].health: missing value (expected a mapping)"},
+};
+
+/* A route with `access_log: <v>` at column 32 of line 8. */
+#define RA(v) LISTEN UPS "routes:\n  - { upstream: b, access_log: " v " }\n"
+
+static const err_case_t route_access_log_cases[] = {
+    {RA("off"), "ok"},
+    {RA("on"), "ok"},
+    {RA("false"), "ok"},
+    {RA("TRUE"), "ok"},
+    {RA("'off'"), "ok"},
+    {RA("no"), "t.yaml:8:32: routes[0].access_log: expected on or off, got 'no'"},
+    {RA("Off"), "t.yaml:8:32: routes[0].access_log: expected on or off, got 'Off'"},
+    {RA("/var/log/a.log"), "t.yaml:8:32: routes[0].access_log: expected on or off, got '/var/log/a.log'"},
+    {RA("0"), "t.yaml:8:32: routes[0].access_log: expected on or off, got '0'"},
+    {RA("~"), "t.yaml:8:32: routes[0].access_log: missing value"},
+    {RA("[off]"), "t.yaml:8:32: routes[0].access_log: expected a single value, got a list"},
+};
+
+static void test_process_keys(void)
+{
+    fc_err_t err;
+    fc_config_t *cfg;
+
+    CHECK_ERRORS("process: workers, shutdown_delay, pid_file", process_cases);
+
+    CHECK_ERRORS("process: a listener's health endpoint", listener_health_cases);
+
+    CHECK_ERRORS("process: access_log on a route", route_access_log_cases);
+
+    subtest("process: on and off, true and false read as 1 and 0");
+    cfg = load(LISTEN UPS "routes:\n  - { path: /a, upstream: b, access_log: on }\n"
+                          "  - { path: /b, upstream: b, access_log: false }\n"
+                          "  - { path: /c, upstream: b, access_log: True }\n",
+               &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        is_int(cfg->routes[0].access_log, 1);
+        is_int(cfg->routes[1].access_log, 0);
+        is_int(cfg->routes[2].access_log, 1);
+    }
+    fc_config_free(cfg);
+
+    subtest("process: a relative pid_file is kept as written");
+    cfg = load("pid_file: run/fulcrum.pid\n" MIN, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) is_str(cfg->pid_file, "run/fulcrum.pid");
+    fc_config_free(cfg);
+}
+
 static void test_balancing_errors(void)
 {
     CHECK_ERRORS("balancing: policy names and options", balance_cases);
@@ -781,8 +870,10 @@ static void test_defaults(void)
     if (cfg == NULL) return;
     is_str(cfg->file, NAME);
     ok(cfg->file != NAME);
-    is_int(cfg->workers, 1);
+    is_int(cfg->workers, 0);
     is_int(cfg->shutdown_timeout, 30000);
+    is_int(cfg->shutdown_delay, 0);
+    ok(cfg->pid_file == NULL);
     is_str(cfg->error_log, "stderr");
     is_str(cfg->error_log_level, "notice");
     is_str(cfg->access_log, "stdout");
@@ -794,6 +885,7 @@ static void test_defaults(void)
     is_int(cfg->listeners[0].addr.len, sizeof(struct sockaddr_in));
     is_int(port_of(&cfg->listeners[0].addr), 8080);
     is_str(ip_of(&cfg->listeners[0].addr), "127.0.0.1");
+    ok(cfg->listeners[0].health_path == NULL);
 
     is_int(cfg->nupstreams, 1);
     const fc_upstream_conf_t *u = &cfg->upstreams[0];
@@ -837,6 +929,7 @@ static void test_defaults(void)
     is_int(r->connect_timeout, 5000);
     is_int(r->send_timeout, 60000);
     is_int(r->read_timeout, 60000);
+    is_int(r->access_log, 1);
 
     is_int(cfg->limits.client_header_timeout, 10000);
     is_int(cfg->limits.client_body_timeout, 60000);
@@ -864,15 +957,19 @@ static void test_defaults(void)
     fc_config_free(cfg);
 }
 
-static const char FULL[] = "workers: auto\n"
+static const char FULL[] = "workers: 4\n"
                            "shutdown_timeout: 1m30s\n"
+                           "shutdown_delay: 5s\n"
+                           "pid_file: /run/fulcrum.pid\n"
                            "error_log: /var/log/fulcrum/error.log\n"
                            "error_log_level: debug\n"
                            "access_log: off\n"
                            "access_log_format: combined\n"
                            "listeners:\n"
                            "  - address: 0.0.0.0:8080\n"
+                           "    health: { path: /ready }\n"
                            "  - address: '[::]:8080'\n"
+                           "    health: {}\n"
                            "  - address: \"*:9090\"\n"
                            "upstreams:\n"
                            "  backend:\n"
@@ -896,6 +993,7 @@ static const char FULL[] = "workers: auto\n"
                            "    upstream: static.v2\n"
                            "  - path: /static\n"
                            "    upstream: static.v2\n"
+                           "    access_log: off\n"
                            "  - upstream: backend\n"
                            "limits:\n"
                            "  client_header_timeout: 1ms\n"
@@ -918,8 +1016,10 @@ static void test_full(void)
         is_str(msg, "ok");
         return;
     }
-    is_int(cfg->workers, 0);
+    is_int(cfg->workers, 4);
     is_int(cfg->shutdown_timeout, 90000);
+    is_int(cfg->shutdown_delay, 5000);
+    is_str(cfg->pid_file, "/run/fulcrum.pid");
     is_str(cfg->error_log, "/var/log/fulcrum/error.log");
     is_str(cfg->error_log_level, "debug");
     ok(cfg->access_log == NULL);
@@ -935,6 +1035,9 @@ static void test_full(void)
     is_str(ip_of(&cfg->listeners[2].addr), "0.0.0.0");
     is_int(port_of(&cfg->listeners[2].addr), 9090);
     is_str(cfg->listeners[2].addr.text, "*:9090");
+    is_str(cfg->listeners[0].health_path, "/ready");
+    is_str(cfg->listeners[1].health_path, "/healthz");
+    ok(cfg->listeners[2].health_path == NULL);
 
     is_int(cfg->nupstreams, 2);
     const fc_upstream_conf_t *be = &cfg->upstreams[0], *st = &cfg->upstreams[1];
@@ -966,6 +1069,8 @@ static void test_full(void)
     ok(cfg->routes[1].upstream == st);
     ok(cfg->routes[2].host == NULL);
     is_str(cfg->routes[2].path, "/static");
+    is_int(cfg->routes[0].access_log, 1);
+    is_int(cfg->routes[2].access_log, 0);
     ok(cfg->routes[3].upstream == be);
     ok(fc_config_upstream(cfg, "static.v2") == st);
 
@@ -1064,6 +1169,33 @@ static char *slurp(const char *path)
     return buf;
 }
 
+/* The config embedded in conf/kubernetes.yaml: the block scalar under "  fulcrum.yaml: |", its
+ * lines indented four spaces, ending at the first line indented less. NULL if absent; the
+ * caller frees it. */
+static char *kubernetes_config(void)
+{
+    static const char marker[] = "  fulcrum.yaml: |\n";
+    char *text = slurp("conf/kubernetes.yaml"), *out, *p;
+    size_t len = 0;
+    if (text == NULL || (p = strstr(text, marker)) == NULL) {
+        free(text);
+        return NULL;
+    }
+    out = malloc(strlen(text) + 1);
+    for (p += strlen(marker); *p == '\n' || strncmp(p, "    ", 4) == 0;) {
+        char *eol = strchr(p, '\n');
+        const char *line = *p == '\n' ? p : p + 4;
+        size_t n = eol ? (size_t)(eol - line) + 1 : strlen(line);
+        memcpy(out + len, line, n);
+        len += n;
+        if (eol == NULL) break;
+        p = eol + 1;
+    }
+    out[len] = '\0';
+    free(text);
+    return out;
+}
+
 /* Every ```yaml block of docs/configuration.md must load, so the reference cannot drift. */
 static void test_doc_examples(void)
 {
@@ -1136,6 +1268,23 @@ static void test_files(void)
         is_str(msg, "conf/demo.yaml loads");
     }
     fc_config_free(cfg);
+
+    subtest("files: the config in conf/kubernetes.yaml loads, with the delays its manifest assumes");
+    char *k8s = kubernetes_config();
+    ok(k8s != NULL);
+    if (k8s != NULL) {
+        cfg = load(k8s, &err);
+        if (cfg != NULL) {
+            is_str(cfg->listeners[0].health_path, "/healthz");
+            is_int(cfg->shutdown_delay, 5000);
+            is_int(cfg->shutdown_timeout, 30000);
+        } else {
+            fc_err_format(&err, msg, sizeof(msg));
+            is_str(msg, "conf/kubernetes.yaml's fulcrum.yaml loads");
+        }
+        fc_config_free(cfg);
+        free(k8s);
+    }
 }
 
 /* Addresses fc_addr_parse rejects, with the message an operator sees. */
@@ -1198,6 +1347,7 @@ void test_config(void)
     test_structure_errors();
     test_value_errors();
     test_limits_on_counts();
+    test_process_keys();
     test_balancing_errors();
     test_balancing_values();
     test_addr_parse();

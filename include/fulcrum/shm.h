@@ -1,0 +1,56 @@
+/* shm.h: the state every worker must see the same way, in one shared anonymous mapping made by
+ * the master before it forks: per-server slots (active requests, passive failures, health) and
+ * the generation control block that reloads use. Slots are keyed by "upstream/address", so a
+ * server that stays in the config across a reload keeps its slot and its health state.
+ * Fields written by several processes are C11 atomics; counters use relaxed order. */
+#ifndef FULCRUM_SHM_H
+#define FULCRUM_SHM_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "fulcrum/config.h"
+
+#define FC_SHM_SLOTS 4096
+#define FC_SHM_KEY 96
+#define FC_SHM_PROCS 64 /* worker processes alive at once, all generations together */
+
+typedef struct fc_shm_server {
+    atomic_uint active;           /* requests in flight to the server, all workers together */
+    atomic_uint active_by[FC_SHM_PROCS]; /* the same per worker process slot, so the master can take
+                                            back what a crashed worker counted */
+    atomic_uint fails;            /* passive failures in the current window */
+    atomic_ullong fail_window;    /* monotonic ms the window began */
+    atomic_ullong failed_until;   /* out until this monotonic ms; 0 = not out */
+    atomic_uint probing;          /* out-time over, one request is trying it */
+    atomic_uint healthy;          /* active health state */
+    atomic_uint hc_ok, hc_fail;   /* consecutive check results (written by the checking worker) */
+    atomic_ullong up_since;       /* monotonic ms it became usable again (slow_start) */
+    uint32_t refs;                /* configs (generations) using the slot; master only */
+    char key[FC_SHM_KEY];         /* "upstream/address", empty when free; master only writes */
+} fc_shm_server_t;
+
+typedef struct fc_shm {
+    atomic_uint generation;             /* the newest generation of workers */
+    atomic_uint nworkers;               /* how many workers the newest generation has */
+    atomic_uint ready[FC_SHM_PROCS];    /* per process slot: the generation it is ready to serve */
+    fc_shm_server_t servers[FC_SHM_SLOTS];
+} fc_shm_t;
+
+/* Takes back the active counts process slot <proc> left behind (it exited or crashed). */
+void fc_shm_forget_proc(fc_shm_t *shm, unsigned proc);
+
+/* Maps the segment (once, before any fork). Returns NULL with errno set on failure. */
+fc_shm_t *fc_shm_create(void);
+void fc_shm_destroy(fc_shm_t *shm);
+
+/* For each server of <cfg> finds (or takes a free) slot keyed by upstream and address, and
+ * writes the slot numbers into <slots> (one per server, in config order, upstream by upstream).
+ * A new slot starts healthy unless start_unhealthy. Returns 0, or -1 when the slots ran out. */
+int fc_shm_assign(fc_shm_t *shm, const fc_config_t *cfg, uint32_t *slots);
+/* Drops <cfg>'s references taken by fc_shm_assign; slots nobody uses become free. */
+void fc_shm_release(fc_shm_t *shm, const fc_config_t *cfg, const uint32_t *slots);
+/* How many servers <cfg> lists in all (the length of its slots array). */
+size_t fc_shm_nservers(const fc_config_t *cfg);
+
+#endif

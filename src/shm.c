@@ -1,0 +1,80 @@
+/* shm.c: the shared segment and its slot table (see shm.h). Only the master assigns and frees
+ * slots, always before it forks the workers that use them, so the key table needs no lock. */
+#include "fulcrum/shm.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+fc_shm_t *fc_shm_create(void)
+{
+    void *p = mmap(NULL, sizeof(fc_shm_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p; /* anonymous mappings come zeroed */
+}
+
+void fc_shm_destroy(fc_shm_t *shm)
+{
+    if (shm != NULL) munmap(shm, sizeof(*shm));
+}
+
+size_t fc_shm_nservers(const fc_config_t *cfg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->nupstreams; i++) n += cfg->upstreams[i].nservers;
+    return n;
+}
+
+int fc_shm_assign(fc_shm_t *shm, const fc_config_t *cfg, uint32_t *slots)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        const fc_upstream_conf_t *u = &cfg->upstreams[i];
+        for (size_t s = 0; s < u->nservers; s++, k++) {
+            char key[FC_SHM_KEY];
+            snprintf(key, sizeof(key), "%s/%s", u->name, u->servers[s].addr.text);
+            size_t found = FC_SHM_SLOTS, free_slot = FC_SHM_SLOTS;
+            for (size_t j = 0; j < FC_SHM_SLOTS; j++) {
+                if (shm->servers[j].key[0] == '\0') {
+                    if (free_slot == FC_SHM_SLOTS) free_slot = j;
+                } else if (strcmp(shm->servers[j].key, key) == 0) {
+                    found = j;
+                    break;
+                }
+            }
+            if (found == FC_SHM_SLOTS) {
+                if (free_slot == FC_SHM_SLOTS) {
+                    for (size_t j = 0; j < k; j++) /* undo what this call took so far */
+                        if (--shm->servers[slots[j]].refs == 0) shm->servers[slots[j]].key[0] = '\0';
+                    return -1;
+                }
+                found = free_slot;
+                fc_shm_server_t *st = &shm->servers[found];
+                memset(st, 0, sizeof(*st));
+                strcpy(st->key, key);
+                atomic_store(&st->healthy, !(u->health.enabled && u->health.start_unhealthy));
+            }
+            shm->servers[found].refs++;
+            slots[k] = (uint32_t)found;
+        }
+    }
+    return 0;
+}
+
+void fc_shm_release(fc_shm_t *shm, const fc_config_t *cfg, const uint32_t *slots)
+{
+    size_t n = fc_shm_nservers(cfg);
+    for (size_t k = 0; k < n; k++) {
+        fc_shm_server_t *st = &shm->servers[slots[k]];
+        if (st->refs > 0 && --st->refs == 0) st->key[0] = '\0';
+    }
+}
+
+void fc_shm_forget_proc(fc_shm_t *shm, unsigned proc)
+{
+    for (size_t j = 0; j < FC_SHM_SLOTS; j++) {
+        fc_shm_server_t *st = &shm->servers[j];
+        unsigned n = atomic_exchange_explicit(&st->active_by[proc], 0, memory_order_relaxed);
+        if (n > 0) atomic_fetch_sub_explicit(&st->active, n, memory_order_relaxed);
+    }
+    atomic_store(&shm->ready[proc], 0);
+}
