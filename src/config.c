@@ -4,6 +4,7 @@
  * Every error names the key path and the file position of the offending node. Balancing policy
  * names are checked against balance.c's registry; durations and sizes are read by units.c. */
 #include "fulcrum/config.h"
+#include "fulcrum/shm.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -999,7 +1000,7 @@ _Static_assert(sizeof(enum fc_log_format) == sizeof(int), "set_enum stores an in
 static int set_upstreams(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base);
 
 static const directive_t top_keys[] = {
-    {"workers", set_workers, offsetof(fc_config_t, workers), 1, 256, "auto", 0, NULL},
+    {"workers", set_workers, offsetof(fc_config_t, workers), 1, FC_SHM_PROCS / 2, "auto", 0, NULL},
     {"shutdown_timeout", set_duration, offsetof(fc_config_t, shutdown_timeout), 0, DAY_MS, "30s", 0, NULL},
     {"shutdown_delay", set_duration, offsetof(fc_config_t, shutdown_delay), 0, HOUR_MS, "0", 0, NULL},
     {"pid_file", set_string, offsetof(fc_config_t, pid_file), 0, 0, NULL, 0, NULL},

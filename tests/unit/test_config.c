@@ -101,7 +101,7 @@ static const err_case_t duplicate_key_cases[] = {
 };
 
 static const err_case_t accepted_cases[] = {
-    {"workers: 256\n" MIN, "ok"},
+    {"workers: 32\n" MIN, "ok"},
     {"workers: \"4\"\n" MIN, "ok"},
     {"access_log: /var/log/a.log\n" MIN, "ok"},
     {"shutdown_timeout: 0\n" MIN, "ok"},
@@ -192,9 +192,9 @@ static const err_case_t missing_value_cases[] = {
 };
 
 static const err_case_t workers_cases[] = {
-    {"workers: 0\n" MIN, "t.yaml:1:10: workers: 0 is out of range (1..256)"},
-    {"workers: 257\n" MIN, "t.yaml:1:10: workers: 257 is out of range (1..256)"},
-    {"workers: -1\n" MIN, "t.yaml:1:10: workers: -1 is out of range (1..256)"},
+    {"workers: 0\n" MIN, "t.yaml:1:10: workers: 0 is out of range (1..32)"},
+    {"workers: 33\n" MIN, "t.yaml:1:10: workers: 33 is out of range (1..32)"},
+    {"workers: -1\n" MIN, "t.yaml:1:10: workers: -1 is out of range (1..32)"},
     {"workers: many\n" MIN, "t.yaml:1:10: workers: expected 'auto' or a number of processes, got 'many'"},
     {"workers: 1.5\n" MIN, "t.yaml:1:10: workers: expected 'auto' or a number of processes, got '1.5'"},
     {"workers: 99999999999999999999999\n" MIN, "t.yaml:1:10: workers: 99999999999999999999999 is too large"},
