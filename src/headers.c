@@ -19,8 +19,13 @@ static const struct {
 
 int fc_headers_is_hop(const fc_http_head_t *h, fc_slice_t name)
 {
-    for (size_t i = 0; i < FC_ARRAY_LEN(hop_names); i++)
-        if (fc_slice_ieq(name, hop_names[i].name, hop_names[i].len)) return 1;
+    /* Every hop-by-hop name is 2 to 16 bytes long and starts with c, k, p, t or u: most headers
+     * are ruled out by these two tests before any comparison. */
+    char c0 = (char)(name.n ? name.p[0] | 0x20 : 0);
+    if (name.n >= 2 && name.n <= 16 && (c0 == 'c' || c0 == 'k' || c0 == 'p' || c0 == 't' || c0 == 'u'))
+        for (size_t i = 0; i < FC_ARRAY_LEN(hop_names); i++)
+            if (fc_slice_ieq(name, hop_names[i].name, hop_names[i].len)) return 1;
+    if (!h->has_connection) return 0;
     for (size_t i = 0; i < h->nheaders; i++)
         if (FC_SLICE_IEQ(h->headers[i].name, "connection") && fc_http_has_token(h->headers[i].value, name.p, name.n))
             return 1;
@@ -84,10 +89,14 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, fc_slice_t 
 
 int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, int flags)
 {
-    char line[32];
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %03d ", h->status);
-    if (fc_buf_reserve(out, (size_t)n + h->reason.n + 2) != 0) return -1;
-    fc_buf_append(out, line, (size_t)n);
+    /* No printf on the per-request path: the status is always three digits. */
+    char line[13] = "HTTP/1.1 000 ";
+    int st = h->status < 100 || h->status > 999 ? 502 : h->status;
+    line[9] = (char)('0' + st / 100);
+    line[10] = (char)('0' + st / 10 % 10);
+    line[11] = (char)('0' + st % 10);
+    if (fc_buf_reserve(out, sizeof(line) + h->reason.n + 2) != 0) return -1;
+    fc_buf_append(out, line, sizeof(line));
     fc_buf_append(out, h->reason.p, h->reason.n);
     FC_BUF_APPEND_LIT(out, "\r\n");
     for (size_t i = 0; i < h->nheaders; i++) {

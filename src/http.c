@@ -29,6 +29,7 @@ static int on_message_begin(llhttp_t *ll)
         h->method.p = h->url.p = h->reason.p = NULL;
         h->method.n = h->url.n = h->reason.n = 0;
         h->nheaders = 0;
+        h->has_connection = 0;
         h->status = 0;
     }
     return 0;
@@ -97,6 +98,9 @@ static int on_headers_complete(llhttp_t *ll)
 {
     fc_http_parser_t *p = P(ll);
     if (p->head != NULL) {
+        fc_http_head_t *h = p->head;
+        for (size_t i = 0; i < h->nheaders && !h->has_connection; i++)
+            h->has_connection = FC_SLICE_IEQ(h->headers[i].name, "connection");
         p->head->status = ll->status_code;
         p->head->major = ll->http_major;
         p->head->minor = ll->http_minor;

@@ -31,6 +31,7 @@ typedef struct fc_http_head {
     int status;          /* response only */
     uint8_t major, minor;
     size_t nheaders;
+    int has_connection;  /* a Connection header is present (it may name more hop-by-hop headers) */
     fc_header_t headers[FC_HTTP_MAX_HEADERS];
 } fc_http_head_t;
 
