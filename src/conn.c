@@ -143,10 +143,11 @@ static void process(fc_conn_t *c)
                 fc_conn_close(c);
                 return;
             }
-            c->parser.head = &c->ex->req;
+            fc_http_parser_init(&c->ex->parser, HTTP_REQUEST);
+            c->ex->parser.head = &c->ex->req;
         }
         size_t used = 0;
-        int ev = fc_http_execute(&c->parser, c->rbuf.base + c->pos, c->rbuf.len - c->pos, &used);
+        int ev = fc_http_execute(&c->ex->parser, c->rbuf.base + c->pos, c->rbuf.len - c->pos, &used);
         c->pos += used;
         switch (ev) {
         case FC_HTTP_HEAD_DONE:
@@ -170,8 +171,8 @@ static void process(fc_conn_t *c)
             }
             return;
         default:
-            fc_log(FC_LOG_INFO, "client %s: bad request: %s", c->ip, fc_http_error(&c->parser));
-            fc_exchange_reply_error(c->ex, c->parser.user_error ? 431 : 400, 0);
+            fc_log(FC_LOG_INFO, "client %s: bad request: %s", c->ip, fc_http_error(&c->ex->parser));
+            fc_exchange_reply_error(c->ex, c->ex->parser.user_error ? 431 : 400, 0);
             return;
         }
     }
@@ -181,7 +182,6 @@ void fc_conn_exchange_done(fc_conn_t *c, int keepalive)
 {
     fc_worker_t *w = c->w;
     c->ex = NULL;
-    c->parser.head = NULL;
     if (keepalive && w->handover_gen != 0 && !c->eof) {
         /* Reloading: the next request on this connection belongs to the new configuration. */
         c->state = FC_CONN_IDLE;
@@ -210,7 +210,6 @@ void fc_conn_linger(fc_conn_t *c)
 {
     fc_worker_t *w = c->w;
     c->ex = NULL;
-    c->parser.head = NULL;
     if (c->eof) {
         fc_conn_close(c);
         return;
@@ -245,8 +244,7 @@ void fc_conn_drain(fc_conn_t *c)
             if (c->ex != NULL) {
                 fc_exchange_t *ex = c->ex;
                 c->ex = NULL;
-                c->parser.head = NULL;
-                fc_exchange_abandon(ex);
+                            fc_exchange_abandon(ex);
             }
             fc_conn_close(c);
             return;
@@ -290,7 +288,6 @@ static fc_conn_t *conn_new(fc_worker_t *w)
     fc_list_insert_tail(&w->conns, &c->link);
     w->nconns++;
     fc_timeout_init(&c->timeout, on_timeout);
-    fc_http_parser_init(&c->parser, HTTP_REQUEST);
     c->state = FC_CONN_IDLE;
     return c;
 }

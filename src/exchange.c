@@ -260,7 +260,10 @@ static void fail(fc_exchange_t *ex, int cause)
     if (ex->finished) return;
     if (ex->cause == FC_END_NONE) ex->cause = (uint8_t)cause;
     if (ex->status == 0 && !ex->cl_writing && ex->client != NULL) {
-        fc_exchange_reply_error(ex, cause_status(ex->cause), 0);
+        /* A server's failure is not the client's: like nginx and HAProxy, its connection stays
+         * open after a 502/504 when the request was read whole. */
+        int server_side = ex->cause >= FC_END_SERVER_REFUSED && ex->cause <= FC_END_SERVER_BAD;
+        fc_exchange_reply_error(ex, cause_status(ex->cause), server_side && ex->keepalive);
         return;
     }
     /* Part of the response went out already: all we can do is cut the connection (finish
@@ -332,7 +335,7 @@ void fc_exchange_start(fc_exchange_t *ex)
 {
     fc_conn_t *c = ex->client;
     fc_worker_t *w = c->w;
-    llhttp_t *ll = &c->parser.ll;
+    llhttp_t *ll = &ex->parser.ll;
     fc_http_head_t *h = &ex->req;
     ex->t_start = uv_hrtime();
     ex->http10 = h->major == 1 && h->minor == 0;
@@ -571,18 +574,18 @@ static void pump_request(fc_exchange_t *ex)
         if (!ex->head_sent) iov[n++] = uv_buf_init(ex->head_out.base, (unsigned)ex->head_out.len);
         if (!ex->req_done && c != NULL && c->pos < c->rbuf.len) {
             size_t used = 0;
-            int ev = fc_http_execute(&c->parser, c->rbuf.base + c->pos, c->rbuf.len - c->pos, &used);
+            int ev = fc_http_execute(&ex->parser, c->rbuf.base + c->pos, c->rbuf.len - c->pos, &used);
             c->pos += used;
             if (ev == FC_HTTP_MSG_DONE) {
                 ex->req_done = 1;
                 fc_timeout_clear(&c->timeout);
             } else if (ev == FC_HTTP_ERROR) {
-                fc_log(FC_LOG_INFO, "client %s: bad request body: %s", c->ip, fc_http_error(&c->parser));
+                fc_log(FC_LOG_INFO, "client %s: bad request body: %s", c->ip, fc_http_error(&ex->parser));
                 fail(ex, FC_END_CLIENT_BAD);
                 return;
             }
             uint64_t max_body = w->cfg->limits.max_body_size;
-            if (max_body > 0 && c->parser.body_bytes > max_body) {
+            if (max_body > 0 && ex->parser.body_bytes > max_body) {
                 fail(ex, FC_END_LIMIT);
                 return;
             }

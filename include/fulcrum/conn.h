@@ -28,7 +28,6 @@ typedef struct fc_conn {
                                            health endpoint), NULL if unknown */
     fc_list_t link;          /* in w->conns */
     fc_timeout_t timeout;    /* header, body, send, keep-alive or linger timeout */
-    fc_http_parser_t parser; /* request parser */
     fc_buf_t rbuf;           /* base from w->client_bufs, NULL while idle with nothing buffered */
     size_t pos;              /* bytes of rbuf consumed by the parser */
     fc_exchange_t *ex;       /* the exchange in progress (owned through its refs), or NULL */

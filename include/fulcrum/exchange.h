@@ -83,6 +83,8 @@ typedef struct fc_exchange {
     uint8_t finished;             /* fc_exchange_finish ran */
     uint8_t error_reply;          /* resp_out holds a generated error response */
     /* Everything above is reset for each request (fc_exchange_new zeroes up to here). */
+    fc_http_parser_t parser;      /* the request's parser (lives here, not in the connection: an idle
+                                     connection needs none, and each request starts a fresh one) */
     fc_http_head_t req;           /* slices borrowed from client->rbuf, valid until head_out is built */
     fc_http_head_t resp;          /* slices borrowed from up->rbuf, valid until resp_out is built */
     fc_buf_t head_out;            /* owned: the request head as sent upstream (kept for a retry and the log) */
