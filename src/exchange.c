@@ -16,7 +16,7 @@
 #include "fulcrum/log.h"
 #include "fulcrum/upstream.h"
 
-#define EXCHANGE_FREELIST_KEEP 1024
+#define EXCHANGE_FREELIST_KEEP 64 /* beyond this many idle exchanges, free them: idle memory stays small */
 
 static void connect_next(fc_exchange_t *ex);
 static void send_request(fc_exchange_t *ex);
@@ -28,7 +28,6 @@ static void fail(fc_exchange_t *ex, int cause);
 
 static fc_worker_t *W(const fc_exchange_t *ex) { return ex->w; }
 
-
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
 fc_exchange_t *fc_exchange_new(fc_conn_t *c)
@@ -39,8 +38,13 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
         w->free_exchanges = ex->next_free;
         w->nfree_exchanges--;
     } else {
-        ex = calloc(1, sizeof(*ex));
+        /* Not calloc: only the fields reset below and the buffers need a value, and untouched
+         * header slots then cost no memory. */
+        ex = malloc(sizeof(*ex));
         if (ex == NULL) return NULL;
+        memset(&ex->head_out, 0, sizeof(ex->head_out));
+        memset(&ex->resp_out, 0, sizeof(ex->resp_out));
+        memset(&ex->key_buf, 0, sizeof(ex->key_buf));
     }
     memset(ex, 0, offsetof(fc_exchange_t, req));
     ex->w = w;
@@ -160,9 +164,8 @@ static void access_log(fc_exchange_t *ex)
         fc_slice_t r = sent_header(ex, "referer", 7), a = sent_header(ex, "user-agent", 10);
         size_t rl = r.p ? json_escape(ref, sizeof(ref), r.p, r.n) : json_escape(ref, sizeof(ref), "-", 1);
         size_t al = a.p ? json_escape(ua, sizeof(ua), a.p, a.n) : json_escape(ua, sizeof(ua), "-", 1);
-        n = snprintf(line, sizeof(line), "%s - - [%s] \"%.*s %.*s HTTP/%d.%d\" %d %llu \"%.*s\" \"%.*s\" %.3f %s %.3f\n",
-                     ip, fc_log_time_clf(), (int)ml, method, (int)pl, path, ex->req.major ? ex->req.major : 1,
-                     ex->req.minor, ex->status, (unsigned long long)ex->bytes_sent, (int)rl, ref, (int)al, ua,
+        n = snprintf(line, sizeof(line), "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"%.*s\" \"%.*s\" %.3f %s %.3f\n",
+                     ip, fc_log_time_clf(), (int)ml, method, (int)pl, path, ex->http10 ? 0 : 1, ex->status, (unsigned long long)ex->bytes_sent, (int)rl, ref, (int)al, ua,
                      dur / 1000, server, up_ms / 1000);
     } else {
         n = snprintf(line, sizeof(line),
@@ -406,6 +409,7 @@ void fc_exchange_start(fc_exchange_t *ex)
         return;
     }
     if (ex->route->upstream->hash_key != NULL) build_hash_key(ex, ex->route->upstream->hash_key, target);
+    ex->parser.head = NULL; /* the head is built; trailers of the body are forwarded, not collected */
     ex->log_method_len = h->method.n;
     ex->log_url_off = h->method.n + 1;
     ex->log_url_len = target.n;
@@ -558,6 +562,27 @@ static void send_request(fc_exchange_t *ex)
     pump_request(ex);
 }
 
+/* Writes <iov> to <s>: what the socket takes now with uv_try_write, the rest with uv_write on
+ * <req> (the buffers must then stay put until <cb>). Returns 0 when everything went out now, 1 when
+ * the rest is queued and <cb> will be called once, or a negative libuv error. Backpressure rests
+ * on this: a caller with a write queued stops reading its source until <cb>. */
+static int write_iov(uv_stream_t *s, uv_write_t *req, uv_buf_t *iov, unsigned n, uv_write_cb cb)
+{
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) total += iov[i].len;
+    int r = uv_try_write(s, iov, n);
+    if (r == UV_EAGAIN) r = 0;
+    if (r < 0) return r;
+    if ((size_t)r == total) return 0;
+    size_t skip = (size_t)r;
+    unsigned k = 0;
+    while (skip >= iov[k].len) skip -= iov[k++].len;
+    iov[k].base += skip;
+    iov[k].len -= (unsigned)skip;
+    r = uv_write(req, s, iov + k, n - k, cb);
+    return r < 0 ? r : 1;
+}
+
 /* ---- request body -------------------------------------------------------------------------- */
 
 static void on_up_write(uv_write_t *req, int status);
@@ -604,27 +629,15 @@ static void pump_request(fc_exchange_t *ex)
             }
             return;
         }
-        size_t total = 0;
-        for (unsigned i = 0; i < n; i++) total += iov[i].len;
-        int r = uv_try_write((uv_stream_t *)&up->tcp, iov, n);
-        if (r == UV_EAGAIN) r = 0;
+        int r = write_iov((uv_stream_t *)&up->tcp, &ex->up_wreq, iov, n, on_up_write);
         if (r < 0) {
             fc_exchange_on_upstream_error(ex, r);
             return;
         }
         ex->head_sent = 1;
         if (c != NULL) ex->fwd = c->pos;
-        if ((size_t)r == total) continue;
-        /* The rest goes through uv_write; the bytes stay put until on_up_write. */
-        size_t skip = (size_t)r;
-        unsigned k = 0;
-        while (skip >= iov[k].len) skip -= iov[k++].len;
-        iov[k].base += skip;
-        iov[k].len -= (unsigned)skip;
-        if (uv_write(&ex->up_wreq, (uv_stream_t *)&up->tcp, iov + k, n - k, on_up_write) != 0) {
-            fc_exchange_on_upstream_error(ex, UV_EPIPE);
-            return;
-        }
+        if (r == 0) continue;
+        /* The rest is queued: the bytes stay put until on_up_write. */
         ex->up_writing = 1;
         ex->refs++;
         fc_timeout_set(&w->tq, &up->timeout, w->route_send[route_index(ex)]);
@@ -803,6 +816,7 @@ static void pump_response(fc_exchange_t *ex)
                 return;
             }
             ex->status = st;
+            up->parser.head = NULL; /* response trailers are forwarded, not collected */
             ex->resp_head_done = 1;
             ex->phase = FC_PHASE_BODY;
             up->fwd = up->fwd_end = up->pos;
@@ -843,24 +857,13 @@ static void flush_client(fc_exchange_t *ex)
         if (n == 0) break;
         size_t total = 0;
         for (unsigned i = 0; i < n; i++) total += iov[i].len;
-        int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
-        if (r == UV_EAGAIN) r = 0;
+        int r = write_iov((uv_stream_t *)&c->tcp, &ex->cl_wreq, iov, n, on_cl_write);
         if (r < 0) {
             fc_exchange_on_client_error(ex, r);
             return;
         }
-        ex->bytes_sent += (size_t)r;
-        if ((size_t)r < total) {
-            size_t skip = (size_t)r;
-            unsigned k = 0;
-            while (skip >= iov[k].len) skip -= iov[k++].len;
-            iov[k].base += skip;
-            iov[k].len -= (unsigned)skip;
-            if (uv_write(&ex->cl_wreq, (uv_stream_t *)&c->tcp, iov + k, n - k, on_cl_write) != 0) {
-                fc_exchange_on_client_error(ex, UV_EPIPE);
-                return;
-            }
-            ex->bytes_sent += total - (size_t)r; /* counted now, written by on_cl_write */
+        ex->bytes_sent += total; /* what is queued counts now: on_cl_write completes it */
+        if (r == 1) {
             ex->cl_writing = 1;
             ex->refs++;
             if (up != NULL) fc_upconn_read_stop(up);

@@ -40,7 +40,7 @@ int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
         for (size_t s = 0; s < uc->nservers; s++) u->servers[s].st = &w->shm->servers[w->slots[slot++]];
         fc_upstream_refresh(u);
     }
-    fc_bufpool_init(&w->upstream_bufs, UPSTREAM_BUF_SIZE, 256);
+    fc_bufpool_init(&w->upstream_bufs, UPSTREAM_BUF_SIZE, 64);
     return 0;
 }
 

@@ -286,8 +286,8 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
         w->route_read[i] = fc_timeq_class(&w->tq, cfg->routes[i].read_timeout);
     }
     /* A request head must fit the read buffer whole; bodies stream through it. */
-    size_t bufsize = FC_MAX((size_t)16384, (size_t)lim->max_header_size + 1024);
-    fc_bufpool_init(&w->client_bufs, bufsize, 1024);
+    size_t bufsize = FC_MAX((size_t)32768, (size_t)lim->max_header_size + 1024);
+    fc_bufpool_init(&w->client_bufs, bufsize, 64);
     if (fc_router_init(&w->router, cfg) != 0) return fc_err_set(err, "out of memory");
     if (fc_upstreams_init(w, err) != 0) return -1;
     if (w->index == 0) fc_health_start(w); /* one worker checks for the whole group */

@@ -85,8 +85,12 @@ typedef struct fc_exchange {
     /* Everything above is reset for each request (fc_exchange_new zeroes up to here). */
     fc_http_parser_t parser;      /* the request's parser (lives here, not in the connection: an idle
                                      connection needs none, and each request starts a fresh one) */
-    fc_http_head_t req;           /* slices borrowed from client->rbuf, valid until head_out is built */
-    fc_http_head_t resp;          /* slices borrowed from up->rbuf, valid until resp_out is built */
+    /* The request head is done with (head_out built) before the response head is parsed, so the
+     * two share their storage: an exchange is half the size. */
+    union {
+        fc_http_head_t req;       /* slices borrowed from client->rbuf, valid until head_out is built */
+        fc_http_head_t resp;      /* slices borrowed from up->rbuf, valid until resp_out is built */
+    };
     fc_buf_t head_out;            /* owned: the request head as sent upstream (kept for a retry and the log) */
     fc_buf_t resp_out;            /* owned: the response head for the client, while being written */
     fc_buf_t key_buf;             /* owned: the hash key of this request (hash policy only) */
