@@ -665,11 +665,9 @@ void fc_exchange_on_client_data(fc_exchange_t *ex)
 void fc_exchange_on_client_error(fc_exchange_t *ex, int status)
 {
     if (ex->finished) return;
-    if (status == UV_EOF && ex->req_done && ex->route != NULL && !ex->error_reply) {
-        /* The client finished sending and shut its side: answer, then close. */
-        ex->keepalive = 0;
-        return;
-    }
+    /* EOF from the client before its answer is complete: like nginx (proxy_ignore_client_abort
+     * off), it is taken as the client giving up, not as a half-close, so the server's work and a
+     * graceful stop do not wait for an answer nobody will read. */
     if (ex->cause == FC_END_NONE) ex->cause = FC_END_CLIENT_CLOSED;
     if (ex->status == 0) ex->status = 499; /* nginx's code for "client closed request" */
     finish(ex);

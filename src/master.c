@@ -302,7 +302,8 @@ static void retire_when_ready(fc_master_t *m)
         old->retiring = 1;
         signal_gen(m, old, SIGUSR2);
     }
-    fc_log(FC_LOG_NOTICE, "reload: generation %u serving (%u of %u workers ready)", g->number, ready, g->nworkers);
+    fc_log(FC_LOG_NOTICE, "reload: generation %u serving (%u of %u workers ready); older generations hand over and leave",
+           g->number, ready, g->nworkers);
 }
 
 static void reload(fc_master_t *m)

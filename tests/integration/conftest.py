@@ -585,3 +585,65 @@ def h(tmp_path):
     problems = harness.teardown()
     if problems:
         pytest.fail("\n".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker processes (test_workers.py, test_reload.py)
+
+def child_pids(pid):
+    """The live (non-zombie) children of pid, from /proc/*/stat, sorted."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        rest = st[st.rindex(")") + 2:].split()
+        if int(rest[1]) == pid and rest[0] not in ("Z", "X"):
+            out.append(int(d))
+    return sorted(out)
+
+
+def socket_owner(client, pids):
+    """Which of pids holds fulcrum's end of client's (IPv4 loopback) connection, or None."""
+    cport = client.sock.getsockname()[1]
+    sport = client.sock.getpeername()[1]
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            p = line.split()
+            if (int(p[1].split(":")[1], 16) == sport and int(p[2].split(":")[1], 16) == cport
+                    and p[9] != "0"):
+                inodes.add("socket:[%s]" % p[9])
+    for pid in pids:
+        try:
+            fds = os.listdir("/proc/%d/fd" % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in inodes:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+def start_fastback(h, name):
+    """Starts build/tools/fastback (answers "hello from NAME", X-Backend: NAME), tracked by h."""
+    exe = os.path.join(ROOT, "build", "tools", "fastback")
+    errf = open(os.path.join(h.tmp, "fastback-%s.err" % name), "wb")
+    proc = subprocess.Popen([exe, "--port", "0", "--name", name], stdout=subprocess.PIPE, stderr=errf,
+                            stdin=subprocess.DEVNULL)
+    errf.close()
+    h.others.append(proc)
+    r, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
+    line = proc.stdout.readline().decode() if r else ""
+    if not line.startswith("ready "):
+        stop_pid(proc, signal.SIGKILL)
+        raise RuntimeError("fastback %s did not start: %r" % (name, line))
+    port = int(line.split()[1])
+    return Backend(proc, port, name, "127.0.0.1")
