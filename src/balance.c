@@ -33,3 +33,18 @@ const char *fc_balance_names(void)
         len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "", registry[i]->name);
     return names;
 }
+
+int fc__balance_swrr(int64_t *current, const fc_balance_server_t *s, size_t n, const fc_balance_req_t *req,
+                     const fc_balance_server_t *tied)
+{
+    int64_t total = 0;
+    int best = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!fc__balance_open(s, req, i) || (tied != NULL && fc__balance_load_cmp(&s[i], tied) != 0)) continue;
+        current[i] += s[i].weight;
+        total += s[i].weight;
+        if (best < 0 || current[i] > current[best]) best = (int)i;
+    }
+    if (best >= 0) current[best] -= total;
+    return best;
+}

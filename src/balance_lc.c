@@ -41,16 +41,7 @@ static int lc_pick(fc_balancer_t *base, const fc_balance_server_t *servers, size
     int least = least_loaded(servers, n, req);
     if (least < 0) return -1;
     /* Smooth weighted round robin restricted to the servers tied with the least loaded one. */
-    int64_t total = 0;
-    int best = -1;
-    for (size_t i = 0; i < n; i++) {
-        if (!fc__balance_open(servers, req, i) || fc__balance_load_cmp(&servers[i], &servers[least]) != 0) continue;
-        b->current[i] += servers[i].weight;
-        total += servers[i].weight;
-        if (best < 0 || b->current[i] > b->current[best]) best = (int)i;
-    }
-    b->current[best] -= total;
-    return best;
+    return fc__balance_swrr(b->current, servers, n, req, &servers[least]);
 }
 
 static void lc_destroy(fc_balancer_t *b) { free(b); }

@@ -24,18 +24,8 @@ static fc_balancer_t *rr_create(const fc_balance_server_t *servers, size_t n, co
 
 static int rr_pick(fc_balancer_t *base, const fc_balance_server_t *servers, size_t n, const fc_balance_req_t *req)
 {
-    const uint64_t *tried = req->tried;
     rr_balancer_t *b = (rr_balancer_t *)base;
-    int64_t total = 0;
-    int best = -1;
-    for (size_t i = 0; i < n && i < b->n; i++) {
-        if (!servers[i].usable || fc_tried_has(tried, i)) continue;
-        b->current[i] += servers[i].weight;
-        total += servers[i].weight;
-        if (best < 0 || b->current[i] > b->current[best]) best = (int)i;
-    }
-    if (best >= 0) b->current[best] -= total;
-    return best;
+    return fc__balance_swrr(b->current, servers, n < b->n ? n : b->n, req, NULL);
 }
 
 static void rr_destroy(fc_balancer_t *b) { free(b); }

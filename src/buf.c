@@ -45,7 +45,7 @@ char *fc_bufpool_get(fc_bufpool_t *p)
 {
     if (p->free != NULL) {
         char *b = p->free;
-        memcpy(&p->free, b, sizeof(void *));
+        p->free = *(void **)(void *)b; /* a free block holds the next one's address */
         p->nfree--;
         return b;
     }
@@ -59,7 +59,7 @@ void fc_bufpool_put(fc_bufpool_t *p, char *block)
         free(block);
         return;
     }
-    memcpy(block, &p->free, sizeof(void *));
+    *(void **)(void *)block = p->free;
     p->free = block;
     p->nfree++;
 }
@@ -68,7 +68,7 @@ void fc_bufpool_drain(fc_bufpool_t *p)
 {
     while (p->free != NULL) {
         char *b = p->free;
-        memcpy(&p->free, b, sizeof(void *));
+        p->free = *(void **)(void *)b;
         free(b);
     }
     p->nfree = 0;

@@ -350,7 +350,7 @@ void fc_server_report(fc_server_t *s, int kind, int status, const char *why)
         STORE(st->fails, 0);
     }
     unsigned fails = atomic_fetch_add_explicit(&st->fails, 1, memory_order_relaxed) + 1;
-    uint64_t zero = 0;
+    unsigned long long zero = 0; /* the type of atomic_ullong, for compare-exchange */
     /* Only the worker whose failure crosses the line marks it (and logs it). */
     if (fails >= s->conf->max_fails &&
         atomic_compare_exchange_strong(&st->failed_until, &zero, now + s->conf->fail_timeout)) {

@@ -77,6 +77,12 @@ static inline int fc__balance_load_cmp(const fc_balance_server_t *a, const fc_ba
     return (la > lb) - (la < lb);
 }
 
+/* Smooth weighted round robin (nginx's current_weight scheme) over the open servers; with <tied>
+ * set, only over those whose load equals <tied>'s (least_conn's tie-break). <current> holds one
+ * current weight per server. Returns the pick, or -1 when no server qualifies. */
+int fc__balance_swrr(int64_t *current, const fc_balance_server_t *s, size_t n, const fc_balance_req_t *req,
+                     const fc_balance_server_t *tied);
+
 /* A 64-bit finalizer that spreads every input bit over the whole word (splitmix64's). */
 static inline uint64_t fc__balance_mix64(uint64_t x)
 {
