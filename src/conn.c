@@ -210,7 +210,9 @@ void fc_conn_linger(fc_conn_t *c)
 {
     fc_worker_t *w = c->w;
     c->ex = NULL;
-    if (c->eof) {
+    if (c->eof || (!c->unread && c->pos == c->rbuf.len)) {
+        /* Nothing more is coming (the request was read whole, nothing after it): a plain close
+         * sends FIN after the answer, as nginx's lingering_close heuristic does. */
         fc_conn_close(c);
         return;
     }

@@ -921,6 +921,7 @@ static void finish(fc_exchange_t *ex)
     if (c != NULL) {
         ex->client = NULL;
         c->ex = NULL;
+        c->unread = !ex->req_done;
         if (ex->cause != FC_END_NONE && !ex->error_reply) fc_conn_close(c);
         else fc_conn_exchange_done(c, ex->keepalive && ex->req_done);
         unref(ex);

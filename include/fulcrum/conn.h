@@ -36,6 +36,7 @@ typedef struct fc_conn {
     uint8_t reading;         /* uv_read_start is in effect */
     uint8_t eof;             /* the client shut its write side */
     uint8_t processing;      /* inside process(): the loop there picks up the next request */
+    uint8_t unread;          /* the last request was not read whole: closing needs a lingering close */
 } fc_conn_t;
 
 /* Accepts one connection from <server> into a new fc_conn_t owned by <w>. */
