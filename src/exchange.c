@@ -157,7 +157,7 @@ static void access_log(fc_exchange_t *ex)
     double dur = ex->t_start ? (double)(now - ex->t_start) / 1e6 : 0.0;
     double up_ms = ex->t_up_start ? (double)((ex->t_up_end ? ex->t_up_end : now) - ex->t_up_start) / 1e6 : 0.0;
     const char *server = ex->server ? ex->server->conf->addr.text : "-";
-    const char *ip = ex->client ? ex->client->ip : "-";
+    const char *ip = ex->client ? ex->client->ip : ex->discard ? ex->ip : "-";
     int n;
     if (W(ex)->cfg->access_log_format == FC_LOG_FORMAT_COMBINED) {
         char ref[512], ua[512];
@@ -670,6 +670,29 @@ void fc_exchange_on_client_error(fc_exchange_t *ex, int status)
      * graceful stop do not wait for an answer nobody will read. */
     if (ex->cause == FC_END_NONE) ex->cause = FC_END_CLIENT_CLOSED;
     if (ex->status == 0) ex->status = 499; /* nginx's code for "client closed request" */
+    fc_upconn_t *up = ex->up;
+    fc_conn_t *c = ex->client;
+    if (!ex->discard && c != NULL && up != NULL && up->state == FC_UP_ACTIVE && ex->req_done && ex->head_sent &&
+        !ex->up_writing && !ex->error_reply && !W(ex)->draining) {
+        /* The request is with the server already: read the rest of its answer and drop it, so its
+         * connection goes back to the pool instead of being closed (HAProxy's default; bounded
+         * by the read timeout, and cancelled by a graceful stop). The client's reference on the
+         * exchange is now the discarding's. */
+        memcpy(ex->ip, c->ip, sizeof(ex->ip)); /* for the access log line, written later */
+        ex->client = NULL;
+        c->ex = NULL;
+        fc_conn_close(c);
+        ex->discard = 1;
+        if (!ex->cl_writing) flush_client(ex);
+        return;
+    }
+    finish(ex);
+}
+
+void fc_exchange_cancel(fc_exchange_t *ex)
+{
+    if (ex->finished) return;
+    if (ex->cause == FC_END_NONE) ex->cause = FC_END_CLIENT_CLOSED;
     finish(ex);
 }
 
@@ -813,7 +836,7 @@ static void pump_response(fc_exchange_t *ex)
                 fail(ex, FC_END_INTERNAL);
                 return;
             }
-            ex->status = st;
+            if (!ex->discard) ex->status = st; /* a client that left is logged 499 */
             up->parser.head = NULL; /* response trailers are forwarded, not collected */
             ex->resp_head_done = 1;
             ex->phase = FC_PHASE_BODY;
@@ -845,8 +868,13 @@ static void flush_client(fc_exchange_t *ex)
     fc_worker_t *w = W(ex);
     fc_conn_t *c = ex->client;
     fc_upconn_t *up = ex->up;
-    if (c == NULL) return;
-    for (;;) {
+    if (c == NULL && !ex->discard) return;
+    for (; c == NULL;) { /* discarding: what is ready counts as written */
+        ex->resp_out.len = 0;
+        if (up != NULL) up->fwd = up->fwd_end;
+        break;
+    }
+    for (; c != NULL;) {
         uv_buf_t iov[2];
         unsigned n = 0;
         if (ex->resp_out.len > 0) iov[n++] = uv_buf_init(ex->resp_out.base, (unsigned)ex->resp_out.len);
@@ -892,7 +920,7 @@ static void on_cl_write(uv_write_t *req, int status)
     fc_exchange_t *ex = fc_container_of(req, fc_exchange_t, cl_wreq);
     ex->cl_writing = 0;
     if (!ex->finished) {
-        if (status < 0) fc_exchange_on_client_error(ex, status);
+        if (status < 0 && !ex->discard) fc_exchange_on_client_error(ex, status);
         else {
             ex->resp_out.len = 0;
             if (ex->up != NULL) ex->up->fwd = ex->up->fwd_end;
@@ -925,5 +953,8 @@ static void finish(fc_exchange_t *ex)
         if (ex->cause != FC_END_NONE && !ex->error_reply) fc_conn_close(c);
         else fc_conn_exchange_done(c, ex->keepalive && ex->req_done);
         unref(ex);
+    } else if (ex->discard) {
+        ex->discard = 0;
+        unref(ex); /* the reference the client left to the discarding */
     }
 }

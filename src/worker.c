@@ -132,6 +132,12 @@ void fc_worker_drain(fc_worker_t *w)
         n = n->next;
         fc_conn_drain(c);
     }
+    /* Answers being read only to be dropped (their client left) are not waited for. */
+    for (fc_list_t *it = w->upconns.next; it != &w->upconns;) {
+        fc_upconn_t *up = fc_list_entry(it, fc_upconn_t, all);
+        it = it->next;
+        if (up->ex != NULL && up->ex->client == NULL) fc_exchange_cancel(up->ex);
+    }
     fc_pool_close_idle(w);
     uv_timer_start(&w->drain_timer, on_drain_timeout, w->cfg->shutdown_timeout, 0);
     fc_worker_check_drained(w);

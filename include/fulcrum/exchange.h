@@ -82,6 +82,8 @@ typedef struct fc_exchange {
     uint8_t http10;               /* the client speaks HTTP/1.0 */
     uint8_t finished;             /* fc_exchange_finish ran */
     uint8_t error_reply;          /* resp_out holds a generated error response */
+    uint8_t discard;              /* the client left: the answer is read and dropped to keep the connection */
+    char ip[46];                  /* the client's address, kept for the log line once it left */
     /* Everything above is reset for each request (fc_exchange_new zeroes up to here). */
     fc_http_parser_t parser;      /* the request's parser (lives here, not in the connection: an idle
                                      connection needs none, and each request starts a fresh one) */
@@ -108,6 +110,8 @@ void fc_exchange_start(fc_exchange_t *ex);
 void fc_exchange_on_client_data(fc_exchange_t *ex);
 /* Called by conn.c when the client closed or failed (<status> < 0; UV_EOF for a clean close). */
 void fc_exchange_on_client_error(fc_exchange_t *ex, int status);
+/* Ends <ex> now without an answer (a graceful stop cancelling a discarded answer). */
+void fc_exchange_cancel(fc_exchange_t *ex);
 /* Called by conn.c when a client timeout fired during the exchange. */
 void fc_exchange_on_client_timeout(fc_exchange_t *ex);
 /* Called by upstream.c: the connect finished (<status> 0) or failed. */

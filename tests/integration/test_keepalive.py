@@ -171,3 +171,20 @@ def test_upstream_keepalive_caps_idle_pool(h):
     st = b.stats()
     assert st["connections"] == 5, st
     assert st["peer_closes"] == 3, "keepalive: 2 should keep 2 idle connections of 5: %r" % st
+
+
+def test_client_abort_keeps_the_server_connection(h):
+    # A client that leaves while its answer is on the way: fulcrum reads the rest of the answer and
+    # drops it, logs 499, and the server connection goes back to the pool for the next request.
+    f, (b,) = h.proxy()
+    c = Client(f.port)
+    c.request("GET", "/slow?ms=400")
+    time.sleep(0.1)
+    c.close()
+    time.sleep(0.6)
+    r = get(f.port, "/echo?after")
+    assert r.status == 200
+    assert r.json()["conn_requests"] == 2, r.json()
+    assert b.stats()["connections"] == 1
+    f.stop()
+    assert '"status":499' in f.stdout()
