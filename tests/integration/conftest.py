@@ -647,3 +647,15 @@ def start_fastback(h, name):
         raise RuntimeError("fastback %s did not start: %r" % (name, line))
     port = int(line.split()[1])
     return Backend(proc, port, name, "127.0.0.1")
+
+
+def wait_for(cond, timeout, step=0.01):
+    """Polls cond() every <step> seconds until it returns something true (returned) or <timeout> passes
+    (then the last value is returned)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    return cond()

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from conftest import wait_for
 from conftest import Client, IncompleteResponse, free_port, stop_pid, yaml_config
 
 try:
@@ -60,15 +61,6 @@ def join(ts, timeout=15):
         t.join(max(0.0, deadline - time.monotonic()))
         assert not t.is_alive(), "request thread still running"
 
-
-def wait_for(cond, timeout, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return cond()
 
 
 def total(bs, key):

@@ -4,6 +4,7 @@ passive health (fail_on, max_fails, fail_timeout, the single probe)."""
 import collections
 import time
 
+from conftest import wait_for
 from conftest import Client, free_port, stop_pid, yaml_config
 
 try:
@@ -32,15 +33,6 @@ def one(port, target="/x", timeout=10):
     with Client(port, timeout=timeout) as c:
         return c.exchange("GET", target)
 
-
-def wait_for(cond, timeout, step=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return cond()
 
 
 def unhealthy_line(addr, n, last=None):

@@ -9,20 +9,12 @@ import socket
 import threading
 import time
 
+from conftest import wait_for
 from conftest import (Client, IncompleteResponse, child_pids, free_port, get, socket_owner, start_fastback,
                       wait_port, yaml_config)
 
 MARGIN = 0.25   # seconds after "generation K serving" is seen by which every new request uses config K
 
-
-def wait_for(cond, timeout, step=0.005):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return cond()
 
 
 def cfg(port, servers, workers=2, **kw):

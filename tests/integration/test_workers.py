@@ -11,18 +11,10 @@ import time
 
 import pytest
 
+from conftest import wait_for
 from conftest import (FULCRUM, SANITIZER_RE, Client, IncompleteResponse, child_pids, free_port, get,
                       socket_owner, start_fastback, wait_port, yaml_config)
 
-
-def wait_for(cond, timeout, step=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return cond()
 
 
 def workers_of(f, n, timeout=5):
