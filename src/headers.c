@@ -51,40 +51,38 @@ static int append_header(fc_buf_t *out, fc_slice_t name, fc_slice_t value)
 int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, fc_slice_t target, const char *client_ip,
                              const char *host_fallback)
 {
-    int have_host = 0, have_xff = 0;
+    int have_host = 0, bad = 0; /* bad: an append ran out of memory */
     size_t iplen = strlen(client_ip);
-    if (fc_buf_reserve(out, h->method.n + target.n + 16) != 0) return -1;
-    fc_buf_append(out, h->method.p, h->method.n);
-    fc_buf_append(out, " ", 1);
-    fc_buf_append(out, target.p, target.n);
-    FC_BUF_APPEND_LIT(out, " HTTP/1.1\r\n");
+    bad |= fc_buf_append(out, h->method.p, h->method.n);
+    bad |= fc_buf_append(out, " ", 1);
+    bad |= fc_buf_append(out, target.p, target.n);
+    bad |= FC_BUF_APPEND_LIT(out, " HTTP/1.1\r\n");
     for (size_t i = 0; i < h->nheaders; i++) {
         const fc_header_t *hd = &h->headers[i];
         if (FC_SLICE_IEQ(hd->name, "x-real-ip") || FC_SLICE_IEQ(hd->name, "x-forwarded-proto") ||
             FC_SLICE_IEQ(hd->name, "x-forwarded-for") || fc_headers_is_hop(h, hd->name))
             continue;
         if (FC_SLICE_IEQ(hd->name, "host")) have_host = 1;
-        if (append_header(out, hd->name, hd->value) != 0) return -1;
+        bad |= append_header(out, hd->name, hd->value);
     }
-    if (!have_host && fc_buf_append(out, "Host: ", 6) == 0) {
-        fc_buf_append(out, host_fallback, strlen(host_fallback));
-        FC_BUF_APPEND_LIT(out, "\r\n");
+    if (!have_host) {
+        bad |= FC_BUF_APPEND_LIT(out, "Host: ");
+        bad |= fc_buf_append(out, host_fallback, strlen(host_fallback));
+        bad |= FC_BUF_APPEND_LIT(out, "\r\n");
     }
     /* Every X-Forwarded-For the client sent, in order, then the client's own address. */
-    FC_BUF_APPEND_LIT(out, "X-Forwarded-For: ");
+    bad |= FC_BUF_APPEND_LIT(out, "X-Forwarded-For: ");
     for (size_t i = 0; i < h->nheaders; i++) {
         const fc_header_t *hd = &h->headers[i];
         if (!FC_SLICE_IEQ(hd->name, "x-forwarded-for") || hd->value.n == 0) continue;
-        fc_buf_append(out, hd->value.p, hd->value.n);
-        FC_BUF_APPEND_LIT(out, ", ");
-        have_xff = 1;
+        bad |= fc_buf_append(out, hd->value.p, hd->value.n);
+        bad |= FC_BUF_APPEND_LIT(out, ", ");
     }
-    (void)have_xff;
-    fc_buf_append(out, client_ip, iplen);
-    FC_BUF_APPEND_LIT(out, "\r\nX-Real-IP: ");
-    fc_buf_append(out, client_ip, iplen);
-    FC_BUF_APPEND_LIT(out, "\r\nX-Forwarded-Proto: http\r\n\r\n");
-    return fc_buf_reserve(out, 0);
+    bad |= fc_buf_append(out, client_ip, iplen);
+    bad |= FC_BUF_APPEND_LIT(out, "\r\nX-Real-IP: ");
+    bad |= fc_buf_append(out, client_ip, iplen);
+    bad |= FC_BUF_APPEND_LIT(out, "\r\nX-Forwarded-Proto: http\r\n\r\n");
+    return bad ? -1 : 0;
 }
 
 int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, int flags)
@@ -95,17 +93,18 @@ int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, int flags)
     line[9] = (char)('0' + st / 100);
     line[10] = (char)('0' + st / 10 % 10);
     line[11] = (char)('0' + st % 10);
-    if (fc_buf_reserve(out, sizeof(line) + h->reason.n + 2) != 0) return -1;
-    fc_buf_append(out, line, sizeof(line));
-    fc_buf_append(out, h->reason.p, h->reason.n);
-    FC_BUF_APPEND_LIT(out, "\r\n");
+    int bad = 0; /* an append ran out of memory */
+    bad |= fc_buf_append(out, line, sizeof(line));
+    bad |= fc_buf_append(out, h->reason.p, h->reason.n);
+    bad |= FC_BUF_APPEND_LIT(out, "\r\n");
     for (size_t i = 0; i < h->nheaders; i++) {
         const fc_header_t *hd = &h->headers[i];
         if (fc_headers_is_hop(h, hd->name)) continue;
         if ((flags & FC_RESP_DECHUNK) && FC_SLICE_IEQ(hd->name, "transfer-encoding")) continue;
-        if (append_header(out, hd->name, hd->value) != 0) return -1;
+        bad |= append_header(out, hd->name, hd->value);
     }
-    if (flags & FC_RESP_CLOSE) FC_BUF_APPEND_LIT(out, "Connection: close\r\n");
-    else if (flags & FC_RESP_KEEPALIVE) FC_BUF_APPEND_LIT(out, "Connection: keep-alive\r\n");
-    return FC_BUF_APPEND_LIT(out, "\r\n");
+    if (flags & FC_RESP_CLOSE) bad |= FC_BUF_APPEND_LIT(out, "Connection: close\r\n");
+    else if (flags & FC_RESP_KEEPALIVE) bad |= FC_BUF_APPEND_LIT(out, "Connection: keep-alive\r\n");
+    bad |= FC_BUF_APPEND_LIT(out, "\r\n");
+    return bad ? -1 : 0;
 }
