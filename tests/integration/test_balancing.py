@@ -85,8 +85,8 @@ def test_least_conn_avoids_backend_holding_slow_requests(h):
     f = start(h, {"balance": "least_conn", "servers": [a.address, b.address]})
     # 10 concurrent requests that are slow on a only: the ones a takes stay active there for 2 s.
     ts, res = in_background(lambda i: one(f.port, "/slow?ms=2000&only=%s" % a.name, timeout=15), 10)
-    held = wait_for(lambda: a.stats()["slow_inflight"] >= 1 and b.stats()["requests"] + a.stats()["slow_inflight"] >= 10
-                    and a.stats()["slow_inflight"], 3)
+    held = wait_for(lambda: a.stats().get("slow_inflight", 0) >= 1 and b.stats()["requests"] + a.stats().get("slow_inflight", 0) >= 10
+                    and a.stats().get("slow_inflight", 0), 3)
     assert held and held >= 1, ("a holds no slow request", a.stats(), b.stats())
     t0 = time.monotonic()
     seen = spread(f.port, 20)
@@ -113,7 +113,7 @@ def test_random_two_choices_spreads_and_avoids_busy(h):
         assert abs(seen[b.name] - 1000) <= 150, seen
     busy = bs[0]
     ts, res = in_background(lambda i: one(f.port, "/slow?ms=2000&only=%s" % busy.name, timeout=15), 9)
-    held = wait_for(lambda: busy.stats()["slow_inflight"], 3)
+    held = wait_for(lambda: busy.stats().get("slow_inflight", 0), 3)
     assert held >= 1
     time.sleep(0.2)
     seen = spread(f.port, 30)
@@ -215,8 +215,8 @@ def test_max_conns_sends_excess_to_other_servers(h):
     statuses = [getattr(r, "status", r) for r in res.values()]
     assert statuses == [200] * 6, statuses
     names = collections.Counter(r.header("x-backend") for r in res.values())
-    assert a.stats()["slow_inflight_max"] <= 1, (names, a.stats())
-    assert b.stats()["slow_inflight_max"] <= 1, (names, b.stats())
+    assert a.stats().get("slow_inflight_max", 0) <= 1, (names, a.stats())
+    assert b.stats().get("slow_inflight_max", 0) <= 1, (names, b.stats())
     assert names[c.name] >= 4, names
 
 
@@ -228,7 +228,7 @@ def test_max_conns_with_three_concurrent_slow_requests(h):
     assert [getattr(r, "status", r) for r in res.values()] == [200] * 3, res
     names = collections.Counter(r.header("x-backend") for r in res.values())
     assert names[a.name] <= 1 and names[b.name] >= 2, names
-    assert a.stats()["slow_inflight_max"] <= 1
+    assert a.stats().get("slow_inflight_max", 0) <= 1
 
 
 def test_backup_takes_over_when_primaries_die_and_hands_back(h):
