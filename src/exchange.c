@@ -877,6 +877,9 @@ static void flush_client(fc_exchange_t *ex)
     for (; c != NULL;) {
         uv_buf_t iov[2];
         unsigned n = 0;
+        if (up != NULL && ex->resp_head_done && up->fwd < up->fwd_end && ex->resp_out.len > 0 &&
+            up->fwd_end - up->fwd <= 2048 && fc_buf_append(&ex->resp_out, up->rbuf.base + up->fwd, up->fwd_end - up->fwd) == 0)
+            up->fwd = up->fwd_end; /* a small body rides with the head: one write() instead of writev() */
         if (ex->resp_out.len > 0) iov[n++] = uv_buf_init(ex->resp_out.base, (unsigned)ex->resp_out.len);
         if (up != NULL && ex->resp_head_done && up->fwd < up->fwd_end)
             iov[n++] = uv_buf_init(up->rbuf.base + up->fwd, (unsigned)(up->fwd_end - up->fwd));
