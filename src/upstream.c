@@ -324,14 +324,14 @@ void fc_server_report(fc_server_t *s, int kind, int status, const char *why)
     fc_shm_server_t *st = s->st;
     uint64_t now = now_ms(u);
     if (kind == 0) {
-        uint64_t until = atomic_exchange_explicit(&st->failed_until, 0, memory_order_relaxed);
-        if (until != 0) {
+        /* The common case writes nothing: every worker reads this cache line on every request. */
+        if (LOAD(st->failed_until) != 0 && atomic_exchange_explicit(&st->failed_until, 0, memory_order_relaxed) != 0) {
             fc_log(FC_LOG_NOTICE, "upstream %s: server %s is back (a request succeeded after fail_timeout)",
                    u->conf->name, s->conf->addr.text);
             STORE(st->up_since, now);
         }
-        STORE(st->fails, 0);
-        STORE(st->probing, 0);
+        if (LOAD(st->fails) != 0) STORE(st->fails, 0);
+        if (LOAD(st->probing) != 0) STORE(st->probing, 0);
         return;
     }
     if (!fc_fail_set_has(&u->conf->fail_on, kind, status)) return; /* neither a failure nor a success */
