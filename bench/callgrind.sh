@@ -31,16 +31,18 @@ trap cleanup EXIT
 fmt() { $PY -c 'import sys; print(f"{int(sys.argv[1]):,}")' "$1"; }
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# Starts a fastback on a free port and sets PORT to it. Not called in $(...): the pid must be
+# recorded in this shell for the cleanup trap, not in a subshell.
 start_backend() {
   mkfifo "$tmp/$1.fifo"
   "$FASTBACK" --port 0 --name "$1" >"$tmp/$1.fifo" 2>/dev/null &
   pids+=($!)
   local line
   read -r -t 5 line <"$tmp/$1.fifo"
-  echo "${line#ready }"
+  PORT="${line#ready }"
 }
-b1=$(start_backend backend-a)
-b2=$(start_backend backend-b)
+start_backend backend-a; b1=$PORT
+start_backend backend-b; b2=$PORT
 
 render() {   # render TEMPLATE OUT LISTEN_PORT
   sed -e "s|@LISTEN@|127.0.0.1:$3|; s|@BACKEND1@|127.0.0.1:$b1|; s|@BACKEND2@|127.0.0.1:$b2|" \

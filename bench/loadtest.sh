@@ -31,16 +31,18 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Starts a fastback on a free port and sets PORT to it. Not called in $(...): the pid must be
+# recorded in this shell for the cleanup trap, not in a subshell.
 start_backend() {
   mkfifo "$tmp/$1.fifo"
   "$FASTBACK" --port 0 --name "$1" >"$tmp/$1.fifo" 2>/dev/null &
   pids+=($!)
   local line
-  read -r -t 5 line <"$tmp/$1.fifo" || { echo "loadtest: $1 did not start" >&2; exit 1; }
-  echo "${line#ready }"
+  read -r -t 5 line <"$tmp/$1.fifo"
+  PORT="${line#ready }"
 }
-b1=$(start_backend backend-a)
-b2=$(start_backend backend-b)
+start_backend backend-a; b1=$PORT
+start_backend backend-b; b2=$PORT
 port=${LOADTEST_PORT:-$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
 sed -e "s|@LISTEN@|127.0.0.1:$port|; s|@BACKEND1@|127.0.0.1:$b1|; s|@BACKEND2@|127.0.0.1:$b2|" \
     -e "s|@WORKERS@|$WORKERS|; s|@KEEPALIVE@|512|; s|@MAXCONN@|10000|" bench/fulcrum.yaml.in >"$tmp/fulcrum.yaml"
