@@ -18,29 +18,10 @@ PY=/usr/bin/python3
 command -v valgrind >/dev/null || { echo "callgrind: valgrind is missing (scripts/install-deps.sh bench)" >&2; exit 1; }
 [ -x "$FASTBACK" ] || { echo "callgrind: $FASTBACK is missing (run make tools)" >&2; exit 1; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fulcrum-callgrind.XXXXXX")
-chmod 755 "$tmp"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
+# shellcheck source=lib/procs.sh
+. "$(dirname "$0")/lib/procs.sh" callgrind
 fmt() { $PY -c 'import sys; print(f"{int(sys.argv[1]):,}")' "$1"; }
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Starts a fastback on a free port and sets PORT to it. Not called in $(...): the pid must be
-# recorded in this shell for the cleanup trap, not in a subshell.
-start_backend() {
-  mkfifo "$tmp/$1.fifo"
-  "$FASTBACK" --port 0 --name "$1" >"$tmp/$1.fifo" 2>/dev/null &
-  pids+=($!)
-  local line
-  read -r -t 5 line <"$tmp/$1.fifo"
-  PORT="${line#ready }"
-}
 start_backend backend-a; b1=$PORT
 start_backend backend-b; b2=$PORT
 

@@ -20,30 +20,14 @@ for bin in "$FULCRUM" "$FASTBACK"; do
 done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fulcrum-loadtest.XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=lib/procs.sh
+. "$(dirname "$0")/lib/procs.sh" loadtest
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Starts a fastback on a free port and sets PORT to it. Not called in $(...): the pid must be
-# recorded in this shell for the cleanup trap, not in a subshell.
-start_backend() {
-  mkfifo "$tmp/$1.fifo"
-  "$FASTBACK" --port 0 --name "$1" >"$tmp/$1.fifo" 2>/dev/null &
-  pids+=($!)
-  local line
-  read -r -t 5 line <"$tmp/$1.fifo"
-  PORT="${line#ready }"
-}
 start_backend backend-a; b1=$PORT
 start_backend backend-b; b2=$PORT
-port=${LOADTEST_PORT:-$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
+port=${LOADTEST_PORT:-$(free_port)}
 sed -e "s|@LISTEN@|127.0.0.1:$port|; s|@BACKEND1@|127.0.0.1:$b1|; s|@BACKEND2@|127.0.0.1:$b2|" \
     -e "s|@WORKERS@|$WORKERS|; s|@KEEPALIVE@|512|; s|@MAXCONN@|10000|" bench/fulcrum.yaml.in >"$tmp/fulcrum.yaml"
 "$FULCRUM" -c "$tmp/fulcrum.yaml" 2>"$tmp/fulcrum.stderr" &
