@@ -107,6 +107,13 @@ void fc_conn_read_start(fc_conn_t *c)
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
 }
 
+void fc_conn_nodelay(fc_conn_t *c)
+{
+    if (c->nodelay) return;
+    c->nodelay = 1;
+    uv_tcp_nodelay(&c->tcp, 1);
+}
+
 void fc_conn_read_stop(fc_conn_t *c)
 {
     if (!c->reading) return;
@@ -300,7 +307,6 @@ static void conn_start(fc_conn_t *c)
     fc_worker_t *w = c->w;
     struct sockaddr_storage ss;
     int len = sizeof(ss);
-    uv_tcp_nodelay(&c->tcp, 1);
     strcpy(c->ip, "-");
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET)

@@ -141,6 +141,13 @@ static fc_slice_t sent_header(const fc_exchange_t *ex, const char *name, size_t 
     return (fc_slice_t){NULL, 0};
 }
 
+/* A timestamp for the access log (uv_hrtime), or 1 when no access log is written: the clock is then
+ * not read at all, and a nonzero t_start still says "the exchange has started". */
+static uint64_t stamp(void)
+{
+    return fc_access_log_enabled() ? uv_hrtime() : 1;
+}
+
 static void access_log(fc_exchange_t *ex)
 {
     if (!fc_access_log_enabled() || (ex->t_start == 0 && ex->status == 0)) return;
@@ -340,7 +347,7 @@ void fc_exchange_start(fc_exchange_t *ex)
     fc_worker_t *w = c->w;
     llhttp_t *ll = &ex->parser.ll;
     fc_http_head_t *h = &ex->req;
-    ex->t_start = uv_hrtime();
+    ex->t_start = stamp();
     ex->http10 = h->major == 1 && h->minor == 0;
     ex->is_head = ll->method == HTTP_HEAD;
     ex->idempotent = ll->method == HTTP_GET || ll->method == HTTP_HEAD || ll->method == HTTP_PUT ||
@@ -438,7 +445,7 @@ static int may_retry(const fc_exchange_t *ex, int kind, int status)
 {
     const fc_retry_conf_t *rc = &ex->route->upstream->retry;
     if (!fc_fail_set_has(&rc->on, kind, status) || tries_used(ex) >= rc->tries) return 0;
-    if (rc->timeout > 0 && (uv_hrtime() - ex->t_first_try) / 1000000 >= rc->timeout) return 0;
+    if (rc->timeout > 0 && uv_now(W(ex)->loop) - ex->t_first_try >= rc->timeout) return 0;
     if (ex->status != 0 || ex->bytes_sent > 0 || ex->cl_writing || ex->client == NULL) return 0;
     if (ex->head_sent && (!ex->idempotent || !ex->replayable)) return 0;
     return 1;
@@ -459,7 +466,7 @@ static void connect_next(fc_exchange_t *ex)
     fc_worker_t *w = W(ex);
     fc_upstream_t *u = UP(ex);
     size_t n = u->conf->nservers;
-    if (ex->t_first_try == 0) ex->t_first_try = uv_hrtime();
+    if (ex->t_first_try == 0) ex->t_first_try = uv_now(w->loop);
     for (;;) {
         size_t usable = fc_upstream_refresh(u);
         if (usable == 0 && tries_used(ex) == 0) {
@@ -554,7 +561,7 @@ static void send_request(fc_exchange_t *ex)
     ex->head_sent = 0;
     ex->fwd = ex->body_start;
     ex->resp_began = 0;
-    ex->t_up_start = uv_hrtime();
+    ex->t_up_start = stamp();
     up->requests++;
     up->parser.head = &ex->resp;
     up->parser.skip_body = ex->is_head;
@@ -722,7 +729,7 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
     if (status == UV_EOF && ex->resp_head_done && !ex->resp_done && fc_http_needs_eof(&up->parser)) {
         if (fc_http_finish(&up->parser) == FC_HTTP_MSG_DONE) { /* a close-delimited body ended */
             ex->resp_done = 1;
-            ex->t_up_end = uv_hrtime();
+            ex->t_up_end = stamp();
             ex->keepalive = 0;
             pump_response(ex);
             return;
@@ -809,8 +816,8 @@ static void pump_response(fc_exchange_t *ex)
             }
             fc_server_t *srv = ex->server;
             int failed = fc_fail_set_has(&srv->upstream->conf->fail_on, FC_FAIL_STATUS, st);
-            char why[32];
-            snprintf(why, sizeof(why), "status %d", st);
+            char why[32] = "";
+            if (failed) snprintf(why, sizeof(why), "status %d", st); /* read only for a failure */
             fc_server_report(srv, failed ? FC_FAIL_STATUS : 0, st, why);
             if (st >= 500 && may_retry(ex, FC_FAIL_STATUS, st) && has_candidate(ex)) {
                 fc_log(FC_LOG_WARN, "upstream %s: %s answered %d: trying the next server", srv->upstream->conf->name,
@@ -850,7 +857,7 @@ static void pump_response(fc_exchange_t *ex)
         up->fwd_end = ex->dechunk ? (size_t)(up->parser.body_out - up->rbuf.base) : up->pos;
         if (ev == FC_HTTP_MSG_DONE) {
             ex->resp_done = 1;
-            ex->t_up_end = uv_hrtime();
+            ex->t_up_end = stamp();
         } else if (ev == FC_HTTP_ERROR) {
             fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad body: %s", ex->server->upstream->conf->name,
                    ex->server->conf->addr.text, fc_http_error(&up->parser));
@@ -886,6 +893,9 @@ static void flush_client(fc_exchange_t *ex)
         if (n == 0) break;
         size_t total = 0;
         for (unsigned i = 0; i < n; i++) total += iov[i].len;
+        /* Without Nagle's delay a second small write goes out at once; the whole answer in one
+         * write on a connection that then closes needs no setsockopt. */
+        if (!(ex->resp_done && !ex->keepalive)) fc_conn_nodelay(c);
         int r = write_iov((uv_stream_t *)&c->tcp, &ex->cl_wreq, iov, n, on_cl_write);
         if (r < 0) {
             fc_exchange_on_client_error(ex, r);

@@ -52,10 +52,10 @@ typedef struct fc_exchange {
     uint64_t tried[FC_TRIED_WORDS]; /* servers already tried for this request */
     uint64_t req_body;            /* request body bytes (decoded) so far */
     uint64_t bytes_sent;          /* bytes written to the client */
-    uint64_t t_start;             /* uv_hrtime() at the request head */
-    uint64_t t_up_start;          /* uv_hrtime() when the request was handed to a server */
-    uint64_t t_up_end;            /* uv_hrtime() when the response completed */
-    uint64_t t_first_try;         /* uv_hrtime() of the first attempt, for retry.timeout */
+    uint64_t t_start;             /* uv_hrtime() at the request head; 1 without an access log */
+    uint64_t t_up_start;          /* uv_hrtime() when the request was handed to a server (or 1) */
+    uint64_t t_up_end;            /* uv_hrtime() when the response completed (or 1) */
+    uint64_t t_first_try;         /* uv_now() (ms) of the first attempt, for retry.timeout */
     fc_slice_t hash_key;          /* the hash policy's key, built in key_buf; {NULL, 0} = none */
     size_t body_start;            /* offset of the request body in client->rbuf while replayable */
     size_t fwd;                   /* offset in client->rbuf of the next body byte to send upstream */
