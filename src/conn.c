@@ -37,6 +37,7 @@ void fc_conn_close(fc_conn_t *c)
     fc_conn_read_stop(c);
     fc_list_remove(&c->link);
     c->w->nconns--;
+    fc_worker_count_conns(c->w);
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
@@ -284,36 +285,52 @@ static const fc_listener_conf_t *find_listener(const fc_worker_t *w, const struc
     return NULL;
 }
 
-/* A new connection object on <w>'s loop, counted and listed, not reading yet. NULL on failure. */
-static fc_conn_t *conn_new(fc_worker_t *w)
+/* A new connection object on <w>'s loop for socket <fd>, counted and listed, not reading yet.
+ * NULL on failure, with <fd> closed. */
+static fc_conn_t *conn_new(fc_worker_t *w, int fd)
 {
     fc_conn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL) return NULL;
+    if (c == NULL) {
+        close(fd);
+        return NULL;
+    }
     if (uv_tcp_init(w->loop, &c->tcp) != 0) {
         free(c);
+        close(fd);
         return NULL;
     }
     c->w = w;
     fc_list_insert_tail(&w->conns, &c->link);
     w->nconns++;
+    fc_worker_count_conns(w);
     fc_timeout_init(&c->timeout, on_timeout);
     c->state = FC_CONN_IDLE;
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
+        fc_conn_close(c);
+        return NULL;
+    }
     return c;
 }
 
-/* Takes the addresses of an accepted or adopted socket, and starts reading. */
-static void conn_start(fc_conn_t *c)
+static void set_ip(fc_conn_t *c, const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->ip, sizeof(c->ip));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->ip, sizeof(c->ip));
+}
+
+/* Takes the addresses of an accepted or adopted socket (<peer> when accept gave it, else asked
+ * for), and starts reading. */
+static void conn_start(fc_conn_t *c, const struct sockaddr *peer)
 {
     fc_worker_t *w = c->w;
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     strcpy(c->ip, "-");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET)
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->ip, sizeof(c->ip));
-        else if (ss.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->ip, sizeof(c->ip));
-    }
+    if (peer != NULL) set_ip(c, peer);
+    else if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) set_ip(c, (struct sockaddr *)&ss);
     len = sizeof(ss);
     if (c->listener == NULL && uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
         c->listener = find_listener(w, &ss);
@@ -321,40 +338,28 @@ static void conn_start(fc_conn_t *c)
     fc_conn_read_start(c);
 }
 
-void fc_conn_accept(fc_worker_t *w, uv_stream_t *server)
+void fc_conn_accept(fc_worker_t *w, const fc_listener_t *l, int fd, const struct sockaddr *peer)
 {
-    fc_conn_t *c = conn_new(w);
-    if (c == NULL) return;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        fc_conn_close(c);
-        return;
-    }
-    if (w->nconns > w->cfg->limits.max_connections) {
+    if (w->nconns >= w->cfg->limits.max_connections) {
         static uint64_t last_warn;
         if (uv_now(w->loop) - last_warn > 10000) {
             fc_log(FC_LOG_WARN, "max_connections (%llu) reached: closing new connections",
                    (unsigned long long)w->cfg->limits.max_connections);
             last_warn = uv_now(w->loop);
         }
-        fc_conn_close(c);
+        close(fd);
         return;
     }
-    c->listener = fc_container_of(server, fc_listener_t, tcp)->conf;
-    conn_start(c);
+    fc_conn_t *c = conn_new(w, fd);
+    if (c == NULL) return;
+    c->listener = l->conf;
+    conn_start(c, peer);
 }
 
 void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len)
 {
-    fc_conn_t *c = conn_new(w);
-    if (c == NULL) {
-        close(fd);
-        return;
-    }
-    if (uv_tcp_open(&c->tcp, fd) != 0) {
-        close(fd);
-        fc_conn_close(c);
-        return;
-    }
+    fc_conn_t *c = conn_new(w, fd);
+    if (c == NULL) return;
     if (len > 0) {
         c->rbuf.base = fc_bufpool_get(&w->client_bufs);
         c->rbuf.cap = c->rbuf.base ? w->client_bufs.size : 0;
@@ -365,6 +370,6 @@ void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len)
         memcpy(c->rbuf.base, bytes, len);
         c->rbuf.len = len;
     }
-    conn_start(c);
+    conn_start(c, NULL);
     process(c);
 }

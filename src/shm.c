@@ -77,4 +77,5 @@ void fc_shm_forget_proc(fc_shm_t *shm, unsigned proc)
         if (n > 0) atomic_fetch_sub_explicit(&st->active, n, memory_order_relaxed);
     }
     atomic_store(&shm->ready[proc], 0);
+    atomic_store(&shm->conns[proc], 0);
 }

@@ -48,20 +48,96 @@ int fc_listen_open(const fc_config_t *cfg, int *fds, fc_err_t *err)
     return 0;
 }
 
-static void on_connection(uv_stream_t *server, int status)
+#define ACCEPT_BATCH 64        /* one worker: connections taken per wake-up before other events get a turn */
+#define ACCEPT_PAUSE_MS 100     /* out of descriptors: how long to stop accepting */
+#define ACCEPT_SLACK 2          /* connections a worker may hold above the least loaded one (plus an
+                                   eighth of that one's) and still accept */
+#define ACCEPT_YIELD_NS 300000  /* how long an over-loaded worker leaves waiting connections to the others */
+#define ACCEPT_EPISODE_NS 50000 /* a wake-up this long after the last one yielded starts a new episode */
+
+static void on_accept_timer(uv_timer_t *t);
+
+/* 1 if another ready worker of this generation holds fewer connections than w by more than the
+ * slack (so that connections closing and opening all the time do not make workers yield to each
+ * other constantly): it was woken for the same connection, so it should take it. */
+static int others_less_loaded(const fc_worker_t *w)
 {
-    fc_listener_t *l = fc_container_of(server, fc_listener_t, tcp);
+    unsigned mine = (unsigned)w->nconns;
+    if (mine <= ACCEPT_SLACK) return 0;
+    for (unsigned p = 0; p < FC_SHM_PROCS; p++) {
+        if (p == w->proc || atomic_load_explicit(&w->shm->ready[p], memory_order_relaxed) != w->generation) continue;
+        unsigned theirs = atomic_load_explicit(&w->shm->conns[p], memory_order_relaxed);
+        if (theirs + theirs / 8 + ACCEPT_SLACK < mine) return 1;
+    }
+    return 0;
+}
+
+/* Connections are waiting on <l>'s socket, which every worker of the generation polls (all are
+ * woken). A lone worker takes up to ACCEPT_BATCH of them. With several, libuv's own accept loop
+ * (take all until EAGAIN) let whichever worker was awake take a whole burst, so instead each
+ * takes one per wake-up (nginx's multi_accept off), and a worker holding more connections than
+ * another leaves them alone for up to ACCEPT_YIELD_NS (the socket stays readable, so it is woken
+ * again at once: a short spin, while the less loaded worker accepts). A peer that is stuck or
+ * gone therefore delays a connection by at most that, never more. */
+static void on_acceptable(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    fc_listener_t *l = fc_container_of(h, fc_listener_t, poll);
+    fc_worker_t *w = l->w;
     if (status < 0) {
         fc_log(FC_LOG_ERROR, "accept on %s: %s", l->conf->addr.text, uv_strerror(status));
         return;
     }
-    fc_conn_accept(l->w, server);
+    int batch = ACCEPT_BATCH;
+    if (atomic_load_explicit(&w->shm->nworkers, memory_order_relaxed) > 1) {
+        if (others_less_loaded(w)) {
+            uint64_t now = uv_hrtime();
+            if (w->yield_since == 0 || now - w->yield_last > ACCEPT_EPISODE_NS) w->yield_since = now;
+            w->yield_last = now;
+            if (now - w->yield_since < ACCEPT_YIELD_NS) return;
+        }
+        w->yield_since = 0;
+        batch = 1;
+    }
+    for (int i = 0; i < batch && !w->draining; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            fc_conn_accept(w, l, fd, (struct sockaddr *)&ss);
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return; /* another worker took it */
+        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+        /* Out of descriptors or memory: the socket stays readable, so waiting for the next
+         * event would spin. Stop accepting for a moment, as nginx does. */
+        fc_log(FC_LOG_ERROR, "accept on %s: %s: not accepting for %d ms", l->conf->addr.text, strerror(errno),
+               ACCEPT_PAUSE_MS);
+        for (size_t k = 0; k < w->nlisteners; k++) uv_poll_stop(&w->listeners[k].poll);
+        uv_timer_start(&w->accept_timer, on_accept_timer, ACCEPT_PAUSE_MS, 0);
+        return;
+    }
+}
+
+static void start_listeners(fc_worker_t *w)
+{
+    if (w->draining) return;
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        fc_listener_t *l = &w->listeners[i];
+        if (!uv_is_closing((uv_handle_t *)&l->poll)) uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
+    }
+}
+
+static void on_accept_timer(uv_timer_t *t)
+{
+    start_listeners(fc_container_of(t, fc_worker_t, accept_timer));
 }
 
 static void on_listener_closed(uv_handle_t *h)
 {
-    fc_listener_t *l = fc_container_of(h, fc_listener_t, tcp);
+    fc_listener_t *l = fc_container_of(h, fc_listener_t, poll);
     fc_worker_t *w = l->w;
+    close(l->fd);
     if (--w->listeners_open == 0) {
         free(w->listeners);
         w->listeners = NULL;
@@ -70,9 +146,10 @@ static void on_listener_closed(uv_handle_t *h)
 
 static void close_listeners(fc_worker_t *w)
 {
+    if (w->listeners == NULL) return;
     for (size_t i = 0; i < w->nlisteners; i++) {
-        uv_handle_t *h = (uv_handle_t *)&w->listeners[i].tcp;
-        if (!uv_is_closing(h)) uv_close(h, on_listener_closed);
+        fc_listener_t *l = &w->listeners[i];
+        if (l->poll.loop != NULL && !uv_is_closing((uv_handle_t *)&l->poll)) uv_close((uv_handle_t *)&l->poll, on_listener_closed);
     }
 }
 
@@ -89,7 +166,8 @@ static void stop_everything(fc_worker_t *w)
     fc_health_stop(w);
     uv_handle_t *hs[] = {(uv_handle_t *)&w->sig_term,    (uv_handle_t *)&w->sig_int,     (uv_handle_t *)&w->sig_quit,
                          (uv_handle_t *)&w->sig_usr1,    (uv_handle_t *)&w->sig_usr2,    (uv_handle_t *)&w->drain_timer,
-                         (uv_handle_t *)&w->delay_timer, (uv_handle_t *)&w->handover_poll};
+                         (uv_handle_t *)&w->delay_timer, (uv_handle_t *)&w->handover_poll,
+                         (uv_handle_t *)&w->accept_timer};
     for (size_t i = 0; i < FC_ARRAY_LEN(hs); i++) close_if_open(hs[i]);
     if (w->handover_fd >= 0) close(w->handover_fd);
     if (w->handover_send_fd >= 0) close(w->handover_send_fd);
@@ -298,6 +376,7 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     if (fc_upstreams_init(w, err) != 0) return -1;
     if (w->index == 0) fc_health_start(w); /* one worker checks for the whole group */
     uv_timer_init(w->loop, &w->drain_timer);
+    uv_timer_init(w->loop, &w->accept_timer);
     uv_timer_init(w->loop, &w->delay_timer);
     uv_signal_t *sigs[] = {&w->sig_term, &w->sig_int, &w->sig_quit, &w->sig_usr1, &w->sig_usr2};
     int nums[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -313,13 +392,16 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
         fc_listener_t *l = &w->listeners[i];
         l->w = w;
         l->conf = &cfg->listeners[i];
-        uv_tcp_init(w->loop, &l->tcp);
+        l->fd = fds[i]; /* the fork's copy: this process closes it, the master keeps its own */
+        int r = uv_poll_init(w->loop, &l->poll, l->fd);
+        if (r != 0) {
+            close(l->fd);
+            return fc_err_set(err, "listener %s: %s", l->conf->addr.text, uv_strerror(r));
+        }
         w->listeners_open++;
-        int r = uv_tcp_open(&l->tcp, fds[i]);
-        if (r == 0) r = uv_listen((uv_stream_t *)&l->tcp, LISTEN_BACKLOG, on_connection);
-        if (r != 0) return fc_err_set(err, "listener %s: %s", l->conf->addr.text, uv_strerror(r));
         fc_log(FC_LOG_NOTICE, "listening on %s", l->conf->addr.text);
     }
+    start_listeners(w);
     return 0;
 }
 

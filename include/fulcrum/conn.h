@@ -40,8 +40,10 @@ typedef struct fc_conn {
     uint8_t nodelay;         /* TCP_NODELAY is set (see fc_conn_nodelay) */
 } fc_conn_t;
 
-/* Accepts one connection from <server> into a new fc_conn_t owned by <w>. */
-void fc_conn_accept(fc_worker_t *w, uv_stream_t *server);
+/* Takes accepted socket <fd> (non-blocking) from <l>, whose peer is <peer>, into a new fc_conn_t
+ * owned by <w>; on failure the socket is closed. */
+struct fc_listener;
+void fc_conn_accept(fc_worker_t *w, const struct fc_listener *l, int fd, const struct sockaddr *peer);
 /* Takes over socket <fd> handed over by an older generation, with <len> bytes it had already
  * read; they are parsed as the start of the next request. */
 void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len);

@@ -34,6 +34,7 @@ typedef struct fc_shm {
     atomic_uint generation;             /* the newest generation of workers */
     atomic_uint nworkers;               /* how many workers the newest generation has */
     atomic_uint ready[FC_SHM_PROCS];    /* per process slot: the generation it is ready to serve */
+    atomic_uint conns[FC_SHM_PROCS];    /* per process slot: client connections open (accept balance) */
     fc_shm_server_t servers[FC_SHM_SLOTS];
 } fc_shm_t;
 

@@ -18,7 +18,10 @@ typedef struct fc_upstream fc_upstream_t;
 typedef struct fc_exchange fc_exchange_t;
 
 typedef struct fc_listener {
-    uv_tcp_t tcp;        /* the listening handle; the array is freed after the last close callback */
+    uv_poll_t poll;      /* readable: connections are waiting; the array is freed after the last
+                            close callback */
+    int fd;              /* this process's descriptor of the shared listening socket: owned, closed
+                            in the close callback (the master and the other workers have their own) */
     fc_worker_t *w;      /* owner */
     const fc_listener_conf_t *conf; /* borrowed from w->cfg */
 } fc_listener_t;
@@ -75,6 +78,9 @@ struct fc_worker {
     int *listen_fds;                 /* borrowed: sockets the listeners adopt */
     uv_signal_t sig_term, sig_int, sig_quit; /* graceful stop */
     uv_timer_t drain_timer;          /* bounds the graceful stop by shutdown_timeout */
+    uv_timer_t accept_timer;         /* resumes accepting after running out of descriptors */
+    uint64_t yield_since, yield_last; /* uv_hrtime() of the first and last wake-up left to a less
+                                        loaded worker in the current episode (0: none) */
     int draining;                    /* a graceful stop has begun */
     int stopped;                     /* everything has been asked to close */
     int exit_code;                   /* what fc_worker_run returns */
@@ -95,6 +101,12 @@ int fc_worker_handover(fc_worker_t *w, struct fc_conn *c);
 
 /* Begins the graceful stop: stop accepting, finish in-flight requests, close idle connections. */
 void fc_worker_drain(fc_worker_t *w);
+
+/* Publishes w->nconns in shared memory, where the other workers read it to balance accepts. */
+static inline void fc_worker_count_conns(fc_worker_t *w)
+{
+    atomic_store_explicit(&w->shm->conns[w->proc], (unsigned)w->nconns, memory_order_relaxed);
+}
 
 /* Called by connection close callbacks: ends the loop's work once a draining worker is empty. */
 void fc_worker_check_drained(fc_worker_t *w);

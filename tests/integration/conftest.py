@@ -607,17 +607,16 @@ def child_pids(pid):
     return sorted(out)
 
 
-def socket_owner(client, pids):
-    """Which of pids holds fulcrum's end of client's (IPv4 loopback) connection, or None."""
-    cport = client.sock.getsockname()[1]
-    sport = client.sock.getpeername()[1]
-    inodes = set()
+def socket_owners(clients, pids):
+    """For each client (IPv4 loopback connection), which of pids holds fulcrum's end of it, or None."""
+    by_ports = {}
     with open("/proc/net/tcp") as f:
         for line in f.readlines()[1:]:
             p = line.split()
-            if (int(p[1].split(":")[1], 16) == sport and int(p[2].split(":")[1], 16) == cport
-                    and p[9] != "0"):
-                inodes.add("socket:[%s]" % p[9])
+            if p[9] != "0":
+                key = (int(p[1].split(":")[1], 16), int(p[2].split(":")[1], 16))
+                by_ports.setdefault(key, set()).add("socket:[%s]" % p[9])
+    owner_of = {}
     for pid in pids:
         try:
             fds = os.listdir("/proc/%d/fd" % pid)
@@ -625,11 +624,19 @@ def socket_owner(client, pids):
             continue
         for fd in fds:
             try:
-                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in inodes:
-                    return pid
+                owner_of.setdefault(os.readlink("/proc/%d/fd/%s" % (pid, fd)), pid)
             except OSError:
                 continue
-    return None
+    out = []
+    for c in clients:
+        inodes = by_ports.get((c.sock.getpeername()[1], c.sock.getsockname()[1]), ())
+        out.append(next((owner_of[i] for i in inodes if i in owner_of), None))
+    return out
+
+
+def socket_owner(client, pids):
+    """Which of pids holds fulcrum's end of client's (IPv4 loopback) connection, or None."""
+    return socket_owners([client], pids)[0]
 
 
 def start_fastback(h, name):

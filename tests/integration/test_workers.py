@@ -13,7 +13,7 @@ import pytest
 
 from conftest import wait_for
 from conftest import (FULCRUM, SANITIZER_RE, Client, IncompleteResponse, child_pids, free_port, get,
-                      socket_owner, start_fastback, wait_port, yaml_config)
+                      socket_owner, socket_owners, start_fastback, wait_port, yaml_config)
 
 
 
@@ -72,6 +72,31 @@ def test_two_worker_processes_serve(h):
             assert socket_owner(c, pids) == p
     close_all(groups)
     assert "2 workers" in f.stderr()
+
+
+def test_burst_of_connections_is_shared_by_workers(h):
+    # A client opening its whole pool at once (wrk, a Node.js agent) must not land on one worker:
+    # with libuv's own accept loop the first worker awake took all 64. Each worker now takes one
+    # connection per wake-up when there are several.
+    a = start_fastback(h, "A")
+    port = free_port()
+    f = h.fulcrum(cfg(port, {"u": {"servers": [a.address]}}), port)
+    pids = workers_of(f, 2)
+    # Both must be polling the socket before the burst (the port answers once the first does).
+    assert wait_for(lambda: all("%d: listening on" % p in f.stderr() for p in pids), 10), f.stderr()
+    clients = [Client(port, timeout=10) for _ in range(64)]
+    try:
+        for c in clients:
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        for c in clients:
+            assert c.read_response().status == 200
+        owners = socket_owners(clients, pids)
+        counts = {p: owners.count(p) for p in pids}
+        assert sum(counts.values()) == 64, counts
+        assert min(counts.values()) >= 8, "one worker took nearly the whole burst: %r" % counts
+    finally:
+        for c in clients:
+            c.close()
 
 
 def run_keepalive(c, log, stop, target="/x"):
