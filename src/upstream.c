@@ -9,7 +9,7 @@
 #include "fulcrum/exchange.h"
 #include "fulcrum/log.h"
 
-#define UPSTREAM_BUF_SIZE (32 * 1024)
+#define UPSTREAM_BUF_SIZE (64 * 1024)
 #define FC_WEIGHT_SCALE 100
 
 int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
