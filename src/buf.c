@@ -20,6 +20,7 @@ int fc_buf_reserve(fc_buf_t *b, size_t extra)
 
 int fc_buf_append(fc_buf_t *b, const void *p, size_t n)
 {
+    if (n == 0) return 0; /* p may be NULL (an empty slice): memcpy must not see it */
     if (fc_buf_reserve(b, n) != 0) return -1;
     memcpy(b->base + b->len, p, n);
     b->len += n;

@@ -139,8 +139,8 @@ static int open_collection(builder_t *b, fc_yaml_kind_t kind, yaml_mark_t m, fc_
 static int close_collection(builder_t *b, fc_err_t *err)
 {
     frame_t f = b->frames[--b->nframes];
-    fc_yaml_node_t **kids = b->nodes + f.start;
     size_t n = b->nnodes - f.start;
+    fc_yaml_node_t **kids = n ? b->nodes + f.start : NULL; /* nodes is NULL until a first push */
     if (f.node->kind == FC_YAML_SEQUENCE) {
         f.node->seq.items = arena_alloc(b->doc, n * sizeof(*kids));
         if (n) memcpy(f.node->seq.items, kids, n * sizeof(*kids));

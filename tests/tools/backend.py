@@ -20,6 +20,7 @@ Prints "ready PORT" on stdout once listening (--port 0 picks a free port). Behav
   /reset[?rst=1]    read the request and close without answering (rst=1: send a TCP RST)
   /head-test        1234 bytes ("h" * 1234); HEAD gets the head only
   /204, /304        no body (the 304 carries ETag and Content-Length: 5000)
+  /no-reason        "HTTP/1.1 200" with no reason phrase (RFC 9112 allows it), body "ok"
   /hop-headers      response carrying hop-by-hop headers (Keep-Alive, Proxy-Connection, Upgrade,
                     Trailer, and X-Bar named in Connection) next to X-Keep: yes
   /early-hints      a 103 Early Hints, then like /echo
@@ -473,6 +474,9 @@ def handle(conn, req):
     elif path == "/head-test":
         req.read_body()
         send_simple(conn, req, 200, b"h" * 1234, keep_alive=keep)
+    elif path == "/no-reason":
+        req.read_body()
+        conn.send(b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok")
     elif path == "/204":
         req.read_body()
         send_simple(conn, req, 204, b"", keep_alive=keep)
