@@ -1,7 +1,9 @@
 # fulcrum: hand-written GNU Makefile (one OS, one binary). `make help` lists the targets.
 #   make            release build: build/fulcrum
-#   make test       install missing packages, build release + ASan/UBSan, run unit and integration tests
+#   make test       install missing packages, build release + ASan/UBSan, run unit and integration tests,
+#                   then each fuzz target for TEST_FUZZ_SECONDS (default 15)
 #   make run        install missing packages, build, start the demo (two backends + fulcrum on :8080)
+#   make fuzz       build the libFuzzer targets (tests/fuzz) and run each FUZZ_SECONDS (default 30)
 #   V=1             show the full commands
 .DEFAULT_GOAL := all
 SHELL := /bin/bash
@@ -55,6 +57,7 @@ TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 
 .PHONY: deps-check all fulcrum tools unit asan test test-unit test-integration run bench loadtest check-config deps deps-test clean help lint
+.PHONY: fuzz
 
 all: $(BUILD)/fulcrum tools
 fulcrum: $(BUILD)/fulcrum
@@ -110,10 +113,12 @@ asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 all unit
 
 # make test: every test, release build and sanitizer build. TESTS=... narrows pytest (-k expression).
+TEST_FUZZ_SECONDS ?= 15
 test: deps-test
 	@$(MAKE) --no-print-directory WERROR=1 all unit
 	@$(MAKE) --no-print-directory WERROR=1 BUILD=build/asan SAN=1 all unit
 	@$(MAKE) --no-print-directory test-unit test-integration
+	@$(MAKE) --no-print-directory WERROR=1 fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 
 test-unit:
 	@echo "== unit tests (release)"
@@ -153,6 +158,63 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '1,6p' Makefile
+	@sed -n '1,7p' Makefile
+
+# make fuzz: clang libFuzzer + ASan/UBSan builds of tests/fuzz/fuzz_<name>.c against every src/*.c
+# but main.c and llhttp, in build/fuzz; each runs FUZZ_SECONDS on build/fuzz/corpus-<name> (the seeds
+# of tests/fuzz/corpus/<name> copied in, plus what earlier runs found). A crash, a sanitizer report
+# or a leak fails the target and leaves the input in build/fuzz/<name>-crash-* (or -leak-, -timeout-, -oom-).
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD ?= build/fuzz
+FUZZ_NAMES := http config
+FUZZ_MAXLEN_http := 65536
+FUZZ_MAXLEN_config := 16384
+FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -DFC_DEBUG $(FUZZ_SAN)
+FUZZ_LIB_OBJS := $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out src/main.c,$(SRCS)))
+FUZZ_LLHTTP_OBJS := $(FUZZ_BUILD)/obj/llhttp/llhttp.o $(FUZZ_BUILD)/obj/llhttp/api.o $(FUZZ_BUILD)/obj/llhttp/http.o
+FUZZ_BINS := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
+FUZZ_ARGS ?= -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=1024 -print_final_stats=1
+# Pattern-rule objects are intermediate to make: kept, so a second `make fuzz` rebuilds nothing.
+.SECONDARY: $(FUZZ_LIB_OBJS) $(FUZZ_LLHTTP_OBJS) $(patsubst %,$(FUZZ_BUILD)/obj/fuzz/fuzz_%.o,$(FUZZ_NAMES))
+
+fuzz: $(FUZZ_BINS)
+	@failed=""; \
+	for n in $(FUZZ_NAMES); do \
+	  case $$n in http) maxlen=$(FUZZ_MAXLEN_http) ;; *) maxlen=$(FUZZ_MAXLEN_config) ;; esac; \
+	  corpus=$(FUZZ_BUILD)/corpus-$$n; log=$(FUZZ_BUILD)/fuzz-$$n.log; \
+	  mkdir -p $$corpus && cp tests/fuzz/corpus/$$n/* $$corpus/; \
+	  for x in tests/fuzz/crashes/$$n-*; do [ ! -e "$$x" ] || cp "$$x" $$corpus/; done; \
+	  echo "== fuzz_$$n: $(FUZZ_SECONDS)s on $$corpus (log: $$log)"; \
+	  if UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1} $(FUZZ_BUILD)/fuzz_$$n $(FUZZ_ARGS) -max_len=$$maxlen \
+	       -artifact_prefix=$(FUZZ_BUILD)/$$n- $$corpus >$$log 2>&1; then \
+	    grep -E '^#[0-9]+[[:space:]]+DONE|^Done ' $$log || tail -n 3 $$log; \
+	  else \
+	    sed -n '/ERROR:\|runtime error:\|deadly signal/,$$p' $$log | head -n 80 | grep . || tail -n 40 $$log; \
+	    echo "fuzz_$$n FAILED: see $$log; the input is in $(FUZZ_BUILD)/$$n-*" >&2; failed="$$failed $$n"; \
+	  fi; \
+	done; \
+	test -z "$$failed"
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS) $(FUZZ_LLHTTP_OBJS)
+	$(call say,LINK,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(FUZZ_BUILD)/obj/fuzz/%.o: tests/fuzz/%.c Makefile | deps-check
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/obj/%.o: src/%.c Makefile | deps-check
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile | deps-check
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -w -c -o $@ $<
 
 -include $(OBJS:.o=.d) $(UNIT_OBJS:.o=.d)
+-include $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_LLHTTP_OBJS:.o=.d) $(patsubst %,$(FUZZ_BUILD)/obj/fuzz/fuzz_%.d,$(FUZZ_NAMES))
