@@ -106,7 +106,7 @@ enum fc_log_format { FC_LOG_FORMAT_JSON = 0, FC_LOG_FORMAT_COMBINED = 1 };
 
 struct fc_config {
     char *file;                    /* owned; the path the config was read from */
-    int workers;                   /* 0 = auto; 1..256 */
+    int workers;                   /* 0 = auto; 1..32 (64 process slots hold two generations) */
     uint64_t shutdown_timeout;     /* ms, default 30000: how long a graceful stop waits for in-flight requests */
     uint64_t shutdown_delay;       /* ms, default 0: after SIGTERM, keep accepting (health endpoints answer 503)
                                       this long before the graceful stop begins (Kubernetes: 5s) */
