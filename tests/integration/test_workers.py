@@ -561,3 +561,35 @@ def test_route_access_log_off(h):
     time.sleep(0.3)
     lines = f.access_log(want=4)
     assert [ln["path"] for ln in lines] == ["/loud"] * 4, lines
+
+
+def test_out_of_descriptors_pauses_accepting_without_spinning(h):
+    # accept4 failing with EMFILE leaves the listening socket readable: polling it again at once
+    # would spin. The worker logs it, stops accepting for 100 ms at a time, and recovers.
+    import resource
+    a = start_fastback(h, "A")
+    port = free_port()
+    f = h.fulcrum(cfg(port, {"u": {"servers": [a.address]}}, workers=1), port)
+    (pid,) = workers_of(f, 1)
+    assert get(port).status == 200
+    nfds = len(os.listdir("/proc/%d/fd" % pid))
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (nfds + 5, old[1]))
+    clients = []
+    try:
+        clients = [Client(port, timeout=10) for _ in range(20)]  # the kernel completes them all
+        assert wait_for(lambda: "not accepting for 100 ms" in f.stderr(), 5), f.stderr()
+
+        def cpu():
+            with open("/proc/%d/stat" % pid) as st:
+                fields = st.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        c0 = cpu()
+        time.sleep(1.0)
+        assert cpu() - c0 < 0.5, "the worker spins while it cannot accept"
+    finally:
+        for c in clients:
+            c.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+    assert wait_for(lambda: get(port).status == 200, 5)
+    assert child_pids(f.pid) == [pid]  # the same worker, still serving
