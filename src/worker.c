@@ -53,9 +53,22 @@ int fc_listen_open(const fc_config_t *cfg, int *fds, fc_err_t *err)
 #define ACCEPT_SLACK 2          /* connections a worker may hold above the least loaded one (plus an
                                    eighth of that one's) and still accept */
 #define ACCEPT_YIELD_NS 300000  /* how long an over-loaded worker leaves waiting connections to the others */
-#define ACCEPT_EPISODE_NS 50000 /* a wake-up this long after the last one yielded starts a new episode */
 
 static void on_accept_timer(uv_timer_t *t);
+
+/* After each poll phase while a worker is yielding: if the listening socket was not reported
+ * readable in that poll, the waiting connections were taken by another worker and the yielding
+ * episode is over. While it stays readable the episode goes on, so ACCEPT_YIELD_NS bounds how
+ * long a connection waits for a peer that is stuck, however long this worker's loop turns take. */
+static void on_accept_check(uv_check_t *h)
+{
+    fc_worker_t *w = fc_container_of(h, fc_worker_t, accept_check);
+    if (!w->accept_seen) {
+        w->yield_since = 0;
+        uv_check_stop(h);
+    }
+    w->accept_seen = 0;
+}
 
 /* 1 if another ready worker of this generation holds fewer connections than w by more than the
  * slack (so that connections closing and opening all the time do not make workers yield to each
@@ -90,10 +103,13 @@ static void on_acceptable(uv_poll_t *h, int status, int events)
     }
     int batch = ACCEPT_BATCH;
     if (atomic_load_explicit(&w->shm->nworkers, memory_order_relaxed) > 1) {
+        w->accept_seen = 1;
         if (others_less_loaded(w)) {
             uint64_t now = uv_hrtime();
-            if (w->yield_since == 0 || now - w->yield_last > ACCEPT_EPISODE_NS) w->yield_since = now;
-            w->yield_last = now;
+            if (w->yield_since == 0) {
+                w->yield_since = now;
+                uv_check_start(&w->accept_check, on_accept_check);
+            }
             if (now - w->yield_since < ACCEPT_YIELD_NS) return;
         }
         w->yield_since = 0;
@@ -167,7 +183,7 @@ static void stop_everything(fc_worker_t *w)
     uv_handle_t *hs[] = {(uv_handle_t *)&w->sig_term,    (uv_handle_t *)&w->sig_int,     (uv_handle_t *)&w->sig_quit,
                          (uv_handle_t *)&w->sig_usr1,    (uv_handle_t *)&w->sig_usr2,    (uv_handle_t *)&w->drain_timer,
                          (uv_handle_t *)&w->delay_timer, (uv_handle_t *)&w->handover_poll,
-                         (uv_handle_t *)&w->accept_timer};
+                         (uv_handle_t *)&w->accept_timer, (uv_handle_t *)&w->accept_check};
     for (size_t i = 0; i < FC_ARRAY_LEN(hs); i++) close_if_open(hs[i]);
     if (w->handover_fd >= 0) close(w->handover_fd);
     if (w->handover_send_fd >= 0) close(w->handover_send_fd);
@@ -377,6 +393,8 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     if (w->index == 0) fc_health_start(w); /* one worker checks for the whole group */
     uv_timer_init(w->loop, &w->drain_timer);
     uv_timer_init(w->loop, &w->accept_timer);
+    uv_check_init(w->loop, &w->accept_check);
+    uv_unref((uv_handle_t *)&w->accept_check);
     uv_timer_init(w->loop, &w->delay_timer);
     uv_signal_t *sigs[] = {&w->sig_term, &w->sig_int, &w->sig_quit, &w->sig_usr1, &w->sig_usr2};
     int nums[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};

@@ -79,8 +79,10 @@ struct fc_worker {
     uv_signal_t sig_term, sig_int, sig_quit; /* graceful stop */
     uv_timer_t drain_timer;          /* bounds the graceful stop by shutdown_timeout */
     uv_timer_t accept_timer;         /* resumes accepting after running out of descriptors */
-    uint64_t yield_since, yield_last; /* uv_hrtime() of the first and last wake-up left to a less
-                                        loaded worker in the current episode (0: none) */
+    uint64_t yield_since;            /* uv_hrtime() since waiting connections are left to a less
+                                        loaded worker (0: not yielding) */
+    uv_check_t accept_check;         /* ends a yielding episode once the socket was not readable */
+    int accept_seen;                 /* the listening socket was readable in this loop turn */
     int draining;                    /* a graceful stop has begun */
     int stopped;                     /* everything has been asked to close */
     int exit_code;                   /* what fc_worker_run returns */

@@ -593,3 +593,56 @@ def test_out_of_descriptors_pauses_accepting_without_spinning(h):
         resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
     assert wait_for(lambda: get(port).status == 200, 5)
     assert child_pids(f.pid) == [pid]  # the same worker, still serving
+
+
+def client_sockets(pid, port):
+    """How many client connections (sockets whose local port is <port>, not listening) pid holds."""
+    mine = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            mine.add(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            pass
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            p = line.split()
+            if int(p[1].split(":")[1], 16) == port and p[3] != "0A" and "socket:[%s]" % p[9] in mine:
+                n += 1
+    return n
+
+
+def test_stopped_worker_with_fewer_connections_does_not_stall_accepting(h):
+    # A worker steps back from accepting while another holds fewer connections, but only for a
+    # moment: if that other worker is stuck (here SIGSTOPped), connections are still taken.
+    a = start_fastback(h, "A")
+    port = free_port()
+    f = h.fulcrum(cfg(port, {"u": {"servers": [a.address]}}), port)
+    pids = workers_of(f, 2)
+    assert wait_for(lambda: all("%d: listening on" % p in f.stderr() for p in pids), 10), f.stderr()
+    held = [Client(port, timeout=10) for _ in range(40)]
+    for c in held:
+        assert c.exchange("GET", "/").status == 200
+    owners = socket_owners(held, pids)
+    busy = max(pids, key=owners.count)
+    stuck = [p for p in pids if p != busy][0]
+    for c, o in zip(held, owners):
+        if o == stuck:
+            c.close()
+    assert wait_for(lambda: client_sockets(stuck, port) == 0, 5)
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        fresh = [Client(port, timeout=10) for _ in range(10)]
+        for c in fresh:
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        for c in fresh:
+            assert c.read_response().status == 200
+        assert set(socket_owners(fresh, pids)) == {busy}
+        assert time.monotonic() - t0 < 5
+        for c in fresh:
+            c.close()
+    finally:
+        os.kill(stuck, signal.SIGCONT)
+        for c in held:
+            c.close()
