@@ -74,16 +74,22 @@ def test_two_worker_processes_serve(h):
     assert "2 workers" in f.stderr()
 
 
-def test_burst_of_connections_is_shared_by_workers(h):
-    # A client opening its whole pool at once (wrk, a Node.js agent) must not land on one worker:
-    # with libuv's own accept loop the first worker awake took all 64. Each worker now takes one
-    # connection per wake-up when there are several.
+def two_listening_workers(h):
+    """fulcrum with 2 workers in front of one fastback, once both poll the listening socket (the
+    port answers as soon as the first does). Returns (port, worker pids)."""
     a = start_fastback(h, "A")
     port = free_port()
     f = h.fulcrum(cfg(port, {"u": {"servers": [a.address]}}), port)
     pids = workers_of(f, 2)
-    # Both must be polling the socket before the burst (the port answers once the first does).
     assert wait_for(lambda: all("%d: listening on" % p in f.stderr() for p in pids), 10), f.stderr()
+    return port, pids
+
+
+def test_burst_of_connections_is_shared_by_workers(h):
+    # A client opening its whole pool at once (wrk, a Node.js agent) must not land on one worker:
+    # with libuv's own accept loop the first worker awake took all 64. Each worker now takes one
+    # connection per wake-up when there are several.
+    port, pids = two_listening_workers(h)
     clients = [Client(port, timeout=10) for _ in range(64)]
     try:
         for c in clients:
@@ -615,11 +621,7 @@ def client_sockets(pid, port):
 def test_stopped_worker_with_fewer_connections_does_not_stall_accepting(h):
     # A worker steps back from accepting while another holds fewer connections, but only for a
     # moment: if that other worker is stuck (here SIGSTOPped), connections are still taken.
-    a = start_fastback(h, "A")
-    port = free_port()
-    f = h.fulcrum(cfg(port, {"u": {"servers": [a.address]}}), port)
-    pids = workers_of(f, 2)
-    assert wait_for(lambda: all("%d: listening on" % p in f.stderr() for p in pids), 10), f.stderr()
+    port, pids = two_listening_workers(h)
     held = [Client(port, timeout=10) for _ in range(40)]
     for c in held:
         assert c.exchange("GET", "/").status == 200
