@@ -59,11 +59,19 @@ def cfg(port, upstreams, routes=None, workers=2, **kw):
 # ---------------------------------------------------------------------------------------------
 # Processes
 
-def test_two_worker_processes_serve(h):
+def two_listening_workers(h):
+    """fulcrum with 2 workers in front of one fastback named A, once both poll the listening
+    socket (the port answers as soon as the first does). Returns (fulcrum, port, worker pids)."""
     a = start_fastback(h, "A")
     port = free_port()
     f = h.fulcrum(cfg(port, {"u": {"servers": [a.address]}}), port)
     pids = workers_of(f, 2)
+    assert wait_for(lambda: all("%d: listening on" % p in f.stderr() for p in pids), 10), f.stderr()
+    return f, port, pids
+
+
+def test_two_worker_processes_serve(h):
+    f, port, pids = two_listening_workers(h)
     groups = clients_per_worker(port, pids, 2)
     for p, g in groups.items():
         for c in g:
@@ -74,22 +82,11 @@ def test_two_worker_processes_serve(h):
     assert "2 workers" in f.stderr()
 
 
-def two_listening_workers(h):
-    """fulcrum with 2 workers in front of one fastback, once both poll the listening socket (the
-    port answers as soon as the first does). Returns (port, worker pids)."""
-    a = start_fastback(h, "A")
-    port = free_port()
-    f = h.fulcrum(cfg(port, {"u": {"servers": [a.address]}}), port)
-    pids = workers_of(f, 2)
-    assert wait_for(lambda: all("%d: listening on" % p in f.stderr() for p in pids), 10), f.stderr()
-    return port, pids
-
-
 def test_burst_of_connections_is_shared_by_workers(h):
     # A client opening its whole pool at once (wrk, a Node.js agent) must not land on one worker:
     # with libuv's own accept loop the first worker awake took all 64. Each worker now takes one
     # connection per wake-up when there are several.
-    port, pids = two_listening_workers(h)
+    _, port, pids = two_listening_workers(h)
     clients = [Client(port, timeout=10) for _ in range(64)]
     try:
         for c in clients:
@@ -152,10 +149,7 @@ def gone(pid):
 
 
 def test_kill9_worker_under_load(h):
-    a = start_fastback(h, "A")
-    port = free_port()
-    f = h.fulcrum(cfg(port, {"u": {"servers": [a.address]}}), port)
-    pids = workers_of(f, 2)
+    f, port, pids = two_listening_workers(h)
     groups = clients_per_worker(port, pids, 3)
     victim, survivor = pids
     stop = threading.Event()
@@ -621,7 +615,7 @@ def client_sockets(pid, port):
 def test_stopped_worker_with_fewer_connections_does_not_stall_accepting(h):
     # A worker steps back from accepting while another holds fewer connections, but only for a
     # moment: if that other worker is stuck (here SIGSTOPped), connections are still taken.
-    port, pids = two_listening_workers(h)
+    _, port, pids = two_listening_workers(h)
     held = [Client(port, timeout=10) for _ in range(40)]
     for c in held:
         assert c.exchange("GET", "/").status == 200
