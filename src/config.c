@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fulcrum/balance.h"
+#include "fulcrum/http.h"
 #include "fulcrum/units.h"
 #include "fulcrum/yaml.h"
 
@@ -392,6 +393,18 @@ static int set_access_log(loader_t *ld, const directive_t *d, const fc_yaml_node
 {
     if (v->kind == FC_YAML_SCALAR && strcmp(v->scalar.text, "off") == 0) return 0;
     return set_string(ld, d, v, base);
+}
+
+/* `via`: the name fulcrum gives itself in Via (a token, RFC 9110 7.6.3), or off. */
+static int set_via(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    if (strcmp(t, "off") == 0) return 0;
+    if (*t == '\0' || strlen(t) > 64 || !fc_http_is_token((fc_slice_t){t, strlen(t)}))
+        return fail(ld, v, "expected off or a name of up to 64 token characters (letters, digits, -._~...), got '%s'", t);
+    store_string(d, base, t);
+    return 0;
 }
 
 static int set_addr(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
@@ -776,6 +789,7 @@ static int add_failure(loader_t *ld, const fc_yaml_node_t *v, fc_fail_set_t *fs,
     if (t == NULL) return -1;
     if (strcmp(t, "error") == 0) flag = &fs->error;
     else if (strcmp(t, "timeout") == 0) flag = &fs->timeout;
+    else if (strcmp(t, "invalid_header") == 0) flag = &fs->invalid_header;
     if (flag != NULL) {
         if (*flag) return fail(ld, v, "'%s' is listed twice", t);
         *flag = 1;
@@ -790,7 +804,7 @@ static int add_failure(loader_t *ld, const fc_yaml_node_t *v, fc_fail_set_t *fs,
         return 0;
     }
     if (strspn(t, "0123456789") != strlen(t))
-        return fail(ld, v, "unknown value '%s' (expected error, timeout, 5xx or a status from 500 to 599)", t);
+        return fail(ld, v, "unknown value '%s' (expected error, timeout, invalid_header, 5xx or a status from 500 to 599)", t);
     if (strlen(t) != 3 || t[0] != '5') return fail(ld, v, "%s is not a 5xx status (expected 500..599)", t);
     int s = atoi(t) - 500;
     if (*saw_5xx) return fail(ld, v, "%s is already included in 5xx", t);
@@ -1008,6 +1022,8 @@ static const directive_t top_keys[] = {
     {"error_log_level", set_choice, offsetof(fc_config_t, error_log_level), 0, 0, "notice", 0, log_levels},
     {"access_log", set_access_log, offsetof(fc_config_t, access_log), 0, 0, "stdout", 0, NULL},
     {"access_log_format", set_enum, offsetof(fc_config_t, access_log_format), 0, 0, "json", 0, log_formats},
+    {"via", set_via, offsetof(fc_config_t, via), 0, 0, "fulcrum", 0, NULL},
+    {"underscores_in_headers", set_bool, offsetof(fc_config_t, underscores_in_headers), 0, 0, "false", 0, NULL},
     {"listeners", set_list, offsetof(fc_config_t, listeners), 0, 0, NULL, D_REQUIRED, &listener_list},
     /* Upstreams come before routes so that a route's upstream can be resolved as it is read. */
     {"upstreams", set_upstreams, offsetof(fc_config_t, upstreams), 0, 0, NULL, D_REQUIRED, &upstream_table},
@@ -1171,6 +1187,7 @@ void fc_config_free(fc_config_t *cfg)
     free(cfg->pid_file);
     free(cfg->error_log);
     free(cfg->error_log_level);
+    free(cfg->via);
     free(cfg->access_log);
     free(cfg);
 }

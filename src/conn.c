@@ -8,6 +8,7 @@
 
 #include "fulcrum/exchange.h"
 #include "fulcrum/log.h"
+#include "fulcrum/message.h"
 
 static void process(fc_conn_t *c);
 
@@ -180,7 +181,7 @@ static void process(fc_conn_t *c)
             return;
         default:
             fc_log(FC_LOG_INFO, "client %s: bad request: %s", c->ip, fc_http_error(&c->ex->parser));
-            fc_exchange_reply_error(c->ex, c->ex->parser.user_error ? 431 : 400, 0);
+            fc_exchange_reply_error(c->ex, fc_msg_request_error_status(&c->ex->parser, c->rbuf.base, c->rbuf.len), 0);
             return;
         }
     }

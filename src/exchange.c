@@ -14,6 +14,7 @@
 #include "fulcrum/conn.h"
 #include "fulcrum/headers.h"
 #include "fulcrum/log.h"
+#include "fulcrum/message.h"
 #include "fulcrum/upstream.h"
 
 #define EXCHANGE_FREELIST_KEEP 64 /* beyond this many idle exchanges, free them: idle memory stays small */
@@ -45,6 +46,12 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
         memset(&ex->head_out, 0, sizeof(ex->head_out));
         memset(&ex->resp_out, 0, sizeof(ex->resp_out));
         memset(&ex->key_buf, 0, sizeof(ex->key_buf));
+        memset(&ex->req_tail, 0, sizeof(ex->req_tail));
+        memset(&ex->resp_tail, 0, sizeof(ex->resp_tail));
+        memset(&ex->req_trailers, 0, sizeof(ex->req_trailers));
+        memset(&ex->resp_trailers, 0, sizeof(ex->resp_trailers));
+        memset(&ex->req_connection, 0, sizeof(ex->req_connection));
+        memset(&ex->resp_connection, 0, sizeof(ex->resp_connection));
     }
     memset(ex, 0, offsetof(fc_exchange_t, req));
     ex->w = w;
@@ -55,16 +62,28 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
     return ex;
 }
 
+static void free_exchange(fc_exchange_t *ex)
+{
+    fc_buf_free(&ex->head_out);
+    fc_buf_free(&ex->resp_out);
+    fc_buf_free(&ex->key_buf);
+    fc_buf_free(&ex->req_tail);
+    fc_buf_free(&ex->resp_tail);
+    fc_buf_free(&ex->req_trailers);
+    fc_buf_free(&ex->resp_trailers);
+    fc_buf_free(&ex->req_connection);
+    fc_buf_free(&ex->resp_connection);
+    free(ex);
+}
+
 static void unref(fc_exchange_t *ex)
 {
     FC_ASSERT(ex->refs > 0);
     if (--ex->refs > 0) return;
     fc_worker_t *w = W(ex);
-    if (w->nfree_exchanges >= EXCHANGE_FREELIST_KEEP || ex->head_out.cap > 65536 || ex->resp_out.cap > 65536) {
-        fc_buf_free(&ex->head_out);
-        fc_buf_free(&ex->resp_out);
-        fc_buf_free(&ex->key_buf);
-        free(ex);
+    if (w->nfree_exchanges >= EXCHANGE_FREELIST_KEEP || ex->head_out.cap > 65536 || ex->resp_out.cap > 65536 ||
+        ex->req_trailers.cap > 65536 || ex->resp_trailers.cap > 65536) {
+        free_exchange(ex);
         return;
     }
     ex->next_free = w->free_exchanges;
@@ -84,10 +103,7 @@ void fc_exchange_freelist_drain(fc_worker_t *w)
     while (w->free_exchanges != NULL) {
         fc_exchange_t *ex = w->free_exchanges;
         w->free_exchanges = ex->next_free;
-        fc_buf_free(&ex->head_out);
-        fc_buf_free(&ex->resp_out);
-        fc_buf_free(&ex->key_buf);
-        free(ex);
+        free_exchange(ex);
     }
     w->nfree_exchanges = 0;
 }
@@ -197,12 +213,17 @@ static const char *status_text(int status)
     case 413: return "Content Too Large";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 505: return "HTTP Version Not Supported";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     default: return "Error";
     }
 }
+
+/* The methods fulcrum forwards, for OPTIONS * and 405 answers. */
+#define ALLOW_HEADER "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n"
 
 /* The status each end cause calls for when nothing was sent to the client yet (practice 5). */
 static int cause_status(int cause)
@@ -213,13 +234,15 @@ static int cause_status(int cause)
     case FC_END_LIMIT: return 413;
     case FC_END_NO_ROUTE: return 404;
     case FC_END_SERVER_TIMEOUT: return 504;
+    case FC_END_LOCAL: return 503;
     case FC_END_INTERNAL: return 500;
     default: return 502;
     }
 }
 
-/* Answers the client from fulcrum itself: <status> with the short plain-text <body>. */
-static void reply_local(fc_exchange_t *ex, int status, const char *body, int keepalive)
+/* Answers the client from fulcrum itself: <status> with the short plain-text <body>, and the
+ * header lines <extra> ("Name: value\r\n" each, or ""). */
+static void reply_local(fc_exchange_t *ex, int status, const char *body, const char *extra, int keepalive)
 {
     fc_conn_t *c = ex->client;
     detach_upstream(ex, 0);
@@ -233,10 +256,12 @@ static void reply_local(fc_exchange_t *ex, int status, const char *body, int kee
     if (!ex->req_done) keepalive = 0;
     ex->keepalive = (uint8_t)keepalive;
     size_t blen = strlen(body);
-    char buf[384];
+    char buf[512];
     int n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nConnection: %s\r\n\r\n%s",
-                     status, status_text(status), blen, keepalive ? "keep-alive" : "close", body);
+                     "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %zu\r\nDate: %s\r\n"
+                     "Connection: %s\r\n\r\n%s",
+                     status, status_text(status), extra, blen, fc_log_time_http(), keepalive ? "keep-alive" : "close",
+                     body);
     ex->resp_out.len = 0;
     if (n < 0 || (size_t)n >= sizeof(buf) || fc_buf_append(&ex->resp_out, buf, (size_t)n) != 0) {
         ex->cause = FC_END_INTERNAL;
@@ -256,12 +281,14 @@ void fc_exchange_reply_error(fc_exchange_t *ex, int status, int keepalive)
         ex->cause = status == 404   ? FC_END_NO_ROUTE
                     : status == 408 ? FC_END_CLIENT_TIMEOUT
                     : status == 413 || status == 431 ? FC_END_LIMIT
-                    : status >= 500 ? FC_END_INTERNAL
+                    : status == 503 ? FC_END_LOCAL
+                    : status >= 500 && status != 501 && status != 505 ? FC_END_INTERNAL
                                     : FC_END_CLIENT_BAD;
     }
     char body[64];
     snprintf(body, sizeof(body), "%d %s\n", status, status_text(status));
-    reply_local(ex, status, body, keepalive);
+    /* RFC 9110 15.5.6: a 405 says which methods are allowed. */
+    reply_local(ex, status, body, status == 405 ? ALLOW_HEADER : "", keepalive);
 }
 
 /* The first failure sets the cause; the answer depends on what the client has seen. */
@@ -272,7 +299,7 @@ static void fail(fc_exchange_t *ex, int cause)
     if (ex->status == 0 && !ex->cl_writing && ex->client != NULL) {
         /* A server's failure is not the client's: like nginx and HAProxy, its connection stays
          * open after a 502/504 when the request was read whole. */
-        int server_side = ex->cause >= FC_END_SERVER_REFUSED && ex->cause <= FC_END_SERVER_BAD;
+        int server_side = ex->cause >= FC_END_SERVER_REFUSED && ex->cause <= FC_END_LOCAL;
         fc_exchange_reply_error(ex, cause_status(ex->cause), server_side && ex->keepalive);
         return;
     }
@@ -282,6 +309,22 @@ static void fail(fc_exchange_t *ex, int cause)
 }
 
 /* ---- start --------------------------------------------------------------------------------- */
+
+/* Keeps the Connection options of head <h> in <out> for body <b>, whose trailers they may name
+ * (the head's slices do not outlive it). Only chunked messages have trailers. */
+static int keep_connection(fc_body_t *b, fc_buf_t *out, const fc_http_head_t *h)
+{
+    out->len = 0;
+    b->connection = (fc_slice_t){NULL, 0};
+    if (b->framing != FC_FRAME_CHUNKED || !h->has_connection) return 0;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        if (!FC_SLICE_IEQ(h->headers[i].name, "connection")) continue;
+        if (fc_buf_append(out, h->headers[i].value.p, h->headers[i].value.n) != 0 || fc_buf_append(out, ",", 1) != 0)
+            return -1;
+    }
+    b->connection = (fc_slice_t){out->base, out->len};
+    return 0;
+}
 
 /* The value of cookie <name> in the request's Cookie headers, or {NULL, 0}. */
 static fc_slice_t cookie_value(const fc_http_head_t *h, const char *name, size_t namelen)
@@ -347,81 +390,71 @@ void fc_exchange_start(fc_exchange_t *ex)
     fc_worker_t *w = c->w;
     llhttp_t *ll = &ex->parser.ll;
     fc_http_head_t *h = &ex->req;
+    fc_request_view_t v;
     ex->t_start = stamp();
     ex->http10 = h->major == 1 && h->minor == 0;
     ex->is_head = ll->method == HTTP_HEAD;
     ex->idempotent = ll->method == HTTP_GET || ll->method == HTTP_HEAD || ll->method == HTTP_PUT ||
-                     ll->method == HTTP_DELETE || ll->method == HTTP_OPTIONS || ll->method == HTTP_TRACE;
+                     ll->method == HTTP_DELETE || ll->method == HTTP_OPTIONS;
     ex->keepalive = llhttp_should_keep_alive(ll) && (!w->draining || w->handover_gen != 0);
-    ex->req_done = !((ll->flags & F_CHUNKED) || ll->content_length > 0);
 
-    if (ll->method == HTTP_CONNECT) {
-        fc_exchange_reply_error(ex, 405, 0);
+    /* Every rule of what fulcrum forwards is in message.c; nothing refused there reaches a server. */
+    int refused = fc_msg_check_request(h, ll, &v);
+    fc_body_init(&ex->req_body, v.framing, v.length, &ex->req_trailers);
+    ex->req_done = ex->req_body.done;
+    if (refused != 0) {
+        fc_log(FC_LOG_INFO, "client %s: refused (%d): %s", c->ip, refused, v.why);
+        fc_exchange_reply_error(ex, refused, 0);
         return;
     }
-    const fc_header_t *host = NULL;
-    for (size_t i = 0; i < h->nheaders; i++) {
-        if (!fc_http_is_token(h->headers[i].name)) {
-            fc_exchange_reply_error(ex, 400, 0); /* "X Y: z" and the like: never forwarded */
-            return;
-        }
-        if (!FC_SLICE_IEQ(h->headers[i].name, "host")) continue;
-        if (host != NULL) {
-            fc_exchange_reply_error(ex, 400, 0); /* two Host headers: ambiguous */
-            return;
-        }
-        host = &h->headers[i];
-    }
-    if (host == NULL && !ex->http10) {
-        fc_exchange_reply_error(ex, 400, 0);
+    if (v.local) {
+        /* OPTIONS * (or Max-Forwards: 0): answered here, never routed as a path. */
+        ex->status = 200;
+        reply_local(ex, 200, "", ALLOW_HEADER, ex->keepalive);
         return;
     }
-    fc_slice_t hostv = host ? host->value : (fc_slice_t){NULL, 0};
-    fc_slice_t target = h->url;
-    if (target.n > 7 && strncasecmp(target.p, "http://", 7) == 0) {
-        /* Absolute form: the authority in the target wins over Host (RFC 9112, 3.2.2). */
-        const char *a = target.p + 7, *end = target.p + target.n;
-        const char *slash = memchr(a, '/', (size_t)(end - a));
-        hostv = (fc_slice_t){a, (size_t)((slash ? slash : end) - a)};
-        target = slash ? (fc_slice_t){slash, (size_t)(end - slash)} : (fc_slice_t){"/", 1};
-    } else if (target.n == 0 || (target.p[0] != '/' && !(target.n == 1 && target.p[0] == '*'))) {
-        fc_exchange_reply_error(ex, 400, 0);
-        return;
-    }
+    fc_slice_t target = v.target;
     const char *hp = c->listener ? c->listener->health_path : NULL;
-    if (hp != NULL) {
+    if (hp != NULL && !v.target_slash) {
         size_t plen = target.n;
         const char *q = memchr(target.p, '?', target.n);
         if (q != NULL) plen = (size_t)(q - target.p);
         if (plen == strlen(hp) && memcmp(target.p, hp, plen) == 0) {
             /* fulcrum's own health: 503 from the moment a graceful stop begins. */
             ex->status = w->stopping ? 503 : 200;
-            reply_local(ex, ex->status, w->stopping ? "stopping\n" : "ok\n", ex->keepalive);
+            reply_local(ex, ex->status, w->stopping ? "stopping\n" : "ok\n", "", ex->keepalive);
             return;
         }
     }
-    ex->route = fc_router_match(&w->router, hostv.p, hostv.n, target.p, target.n);
+    ex->route = v.target_slash ? fc_router_match(&w->router, v.host.p, v.host.n, "/", 1)
+                               : fc_router_match(&w->router, v.host.p, v.host.n, target.p, target.n);
     if (ex->route == NULL) {
         fc_exchange_reply_error(ex, 404, ex->keepalive);
         return;
     }
     uint64_t max_body = w->cfg->limits.max_body_size;
-    if (max_body > 0 && (ll->flags & F_CONTENT_LENGTH) && ll->content_length > max_body) {
+    if (max_body > 0 && v.framing == FC_FRAME_LENGTH && v.length > max_body) {
         fc_exchange_reply_error(ex, 413, 0);
         return;
     }
     ex->head_out.len = 0;
-    if (fc_headers_build_request(&ex->head_out, h, target, c->ip, ex->route->upstream->servers[0].addr.text) != 0) {
+    if (fc_headers_build_request(&ex->head_out, h, &v, c->ip, ex->route->upstream->servers[0].addr.text,
+                                 &w->head_opts) != 0) {
+        fc_exchange_reply_error(ex, 500, 0);
+        return;
+    }
+    if (keep_connection(&ex->req_body, &ex->req_connection, h) != 0) {
         fc_exchange_reply_error(ex, 500, 0);
         return;
     }
     if (ex->route->upstream->hash_key != NULL) build_hash_key(ex, ex->route->upstream->hash_key, target);
-    ex->parser.head = NULL; /* the head is built; trailers of the body are forwarded, not collected */
+    ex->parser.head = NULL; /* the head is built: its slices are not needed any more */
     ex->log_method_len = h->method.n;
     ex->log_url_off = h->method.n + 1;
-    ex->log_url_len = target.n;
-    ex->body_start = ex->fwd = c->pos;
-    ex->replayable = 1;
+    ex->log_url_len = target.n + v.target_slash;
+    ex->body_start = ex->fwd = ex->dec_end = c->pos;
+    /* A chunked body is decoded in place, so it cannot be sent a second time. */
+    ex->replayable = v.framing != FC_FRAME_CHUNKED;
     ex->phase = FC_PHASE_CONNECT;
     if (!ex->req_done) fc_timeout_set(&w->tq, &c->timeout, w->t_body);
     connect_next(ex);
@@ -459,6 +492,12 @@ static int has_candidate(const fc_exchange_t *ex)
     for (size_t i = 0; i < u->conf->nservers; i++)
         if (u->view[i].usable && !fc_tried_has(ex->tried, i)) return 1;
     return 0;
+}
+
+/* 1 if connect error <r> is this process's, not the server's: descriptors or memory ran out. */
+static int local_failure(int r)
+{
+    return r == UV_EMFILE || r == UV_ENFILE || r == UV_ENOMEM || r == UV_ENOBUFS;
 }
 
 static void connect_next(fc_exchange_t *ex)
@@ -516,6 +555,14 @@ static void connect_next(fc_exchange_t *ex)
             return;
         }
         fc_server_done(s);
+        if (local_failure(r)) {
+            /* Out of descriptors or memory here: no fault of the server, and no other server
+             * would fare better. */
+            fc_log(FC_LOG_ERROR, "upstream %s: cannot connect to %s: %s (local): 503", u->conf->name,
+                   s->conf->addr.text, uv_strerror(r));
+            fail(ex, FC_END_LOCAL);
+            return;
+        }
         fc_log(FC_LOG_ERROR, "upstream %s: connect to %s failed: %s", u->conf->name, s->conf->addr.text,
                uv_strerror(r));
         fc_server_report(s, FC_FAIL_ERROR, 0, uv_strerror(r));
@@ -558,7 +605,7 @@ static void send_request(fc_exchange_t *ex)
 {
     fc_upconn_t *up = ex->up;
     ex->phase = FC_PHASE_HEADERS;
-    ex->head_sent = 0;
+    ex->head_sent = ex->req_sent = 0;
     ex->fwd = ex->body_start;
     ex->resp_began = 0;
     ex->t_up_start = stamp();
@@ -594,58 +641,81 @@ static int write_iov(uv_stream_t *s, uv_write_t *req, uv_buf_t *iov, unsigned n,
 
 static void on_up_write(uv_write_t *req, int status);
 
+/* 1 while a write of this exchange to its current upstream connection is in flight. */
+static int up_writing(const fc_exchange_t *ex) { return ex->up != NULL && ex->up->wex != NULL; }
+
+/* Reads what the client sent of the body (framing as the head check decided: a chunked body is
+ * decoded in place and framed again below) and writes it, after the head, to the server. One
+ * write in flight at a time; the request counts as sent only once its last byte is handed over. */
 static void pump_request(fc_exchange_t *ex)
 {
     fc_worker_t *w = W(ex);
     for (;;) {
         fc_upconn_t *up = ex->up;
         fc_conn_t *c = ex->client;
-        if (up == NULL || up->state != FC_UP_ACTIVE || ex->up_writing || ex->finished) return;
-        uv_buf_t iov[2];
+        if (up == NULL || up->state != FC_UP_ACTIVE || up->wex != NULL || ex->finished || ex->req_sent) return;
+        int chunked = ex->req_body.framing == FC_FRAME_CHUNKED;
+        uv_buf_t iov[4];
         unsigned n = 0;
         if (!ex->head_sent) iov[n++] = uv_buf_init(ex->head_out.base, (unsigned)ex->head_out.len);
         if (!ex->req_done && c != NULL && c->pos < c->rbuf.len) {
-            size_t used = 0;
-            int ev = fc_http_execute(&ex->parser, c->rbuf.base + c->pos, c->rbuf.len - c->pos, &used);
+            size_t used = 0, made = 0;
+            char *in = c->rbuf.base + c->pos;
+            int ev = fc_body_read(&ex->req_body, in, c->rbuf.len - c->pos, chunked ? c->rbuf.base + ex->dec_end : in,
+                                  &used, &made);
             c->pos += used;
-            if (ev == FC_HTTP_MSG_DONE) {
+            ex->dec_end = chunked ? ex->dec_end + made : c->pos;
+            if (ev == FC_BODY_DONE) {
                 ex->req_done = 1;
                 fc_timeout_clear(&c->timeout);
-            } else if (ev == FC_HTTP_ERROR) {
-                fc_log(FC_LOG_INFO, "client %s: bad request body: %s", c->ip, fc_http_error(&ex->parser));
+            } else if (ev == FC_BODY_ERROR) {
+                fc_log(FC_LOG_INFO, "client %s: bad request body: %s", c->ip, ex->req_body.error);
                 fail(ex, FC_END_CLIENT_BAD);
                 return;
             }
             uint64_t max_body = w->cfg->limits.max_body_size;
-            if (max_body > 0 && ex->parser.body_bytes > max_body) {
+            if (max_body > 0 && ex->req_body.total > max_body) {
                 fail(ex, FC_END_LIMIT);
                 return;
             }
         }
-        if (c != NULL && ex->fwd < c->pos) iov[n++] = uv_buf_init(c->rbuf.base + ex->fwd, (unsigned)(c->pos - ex->fwd));
-        if (n == 0) {
-            if (ex->req_done) {
-                fc_timeout_set(&w->tq, &up->timeout, w->route_read[route_index(ex)]);
-            } else if (c != NULL) {
+        size_t data = c != NULL && ex->fwd < ex->dec_end ? ex->dec_end - ex->fwd : 0;
+        int last = ex->req_done; /* this write ends the request */
+        ex->req_tail.len = 0;
+        if (chunked && data > 0) iov[n++] = uv_buf_init(ex->up_prefix, (unsigned)fc_chunk_prefix(ex->up_prefix, data));
+        if (data > 0) iov[n++] = uv_buf_init(c->rbuf.base + ex->fwd, (unsigned)data);
+        if (chunked && (data > 0 || last)) {
+            if (fc_chunk_suffix(&ex->req_tail, &ex->req_body, data, last) != 0) {
+                fail(ex, FC_END_INTERNAL);
+                return;
+            }
+            iov[n++] = uv_buf_init(ex->req_tail.base, (unsigned)ex->req_tail.len);
+        }
+        if (n == 0 && !last) {
+            if (c != NULL) {
                 /* Everything read so far is sent: make room and read more. */
                 if (c->pos == c->rbuf.len && c->rbuf.cap - c->rbuf.len < c->rbuf.cap / 4) {
-                    c->rbuf.len = c->pos = ex->fwd = ex->body_start = 0;
+                    c->rbuf.len = c->pos = ex->fwd = ex->dec_end = ex->body_start = 0;
                     ex->replayable = 0;
                 }
                 fc_conn_read_start(c);
             }
             return;
         }
-        int r = write_iov((uv_stream_t *)&up->tcp, &ex->up_wreq, iov, n, on_up_write);
+        int r = n > 0 ? write_iov((uv_stream_t *)&up->tcp, &up->wreq, iov, n, on_up_write) : 0;
         if (r < 0) {
             fc_exchange_on_upstream_error(ex, r);
             return;
         }
         ex->head_sent = 1;
-        if (c != NULL) ex->fwd = c->pos;
+        ex->fwd = ex->dec_end;
+        if (last) {
+            ex->req_sent = 1;
+            fc_timeout_set(&w->tq, &up->timeout, w->route_read[route_index(ex)]);
+        }
         if (r == 0) continue;
-        /* The rest is queued: the bytes stay put until on_up_write. */
-        ex->up_writing = 1;
+        /* The rest is queued: the bytes stay put until on_up_write, which this connection carries. */
+        up->wex = ex;
         ex->refs++;
         fc_timeout_set(&w->tq, &up->timeout, w->route_send[route_index(ex)]);
         return;
@@ -654,11 +724,17 @@ static void pump_request(fc_exchange_t *ex)
 
 static void on_up_write(uv_write_t *req, int status)
 {
-    fc_exchange_t *ex = fc_container_of(req, fc_exchange_t, up_wreq);
-    ex->up_writing = 0;
-    if (!ex->finished) {
-        if (status < 0 && ex->up != NULL) fc_exchange_on_upstream_error(ex, status);
-        else pump_request(ex);
+    fc_upconn_t *up = fc_container_of(req, fc_upconn_t, wreq);
+    fc_exchange_t *ex = up->wex;
+    up->wex = NULL;
+    /* Only the exchange's current connection speaks for it: a write cancelled because its
+     * connection was given up (a retry, an abort) is no news about the server now in use. */
+    if (!ex->finished && ex->up == up) {
+        if (status < 0) fc_exchange_on_upstream_error(ex, status);
+        else {
+            if (ex->req_sent) fc_timeout_set(&W(ex)->tq, &up->timeout, W(ex)->route_read[route_index(ex)]);
+            pump_request(ex);
+        }
     }
     unref(ex);
 }
@@ -680,7 +756,7 @@ void fc_exchange_on_client_error(fc_exchange_t *ex, int status)
     fc_upconn_t *up = ex->up;
     fc_conn_t *c = ex->client;
     if (!ex->discard && c != NULL && up != NULL && up->state == FC_UP_ACTIVE && ex->req_done && ex->head_sent &&
-        !ex->up_writing && !ex->error_reply && !W(ex)->draining) {
+        !up_writing(ex) && !ex->error_reply && !W(ex)->draining) {
         /* The request is with the server already: read the rest of its answer and drop it, so its
          * connection goes back to the pool instead of being closed (HAProxy's default; bounded
          * by the read timeout, and cancelled by a graceful stop). The client's reference on the
@@ -726,8 +802,8 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
         return;
     }
     fc_server_t *s = ex->server;
-    if (status == UV_EOF && ex->resp_head_done && !ex->resp_done && fc_http_needs_eof(&up->parser)) {
-        if (fc_http_finish(&up->parser) == FC_HTTP_MSG_DONE) { /* a close-delimited body ended */
+    if (status == UV_EOF && ex->resp_head_done && !ex->resp_done && ex->resp_body.framing == FC_FRAME_EOF) {
+        if (fc_body_eof(&ex->resp_body) == FC_BODY_DONE) { /* a close-delimited body ended */
             ex->resp_done = 1;
             ex->t_up_end = stamp();
             ex->keepalive = 0;
@@ -736,8 +812,9 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
         }
     }
     if (status == UV_ETIMEDOUT) {
-        fc_log(FC_LOG_ERROR, "upstream %s: %s timed out", s->upstream->conf->name, s->conf->addr.text);
-        fc_server_report(s, FC_FAIL_TIMEOUT, 0, "read timed out");
+        const char *why = ex->req_sent ? "read timed out" : "send timed out";
+        fc_log(FC_LOG_ERROR, "upstream %s: %s %s", s->upstream->conf->name, s->conf->addr.text, why);
+        fc_server_report(s, FC_FAIL_TIMEOUT, 0, why);
         next_or_fail(ex, FC_FAIL_TIMEOUT, 0, FC_END_SERVER_TIMEOUT);
         return;
     }
@@ -756,7 +833,7 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
         }
         ex->up = NULL;
         fc_server_done(s);
-        fail(ex, FC_END_SERVER_CLOSED);
+        fail(ex, local_failure(r) ? FC_END_LOCAL : FC_END_SERVER_CLOSED);
         return;
     }
     const char *why = status == UV_EOF ? "closed the connection" : uv_strerror(status);
@@ -767,13 +844,25 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
 
 static void on_cl_write(uv_write_t *req, int status);
 
+/* A response that must not reach the client: the server gets the failure kind invalid_header
+ * (not in the default fail_on, so one bad answer does not take a server out) and the request
+ * goes to the next server if the retry rules allow it, else this client alone gets a 502. */
+static void bad_response(fc_exchange_t *ex, const char *why)
+{
+    fc_server_t *s = ex->server;
+    fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad response: %s", s->upstream->conf->name, s->conf->addr.text, why);
+    fc_server_report(s, FC_FAIL_INVALID, 0, why);
+    next_or_fail(ex, FC_FAIL_INVALID, 0, FC_END_SERVER_BAD);
+}
+
 /* Parses what the upstream sent and writes it to the client: the rewritten head, then the body
- * as received (or decoded, for an HTTP/1.0 client). One write in flight at a most. */
+ * as the head check framed it (passed on as received, or decoded and framed again with our own
+ * chunk lines, or decoded only for an HTTP/1.0 client). One write in flight at most. */
 static void pump_response(fc_exchange_t *ex)
 {
     fc_worker_t *w = W(ex);
     fc_upconn_t *up = ex->up;
-    int kick = 0; /* run the parser once with no bytes: a bodiless response ends right after its head */
+    int kick = 0; /* read the body once with no bytes: a bodiless response ends right after its head */
     while (up != NULL && !ex->cl_writing && !ex->finished && !ex->resp_done) {
         size_t avail = up->rbuf.len - up->pos;
         if (avail == 0 && !kick) break;
@@ -785,30 +874,31 @@ static void pump_response(fc_exchange_t *ex)
             up->pos += used;
             if (ev == FC_HTTP_NEED_MORE) {
                 if (up->rbuf.len == up->rbuf.cap) {
-                    fc_log(FC_LOG_ERROR, "upstream %s: %s sent a response head over %zu bytes",
-                           ex->server->upstream->conf->name, ex->server->conf->addr.text, up->rbuf.cap);
-                    fail(ex, FC_END_SERVER_BAD);
+                    bad_response(ex, "response head larger than the buffer");
                     return;
                 }
                 break;
             }
             if (ev == FC_HTTP_ERROR) {
-                fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad response: %s", ex->server->upstream->conf->name,
-                       ex->server->conf->addr.text, fc_http_error(&up->parser));
-                fc_server_report(ex->server, FC_FAIL_ERROR, 0, "bad response");
-                next_or_fail(ex, FC_FAIL_ERROR, 0, FC_END_SERVER_BAD);
+                bad_response(ex, fc_http_error(&up->parser));
                 return;
             }
             if (ev == FC_HTTP_MSG_DONE) continue; /* the end of a 1xx */
-            /* A head: 1xx goes to the client as it is (not to HTTP/1.0 clients); the final one
-             * decides the framing towards the client. */
+            /* A head: checked whole before anything of it goes out. A 1xx goes to the client as
+             * it is (not to HTTP/1.0 clients); the final one decides the framing. */
+            fc_response_view_t rv;
+            if (fc_msg_check_response(&ex->resp, &up->parser.ll, ex->is_head, &rv) != 0) {
+                ex->resp_out.len = 0; /* a 1xx built before it is not sent either */
+                bad_response(ex, rv.why);
+                return;
+            }
             int st = ex->resp.status;
             if (st < 200) {
                 if (st == 101) {
-                    fail(ex, FC_END_SERVER_BAD);
+                    bad_response(ex, "101 to a request that asked for no upgrade");
                     return;
                 }
-                if (!ex->http10 && fc_headers_build_response(&ex->resp_out, &ex->resp, 0) != 0) {
+                if (!ex->http10 && fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, 0, NULL, &w->head_opts) != 0) {
                     fail(ex, FC_END_INTERNAL);
                     return;
                 }
@@ -829,38 +919,46 @@ static void pump_response(fc_exchange_t *ex)
             const fc_header_t *ka = fc_http_find(&ex->resp, "keep-alive", 10);
             fc_upconn_set_server_keepalive(up, ka ? fc_http_keepalive_timeout(ka->value) : -1);
             int flags = 0;
-            int has_body = !(ex->is_head || st == 204 || st == 304);
-            if (has_body && (up->parser.ll.flags & F_CHUNKED) && ex->http10) {
-                ex->dechunk = 1;
-                ex->keepalive = 0;
+            if (rv.framing == FC_FRAME_CHUNKED && ex->http10) {
+                ex->keepalive = 0; /* an HTTP/1.0 client gets the decoded body, ended by the close */
                 flags |= FC_RESP_DECHUNK;
+            } else if (rv.framing == FC_FRAME_CHUNKED) {
+                ex->rechunk = 1;
             }
-            if (has_body && fc_http_needs_eof(&up->parser)) ex->keepalive = 0;
+            if (ex->http10) flags |= FC_RESP_DECHUNK; /* never Transfer-Encoding to HTTP/1.0 */
+            if (rv.framing == FC_FRAME_EOF) ex->keepalive = 0;
             if (!ex->req_done) ex->keepalive = 0;
             if (!ex->keepalive || (w->draining && w->handover_gen == 0)) flags |= FC_RESP_CLOSE;
             else if (ex->http10) flags |= FC_RESP_KEEPALIVE;
-            if (fc_headers_build_response(&ex->resp_out, &ex->resp, flags) != 0) {
+            if (fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, flags, fc_log_time_http(), &w->head_opts) != 0) {
+                fail(ex, FC_END_INTERNAL);
+                return;
+            }
+            fc_body_init(&ex->resp_body, rv.framing, rv.length, ex->rechunk ? &ex->resp_trailers : NULL);
+            if (keep_connection(&ex->resp_body, &ex->resp_connection, &ex->resp) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;
             }
             if (!ex->discard) ex->status = st; /* a client that left is logged 499 */
-            up->parser.head = NULL; /* response trailers are forwarded, not collected */
+            up->parser.head = NULL;
             ex->resp_head_done = 1;
             ex->phase = FC_PHASE_BODY;
             up->fwd = up->fwd_end = up->pos;
             kick = 1;
             continue;
         }
-        up->parser.body_out = ex->dechunk ? up->rbuf.base + up->fwd_end : NULL;
-        ev = fc_http_execute(&up->parser, up->rbuf.base + up->pos, avail, &used);
+        int decode = ex->resp_body.framing == FC_FRAME_CHUNKED;
+        size_t made = 0;
+        char *in = up->rbuf.base + up->pos;
+        ev = fc_body_read(&ex->resp_body, in, avail, decode ? up->rbuf.base + up->fwd_end : in, &used, &made);
         up->pos += used;
-        up->fwd_end = ex->dechunk ? (size_t)(up->parser.body_out - up->rbuf.base) : up->pos;
-        if (ev == FC_HTTP_MSG_DONE) {
+        up->fwd_end = decode ? up->fwd_end + made : up->pos;
+        if (ev == FC_BODY_DONE) {
             ex->resp_done = 1;
             ex->t_up_end = stamp();
-        } else if (ev == FC_HTTP_ERROR) {
+        } else if (ev == FC_BODY_ERROR) {
             fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad body: %s", ex->server->upstream->conf->name,
-                   ex->server->conf->addr.text, fc_http_error(&up->parser));
+                   ex->server->conf->addr.text, ex->resp_body.error);
             fail(ex, FC_END_SERVER_BAD);
             return;
         }
@@ -869,27 +967,41 @@ static void pump_response(fc_exchange_t *ex)
     if (!ex->finished && !ex->cl_writing) flush_client(ex);
 }
 
-/* Writes resp_out and the upstream bytes ready for the client; finishes when all is done. */
+/* Writes resp_out and the upstream bytes ready for the client (with our chunk lines around them
+ * when re-encoding); finishes when all is done. */
 static void flush_client(fc_exchange_t *ex)
 {
     fc_worker_t *w = W(ex);
     fc_conn_t *c = ex->client;
     fc_upconn_t *up = ex->up;
     if (c == NULL && !ex->discard) return;
-    for (; c == NULL;) { /* discarding: what is ready counts as written */
+    if (c == NULL) { /* discarding: what is ready counts as written */
         ex->resp_out.len = 0;
         if (up != NULL) up->fwd = up->fwd_end;
-        break;
     }
-    for (; c != NULL;) {
-        uv_buf_t iov[2];
+    while (c != NULL) {
+        uv_buf_t iov[4];
         unsigned n = 0;
-        if (up != NULL && ex->resp_head_done && up->fwd < up->fwd_end && ex->resp_out.len > 0 &&
-            up->fwd_end - up->fwd <= 2048 && fc_buf_append(&ex->resp_out, up->rbuf.base + up->fwd, up->fwd_end - up->fwd) == 0)
-            up->fwd = up->fwd_end; /* a small body rides with the head: one write() instead of writev() */
+        size_t data = up != NULL && ex->resp_head_done ? up->fwd_end - up->fwd : 0;
+        int last = ex->rechunk && ex->resp_done && !ex->resp_last_sent;
+        char *dp = data > 0 ? up->rbuf.base + up->fwd : NULL;
+        size_t plen = ex->rechunk && data > 0 ? fc_chunk_prefix(ex->cl_prefix, data) : 0;
+        ex->resp_tail.len = 0;
+        if ((ex->rechunk && (data > 0 || last)) && fc_chunk_suffix(&ex->resp_tail, &ex->resp_body, data, last) != 0) {
+            fc_exchange_on_client_error(ex, UV_ENOMEM);
+            return;
+        }
+        if (ex->resp_out.len > 0 && data <= 2048 && fc_buf_reserve(&ex->resp_out, plen + data + ex->resp_tail.len) == 0) {
+            /* A small body rides with the head: one write() instead of writev(). */
+            fc_buf_append(&ex->resp_out, ex->cl_prefix, plen);
+            fc_buf_append(&ex->resp_out, dp, data);
+            fc_buf_append(&ex->resp_out, ex->resp_tail.base, ex->resp_tail.len);
+            plen = data = ex->resp_tail.len = 0;
+        }
         if (ex->resp_out.len > 0) iov[n++] = uv_buf_init(ex->resp_out.base, (unsigned)ex->resp_out.len);
-        if (up != NULL && ex->resp_head_done && up->fwd < up->fwd_end)
-            iov[n++] = uv_buf_init(up->rbuf.base + up->fwd, (unsigned)(up->fwd_end - up->fwd));
+        if (plen > 0) iov[n++] = uv_buf_init(ex->cl_prefix, (unsigned)plen);
+        if (data > 0) iov[n++] = uv_buf_init(dp, (unsigned)data);
+        if (ex->resp_tail.len > 0) iov[n++] = uv_buf_init(ex->resp_tail.base, (unsigned)ex->resp_tail.len);
         if (n == 0) break;
         size_t total = 0;
         for (unsigned i = 0; i < n; i++) total += iov[i].len;
@@ -902,6 +1014,7 @@ static void flush_client(fc_exchange_t *ex)
             return;
         }
         ex->bytes_sent += total; /* what is queued counts now: on_cl_write completes it */
+        ex->resp_last_sent |= (uint8_t)last;
         if (r == 1) {
             ex->cl_writing = 1;
             ex->refs++;
@@ -954,8 +1067,10 @@ static void finish(fc_exchange_t *ex)
     access_log(ex);
     fc_upconn_t *up = ex->up;
     if (up != NULL) {
-        int reusable = ex->resp_done && ex->req_done && !ex->up_writing && up->pos == up->rbuf.len &&
-                       llhttp_should_keep_alive(&up->parser.ll);
+        /* Reused only when this request went out whole and its answer was read to the byte: a
+         * connection that may hold half a request, or unread bytes, is closed. */
+        int reusable = ex->resp_done && ex->req_sent && !up_writing(ex) && up->pos == up->rbuf.len &&
+                       ex->resp_body.framing != FC_FRAME_EOF && llhttp_should_keep_alive(&up->parser.ll);
         detach_upstream(ex, reusable);
     }
     fc_conn_t *c = ex->client;

@@ -17,6 +17,12 @@ static const struct {
     {LIT("trailer")},    {LIT("upgrade")},
 };
 
+/* 1 if <name> may never be removed by a Connection option: the message's framing and routing. */
+static int connection_immune(fc_slice_t name)
+{
+    return FC_SLICE_IEQ(name, "content-length") || FC_SLICE_IEQ(name, "transfer-encoding") || FC_SLICE_IEQ(name, "host");
+}
+
 int fc_headers_is_hop(const fc_http_head_t *h, fc_slice_t name)
 {
     /* Every hop-by-hop name is 2 to 16 bytes long and starts with c, k, p, t or u: most headers
@@ -28,83 +34,195 @@ int fc_headers_is_hop(const fc_http_head_t *h, fc_slice_t name)
     if (!h->has_connection) return 0;
     for (size_t i = 0; i < h->nheaders; i++)
         if (FC_SLICE_IEQ(h->headers[i].name, "connection") && fc_http_has_token(h->headers[i].value, name.p, name.n))
-            return 1;
+            return !connection_immune(name);
     return 0;
 }
 
-static int append_header(fc_buf_t *out, fc_slice_t name, fc_slice_t value)
+/* What the head builders do with a received field. */
+enum { KEEP = 0, DROP, FRAMING, HOST, MAXFWD, VIA, DATE };
+
+/* Sorts received field <name> of <h> for the builders: the framing fields, Host, Max-Forwards,
+ * Via and Date get their own handling; hop-by-hop fields and (in requests) the X-Forwarded family
+ * are dropped. One switch on the first letter keeps the common fields to one or two compares. */
+static int classify(const fc_http_head_t *h, fc_slice_t name, int request)
 {
-    if (fc_buf_reserve(out, name.n + value.n + 4) != 0) return -1;
-    char *p = out->base + out->len;
-    memcpy(p, name.p, name.n);
-    p += name.n;
+    switch (name.n ? name.p[0] | 0x20 : 0) {
+    case 'c':
+        if (FC_SLICE_IEQ(name, "content-length")) return FRAMING;
+        break;
+    case 't':
+        if (FC_SLICE_IEQ(name, "transfer-encoding")) return FRAMING;
+        break;
+    case 'h':
+        if (FC_SLICE_IEQ(name, "host")) return HOST;
+        break;
+    case 'm':
+        if (FC_SLICE_IEQ(name, "max-forwards")) return MAXFWD;
+        break;
+    case 'v':
+        if (FC_SLICE_IEQ(name, "via")) return VIA;
+        break;
+    case 'd':
+        if (FC_SLICE_IEQ(name, "date")) return DATE;
+        break;
+    case 'x':
+        if (request && (FC_SLICE_IEQ(name, "x-real-ip") || FC_SLICE_IEQ(name, "x-forwarded-proto") ||
+                        FC_SLICE_IEQ(name, "x-forwarded-for")))
+            return DROP;
+        break;
+    default: break;
+    }
+    return fc_headers_is_hop(h, name) ? DROP : KEEP;
+}
+
+/* The builders reserve an upper bound once, then write with these (no call per piece). */
+static char *put(char *p, const void *src, size_t n)
+{
+    if (n > 0) memcpy(p, src, n); /* an empty slice may have no pointer at all */
+    return p + n;
+}
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static char *put_header(char *p, fc_slice_t name, fc_slice_t value)
+{
+    p = put(p, name.p, name.n);
     *p++ = ':';
     *p++ = ' ';
-    memcpy(p, value.p, value.n);
-    p += value.n;
+    p = put(p, value.p, value.n);
     *p++ = '\r';
     *p++ = '\n';
+    return p;
+}
+
+/* "<decimal n>\r\n" (no printf on the per-request path); at most 22 bytes. */
+static char *put_number(char *p, uint64_t n)
+{
+    char tmp[20];
+    size_t k = sizeof(tmp);
+    do {
+        tmp[--k] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    p = put(p, tmp + k, sizeof(tmp) - k);
+    return PUT_LIT(p, "\r\n");
+}
+
+/* fulcrum's Via entry for a message received as HTTP/1.<minor> (RFC 9110 7.6.3); at most
+ * 11 + o->via.n bytes. */
+static char *put_via(char *p, const fc_head_opts_t *o, int minor)
+{
+    if (o == NULL || o->via.n == 0) return p;
+    p = PUT_LIT(p, "Via: 1.");
+    *p++ = (char)('0' + (minor > 9 ? 1 : minor));
+    *p++ = ' ';
+    p = put(p, o->via.p, o->via.n);
+    return PUT_LIT(p, "\r\n");
+}
+
+/* Room for every received field line of <h> as it is (an upper bound for what is kept). */
+static size_t fields_size(const fc_http_head_t *h)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->nheaders; i++) n += h->headers[i].name.n + h->headers[i].value.n + 4;
+    return n;
+}
+
+int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_request_view_t *v,
+                             const char *client_ip, const char *host_fallback, const fc_head_opts_t *o)
+{
+    int underscores = o != NULL && o->allow_underscores;
+    size_t iplen = strlen(client_ip), fallback_len = strlen(host_fallback);
+    /* The request line, the fields, Host, framing, Max-Forwards, the X-Forwarded family (its
+     * earlier values are among the fields), Via and the blank line. */
+    size_t need = h->method.n + v->target.n + 16 + fields_size(h) + FC_MAX(v->host.n, fallback_len) + 8 + 48 + 40 +
+                  2 * iplen + 64 + (o ? o->via.n : 0) + 16;
+    if (fc_buf_reserve(out, need) != 0) return -1;
+    char *p = out->base + out->len;
+    p = put(p, h->method.p, h->method.n);
+    p = v->target_slash ? PUT_LIT(p, " /") : PUT_LIT(p, " ");
+    p = put(p, v->target.p, v->target.n);
+    p = PUT_LIT(p, " HTTP/1.1\r\n");
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const fc_header_t *hd = &h->headers[i];
+        switch (classify(h, hd->name, 1)) {
+        case KEEP:
+        case VIA:
+        case DATE: break;
+        case HOST:
+            if (v->host_from_target) continue; /* replaced by the target's authority below */
+            break;
+        case MAXFWD:
+            if (v->max_forwards >= 0) continue; /* replaced by the decremented value below */
+            break;
+        default: continue; /* DROP, FRAMING */
+        }
+        /* CGI, WSGI and PHP read "Content_Length" as "Content-Length": like nginx's
+         * underscores_in_headers off, such names are dropped unless allowed. */
+        if (!underscores && memchr(hd->name.p, '_', hd->name.n) != NULL) continue;
+        p = put_header(p, hd->name, hd->value);
+    }
+    if (v->host_from_target) p = put_header(p, (fc_slice_t){"Host", 4}, v->host);
+    else if (!v->has_host) p = put_header(p, (fc_slice_t){"Host", 4}, (fc_slice_t){host_fallback, fallback_len});
+    if (v->framing == FC_FRAME_LENGTH) p = put_number(PUT_LIT(p, "Content-Length: "), v->length);
+    else if (v->framing == FC_FRAME_CHUNKED) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+    if (v->max_forwards >= 0) p = put_number(PUT_LIT(p, "Max-Forwards: "), (uint64_t)v->max_forwards);
+    /* Every X-Forwarded-For the client sent, in order, then the client's own address. */
+    p = PUT_LIT(p, "X-Forwarded-For: ");
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const fc_header_t *hd = &h->headers[i];
+        if (hd->value.n == 0 || (hd->name.p[0] | 0x20) != 'x' || !FC_SLICE_IEQ(hd->name, "x-forwarded-for")) continue;
+        p = put(p, hd->value.p, hd->value.n);
+        p = PUT_LIT(p, ", ");
+    }
+    p = put(p, client_ip, iplen);
+    p = PUT_LIT(p, "\r\nX-Real-IP: ");
+    p = put(p, client_ip, iplen);
+    p = PUT_LIT(p, "\r\nX-Forwarded-Proto: http\r\n");
+    p = put_via(p, o, h->minor);
+    p = PUT_LIT(p, "\r\n");
     out->len = (size_t)(p - out->base);
+    FC_ASSERT(out->len <= out->cap);
     return 0;
 }
 
-int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, fc_slice_t target, const char *client_ip,
-                             const char *host_fallback)
+int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_response_view_t *v, int flags,
+                              const char *date, const fc_head_opts_t *o)
 {
-    int have_host = 0, bad = 0; /* bad: an append ran out of memory */
-    size_t iplen = strlen(client_ip);
-    bad |= fc_buf_append(out, h->method.p, h->method.n);
-    bad |= fc_buf_append(out, " ", 1);
-    bad |= fc_buf_append(out, target.p, target.n);
-    bad |= FC_BUF_APPEND_LIT(out, " HTTP/1.1\r\n");
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const fc_header_t *hd = &h->headers[i];
-        if (FC_SLICE_IEQ(hd->name, "x-real-ip") || FC_SLICE_IEQ(hd->name, "x-forwarded-proto") ||
-            FC_SLICE_IEQ(hd->name, "x-forwarded-for") || fc_headers_is_hop(h, hd->name))
-            continue;
-        if (FC_SLICE_IEQ(hd->name, "host")) have_host = 1;
-        bad |= append_header(out, hd->name, hd->value);
-    }
-    if (!have_host) {
-        bad |= FC_BUF_APPEND_LIT(out, "Host: ");
-        bad |= fc_buf_append(out, host_fallback, strlen(host_fallback));
-        bad |= FC_BUF_APPEND_LIT(out, "\r\n");
-    }
-    /* Every X-Forwarded-For the client sent, in order, then the client's own address. */
-    bad |= FC_BUF_APPEND_LIT(out, "X-Forwarded-For: ");
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const fc_header_t *hd = &h->headers[i];
-        if (!FC_SLICE_IEQ(hd->name, "x-forwarded-for") || hd->value.n == 0) continue;
-        bad |= fc_buf_append(out, hd->value.p, hd->value.n);
-        bad |= FC_BUF_APPEND_LIT(out, ", ");
-    }
-    bad |= fc_buf_append(out, client_ip, iplen);
-    bad |= FC_BUF_APPEND_LIT(out, "\r\nX-Real-IP: ");
-    bad |= fc_buf_append(out, client_ip, iplen);
-    bad |= FC_BUF_APPEND_LIT(out, "\r\nX-Forwarded-Proto: http\r\n\r\n");
-    return bad ? -1 : 0;
-}
-
-int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, int flags)
-{
-    /* No printf on the per-request path: the status is always three digits. */
-    char line[13] = "HTTP/1.1 000 ";
+    size_t datelen = date != NULL ? strlen(date) : 0;
+    size_t need = 16 + h->reason.n + fields_size(h) + 32 + 40 + (o ? o->via.n : 0) + 16 + datelen + 8 + 28;
+    if (fc_buf_reserve(out, need) != 0) return -1;
+    char *p = out->base + out->len;
+    /* The status is always three digits. */
     int st = h->status < 100 || h->status > 999 ? 502 : h->status;
-    line[9] = (char)('0' + st / 100);
-    line[10] = (char)('0' + st / 10 % 10);
-    line[11] = (char)('0' + st % 10);
-    int bad = 0; /* an append ran out of memory */
-    bad |= fc_buf_append(out, line, sizeof(line));
-    bad |= fc_buf_append(out, h->reason.p, h->reason.n);
-    bad |= FC_BUF_APPEND_LIT(out, "\r\n");
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    *p++ = (char)('0' + st / 100);
+    *p++ = (char)('0' + st / 10 % 10);
+    *p++ = (char)('0' + st % 10);
+    *p++ = ' ';
+    p = put(p, h->reason.p, h->reason.n);
+    p = PUT_LIT(p, "\r\n");
+    int have_date = 0;
     for (size_t i = 0; i < h->nheaders; i++) {
         const fc_header_t *hd = &h->headers[i];
-        if (fc_headers_is_hop(h, hd->name)) continue;
-        if ((flags & FC_RESP_DECHUNK) && FC_SLICE_IEQ(hd->name, "transfer-encoding")) continue;
-        bad |= append_header(out, hd->name, hd->value);
+        int kind = classify(h, hd->name, 0);
+        if (kind == DROP || kind == FRAMING) continue;
+        have_date |= kind == DATE;
+        p = put_header(p, hd->name, hd->value);
     }
-    if (flags & FC_RESP_CLOSE) bad |= FC_BUF_APPEND_LIT(out, "Connection: close\r\n");
-    else if (flags & FC_RESP_KEEPALIVE) bad |= FC_BUF_APPEND_LIT(out, "Connection: keep-alive\r\n");
-    bad |= FC_BUF_APPEND_LIT(out, "\r\n");
-    return bad ? -1 : 0;
+    if (v != NULL) {
+        if (v->chunked && !(flags & FC_RESP_DECHUNK)) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+        if (v->has_length) p = put_number(PUT_LIT(p, "Content-Length: "), v->length);
+    }
+    p = put_via(p, o, h->minor);
+    if (!have_date && date != NULL) {
+        p = PUT_LIT(p, "Date: ");
+        p = put(p, date, datelen);
+        p = PUT_LIT(p, "\r\n");
+    }
+    if (flags & FC_RESP_CLOSE) p = PUT_LIT(p, "Connection: close\r\n");
+    else if (flags & FC_RESP_KEEPALIVE) p = PUT_LIT(p, "Connection: keep-alive\r\n");
+    p = PUT_LIT(p, "\r\n");
+    out->len = (size_t)(p - out->base);
+    FC_ASSERT(out->len <= out->cap);
+    return 0;
 }

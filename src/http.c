@@ -1,4 +1,5 @@
-/* http.c: llhttp glue (see http.h). Callbacks record spans and pause; nothing here allocates. */
+/* http.c: llhttp glue (see http.h). Callbacks record spans and pause; nothing here allocates.
+ * Bodies are not llhttp's to read: body.c reads them with the framing message.c decided. */
 #include "fulcrum/http.h"
 
 #include <string.h>
@@ -23,7 +24,6 @@ static int on_message_begin(llhttp_t *ll)
     fc_http_parser_t *p = P(ll);
     p->in_head = 1;
     p->last_was_value = 0;
-    p->body_bytes = 0;
     if (p->head != NULL) {
         fc_http_head_t *h = p->head;
         h->method.p = h->url.p = h->reason.p = NULL;
@@ -79,8 +79,24 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
 {
     fc_http_parser_t *p = P(ll);
     if (p->head == NULL || p->head->nheaders == 0) return 0;
-    span(&p->head->headers[p->head->nheaders - 1].value, at, len);
-    p->last_was_value = 1;
+    fc_header_t *hd = &p->head->headers[p->head->nheaders - 1];
+    p->last_was_value = 1; /* the next name span starts a new field, even after an empty value */
+    if (len == 0) return 0; /* llhttp marks an empty value with an empty span at the next line */
+    /* obs-fold (RFC 9112 5.2): llhttp continues a value on a line that starts with SP or HTAB,
+     * and the value's span then restarts after the fold. A field line is one run of the buffer,
+     * so a value span that does not continue the previous one, or that does not follow its
+     * field name's colon and whitespace (a fold after an empty value), is a fold: refused. */
+    int fold = hd->value.p != NULL && hd->value.p + hd->value.n != at;
+    if (hd->value.p == NULL) {
+        const char *colon = hd->name.p + hd->name.n, *q = at;
+        while (q > colon + 1 && (q[-1] == ' ' || q[-1] == '\t')) q--;
+        fold = q != colon + 1;
+    }
+    if (fold) {
+        p->user_error = FC_HTTP_ERR_OBS_FOLD;
+        return HPE_USER;
+    }
+    span(&hd->value, at, len);
     return 0;
 }
 
@@ -118,17 +134,6 @@ static int on_headers_complete(llhttp_t *ll)
     return HPE_PAUSED;
 }
 
-static int on_body(llhttp_t *ll, const char *at, size_t len)
-{
-    fc_http_parser_t *p = P(ll);
-    p->body_bytes += len;
-    if (p->body_out != NULL) {
-        memmove(p->body_out, at, len); /* decoded bytes only move down: framing is dropped */
-        p->body_out += len;
-    }
-    return 0;
-}
-
 static int on_message_complete(llhttp_t *ll)
 {
     P(ll)->event = FC_HTTP_MSG_DONE;
@@ -144,7 +149,6 @@ static const llhttp_settings_t settings = {
     .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
 
@@ -152,6 +156,10 @@ void fc_http_parser_init(fc_http_parser_t *p, llhttp_type_t type)
 {
     memset(p, 0, sizeof(*p));
     llhttp_init(&p->ll, type, &settings);
+    /* Transfer-Encoding is message.c's to judge (RFC 9110 5.6.1 list rules: "chunked," is
+     * chunked); llhttp's strict reading of it would refuse valid lists, and llhttp reads no
+     * bodies here, so its own conclusion from the field is never used. */
+    llhttp_set_lenient_transfer_encoding(&p->ll, 1);
     p->ll.data = p;
 }
 
@@ -171,20 +179,10 @@ int fc_http_execute(fc_http_parser_t *p, const char *data, size_t len, size_t *c
     return FC_HTTP_ERROR;
 }
 
-int fc_http_finish(fc_http_parser_t *p)
-{
-    p->event = FC_HTTP_NEED_MORE;
-    llhttp_errno_t e = llhttp_finish(&p->ll);
-    if (e == HPE_PAUSED) {
-        llhttp_resume(&p->ll);
-        return FC_HTTP_MSG_DONE;
-    }
-    return e == HPE_OK && p->event == FC_HTTP_MSG_DONE ? FC_HTTP_MSG_DONE : FC_HTTP_ERROR;
-}
-
 const char *fc_http_error(const fc_http_parser_t *p)
 {
     if (p->user_error == FC_HTTP_ERR_TOO_MANY_HEADERS) return "too many headers";
+    if (p->user_error == FC_HTTP_ERR_OBS_FOLD) return "obs-fold (a header line starting with whitespace)";
     const char *r = llhttp_get_error_reason(&p->ll);
     return r != NULL ? r : llhttp_errno_name(llhttp_get_errno(&p->ll));
 }
@@ -233,15 +231,25 @@ long fc_http_keepalive_timeout(fc_slice_t v)
     return -1;
 }
 
+/* RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~", as a table: names are checked per byte. */
+static const uint8_t tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,
+    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
+    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
+    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
+    ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+int fc_http_is_tchar(unsigned char c) { return tchar[c]; }
+
 int fc_http_is_token(fc_slice_t s)
 {
-    /* RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~" */
-    static const char extra[] = "!#$%&'*+-.^_`|~";
     if (s.n == 0) return 0;
-    for (size_t i = 0; i < s.n; i++) {
-        unsigned char c = (unsigned char)s.p[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || (c && strchr(extra, c))))
-            return 0;
-    }
+    for (size_t i = 0; i < s.n; i++)
+        if (!tchar[(unsigned char)s.p[i]]) return 0;
     return 1;
 }

@@ -148,6 +148,21 @@ const char *fc_log_time_clf(void)
     return buf;
 }
 
+const char *fc_log_time_http(void)
+{
+    static char buf[32];
+    static time_t cached = -1;
+    time_t now = time(NULL);
+    if (now != cached) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        /* strftime's %a and %b follow the locale; fulcrum never calls setlocale, so they are C's. */
+        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached = now;
+    }
+    return buf;
+}
+
 void fc__log_write(int level, const char *fmt, ...)
 {
     char line[2048];

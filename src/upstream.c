@@ -255,28 +255,29 @@ static uint64_t now_ms(const fc_upstream_t *u) { return uv_now(u->w->loop); }
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 #define STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
 
-/* 1 if <s> may take a request now, ignoring backup status and max_conns. */
-static int server_alive(const fc_server_t *s, uint64_t now)
+/* 1 if <s> may take a request now, ignoring backup status and max_conns (and passive failures
+ * when <ignore_failed>). */
+static int server_alive(const fc_server_t *s, uint64_t now, int ignore_failed)
 {
     fc_shm_server_t *st = s->st;
     if (s->conf->down || !LOAD(st->healthy)) return 0;
     uint64_t until = LOAD(st->failed_until);
-    if (until != 0) return now >= until && !LOAD(st->probing);
+    if (until != 0 && !ignore_failed) return now >= until && !LOAD(st->probing);
     return 1;
 }
 
-size_t fc_upstream_refresh(fc_upstream_t *u)
+/* The view of <u>'s servers with passive failures counted or (<ignore_failed>) not. */
+static size_t refresh(fc_upstream_t *u, uint64_t now, int ignore_failed)
 {
     size_t n = u->conf->nservers, usable = 0;
-    uint64_t now = now_ms(u);
     int primary_alive = 0;
     for (size_t i = 0; i < n; i++)
-        if (!u->servers[i].conf->backup && server_alive(&u->servers[i], now)) primary_alive = 1;
+        if (!u->servers[i].conf->backup && server_alive(&u->servers[i], now, ignore_failed)) primary_alive = 1;
     for (size_t i = 0; i < n; i++) {
         const fc_server_t *s = &u->servers[i];
         fc_balance_server_t *v = &u->view[i];
         v->active = LOAD(s->st->active);
-        int ok = server_alive(s, now) && (s->conf->backup ? !primary_alive : 1);
+        int ok = server_alive(s, now, ignore_failed) && (s->conf->backup ? !primary_alive : 1);
         if (ok && s->conf->max_conns > 0 && v->active >= s->conf->max_conns) ok = 0;
         v->usable = ok;
         /* Policies only compare weights, so they run on weight x 100: slow_start can then ramp a
@@ -292,12 +293,29 @@ size_t fc_upstream_refresh(fc_upstream_t *u)
     return usable;
 }
 
+size_t fc_upstream_refresh(fc_upstream_t *u)
+{
+    uint64_t now = now_ms(u);
+    size_t usable = refresh(u, now, 0);
+    if (usable > 0) {
+        u->all_failed = 0;
+        return usable;
+    }
+    usable = refresh(u, now, 1);
+    if (usable > 0 && !u->all_failed) {
+        fc_log(FC_LOG_WARN, "upstream %s: every server is out after failures: trying them all again", u->conf->name);
+        u->all_failed = 1;
+    }
+    return usable;
+}
+
 int fc_fail_set_has(const fc_fail_set_t *set, int kind, int status)
 {
     switch (kind) {
     case FC_FAIL_ERROR: return set->error;
     case FC_FAIL_TIMEOUT: return set->timeout;
     case FC_FAIL_STATUS: return status >= 500 && status <= 599 && set->status[status - 500];
+    case FC_FAIL_INVALID: return set->invalid_header;
     default: return 0;
     }
 }

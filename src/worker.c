@@ -385,6 +385,8 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
         w->route_send[i] = fc_timeq_class(&w->tq, cfg->routes[i].send_timeout);
         w->route_read[i] = fc_timeq_class(&w->tq, cfg->routes[i].read_timeout);
     }
+    w->head_opts.via = cfg->via ? (fc_slice_t){cfg->via, strlen(cfg->via)} : (fc_slice_t){NULL, 0};
+    w->head_opts.allow_underscores = (uint8_t)cfg->underscores_in_headers;
     /* A request head must fit the read buffer whole; bodies stream through it. */
     size_t bufsize = FC_MAX((size_t)32768, (size_t)lim->max_header_size + 1024);
     fc_bufpool_init(&w->client_bufs, bufsize, 64);

@@ -36,6 +36,7 @@ typedef struct fc_server_conf {
 typedef struct fc_fail_set {
     int error;            /* connect refused/reset/closed before a full response */
     int timeout;          /* connect or read timeout */
+    int invalid_header;   /* a malformed or ambiguous response head (nginx's invalid_header) */
     uint8_t status[100];  /* status[s - 500] != 0 for each listed 5xx status */
 } fc_fail_set_t;
 
@@ -115,6 +116,9 @@ struct fc_config {
     char *error_log_level;         /* owned; error|warn|notice|info|debug, default "notice" */
     char *access_log;              /* owned; "stdout", a path, or NULL when off */
     enum fc_log_format access_log_format; /* default json */
+    char *via;                     /* owned; the name in the Via entry fulcrum adds, NULL = via: off
+                                      (default "fulcrum") */
+    int underscores_in_headers;    /* forward request header names with '_' (default false: dropped) */
     fc_listener_conf_t *listeners; /* owned array, nlisteners >= 1 */
     size_t nlisteners;
     fc_upstream_conf_t *upstreams; /* owned array, in file order */

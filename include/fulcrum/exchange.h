@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "fulcrum/balance.h"
+#include "fulcrum/body.h"
 #include "fulcrum/buf.h"
 #include "fulcrum/config.h"
 #include "fulcrum/http.h"
@@ -31,6 +32,7 @@ enum fc_end_cause {
     FC_END_SERVER_TIMEOUT, /* connect or read timeout */
     FC_END_SERVER_CLOSED,  /* server closed or reset */
     FC_END_SERVER_BAD,     /* malformed response */
+    FC_END_LOCAL,          /* this process ran out of descriptors or memory connecting (503) */
     FC_END_INTERNAL,       /* out of memory or a libuv error */
 };
 
@@ -50,7 +52,6 @@ typedef struct fc_exchange {
     const fc_route_conf_t *route; /* borrowed from the config */
     struct fc_server *server;     /* the server in use, or NULL */
     uint64_t tried[FC_TRIED_WORDS]; /* servers already tried for this request */
-    uint64_t req_body;            /* request body bytes (decoded) so far */
     uint64_t bytes_sent;          /* bytes written to the client */
     uint64_t t_start;             /* uv_hrtime() at the request head; 1 without an access log */
     uint64_t t_up_start;          /* uv_hrtime() when the request was handed to a server (or 1) */
@@ -59,6 +60,7 @@ typedef struct fc_exchange {
     fc_slice_t hash_key;          /* the hash policy's key, built in key_buf; {NULL, 0} = none */
     size_t body_start;            /* offset of the request body in client->rbuf while replayable */
     size_t fwd;                   /* offset in client->rbuf of the next body byte to send upstream */
+    size_t dec_end;               /* chunked request: end of the decoded payload not yet sent */
     size_t log_method_len;        /* the method and target are the first bytes of head_out */
     size_t log_url_off, log_url_len;
     int status;                   /* status sent to the client, 0 until a head goes out */
@@ -66,24 +68,29 @@ typedef struct fc_exchange {
     uint8_t cause;                /* enum fc_end_cause */
     uint8_t phase;                /* enum fc_end_phase */
     uint8_t try_cause;            /* why the last server tried failed (becomes cause if none is left) */
-    uint8_t up_writing;           /* a write to the upstream is in flight */
     uint8_t cl_writing;           /* a write to the client is in flight */
     uint8_t head_sent;            /* head_out handed to the current upstream connection */
     uint8_t req_done;             /* the whole request was read from the client */
+    uint8_t req_sent;             /* the whole request was handed to the current upstream connection */
     uint8_t replayable;           /* the request can be sent again (body still in client->rbuf) */
     uint8_t retried;              /* the one retry on a fresh connection was used */
     uint8_t resp_began;           /* a response byte arrived from the upstream */
     uint8_t resp_head_done;       /* the final response head was parsed */
     uint8_t resp_done;            /* the whole response was read from the upstream */
-    uint8_t dechunk;              /* decode a chunked response (HTTP/1.0 client) */
+    uint8_t resp_last_sent;       /* re-encoded response: the last chunk went to the client */
+    uint8_t rechunk;              /* the response body is re-encoded chunked for this client */
     uint8_t keepalive;            /* the client connection may serve another request */
     uint8_t is_head;              /* the request method is HEAD */
-    uint8_t idempotent;           /* GET, HEAD, PUT, DELETE, OPTIONS, TRACE: safe to send twice */
+    uint8_t idempotent;           /* GET, HEAD, PUT, DELETE, OPTIONS: safe to send twice */
     uint8_t http10;               /* the client speaks HTTP/1.0 */
     uint8_t finished;             /* fc_exchange_finish ran */
     uint8_t error_reply;          /* resp_out holds a generated error response */
     uint8_t discard;              /* the client left: the answer is read and dropped to keep the connection */
+    char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
+    char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
     char ip[46];                  /* the client's address, kept for the log line once it left */
+    fc_body_t req_body;           /* the request body as read from the client (framing from the head check) */
+    fc_body_t resp_body;          /* the response body as read from the server */
     /* Everything above is reset for each request (fc_exchange_new zeroes up to here). */
     fc_http_parser_t parser;      /* the request's parser (lives here, not in the connection: an idle
                                      connection needs none, and each request starts a fresh one) */
@@ -96,8 +103,13 @@ typedef struct fc_exchange {
     fc_buf_t head_out;            /* owned: the request head as sent upstream (kept for a retry and the log) */
     fc_buf_t resp_out;            /* owned: the response head for the client, while being written */
     fc_buf_t key_buf;             /* owned: the hash key of this request (hash policy only) */
-    uv_write_t up_wreq;           /* the write to the upstream connection */
-    uv_write_t cl_wreq;           /* the write to the client */
+    fc_buf_t req_tail;            /* owned: what follows request payload re-encoded chunked, while written */
+    fc_buf_t resp_tail;           /* owned: the same for the response */
+    fc_buf_t req_trailers;        /* owned: the request trailer lines that are forwarded */
+    fc_buf_t resp_trailers;       /* owned: the response trailer lines that are forwarded */
+    fc_buf_t req_connection;      /* owned: a chunked request's Connection options (req_body.connection) */
+    fc_buf_t resp_connection;     /* owned: the same for a chunked response */
+    uv_write_t cl_wreq;           /* the write to the client (the upstream's is in fc_upconn_t) */
     struct fc_exchange *next_free; /* freelist link */
 } fc_exchange_t;
 

@@ -45,8 +45,6 @@ enum fc_http_event {
 typedef struct fc_http_parser {
     llhttp_t ll;            /* llhttp state; ll.data points back at this struct */
     fc_http_head_t *head;   /* borrowed: where head spans go, NULL when not collecting */
-    char *body_out;         /* dechunk mode: decoded body bytes are moved down to here, else NULL */
-    uint64_t body_bytes;    /* decoded body bytes of the current message so far */
     uint8_t last_was_value; /* header span bookkeeping */
     uint8_t skip_body;      /* response to HEAD: the next head has no body */
     uint8_t in_head;        /* between message begin and head done */
@@ -54,7 +52,7 @@ typedef struct fc_http_parser {
     int8_t event;           /* the enum fc_http_event a callback paused for */
 } fc_http_parser_t;
 
-enum { FC_HTTP_ERR_NONE = 0, FC_HTTP_ERR_TOO_MANY_HEADERS = 1 };
+enum { FC_HTTP_ERR_NONE = 0, FC_HTTP_ERR_TOO_MANY_HEADERS = 1, FC_HTTP_ERR_OBS_FOLD = 2 };
 
 /* Initializes <p> for requests (HTTP_REQUEST) or responses (HTTP_RESPONSE), strict parsing. */
 void fc_http_parser_init(fc_http_parser_t *p, llhttp_type_t type);
@@ -63,21 +61,28 @@ void fc_http_parser_init(fc_http_parser_t *p, llhttp_type_t type);
  * p->head, which the caller sets before a head starts (it may be NULL for bodies). */
 int fc_http_execute(fc_http_parser_t *p, const char *data, size_t len, size_t *consumed);
 
-/* After a response head: 1 when the response's body ends only at EOF. */
-static inline int fc_http_needs_eof(const fc_http_parser_t *p) { return llhttp_message_needs_eof(&p->ll); }
-/* Tells the parser the connection hit EOF; returns FC_HTTP_MSG_DONE for a close-delimited body,
- * FC_HTTP_ERROR when the message was cut short. */
-int fc_http_finish(fc_http_parser_t *p);
 /* A short reason for the last FC_HTTP_ERROR. */
 const char *fc_http_error(const fc_http_parser_t *p);
 
-/* Case-insensitive header name equality against a literal. */
+/* Case-insensitive equality of <s> and <lit>. */
 int fc_slice_ieq(fc_slice_t s, const char *lit, size_t litlen);
-#define FC_SLICE_IEQ(s, lit) fc_slice_ieq((s), (lit), sizeof(lit) - 1)
+/* The same, inline, for a token <s> (a field name: llhttp checked it) and a lower-case literal
+ * of letters, digits and '-': OR-ing 0x20 lower-cases a letter and changes no other token byte
+ * into one of those. No library call: these compares run for every field of every message. */
+static inline int fc_slice_ieq_lower(fc_slice_t s, const char *lit, size_t n)
+{
+    if (s.n != n) return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((char)(s.p[i] | 0x20) != lit[i]) return 0;
+    return 1;
+}
+#define FC_SLICE_IEQ(s, lit) fc_slice_ieq_lower((s), (lit), sizeof(lit) - 1)
 /* Finds a header by name in <h>; NULL if absent. */
 const fc_header_t *fc_http_find(const fc_http_head_t *h, const char *name, size_t namelen);
 /* 1 if the comma-separated header value <v> contains the token <tok> (case-insensitive). */
 int fc_http_has_token(fc_slice_t v, const char *tok, size_t toklen);
+/* 1 if <c> is an RFC 9110 tchar. */
+int fc_http_is_tchar(unsigned char c);
 /* 1 if <s> is a non-empty RFC 9110 token (a valid header name). */
 int fc_http_is_token(fc_slice_t s);
 /* Parses "timeout=N" out of a Keep-Alive header value; returns N seconds or -1. */

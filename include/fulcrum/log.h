@@ -37,5 +37,8 @@ void fc_access_log_write(const char *line, size_t len);
  * form "22/Nov/2026:18:00:00 +0000"; both cached per millisecond/second. */
 const char *fc_log_time_iso(void);
 const char *fc_log_time_clf(void);
+/* The current time as an HTTP date (IMF-fixdate, RFC 9110 5.6.7: "Tue, 01 Dec 2026 19:00:00 GMT"),
+ * cached per second: the Date fulcrum adds to a response that has none. */
+const char *fc_log_time_http(void);
 
 #endif

@@ -25,7 +25,7 @@ typedef struct fc_server {
 } fc_server_t;
 
 /* Why an attempt on a server failed, for passive health and for the retry rules. */
-enum fc_fail_kind { FC_FAIL_ERROR = 1, FC_FAIL_TIMEOUT = 2, FC_FAIL_STATUS = 3 };
+enum fc_fail_kind { FC_FAIL_ERROR = 1, FC_FAIL_TIMEOUT = 2, FC_FAIL_STATUS = 3, FC_FAIL_INVALID = 4 };
 
 struct fc_upstream {
     const fc_upstream_conf_t *conf; /* borrowed from the config */
@@ -36,7 +36,8 @@ struct fc_upstream {
     fc_timeq_class_t *t_idle;       /* conf->keepalive_timeout */
     uv_timer_t health_timer;        /* starts a round of active checks every health.interval */
     fc_timeq_class_t *t_health;     /* health.timeout */
-    uint8_t all_down_logged;        /* "no usable server" was said and not yet taken back */
+    uint64_t all_down_logged;       /* loop time "no usable server" was last said, 0 = taken back */
+    uint8_t all_failed;             /* every server is out through passive failures: all are tried */
 };
 
 enum fc_upconn_state {
@@ -49,6 +50,11 @@ enum fc_upconn_state {
 typedef struct fc_upconn {
     uv_tcp_t tcp;             /* the socket; this struct is freed in its close callback */
     uv_connect_t creq;        /* the connect request */
+    uv_write_t wreq;          /* the write of a request to this connection (one at a time) */
+    fc_exchange_t *wex;       /* the exchange whose write is in flight here (holding a reference
+                                 on it until the callback), NULL when none: write state travels
+                                 with the connection that issued it, so a write cancelled on an
+                                 abandoned connection is never blamed on the next one */
     fc_server_t *server;      /* borrowed: the server it talks to */
     fc_exchange_t *ex;        /* the exchange it carries, NULL when idle */
     fc_list_t link;           /* in server->idle while idle */
@@ -84,7 +90,9 @@ void fc_upconn_close(fc_upconn_t *up);
 void fc_upconn_read_start(fc_upconn_t *up);
 void fc_upconn_read_stop(fc_upconn_t *up);
 /* Recomputes what the policy sees of <u>'s servers (usable, effective weight) from their health,
- * failures, max_conns and backup status. Returns how many servers are usable. */
+ * failures, max_conns and backup status. When passive failures alone leave no server usable, the
+ * failed ones are usable again (nginx: "all peers failed, mark them as live for quick recovery"):
+ * active checks and `down` still count. Returns how many servers are usable. */
 size_t fc_upstream_refresh(fc_upstream_t *u);
 /* The outcome of one attempt on <s>: <kind> 0 for success, else an fc_fail_kind counted if the
  * upstream's fail_on lists it (<status> for FC_FAIL_STATUS). <why> is for the log. */

@@ -8,6 +8,7 @@
 
 #include "fulcrum/buf.h"
 #include "fulcrum/config.h"
+#include "fulcrum/headers.h"
 #include "fulcrum/list.h"
 #include "fulcrum/router.h"
 #include "fulcrum/shm.h"
@@ -65,6 +66,7 @@ struct fc_worker {
     fc_timeq_class_t **route_connect; /* owned arrays, per route: its connect, send and read timeouts */
     fc_timeq_class_t **route_send;
     fc_timeq_class_t **route_read;
+    fc_head_opts_t head_opts;        /* how fulcrum's own fields are written (via, underscores_in_headers) */
     fc_bufpool_t client_bufs;        /* read buffers of client connections */
     fc_bufpool_t upstream_bufs;      /* read buffers of upstream connections */
     fc_exchange_t *free_exchanges;   /* freelist, linked through next_free */

@@ -401,7 +401,10 @@ def test_no_retry_after_response_bytes_reached_client(h):
     assert total([a, b], "requests") == 1
 
 
-def test_all_down_fast_502(h):
+def test_all_failed_servers_are_tried_again(h):
+    """Every server out through passive failures: fulcrum asks them again (nginx: "all peers
+    failed, mark them as live for quick recovery") instead of answering 502 for fail_timeout
+    (10 s by default) without asking; a server that comes back serves the very next request."""
     a, b = h.backend(port=dead_port()), h.backend(port=dead_port())
     f = start(h, {"servers": [a.address, b.address]})
     assert spread(f.port, 4) == {a.name: 2, b.name: 2}
@@ -414,4 +417,11 @@ def test_all_down_fast_502(h):
         r = one(f.port)
         assert r.status == 502, r
         assert time.monotonic() - t0 < 0.3
-    assert wait_for(lambda: "no usable server" in f.stderr(), 2), f.stderr()[-2000:]
+    assert wait_for(lambda: "every server is out after failures: trying them all again" in f.stderr(), 2), \
+        f.stderr()[-2000:]
+    assert "no usable server" not in f.stderr()
+    back = h.backend(port=a.port, name=a.name)
+    t0 = time.monotonic()
+    r = one(f.port)
+    assert r.status == 200 and r.header("x-backend") == back.name, r
+    assert time.monotonic() - t0 < 2

@@ -125,7 +125,7 @@ static const err_case_t document_cases[] = {
 static const err_case_t unknown_key_cases[] = {
     {"# top\n" MIN "worker: 2\n",
      "t.yaml:10:1: unknown key 'worker' at the top level (expected one of: workers, shutdown_timeout, "
-     "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, listeners, upstreams, "
+     "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, via, underscores_in_headers, listeners, upstreams, "
      "routes, limits)"},
     {"listeners:\n  - address: 127.0.0.1:8080\n    port: 80\n" UPS ROUTE,
      "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health)"},
@@ -465,13 +465,13 @@ static const err_case_t fail_set_cases[] = {
     {UP(SRV "    fail_on: [5000]\n"),
      "t.yaml:6:15: upstreams.b.fail_on[0]: 5000 is not a 5xx status (expected 500..599)"},
     {UP(SRV "    fail_on: [http_502]\n"),
-     "t.yaml:6:15: upstreams.b.fail_on[0]: unknown value 'http_502' (expected error, timeout, 5xx or a status "
+     "t.yaml:6:15: upstreams.b.fail_on[0]: unknown value 'http_502' (expected error, timeout, invalid_header, 5xx or a status "
      "from 500 to 599)"},
     {UP(SRV "    fail_on: [{error: 1}]\n"),
      "t.yaml:6:15: upstreams.b.fail_on[0]: expected a single value, got a mapping"},
     {UP(SRV "    fail_on: [~]\n"), "t.yaml:6:15: upstreams.b.fail_on[0]: missing value"},
     {UP(SRV "    retry: { on: [error, 4xx] }\n"),
-     "t.yaml:6:26: upstreams.b.retry.on[1]: unknown value '4xx' (expected error, timeout, 5xx or a status from "
+     "t.yaml:6:26: upstreams.b.retry.on[1]: unknown value '4xx' (expected error, timeout, invalid_header, 5xx or a status from "
      "500 to 599)"},
 };
 

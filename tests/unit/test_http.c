@@ -1,5 +1,6 @@
-/* test_http.c: the llhttp glue. Each message is fed whole, in 7-byte pieces and byte by byte from
- * one buffer (spans then arrive split across calls); the three runs must give the same trace. */
+/* test_http.c: the llhttp glue, heads only (bodies are body.c's: test_body.c). Each message is fed
+ * whole, in 7-byte pieces and byte by byte from one buffer (spans then arrive split across calls);
+ * the three runs must give the same trace. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -65,7 +66,10 @@ static int feed(fc_http_parser_t *p, const char *in, size_t len, size_t *off, si
 
 /* Feeds <buf> in pieces of at most <step> bytes the way a connection does: after an event the
  * next call starts at the first unconsumed byte. The trace lists "H<offset> <head>;" per head,
- * "M<offset>/<body bytes>;" per message, then "." (all consumed) or "E<offset> <reason>". */
+ * then "M<offset>;" when the message ends with its head (no body: llhttp says so on a call with no
+ * bytes, as pump_response's first body read has none), or "B<offset>" and the end of the trace
+ * when a body follows (llhttp never reads bodies: src/body.c does, test_body.c tests it); then "."
+ * (all consumed) or "E<offset> <reason>". */
 static const char *trace(llhttp_type_t type, const char *buf, size_t len, size_t step, int skip_body)
 {
     fc_http_parser_t *p = parser(type);
@@ -80,9 +84,16 @@ static const char *trace(llhttp_type_t type, const char *buf, size_t len, size_t
             add("H%zu ", off);
             add_head(&H, type == HTTP_RESPONSE);
             add(";");
-            p->head = NULL; /* bodies and trailers are not collected */
+            p->head = NULL;
+            size_t c0 = 1;
+            if (fc_http_execute(p, buf + off, 0, &c0) != FC_HTTP_MSG_DONE || c0 != 0) {
+                add("B%zu", off);
+                return tr;
+            }
+            add("M%zu;", off);
+            p->head = &H;
         } else if (ev == FC_HTTP_MSG_DONE) {
-            add("M%zu/%llu;", off, (unsigned long long)p->body_bytes);
+            add("(unexpected M%zu)", off);
             p->head = &H;
         } else if (ev == FC_HTTP_ERROR) {
             add("E%zu %s", off, fc_http_error(p));
@@ -124,14 +135,19 @@ static void test_requests(void)
 {
     subtest("request head: method, target, version, headers; then the bodiless message");
     REQ_IS("GET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Multi: a\r\nX-Multi:  b\r\n\r\n",
-           "H67 GET /a?x=1 1.1 Host=example.com X-Multi=a X-Multi=b;M67/0;.");
-    REQ_IS("OPTIONS * HTTP/1.0\r\n\r\n", "H22 OPTIONS * 1.0;M22/0;.");
+           "H67 GET /a?x=1 1.1 Host=example.com X-Multi=a X-Multi=b;M67;.");
+    REQ_IS("OPTIONS * HTTP/1.0\r\n\r\n", "H22 OPTIONS * 1.0;M22;.");
 
     subtest("header values: trailing whitespace trimmed, inner kept (http.h: fc_header_t.value)");
-    REQ_IS("GET / HTTP/1.1\r\nHost: h \r\nX-A: a b\t \r\n\r\n", "H40 GET / 1.1 Host=h X-A=a b;M40/0;.");
+    REQ_IS("GET / HTTP/1.1\r\nHost: h \r\nX-A: a b\t \r\n\r\n", "H40 GET / 1.1 Host=h X-A=a b;M40;.");
 
     subtest("an empty header value keeps its header");
-    REQ_IS("GET / HTTP/1.1\r\nX-Empty:\r\nHost: h\r\n\r\n", "H37 GET / 1.1 X-Empty= Host=h;M37/0;.");
+    REQ_IS("GET / HTTP/1.1\r\nX-Empty:\r\nHost: h\r\n\r\n", "H37 GET / 1.1 X-Empty= Host=h;M37;.");
+    /* llhttp reports an empty value as a zero-length span at the start of the next line: that
+     * line feed is the field's own end, not an obs-fold */
+    REQ_IS("GET / HTTP/1.1\r\nX-Empty: \t\r\nHost: h\r\n\r\n", "H39 GET / 1.1 X-Empty= Host=h;M39;.");
+    REQ_IS("GET / HTTP/1.1\r\nHost: h\r\nX-Empty:\r\n\r\n", "H37 GET / 1.1 Host=h X-Empty=;M37;.");
+    RESP_IS("HTTP/1.1 204 No Content\r\nX-Empty:\r\n\r\n", "H37 204 No Content 1.1 X-Empty=;M37;.");
 
     subtest("slices point into the caller's buffer, also when fed byte by byte");
     {
@@ -150,28 +166,30 @@ static void test_requests(void)
         is_int(c, 0);
     }
 
-    subtest("pipelined messages come one at a time, Content-Length bodies end exactly");
+    subtest("pipelined messages come one at a time; a head with a body stops at its end");
     REQ_IS("GET /1 HTTP/1.1\r\n\r\n"
-           "POST /up HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-           "GET /3 HTTP/1.1\r\nHost: h\r\n\r\n",
-           "H19 GET /1 1.1;M19/0;"
-           "H59 POST /up 1.1 Content-Length=5;M64/5;"
-           "H92 GET /3 1.1 Host=h;M92/0;.");
+           "GET /2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+           "GET /3 HTTP/1.1\r\nHost: h\r\n\r\n"
+           "POST /up HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+           "H19 GET /1 1.1;M19;"
+           "H57 GET /2 1.1 Content-Length=0;M57;"
+           "H85 GET /3 1.1 Host=h;M85;"
+           "H125 POST /up 1.1 Content-Length=5;B125");
 
-    subtest("a body that has not all arrived yet");
-    REQ_IS("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", "H39 POST / 1.1 Content-Length=10;.");
+    subtest("a head whose body has not arrived yet");
+    REQ_IS("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", "H39 POST / 1.1 Content-Length=10;B39");
 
-    subtest("chunked bodies with extensions and trailers end exactly, then the next message");
+    subtest("chunked heads: the body (extensions, trailers) is not llhttp's to read");
     REQ_IS("POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
            "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\nX-Other: u\r\n\r\n"
            "GET /n HTTP/1.1\r\n\r\n",
-           "H48 POST /c 1.1 Transfer-Encoding=chunked;M106/11;H125 GET /n 1.1;M125/0;.");
+           "H48 POST /c 1.1 Transfer-Encoding=chunked;B48");
     REQ_IS("POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-           "H48 POST /c 1.1 Transfer-Encoding=chunked;M53/0;.");
+           "H48 POST /c 1.1 Transfer-Encoding=chunked;B48");
 
     subtest("an upgrade request is parsed as an ordinary message");
     REQ_IS("GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
-           "H61 GET /ws 1.1 Connection=Upgrade Upgrade=websocket;M61/0;H80 GET /2 1.1;M80/0;.");
+           "H61 GET /ws 1.1 Connection=Upgrade Upgrade=websocket;M61;H80 GET /2 1.1;M80;.");
 
     subtest("ambiguous framing and malformed input are rejected");
     ok(fails(HTTP_REQUEST, "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nhello",
@@ -180,13 +198,32 @@ static void test_requests(void)
              ""));
     ok(fails(HTTP_REQUEST, "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", ""));
     ok(fails(HTTP_REQUEST, "POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\nhello!", ""));
-    ok(fails(HTTP_REQUEST, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", ""));
-    /* strict parsing (http.h): chunk data must end in CRLF, a header name must be a token */
-    ok(fails(HTTP_REQUEST, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", ""));
+    /* (bad chunk lines are body.c's: test_body.c) strict parsing: a header name must be a token */
     ok(fails(HTTP_REQUEST, "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", ""));
+    ok(fails(HTTP_REQUEST, "GET / HTTP/1.1\r\nX-A : x\r\n\r\n", ""));
     ok(fails(HTTP_REQUEST, "GET / HTTP/1.1\r\nX: a\001b\r\n\r\n", ""));
     ok(fails(HTTP_REQUEST, "GET / HTTP/9.9\r\n\r\n", ""));
     ok(!fails(HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", ""));
+
+    subtest("obs-fold: a field line starting with SP or HTAB is refused (FC_HTTP_ERR_OBS_FOLD)");
+    ok(fails(HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", "obs-fold"));
+    ok(fails(HTTP_REQUEST, "GET / HTTP/1.1\r\nX: a\r\n\tb\r\nHost: h\r\n\r\n", "obs-fold"));
+    ok(fails(HTTP_REQUEST, "GET / HTTP/1.1\r\nX:\r\n b\r\n\r\n", "obs-fold"));
+    ok(fails(HTTP_REQUEST, "GET / HTTP/1.1\r\nX: a\r\n  b c\r\n\r\n", "obs-fold"));
+    /* a fold whose continuation is only whitespace, or that follows an empty value */
+    ok(fails(HTTP_REQUEST, "GET / HTTP/1.1\r\nX: a\r\n \r\nHost: h\r\n\r\n", "obs-fold"));
+    ok(fails(HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n\t\t\r\n\r\n", "obs-fold"));
+    {
+        static const char in[] = "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n";
+        size_t c;
+        is_int(execute_all(HTTP_REQUEST, in, &c), FC_HTTP_ERROR);
+        is_int(P.user_error, FC_HTTP_ERR_OBS_FOLD);
+        ok(strstr(fc_http_error(&P), "obs-fold") != NULL);
+    }
+    /* whitespace inside a value is not a fold */
+    REQ_IS("GET / HTTP/1.1\r\nX: a \t b\r\n\r\n", "H28 GET / 1.1 X=a \t b;M28;.");
+    /* a line that starts with whitespace before any field is an error too */
+    ok(fails(HTTP_REQUEST, "GET / HTTP/1.1\r\n X: a\r\n\r\n", ""));
 
     subtest("header count: FC_HTTP_MAX_HEADERS is accepted, one more is an error");
     {
@@ -211,83 +248,51 @@ static void test_requests(void)
 static void test_responses(void)
 {
     subtest("response head: status, reason, version, body");
-    RESP_IS("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", "H38 200 OK 1.1 Content-Length=3;M41/3;.");
+    RESP_IS("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", "H38 200 OK 1.1 Content-Length=3;B38");
     RESP_IS("HTTP/1.0 404 Not Found Here\r\nContent-Length: 0\r\n\r\n",
-            "H50 404 Not Found Here 1.0 Content-Length=0;M50/0;.");
+            "H50 404 Not Found Here 1.0 Content-Length=0;M50;.");
 
     subtest("1xx heads come before the final one, with no body");
     RESP_IS("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
-            "H25 100 Continue 1.1;M25/0;H69 103 Early Hints 1.1 Link=</s.css>;M69/0;"
-            "H107 200 OK 1.1 Content-Length=2;M109/2;.");
+            "H25 100 Continue 1.1;M25;H69 103 Early Hints 1.1 Link=</s.css>;M69;"
+            "H107 200 OK 1.1 Content-Length=2;B107");
 
     subtest("a response to HEAD has no body whatever its headers say");
     TRACE_IS(HTTP_RESPONSE,
              "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 1,
-             "H39 200 OK 1.1 Content-Length=10;M39/0;H86 200 OK 1.1 Transfer-Encoding=chunked;M86/0;.");
+             "H39 200 OK 1.1 Content-Length=10;M39;H86 200 OK 1.1 Transfer-Encoding=chunked;M86;.");
 
     subtest("204 and 304 with a Content-Length have no body");
     RESP_IS("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"
             "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"
             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
-            "H46 204 No Content 1.1 Content-Length=5;M46/0;H94 304 Not Modified 1.1 Content-Length=7;M94/0;"
-            "H132 200 OK 1.1 Content-Length=1;M133/1;.");
+            "H46 204 No Content 1.1 Content-Length=5;M46;H94 304 Not Modified 1.1 Content-Length=7;M94;"
+            "H132 200 OK 1.1 Content-Length=1;B132");
 
-    subtest("chunked response with trailers");
+    subtest("chunked and close-delimited responses: a body follows the head");
     RESP_IS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
-            "H47 200 OK 1.1 Transfer-Encoding=chunked;M68/3;.");
+            "H47 200 OK 1.1 Transfer-Encoding=chunked;B47");
+    RESP_IS("HTTP/1.1 200 OK\r\nServer: s\r\n\r\nsome body", "H30 200 OK 1.1 Server=s;B30");
+    RESP_IS("HTTP/1.0 200 OK\r\n\r\n", "H19 200 OK 1.0;B19");
 
-    subtest("a close-delimited body ends at fc_http_finish");
+    subtest("obs-fold in a response is refused (FC_HTTP_ERR_OBS_FOLD)");
+    ok(fails(HTTP_RESPONSE, "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n", "obs-fold"));
+    ok(fails(HTTP_RESPONSE, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX: a\r\n\tb\r\n\r\n", "obs-fold"));
     {
-        static const char in[] = "HTTP/1.1 200 OK\r\nServer: s\r\n\r\nsome body";
+        static const char in[] = "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n";
         size_t c;
-        is_int(execute_all(HTTP_RESPONSE, in, &c), FC_HTTP_HEAD_DONE);
-        is_int(c, 30);
-        is_int(fc_http_needs_eof(&P), 1);
-        P.head = NULL;
-        is_int(fc_http_execute(&P, in + 30, 4, &c), FC_HTTP_NEED_MORE);
-        is_int(c, 4);
-        is_int(fc_http_execute(&P, in + 34, 5, &c), FC_HTTP_NEED_MORE);
-        is_int(P.body_bytes, 9);
-        is_int(fc_http_finish(&P), FC_HTTP_MSG_DONE);
+        is_int(execute_all(HTTP_RESPONSE, in, &c), FC_HTTP_ERROR);
+        is_int(P.user_error, FC_HTTP_ERR_OBS_FOLD);
+        ok(strstr(fc_http_error(&P), "obs-fold") != NULL);
     }
 
-    subtest("EOF inside a Content-Length or chunked body is an error");
-    {
-        static const char *cut[] = {
-            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
-        };
-        for (size_t i = 0; i < 2; i++) {
-            size_t c, len = strlen(cut[i]);
-            is_int(execute_all(HTTP_RESPONSE, cut[i], &c), FC_HTTP_HEAD_DONE);
-            is_int(fc_http_needs_eof(&P), 0);
-            is_int(fc_http_execute(&P, cut[i] + c, len - c, &c), FC_HTTP_NEED_MORE);
-            is_int(fc_http_finish(&P), FC_HTTP_ERROR);
-        }
-    }
-
-    subtest("dechunk mode moves the decoded bytes down in place");
-    {
-        static const char src[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                  "5\r\nhello\r\n6;x=y\r\n world\r\n1\r\n!\r\n0\r\nX-T: z\r\n\r\nNEXT";
-        for (size_t step = 1; step <= 64; step *= 8) {
-            char in[sizeof(src)];
-            memcpy(in, src, sizeof(src));
-            size_t len = sizeof(src) - 1, off = 0;
-            fc_http_parser_t *p = parser(HTTP_RESPONSE);
-            is_int(feed(p, in, len, &off, step), FC_HTTP_HEAD_DONE);
-            size_t body = off;
-            p->head = NULL;
-            p->body_out = in + body;
-            is_int(feed(p, in, len, &off, step), FC_HTTP_MSG_DONE);
-            is_int(off, len - 4);
-            is_int(p->body_bytes, 12);
-            ok(p->body_out == in + body + 12);
-            ok(memcmp(in + body, "hello world!", 12) == 0);
-            ok(memcmp(in + off, "NEXT", 4) == 0);
-        }
-    }
+    subtest("malformed response heads are errors");
+    ok(fails(HTTP_RESPONSE, "HTTP/1.1 2000 OK\r\n\r\n", ""));
+    ok(fails(HTTP_RESPONSE, "HTTP/1.1 200 OK\r\nX-A : 1\r\n\r\n", ""));
+    ok(fails(HTTP_RESPONSE, "HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", ""));
+    ok(fails(HTTP_RESPONSE, "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", ""));
+    ok(fails(HTTP_RESPONSE, "SSH-2.0-OpenSSH\r\n\r\n", ""));
 }
 
 static void test_helpers(void)

@@ -1,0 +1,66 @@
+/* body.h: a message body as fulcrum reads it and forwards it. A body source knows the framing the
+ * head check decided (message.h) and cuts the payload out of received bytes: Content-Length and
+ * close-delimited bodies pass through untouched, chunked ones are decoded in place (our own
+ * decoder, RFC 9112 7.1, not llhttp's: it accepts every valid chunk extension and keeps only the
+ * trailer fields that may be forwarded). Forwarding chunked means framing the payload again with
+ * fulcrum's own chunk lines, so extensions and the sender's chunk sizes never cross the proxy.
+ * Pure: no libuv. */
+#ifndef FULCRUM_BODY_H
+#define FULCRUM_BODY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fulcrum/buf.h"
+#include "fulcrum/http.h"
+
+enum { FC_BODY_MORE = 0, FC_BODY_DONE = 1, FC_BODY_ERROR = -1 };
+
+#define FC_CHUNKED_MAX_LINE 4096       /* a chunk-size line (with its extensions) or trailer line */
+#define FC_CHUNKED_MAX_TRAILERS 16384  /* all trailer lines of one message together */
+#define FC_CHUNK_PREFIX_MAX 18         /* "<16 hex digits>\r\n" */
+
+typedef struct fc_body {
+    uint64_t left;        /* LENGTH: bytes still to come; CHUNKED: payload bytes left in this chunk */
+    uint64_t total;       /* payload bytes produced so far */
+    fc_buf_t *trailers;   /* borrowed, may be NULL (trailers dropped): kept trailer field lines
+                             ("name: value\r\n", validated) are appended here */
+    fc_slice_t connection; /* borrowed, valid until the body is read: the options of the message's
+                             Connection fields ("a, b"); trailers they name are dropped too
+                             (RFC 9110 7.6.1), as are framing, routing and hop-by-hop ones */
+    size_t line;          /* CHUNKED: bytes of the current size or trailer line so far */
+    size_t field_start;   /* CHUNKED: offset in *trailers of the trailer line being collected */
+    size_t trailer_bytes; /* CHUNKED: bytes of trailer lines so far */
+    uint8_t framing;      /* enum fc_framing */
+    uint8_t state;        /* the decoder's state (body.c) */
+    uint8_t flags;        /* the decoder's line flags (body.c) */
+    uint8_t done;         /* the body is complete */
+    const char *error;    /* after FC_BODY_ERROR: a constant reason */
+} fc_body_t;
+
+/* Starts a body of <framing> (enum fc_framing) with <length> for FC_FRAME_LENGTH. Trailer lines
+ * worth forwarding go to <trailers> (NULL to drop them). */
+void fc_body_init(fc_body_t *b, int framing, uint64_t length, fc_buf_t *trailers);
+
+/* Reads up to <len> received bytes at <in>; *<consumed> says how many were used (bytes after the
+ * end of the body are left alone). The payload among them, *<produced> bytes, is at <out>:
+ * LENGTH and EOF bodies produce exactly what they consume and <out> must equal <in> (nothing
+ * moves); CHUNKED bodies move payload bytes down to <out>, which may equal <in> or lie before it
+ * in the same buffer. Returns FC_BODY_MORE, FC_BODY_DONE (the body ended; for EOF framing only
+ * fc_body_eof ends it) or FC_BODY_ERROR (b->error says why; nothing more may be read). */
+int fc_body_read(fc_body_t *b, const char *in, size_t len, char *out, size_t *consumed, size_t *produced);
+
+/* The sender closed: returns FC_BODY_DONE for an EOF-framed body, FC_BODY_ERROR when the body
+ * was cut short. */
+int fc_body_eof(fc_body_t *b);
+
+/* Writes the chunk-size line for <n> > 0 payload bytes ("<hex>\r\n") to <out> (at least
+ * FC_CHUNK_PREFIX_MAX bytes); returns its length. */
+size_t fc_chunk_prefix(char *out, uint64_t n);
+
+/* Appends to <out> what follows <n> payload bytes re-encoded as chunked: "\r\n" when n > 0, then,
+ * when <last>, the last chunk, the trailers kept in b->trailers and the final CRLF
+ * ("0\r\n" trailers "\r\n"). Returns 0 or -1 (out of memory). */
+int fc_chunk_suffix(fc_buf_t *out, const fc_body_t *b, size_t n, int last);
+
+#endif
