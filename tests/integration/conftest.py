@@ -409,11 +409,12 @@ class Fulcrum:
             time.sleep(0.05)
 
     def vm_hwm_kib(self):
-        with open("/proc/%d/status" % self.pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmHWM")
+        """The highest VmHWM (peak resident set, KiB) among the worker processes. The workers are
+        the master's children and the only processes that touch a body: the master's own VmHWM
+        says nothing about buffering."""
+        pids = wait_for(lambda: child_pids(self.pid), START_TIMEOUT)
+        assert pids, "fulcrum pid %d has no worker process" % self.pid
+        return max(vm_hwm_kib(pid) for pid in pids)
 
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
         if self.exit_code is None:
@@ -605,6 +606,15 @@ def child_pids(pid):
         if int(rest[1]) == pid and rest[0] not in ("Z", "X"):
             out.append(int(d))
     return sorted(out)
+
+
+def vm_hwm_kib(pid):
+    """VmHWM of process pid, in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM for pid %d" % pid)
 
 
 def socket_owners(clients, pids):
