@@ -51,6 +51,25 @@ def test_read_timeout_is_504(h):
         assert 0.8 <= took <= 3.0, took
 
 
+def test_read_timeout_of_the_last_of_many_routes_with_their_own_timeouts(h):
+    # 30 routes with 3 distinct durations each, plus the client-side ones: about 95 timeout classes
+    # per worker. There used to be room for 64, after which routes silently had no timeout at all.
+    b = h.backend()
+    port = free_port()
+    n = 30
+    routes = [{"host": "r%d.example" % i, "path": "/", "upstream": "u",
+               "timeouts": {"connect": "%dms" % (3000 + i), "send": "%dms" % (20000 + i),
+                            "read": "%dms" % (1000 + i)}} for i in range(n)]
+    f = h.fulcrum(yaml_config(port, {"u": {"servers": [b.address]}}, routes), port)
+    for i in (0, n - 1):
+        with Client(f.port) as c:
+            t0 = time.monotonic()
+            r = c.exchange("GET", "/slow?ms=4000", host="r%d.example" % i, timeout=8)
+            took = time.monotonic() - t0
+            assert_error(r, 504)
+            assert 0.8 <= took <= 3.0, (i, took)
+
+
 def test_read_timeout_not_hit_by_fast_enough_backend(h):
     f, _ = h.proxy(timeouts={"read": "2s"})
     assert get(f.port, "/slow?ms=800").status == 200
