@@ -322,6 +322,10 @@ static void reload(fc_master_t *m)
         fc_config_free(cfg);
         return;
     }
+    /* The new generation's workers are forked from here, so they log at the new level, and so
+     * does the master; the old generation keeps its level until it leaves. */
+    int level = fc_log_level_parse(cfg->error_log_level);
+    if (level >= 0) fc_log_level = level;
     const char *failed = NULL;
     if (fc_log_open(cfg->error_log, cfg->access_log, &failed) != 0) fc_log(FC_LOG_ERROR, "cannot open log %s", failed);
     atomic_store(&m->shm->nworkers, g->nworkers);
