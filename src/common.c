@@ -57,5 +57,6 @@ static void *check(void *p)
 
 void *fc_xmalloc(size_t n) { return check(malloc(n ? n : 1)); }
 void *fc_xcalloc(size_t n, size_t size) { return check(calloc(n ? n : 1, size ? size : 1)); }
+void *fc_xrealloc(void *p, size_t n) { return check(realloc(p, n ? n : 1)); }
 char *fc_xstrdup(const char *s) { return check(strdup(s)); }
 char *fc_xstrndup(const char *s, size_t n) { return check(strndup(s, n)); }

@@ -1046,7 +1046,7 @@ static int set_upstreams(loader_t *ld, const directive_t *d, const fc_yaml_node_
         const char *name = key->scalar.text;
         size_t saved;
         int rc;
-        if (*name == '\0' || key->scalar.len > 64 ||
+        if (*name == '\0' || key->scalar.len > FC_UPSTREAM_NAME_MAX ||
             strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != key->scalar.len)
             return fail_raw(ld, key, "invalid upstream name '%s': use 1 to 64 letters, digits, '-', '_' and '.'",
                             name);

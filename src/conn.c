@@ -82,11 +82,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         fc_conn_read_stop(c);
         c->eof = 1;
+        /* EOF in the middle of a request head is an abort like any other EOF (logged 499, nothing
+         * sent): process() has given every byte of the partial head to the parser already, which
+         * took them all, so there is nothing left to answer. */
         if (c->state == FC_CONN_ACTIVE && c->ex != NULL) fc_exchange_on_client_error(c->ex, (int)nread);
-        else if (c->state == FC_CONN_HEAD && c->ex != NULL && c->rbuf.len > c->pos && nread == UV_EOF) {
-            /* EOF in the middle of a head: nothing to answer, the client gave up. */
-            fc_exchange_reply_error(c->ex, 400, 0);
-        } else if (c->state != FC_CONN_CLOSING) {
+        else if (c->state != FC_CONN_CLOSING) {
             if (c->ex != NULL) fc_exchange_on_client_error(c->ex, (int)nread);
             else fc_conn_close(c);
         }

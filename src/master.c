@@ -56,6 +56,7 @@ typedef struct fc_master {
     fc_socket_t socks[MAX_SOCKETS];
     size_t nsocks;
     int stopping;
+    int exit_code;         /* 1 once a worker of the last generation failed during the stop */
     uint64_t stop_deadline;
     uint64_t retire_deadline; /* when the older generations are told to leave, 0 = nothing pending */
     char *pid_file;        /* owned copy: the file this master wrote */
@@ -264,6 +265,12 @@ static void reap(fc_master_t *m)
                 fc_log(FC_LOG_ERROR, "worker %u (pid %d) %s again (%u times in a row within 10 s); next start in %llu ms",
                        p.index, (int)pid, how, *c, (unsigned long long)delay);
             g->restart_at[p.index] = now + delay + (delay == 0);
+        } else if (m->stopping && g == m->gens && status != 0) {
+            /* The serving generation must stop cleanly: a worker that did not (a leak found at
+             * exit, a crash, killed past the deadline) makes the master's stop fail. */
+            m->exit_code = 1;
+            fc_log(FC_LOG_ERROR, "worker %u (pid %d, generation %u) %s while stopping", p.index, (int)pid, g->number,
+                   how);
         } else {
             fc_log(status == 0 ? FC_LOG_INFO : FC_LOG_WARN, "worker %u (pid %d, generation %u) %s", p.index, (int)pid,
                    g->number, how);
@@ -322,6 +329,10 @@ static void reload(fc_master_t *m)
         fc_config_free(cfg);
         return;
     }
+    /* The new generation's workers are forked from here, so they log at the new level, and so
+     * does the master; the old generation keeps its level until it leaves. */
+    int level = fc_log_level_parse(cfg->error_log_level);
+    if (level >= 0) fc_log_level = level;
     const char *failed = NULL;
     if (fc_log_open(cfg->error_log, cfg->access_log, &failed) != 0) fc_log(FC_LOG_ERROR, "cannot open log %s", failed);
     atomic_store(&m->shm->nworkers, g->nworkers);
@@ -433,8 +444,9 @@ int fc_master_run(const char *path, fc_config_t *cfg)
     if (m.pid_file != NULL) unlink(m.pid_file);
     free(m.pid_file);
     fc_shm_destroy(m.shm);
-    fc_log(FC_LOG_NOTICE, "stopped");
-    return 0;
+    if (m.exit_code != 0) fc_log(FC_LOG_ERROR, "stopped, but a worker did not stop cleanly (see above): exit status 1");
+    else fc_log(FC_LOG_NOTICE, "stopped");
+    return m.exit_code;
 }
 
 int fc_master_signal(const fc_config_t *cfg, int signum, fc_err_t *err)

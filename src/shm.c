@@ -31,7 +31,9 @@ int fc_shm_assign(fc_shm_t *shm, const fc_config_t *cfg, uint32_t *slots)
         const fc_upstream_conf_t *u = &cfg->upstreams[i];
         for (size_t s = 0; s < u->nservers; s++, k++) {
             char key[FC_SHM_KEY];
-            snprintf(key, sizeof(key), "%s/%s", u->name, u->servers[s].addr.text);
+            int len = snprintf(key, sizeof(key), "%s/%s", u->name, u->servers[s].addr.text);
+            FC_ASSERT(len > 0 && (size_t)len < sizeof(key)); /* the loader bounds both parts */
+            (void)len;
             size_t found = FC_SHM_SLOTS, free_slot = FC_SHM_SLOTS;
             for (size_t j = 0; j < FC_SHM_SLOTS; j++) {
                 if (shm->servers[j].key[0] == '\0') {

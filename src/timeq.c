@@ -7,7 +7,8 @@ static void on_timer(uv_timer_t *timer);
 
 int fc_timeq_init(uv_loop_t *loop, fc_timeq_t *tq)
 {
-    tq->nclasses = 0;
+    tq->nclasses = tq->cap = 0;
+    tq->classes = NULL;
     tq->armed_at = UINT64_MAX;
     return uv_timer_init(loop, &tq->timer);
 }
@@ -15,7 +16,9 @@ int fc_timeq_init(uv_loop_t *loop, fc_timeq_t *tq)
 void fc_timeq_close(fc_timeq_t *tq)
 {
     for (size_t i = 0; i < tq->nclasses; i++) free(tq->classes[i]);
-    tq->nclasses = 0;
+    free(tq->classes);
+    tq->classes = NULL;
+    tq->nclasses = tq->cap = 0;
     if (tq->timer.loop != NULL && !uv_is_closing((uv_handle_t *)&tq->timer)) uv_close((uv_handle_t *)&tq->timer, NULL);
 }
 
@@ -23,7 +26,11 @@ fc_timeq_class_t *fc_timeq_class(fc_timeq_t *tq, uint64_t ms)
 {
     for (size_t i = 0; i < tq->nclasses; i++)
         if (tq->classes[i]->ms == ms) return tq->classes[i];
-    if (tq->nclasses == FC_TIMEQ_MAX_CLASSES) return NULL;
+    if (tq->nclasses == tq->cap) {
+        /* Only the array of pointers moves: a class a caller holds stays where it is. */
+        tq->cap = tq->cap ? tq->cap * 2 : 16;
+        tq->classes = fc_xrealloc(tq->classes, tq->cap * sizeof(*tq->classes));
+    }
     fc_timeq_class_t *c = fc_xmalloc(sizeof(*c));
     fc_list_init(&c->entries);
     c->ms = ms;

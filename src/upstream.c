@@ -232,10 +232,7 @@ void fc_upconn_set_server_keepalive(fc_upconn_t *up, long secs)
     uint64_t ms = (uint64_t)secs * 1000, margin = FC_MIN(FC_MAX(ms / 4, 250), 1000);
     uint64_t limit = ms > margin ? ms - margin : 0;
     if (limit == 0) up->t_idle = NULL; /* timeout=0: not reusable at all */
-    else if (limit < u->t_idle->ms) {
-        fc_timeq_class_t *c = fc_timeq_class(&u->w->tq, limit);
-        up->t_idle = c != NULL ? c : NULL;
-    }
+    else if (limit < u->t_idle->ms) up->t_idle = fc_timeq_class(&u->w->tq, limit);
 }
 
 void fc_pool_close_idle(fc_worker_t *w)

@@ -50,6 +50,7 @@ void fc_err_format(const fc_err_t *err, char *out, size_t outlen);
 /* malloc/calloc/strdup that abort on exhaustion (only used outside the per-request path). */
 void *fc_xmalloc(size_t n);
 void *fc_xcalloc(size_t n, size_t size);
+void *fc_xrealloc(void *p, size_t n);
 char *fc_xstrdup(const char *s);
 char *fc_xstrndup(const char *s, size_t n);
 

@@ -11,6 +11,8 @@
 
 #include "fulcrum/common.h"
 
+#define FC_UPSTREAM_NAME_MAX 64 /* characters in an upstream name, at most */
+
 typedef struct fc_config fc_config_t;
 typedef struct fc_upstream_conf fc_upstream_conf_t;
 
@@ -59,7 +61,7 @@ typedef struct fc_retry_conf {
 } fc_retry_conf_t;
 
 struct fc_upstream_conf {
-    char *name;                   /* owned; the key under `upstreams:` */
+    char *name;                   /* owned; the key under `upstreams:`, 1..FC_UPSTREAM_NAME_MAX characters */
     char *balance;                /* owned; a name fc_balance_ops_find() knows, default "round_robin".
                                      Written as a name (`balance: least_conn`) or a one-key mapping with
                                      options (`balance: { random: { two: true } }`,

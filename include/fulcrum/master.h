@@ -8,7 +8,10 @@
 #include "fulcrum/config.h"
 
 /* Runs the master for <cfg> (loaded from <path>; ownership passes to the master) until a graceful
- * stop completes. Returns the exit status: 0 after SIGTERM/SIGINT/SIGQUIT, 1 when it cannot start.
+ * stop completes. Returns the exit status: 0 after SIGTERM/SIGINT/SIGQUIT when every worker of the
+ * last generation stopped cleanly (exit status 0); 1 when it cannot start, or when one of those
+ * workers exited non-zero or was killed by a signal during the stop (killed past the deadline
+ * included).
  * In a worker process this returns the worker's status instead (the caller just exits with it). */
 int fc_master_run(const char *path, fc_config_t *cfg);
 

@@ -12,7 +12,9 @@
 #include "fulcrum/config.h"
 
 #define FC_SHM_SLOTS 4096
-#define FC_SHM_KEY 96
+/* Room for the longest "upstream/address" the loader accepts, so a key is never cut short (two
+ * servers whose keys differ only past a cut would share a slot, and their health). */
+#define FC_SHM_KEY (FC_UPSTREAM_NAME_MAX + 1 + sizeof(((fc_addr_t *)0)->text))
 #define FC_SHM_PROCS 64 /* worker processes alive at once, all generations together */
 
 typedef struct fc_shm_server {

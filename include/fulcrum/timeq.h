@@ -1,7 +1,8 @@
 /* timeq.h: timeouts without a timer handle per connection. A class is one fixed duration; its
  * entries form a list ordered by deadline, because an entry is always (re)appended at the tail
  * when it is armed. One uv_timer_t per loop fires at the earliest head of all classes.
- * Arming, re-arming and clearing are O(1); classes are few (one per distinct duration). */
+ * Arming, re-arming and clearing are O(1); there is one class per distinct duration, as many as
+ * the config and the servers' Keep-Alive timeouts call for (the class table grows). */
 #ifndef FULCRUM_TIMEQ_H
 #define FULCRUM_TIMEQ_H
 
@@ -9,8 +10,6 @@
 #include <uv.h>
 
 #include "fulcrum/list.h"
-
-#define FC_TIMEQ_MAX_CLASSES 64
 
 typedef struct fc_timeout fc_timeout_t;
 typedef void (*fc_timeout_cb)(fc_timeout_t *t);
@@ -23,8 +22,9 @@ typedef struct fc_timeq_class {
 typedef struct fc_timeq {
     uv_timer_t timer;       /* the one timer; closed by fc_timeq_close */
     uint64_t armed_at;      /* deadline the timer is armed for, UINT64_MAX when idle */
-    size_t nclasses;
-    fc_timeq_class_t *classes[FC_TIMEQ_MAX_CLASSES]; /* owned */
+    size_t nclasses;        /* classes in use */
+    size_t cap;             /* room in <classes> */
+    fc_timeq_class_t **classes; /* owned array of owned classes; it grows, a class never moves */
 } fc_timeq_t;
 
 struct fc_timeout {
@@ -36,7 +36,8 @@ struct fc_timeout {
 int fc_timeq_init(uv_loop_t *loop, fc_timeq_t *tq);
 /* Starts closing the timer and frees the classes; entries must all be cleared already. */
 void fc_timeq_close(fc_timeq_t *tq);
-/* The class for duration <ms> (> 0), created on first use. NULL when FC_TIMEQ_MAX_CLASSES are in use. */
+/* The class for duration <ms> (> 0), created on first use; never NULL (it aborts when memory is
+ * exhausted, like fc_xmalloc). The pointer stays valid until fc_timeq_close. */
 fc_timeq_class_t *fc_timeq_class(fc_timeq_t *tq, uint64_t ms);
 
 static inline void fc_timeout_init(fc_timeout_t *t, fc_timeout_cb cb)

@@ -95,7 +95,9 @@ struct fc_worker {
 int fc_listen_open(const fc_config_t *cfg, int *fds, fc_err_t *err);
 
 /* Runs a worker on a fresh loop, adopting args->fds as its listeners, until a graceful stop
- * completes. Returns the process exit status (0 after SIGTERM/SIGINT/SIGQUIT). */
+ * completes. Returns the process exit status: 0 after SIGTERM/SIGINT/SIGQUIT, 1 when setup
+ * failed or a libuv handle was still open once the loop had run dry (a leak: each is logged as
+ * "handle left open at exit: TYPE", then closed). */
 int fc_worker_run(const fc_worker_args_t *args);
 
 /* Hands client connection <c> (between requests, no exchange) to the newer generation with the

@@ -2,7 +2,8 @@
 
 Every test starts its own processes (tests/tools/backend.py and $FULCRUM_BUILD/fulcrum, default
 build/) on ephemeral loopback ports and kills exactly those PIDs in teardown. fulcrum is stopped
-with SIGTERM and must exit 0 with no sanitizer report on stderr.
+with SIGTERM and must exit 0 (the master exits 1 when a worker did not stop cleanly) with no
+sanitizer report and no handle left open at a worker's exit on stderr.
 Tests import the helpers with `from conftest import ...`.
 """
 import hashlib
@@ -31,6 +32,8 @@ PYTHON = "/usr/bin/python3"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
+# What a worker logs when its loop still had a handle open at exit (src/worker.c).
+LEAK_RE = re.compile(r"handle left open at exit|event loop not empty at exit")
 
 pattern = backend_mod.pattern
 pattern_sha256 = backend_mod.pattern_sha256
@@ -390,6 +393,7 @@ class Fulcrum:
         self.err_path = err_path
         self.exit_code = None
         self.killed = False
+        self.expect_exit = 0  # the master's exit status teardown expects (a test may change it)
 
     def stdout(self):
         with open(self.out_path, "rb") as f:
@@ -409,11 +413,12 @@ class Fulcrum:
             time.sleep(0.05)
 
     def vm_hwm_kib(self):
-        with open("/proc/%d/status" % self.pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmHWM")
+        """The highest VmHWM (peak resident set, KiB) among the worker processes. The workers are
+        the master's children and the only processes that touch a body: the master's own VmHWM
+        says nothing about buffering."""
+        pids = wait_for(lambda: child_pids(self.pid), START_TIMEOUT)
+        assert pids, "fulcrum pid %d has no worker process" % self.pid
+        return max(vm_hwm_kib(pid) for pid in pids)
 
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
         if self.exit_code is None:
@@ -422,6 +427,9 @@ class Fulcrum:
 
     def sanitizer_lines(self):
         return [ln for ln in self.stderr().splitlines() if SANITIZER_RE.search(ln)]
+
+    def leak_lines(self):
+        return [ln for ln in self.stderr().splitlines() if LEAK_RE.search(ln)]
 
 
 def yaml_value(v):
@@ -565,11 +573,15 @@ class Harness:
             rc = f.stop()
             if f.killed:
                 problems.append("fulcrum pid %d did not exit within %gs of SIGTERM" % (f.pid, STOP_TIMEOUT))
-            elif rc != 0:
-                problems.append("fulcrum pid %d exited %s after SIGTERM" % (f.pid, rc))
+            elif rc != f.expect_exit:
+                problems.append("fulcrum pid %d exited %s after SIGTERM (expected %s); stderr:\n%s"
+                                % (f.pid, rc, f.expect_exit, f.stderr()[-3000:]))
             san = f.sanitizer_lines()
             if san:
                 problems.append("sanitizer report in fulcrum stderr:\n" + f.stderr()[-6000:])
+            leaks = f.leak_lines()
+            if leaks:
+                problems.append("a fulcrum worker left handles open at exit:\n" + "\n".join(leaks))
         for p in self.others:
             stop_pid(p, signal.SIGTERM, 5)
             if p.stdout:
@@ -605,6 +617,15 @@ def child_pids(pid):
         if int(rest[1]) == pid and rest[0] not in ("Z", "X"):
             out.append(int(d))
     return sorted(out)
+
+
+def vm_hwm_kib(pid):
+    """VmHWM of process pid, in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM for pid %d" % pid)
 
 
 def socket_owners(clients, pids):

@@ -1,5 +1,6 @@
 """Error paths: refused upstreams, timeouts, upstream closes, malformed and oversized requests,
 request smuggling vectors, client timeouts."""
+import socket
 import time
 
 import pytest
@@ -49,6 +50,25 @@ def test_read_timeout_is_504(h):
         took = time.monotonic() - t0
         assert_error(r, 504)
         assert 0.8 <= took <= 3.0, took
+
+
+def test_read_timeout_of_the_last_of_many_routes_with_their_own_timeouts(h):
+    # 30 routes with 3 distinct durations each, plus the client-side ones: about 95 timeout classes
+    # per worker. There used to be room for 64, after which routes silently had no timeout at all.
+    b = h.backend()
+    port = free_port()
+    n = 30
+    routes = [{"host": "r%d.example" % i, "path": "/", "upstream": "u",
+               "timeouts": {"connect": "%dms" % (3000 + i), "send": "%dms" % (20000 + i),
+                            "read": "%dms" % (1000 + i)}} for i in range(n)]
+    f = h.fulcrum(yaml_config(port, {"u": {"servers": [b.address]}}, routes), port)
+    for i in (0, n - 1):
+        with Client(f.port) as c:
+            t0 = time.monotonic()
+            r = c.exchange("GET", "/slow?ms=4000", host="r%d.example" % i, timeout=8)
+            took = time.monotonic() - t0
+            assert_error(r, 504)
+            assert 0.8 <= took <= 3.0, (i, took)
 
 
 def test_read_timeout_not_hit_by_fast_enough_backend(h):
@@ -151,17 +171,41 @@ def test_client_header_timeout_silent_client(h):
         data, closed = c.read_until_close(4)
         assert closed, "silent client not closed within 4 s"
         assert 0.7 <= time.monotonic() - t0 <= 3.5
-        assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200]
+        assert data == b"", data[:200]  # no request began: nothing to answer (as nginx)
 
 
 def test_client_header_timeout_partial_head(h):
     f, (b,) = h.proxy(limits={"client_header_timeout": "1s"})
     with Client(f.port) as c:
         c.send(b"GET /echo HTTP/1.1\r\nHost: a\r\n")
+        t0 = time.monotonic()
         data, closed = c.read_until_close(4)
         assert closed
-        assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200]
+        assert 0.7 <= time.monotonic() - t0 <= 3.5
+        assert data.startswith(b"HTTP/1.1 408 "), data[:200]
+        assert b"\r\nConnection: close\r\n" in data and data.endswith(b"408 Request Timeout\n"), data
     assert b.stats()["requests"] == 0
+    assert [e["status"] for e in f.access_log(1)] == [408]
+
+
+@pytest.mark.parametrize("sent", [b"GET /echo HTTP/1.1\r\nHost: a\r\n", b"GET /ec",
+                                  b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\nGET /echo HTTP/1.1\r\nHo"])
+def test_client_eof_in_partial_head_gets_nothing(h, sent):
+    # A client that closes its side in the middle of a request head gave up, as with any EOF
+    # before its answer: nothing is sent for that head (a complete request before it is answered
+    # first), the connection closes, nothing reaches the server, and the access log says 499.
+    f, (b,) = h.proxy()
+    complete = sent.count(b"\r\n\r\n")
+    with Client(f.port) as c:
+        c.send(sent)
+        for _ in range(complete):
+            assert c.read_response().status == 200
+        time.sleep(0.2)
+        c.sock.shutdown(socket.SHUT_WR)
+        data, closed = c.read_until_close(3)
+        assert closed and data == b"", data[:200]
+    assert b.stats()["requests"] == complete
+    assert [e["status"] for e in f.access_log(complete + 1)] == [200] * complete + [499]
 
 
 def test_client_body_timeout(h):

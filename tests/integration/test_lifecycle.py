@@ -1,10 +1,11 @@
 """Signals and graceful shutdown, workers."""
 import os
+import re
 import signal
 import socket
 import time
 
-from conftest import Client, IncompleteResponse, get, wait_port
+from conftest import Client, IncompleteResponse, child_pids, free_port, get, wait_for, wait_port, yaml_config
 
 
 def new_request_fails(port):
@@ -92,3 +93,50 @@ def test_two_workers_serve_and_stop(h):
     assert f.stop() == 0
     time.sleep(0.2)
     assert not wait_port(f.port, timeout=0.5), "a worker still listens after the master exited"
+
+
+def test_stop_with_every_kind_of_handle_open_exits_clean(h):
+    # Health checks, pooled upstream connections, an idle keep-alive client, a partial head and a
+    # request in flight, in two workers, at the moment of SIGTERM: every worker must have closed
+    # all it opened when its loop runs dry (a handle still open is logged and makes it exit 1).
+    b = h.backend()
+    port = free_port()
+    up = {"servers": [b.address], "keepalive": 4,
+          "health_check": {"path": "/health", "interval": "100ms", "timeout": "80ms"}}
+    f = h.fulcrum(yaml_config(port, {"u": up}, [{"path": "/", "upstream": "u"}], workers=2), port)
+    workers = wait_for(lambda: child_pids(f.pid) if len(child_pids(f.pid)) == 2 else None, 5)
+    idle, partial, busy = Client(port), Client(port), Client(port, timeout=10)
+    try:
+        assert idle.exchange("GET", "/echo").status == 200
+        partial.send(b"GET /echo HTTP/1.1\r\nHo")
+        busy.request("GET", "/slow?ms=800")
+        time.sleep(0.3)
+        os.kill(f.pid, signal.SIGTERM)
+        assert busy.read_response(timeout=8).status == 200
+        rc = f.stop()
+    finally:
+        for c in (idle, partial, busy):
+            c.close()
+    assert rc == 0, f.stderr()[-3000:]
+    assert f.leak_lines() == [], f.leak_lines()
+    for pid in workers:
+        assert re.search(r"\[notice\] %d: stopped$" % pid, f.stderr(), re.M), (pid, f.stderr()[-3000:])
+
+
+def test_worker_killed_during_the_stop_makes_the_master_exit_1(h):
+    # The master's exit status says whether the serving generation stopped cleanly.
+    f, _ = h.proxy()
+    workers = wait_for(lambda: child_pids(f.pid), 5)
+    with Client(f.port, timeout=10) as c:
+        c.request("GET", "/slow?ms=3000")
+        time.sleep(0.3)
+        os.kill(f.pid, signal.SIGTERM)
+        time.sleep(0.3)  # the worker drains: it waits for the request in flight
+        assert child_pids(f.pid) == workers
+        os.kill(workers[0], signal.SIGKILL)
+        f.expect_exit = 1
+        rc = f.stop(timeout=5)
+    assert rc == 1, f.stderr()[-3000:]
+    assert re.search(r"\[error\] %d: worker 0 \(pid %d, generation 1\) was killed by signal 9 .* while stopping"
+                     % (f.pid, workers[0]), f.stderr()), f.stderr()[-3000:]
+    assert "a worker did not stop cleanly" in f.stderr()

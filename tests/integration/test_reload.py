@@ -293,3 +293,31 @@ def test_health_state_kept_and_checked_once_after_reload(h):
     time.sleep(2.0)
     n = len([e for e in b.health_log() if t0 <= e[0] < time.monotonic()])
     assert 6 <= n <= 13, "B got %d health checks in 2 s after a reload (interval 200ms)" % n
+
+
+def test_reload_applies_a_new_error_log_level(h):
+    b = h.backend()
+    port = free_port()
+    f = h.fulcrum(cfg(port, [b.address], workers=1, error_log_level="error"), port)
+    old = wait_for(lambda: child_pids(f.pid), 5)
+    bad = b"GET / HTTP/1.1\r\nHost: a\r\nNo colon here\r\n\r\n"
+
+    def bad_request():
+        with Client(port, timeout=5) as c:
+            c.send(bad)
+            assert c.read_response().status == 400
+
+    bad_request()  # logged at info: nothing at level error
+    time.sleep(0.2)
+    assert "[info]" not in f.stderr() and "[notice]" not in f.stderr(), f.stderr()[-2000:]
+    write(f.config_path, cfg(port, [b.address], workers=1, error_log_level="info"))
+    os.kill(f.pid, signal.SIGHUP)
+    # The master logs at info now: the exit of the old worker is an info line.
+    left = "[info] %d: worker 0 (pid %d, generation 1) exited with status 0" % (f.pid, old[0])
+    assert wait_for(lambda: left in f.stderr(), 5), f.stderr()[-2000:]
+    new = child_pids(f.pid)
+    assert len(new) == 1 and new != old, (old, new)
+    # And so does the new generation's worker.
+    bad_request()
+    mine = "[info] %d: client 127.0.0.1: bad request" % new[0]
+    assert wait_for(lambda: mine in f.stderr(), 3), f.stderr()[-2000:]

@@ -78,7 +78,7 @@ void test_timeq(void)
     is_int(uv_loop_init(&loop), 0);
     is_int(fc_timeq_init(&loop, &tq), 0);
 
-    subtest("one class per duration, a bounded number of them");
+    subtest("one class per duration, as many as there are durations");
     fc_timeq_class_t *c1 = fc_timeq_class(&tq, 1), *c5 = fc_timeq_class(&tq, 5);
     fc_timeq_class_t *c15 = fc_timeq_class(&tq, 15), *c30 = fc_timeq_class(&tq, 30);
     ok(c1 != NULL && c5 != NULL && c15 != NULL && c30 != NULL);
@@ -87,11 +87,24 @@ void test_timeq(void)
     is_int(c30->ms, 30);
     is_int(tq.nclasses, 4);
     {
+        /* Classes are never refused (a NULL class is "no timeout"): 1000 distinct durations, the
+         * first ones still where they were after the array grew. */
         fc_timeq_t many;
+        fc_timeq_class_t *first = NULL, *got[1000];
+        int all = 1, distinct = 1;
         is_int(fc_timeq_init(&loop, &many), 0);
-        for (uint64_t ms = 1; ms <= FC_TIMEQ_MAX_CLASSES; ms++) ok(fc_timeq_class(&many, ms) != NULL);
-        ok(fc_timeq_class(&many, FC_TIMEQ_MAX_CLASSES + 1) == NULL);
-        ok(fc_timeq_class(&many, 7) != NULL && fc_timeq_class(&many, 7)->ms == 7);
+        for (uint64_t ms = 1; ms <= 1000; ms++) {
+            got[ms - 1] = fc_timeq_class(&many, ms);
+            all &= got[ms - 1] != NULL && got[ms - 1]->ms == ms;
+            if (ms == 1) first = got[0];
+            if (ms > 1) distinct &= got[ms - 1] != got[ms - 2];
+        }
+        ok(all);
+        ok(distinct);
+        is_int(many.nclasses, 1000);
+        ok(fc_timeq_class(&many, 1) == first);
+        ok(fc_timeq_class(&many, 700) == got[699]);
+        is_int(many.nclasses, 1000);
         fc_timeq_close(&many);
         uv_run(&loop, UV_RUN_NOWAIT);
     }
@@ -168,6 +181,14 @@ void test_timeq(void)
     FIRED_IS("ade");
     is_int(tq.nclasses, 5);
     a.chain = NULL;
+
+    subtest("an entry in the 100th class fires on time");
+    reset();
+    for (uint64_t ms = 100; ms < 196; ms++) fc_timeq_class(&tq, ms);
+    is_int(tq.nclasses, 101);
+    arm(&b, fc_timeq_class(&tq, 2));
+    is_int(tq.nclasses, 102);
+    FIRED_IS("b");
 
     subtest("close, then the loop closes cleanly");
     fc_timeq_close(&tq);
