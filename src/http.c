@@ -81,14 +81,24 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
     if (p->head == NULL || p->head->nheaders == 0) return 0;
     fc_header_t *hd = &p->head->headers[p->head->nheaders - 1];
     p->last_was_value = 1; /* the next name span starts a new field, even after an empty value */
-    if (len == 0) return 0; /* llhttp marks an empty value with an empty span at the next line */
+    const char *colon = hd->name.p + hd->name.n;
+    if (len == 0) {
+        /* llhttp marks an empty (or all-whitespace) value with an empty span at the start of the
+         * next line; a line feed before the one that ends the field's own line is a fold. */
+        const char *lf = at > colon ? memchr(colon, '\n', (size_t)(at - colon)) : NULL;
+        if (lf != NULL && lf != at - 1) {
+            p->user_error = FC_HTTP_ERR_OBS_FOLD;
+            return HPE_USER;
+        }
+        return 0;
+    }
     /* obs-fold (RFC 9112 5.2): llhttp continues a value on a line that starts with SP or HTAB,
      * and the value's span then restarts after the fold. A field line is one run of the buffer,
      * so a value span that does not continue the previous one, or that does not follow its
      * field name's colon and whitespace (a fold after an empty value), is a fold: refused. */
     int fold = hd->value.p != NULL && hd->value.p + hd->value.n != at;
     if (hd->value.p == NULL) {
-        const char *colon = hd->name.p + hd->name.n, *q = at;
+        const char *q = at;
         while (q > colon + 1 && (q[-1] == ' ' || q[-1] == '\t')) q--;
         fold = q != colon + 1;
     }

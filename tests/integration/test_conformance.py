@@ -519,6 +519,11 @@ REQUEST_ROWS = [
     # --- field syntax (RFC 9112 5, 5.2, 2.2; RFC 9110 5.5)
     REQ("obs_fold_400", "GET /g HTTP/1.1\r\n" + H + "X-A: b\r\n c\r\n\r\n", 400, NOTHING, rfc="RFC 9112 5.2"),
     REQ("obs_fold_htab_400", "GET /g HTTP/1.1\r\n" + H + "X-A: b\r\n\tc\r\n\r\n", 400, NOTHING, rfc="RFC 9112 5.2"),
+    # Found by fuzz_forward: a fold whose lines are whitespace only (llhttp reports no value span).
+    REQ("obs_fold_whitespace_only_400", "GET /g HTTP/1.1\r\n" + H + "X-A: \t\r\n \t\r\n\r\n", 400, NOTHING,
+        rfc="RFC 9112 5.2"),
+    REQ("obs_fold_after_empty_value_400", "GET /g HTTP/1.1\r\n" + H + "X-A:\r\n c\r\n\r\n", 400, NOTHING,
+        rfc="RFC 9112 5.2"),
     REQ("ws_before_first_field", "GET /g HTTP/1.1\r\n X-A: b\r\n" + H + "\r\n", 400, NOTHING, rfc="RFC 9112 2.2"),
     REQ("ws_before_colon", "GET /g HTTP/1.1\r\n" + H + "X-A : b\r\n\r\n", 400, NOTHING, rfc="RFC 9112 5.1"),
     REQ("field_no_colon", "GET /g HTTP/1.1\r\n" + H + "X-A b\r\n\r\n", 400, NOTHING, rfc="RFC 9112 5"),
@@ -814,6 +819,11 @@ RESPONSE_ROWS = [
     BAD("resp_te_in_http10", b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
         "RFC 9112 6.1"),
     BAD("resp_obs_fold", OK + b"X-A: b\r\n c\r\nContent-Length: 2\r\n\r\nok", "RFC 9112 5.2 (proxy MUST 502 or unfold)"),
+    BAD("resp_obs_fold_whitespace_only", OK + b"X-A: \t\r\n \r\nContent-Length: 2\r\n\r\nok", "RFC 9112 5.2"),
+    # Found by fuzz_respond: llhttp reads any three digits, and a 1xx path skipped the checks.
+    BAD("resp_status_099", b"HTTP/1.1 099 X\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "RFC 9110 15"),
+    BAD("resp_empty_field_name", OK + b": x\r\nContent-Length: 2\r\n\r\nok", "RFC 9110 5.1"),
+    BAD("resp_nul_in_reason", b"HTTP/1.1 200 O\x00K\r\nContent-Length: 2\r\n\r\nok", "RFC 9112 4"),
     BAD("resp_bare_cr", OK + b"X-A: b\rc\r\nContent-Length: 2\r\n\r\nok", "RFC 9112 2.2"),
     BAD("resp_nul_in_value", OK + b"X-A: b\x00c\r\nContent-Length: 2\r\n\r\nok", "RFC 9110 5.5"),
     BAD("resp_ws_before_colon", OK + b"X-A : b\r\nContent-Length: 2\r\n\r\nok", "RFC 9112 5.1 (proxy MUST remove; decisions: 502)"),
