@@ -3,7 +3,8 @@
 #   make test       install missing packages, build release + ASan/UBSan, run unit and integration tests,
 #                   then each fuzz target for TEST_FUZZ_SECONDS (default 15)
 #   make run        install missing packages, build, start the demo (two backends + fulcrum on :8080)
-#   make fuzz       build the libFuzzer targets (tests/fuzz) and run each FUZZ_SECONDS (default 30)
+#   make fuzz       build the libFuzzer targets (tests/fuzz) and run each FUZZ_SECONDS (default 30);
+#                   make fuzz-long runs each for 10 minutes
 #   V=1             show the full commands
 .DEFAULT_GOAL := all
 SHELL := /bin/bash
@@ -57,7 +58,7 @@ TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 
 .PHONY: deps-check all fulcrum tools unit asan test test-unit test-integration run bench loadtest check-config deps deps-test clean help lint
-.PHONY: fuzz
+.PHONY: fuzz fuzz-long
 
 all: $(BUILD)/fulcrum tools
 fulcrum: $(BUILD)/fulcrum
@@ -158,7 +159,7 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '1,7p' Makefile
+	@sed -n '1,8p' Makefile
 
 # make fuzz: clang libFuzzer + ASan/UBSan builds of tests/fuzz/fuzz_<name>.c against every src/*.c
 # but main.c and llhttp, in build/fuzz; each runs FUZZ_SECONDS on build/fuzz/corpus-<name> (the seeds
@@ -167,9 +168,15 @@ help:
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_BUILD ?= build/fuzz
-FUZZ_NAMES := http config
+FUZZ_NAMES := http config forward respond
 FUZZ_MAXLEN_http := 65536
 FUZZ_MAXLEN_config := 16384
+FUZZ_MAXLEN_forward := 65536
+FUZZ_MAXLEN_respond := 65536
+FUZZ_MAXLENS := $(foreach n,$(FUZZ_NAMES),$(n)=$(FUZZ_MAXLEN_$(n)))
+# fuzz_forward and fuzz_respond check invariants with strict.c, the referee parser (tests/fuzz/strict.h);
+# strict-test checks the referee itself on known-good and known-bad messages before they run.
+FUZZ_STRICT_OBJ := $(FUZZ_BUILD)/obj/fuzz/strict.o
 FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -DFC_DEBUG $(FUZZ_SAN)
 FUZZ_LIB_OBJS := $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out src/main.c,$(SRCS)))
@@ -177,12 +184,13 @@ FUZZ_LLHTTP_OBJS := $(FUZZ_BUILD)/obj/llhttp/llhttp.o $(FUZZ_BUILD)/obj/llhttp/a
 FUZZ_BINS := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
 FUZZ_ARGS ?= -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=1024 -print_final_stats=1
 # Pattern-rule objects are intermediate to make: kept, so a second `make fuzz` rebuilds nothing.
-.SECONDARY: $(FUZZ_LIB_OBJS) $(FUZZ_LLHTTP_OBJS) $(patsubst %,$(FUZZ_BUILD)/obj/fuzz/fuzz_%.o,$(FUZZ_NAMES))
+.SECONDARY: $(FUZZ_LIB_OBJS) $(FUZZ_LLHTTP_OBJS) $(patsubst %,$(FUZZ_BUILD)/obj/fuzz/fuzz_%.o,$(FUZZ_NAMES)) $(FUZZ_STRICT_OBJ)
 
-fuzz: $(FUZZ_BINS)
+fuzz: $(FUZZ_BINS) $(FUZZ_BUILD)/strict-test
+	@$(FUZZ_BUILD)/strict-test
 	@failed=""; \
 	for n in $(FUZZ_NAMES); do \
-	  case $$n in http) maxlen=$(FUZZ_MAXLEN_http) ;; *) maxlen=$(FUZZ_MAXLEN_config) ;; esac; \
+	  for kv in $(FUZZ_MAXLENS); do [ "$${kv%%=*}" != $$n ] || maxlen=$${kv#*=}; done; \
 	  corpus=$(FUZZ_BUILD)/corpus-$$n; log=$(FUZZ_BUILD)/fuzz-$$n.log; \
 	  mkdir -p $$corpus && cp tests/fuzz/corpus/$$n/* $$corpus/; \
 	  for x in tests/fuzz/crashes/$$n-*; do [ ! -e "$$x" ] || cp "$$x" $$corpus/; done; \
@@ -201,6 +209,17 @@ $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS) $(FUZZ_LL
 	$(call say,LINK,$@)
 	$(Q)$(FUZZ_CC) $(FUZZ_SAN) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+$(FUZZ_BUILD)/fuzz_forward $(FUZZ_BUILD)/fuzz_respond: $(FUZZ_STRICT_OBJ)
+
+# make fuzz-long: every target for 10 minutes (CI keeps the short `make fuzz`).
+fuzz-long:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=600
+
+$(FUZZ_BUILD)/strict-test: tests/fuzz/strict_test.c tests/fuzz/strict.c tests/fuzz/strict.h Makefile
+	@mkdir -p $(@D)
+	$(call say,LINK,$@)
+	$(Q)$(FUZZ_CC) -std=c11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined $(WARN) -o $@ tests/fuzz/strict_test.c tests/fuzz/strict.c
+
 $(FUZZ_BUILD)/obj/fuzz/%.o: tests/fuzz/%.c Makefile | deps-check
 	@mkdir -p $(@D)
 	$(call say,CC,$<)
@@ -217,4 +236,4 @@ $(FUZZ_BUILD)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile | deps-check
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -w -c -o $@ $<
 
 -include $(OBJS:.o=.d) $(UNIT_OBJS:.o=.d)
--include $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_LLHTTP_OBJS:.o=.d) $(patsubst %,$(FUZZ_BUILD)/obj/fuzz/fuzz_%.d,$(FUZZ_NAMES))
+-include $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_LLHTTP_OBJS:.o=.d) $(patsubst %,$(FUZZ_BUILD)/obj/fuzz/fuzz_%.d,$(FUZZ_NAMES)) $(FUZZ_STRICT_OBJ:.o=.d)
