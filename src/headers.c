@@ -38,41 +38,15 @@ int fc_headers_is_hop(const fc_http_head_t *h, fc_slice_t name)
     return 0;
 }
 
-/* What the head builders do with a received field. */
-enum { KEEP = 0, DROP, FRAMING, HOST, MAXFWD, VIA, DATE };
-
-/* Sorts received field <name> of <h> for the builders: the framing fields, Host, Max-Forwards,
- * Via and Date get their own handling; hop-by-hop fields and (in requests) the X-Forwarded family
- * are dropped. One switch on the first letter keeps the common fields to one or two compares. */
-static int classify(const fc_http_head_t *h, fc_slice_t name, int request)
+/* What the head builders do with received field <i> of <h>: its kind as the parser noted it,
+ * with a field named by a Connection option counted as hop-by-hop. */
+static int kind_of(const fc_http_head_t *h, size_t i)
 {
-    switch (name.n ? name.p[0] | 0x20 : 0) {
-    case 'c':
-        if (FC_SLICE_IEQ(name, "content-length")) return FRAMING;
-        break;
-    case 't':
-        if (FC_SLICE_IEQ(name, "transfer-encoding")) return FRAMING;
-        break;
-    case 'h':
-        if (FC_SLICE_IEQ(name, "host")) return HOST;
-        break;
-    case 'm':
-        if (FC_SLICE_IEQ(name, "max-forwards")) return MAXFWD;
-        break;
-    case 'v':
-        if (FC_SLICE_IEQ(name, "via")) return VIA;
-        break;
-    case 'd':
-        if (FC_SLICE_IEQ(name, "date")) return DATE;
-        break;
-    case 'x':
-        if (request && (FC_SLICE_IEQ(name, "x-real-ip") || FC_SLICE_IEQ(name, "x-forwarded-proto") ||
-                        FC_SLICE_IEQ(name, "x-forwarded-for")))
-            return DROP;
-        break;
-    default: break;
-    }
-    return fc_headers_is_hop(h, name) ? DROP : KEEP;
+    int kind = h->kind[i] & ~FC_FIELD_UNDERSCORE;
+    if (kind != FC_FIELD_HOP && h->has_connection && kind != FC_FIELD_CONTENT_LENGTH &&
+        kind != FC_FIELD_TRANSFER_ENCODING && kind != FC_FIELD_HOST && fc_headers_is_hop(h, h->headers[i].name))
+        kind = FC_FIELD_HOP;
+    return kind;
 }
 
 /* The builders reserve an upper bound once, then write with these (no call per piece). */
@@ -144,21 +118,21 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_re
     p = PUT_LIT(p, " HTTP/1.1\r\n");
     for (size_t i = 0; i < h->nheaders; i++) {
         const fc_header_t *hd = &h->headers[i];
-        switch (classify(h, hd->name, 1)) {
-        case KEEP:
-        case VIA:
-        case DATE: break;
-        case HOST:
+        switch (kind_of(h, i)) {
+        case FC_FIELD_OTHER:
+        case FC_FIELD_VIA:
+        case FC_FIELD_DATE: break;
+        case FC_FIELD_HOST:
             if (v->host_from_target) continue; /* replaced by the target's authority below */
             break;
-        case MAXFWD:
+        case FC_FIELD_MAX_FORWARDS:
             if (v->max_forwards >= 0) continue; /* replaced by the decremented value below */
             break;
-        default: continue; /* DROP, FRAMING */
+        default: continue; /* hop-by-hop, framing, the X-Forwarded family */
         }
         /* CGI, WSGI and PHP read "Content_Length" as "Content-Length": like nginx's
          * underscores_in_headers off, such names are dropped unless allowed. */
-        if (!underscores && memchr(hd->name.p, '_', hd->name.n) != NULL) continue;
+        if (!underscores && (h->kind[i] & FC_FIELD_UNDERSCORE)) continue;
         p = put_header(p, hd->name, hd->value);
     }
     if (v->host_from_target) p = put_header(p, (fc_slice_t){"Host", 4}, v->host);
@@ -170,7 +144,7 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_re
     p = PUT_LIT(p, "X-Forwarded-For: ");
     for (size_t i = 0; i < h->nheaders; i++) {
         const fc_header_t *hd = &h->headers[i];
-        if (hd->value.n == 0 || (hd->name.p[0] | 0x20) != 'x' || !FC_SLICE_IEQ(hd->name, "x-forwarded-for")) continue;
+        if (hd->value.n == 0 || (h->kind[i] & ~FC_FIELD_UNDERSCORE) != FC_FIELD_XFF) continue;
         p = put(p, hd->value.p, hd->value.n);
         p = PUT_LIT(p, ", ");
     }
@@ -204,9 +178,9 @@ int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_r
     int have_date = 0;
     for (size_t i = 0; i < h->nheaders; i++) {
         const fc_header_t *hd = &h->headers[i];
-        int kind = classify(h, hd->name, 0);
-        if (kind == DROP || kind == FRAMING) continue;
-        have_date |= kind == DATE;
+        int kind = kind_of(h, i);
+        if (kind == FC_FIELD_HOP || kind == FC_FIELD_CONTENT_LENGTH || kind == FC_FIELD_TRANSFER_ENCODING) continue;
+        have_date |= kind == FC_FIELD_DATE;
         p = put_header(p, hd->name, hd->value);
     }
     if (v != NULL) {

@@ -30,6 +30,8 @@ static int on_message_begin(llhttp_t *ll)
         h->method.n = h->url.n = h->reason.n = 0;
         h->nheaders = 0;
         h->has_connection = 0;
+        h->n_host = h->n_cl = h->n_te = 0;
+        h->has_maxfwd = 0;
         h->status = 0;
     }
     return 0;
@@ -115,8 +117,71 @@ static int on_header_value_complete(llhttp_t *ll)
 {
     fc_http_parser_t *p = P(ll);
     if (p->head == NULL || p->head->nheaders == 0) return 0;
-    fc_slice_t *v = &p->head->headers[p->head->nheaders - 1].value;
+    fc_http_head_t *h = p->head;
+    uint16_t i = (uint16_t)(h->nheaders - 1);
+    fc_slice_t *v = &h->headers[i].value, name = h->headers[i].name;
     while (v->n > 0 && (v->p[v->n - 1] == ' ' || v->p[v->n - 1] == '\t')) v->n--;
+    /* llhttp checks that names are tokens, but lets an empty one through in responses (": x"). */
+    if (name.n == 0) {
+        p->user_error = FC_HTTP_ERR_EMPTY_NAME;
+        return HPE_USER;
+    }
+    /* Note what the field is, once (first letter and length, then one compare). */
+    uint8_t kind = FC_FIELD_OTHER;
+    switch (name.p[0] | 0x20) {
+    case 'c':
+        if (FC_SLICE_IEQ(name, "content-length")) {
+            kind = FC_FIELD_CONTENT_LENGTH;
+            if (h->n_cl++ == 0) h->i_cl = i;
+        } else if (FC_SLICE_IEQ(name, "connection")) {
+            kind = FC_FIELD_HOP;
+            h->has_connection = 1;
+        }
+        break;
+    case 't':
+        if (FC_SLICE_IEQ(name, "transfer-encoding")) {
+            kind = FC_FIELD_TRANSFER_ENCODING;
+            h->n_te++;
+        } else if (FC_SLICE_IEQ(name, "te") || FC_SLICE_IEQ(name, "trailer")) kind = FC_FIELD_HOP;
+        break;
+    case 'h':
+        if (FC_SLICE_IEQ(name, "host")) {
+            kind = FC_FIELD_HOST;
+            if (h->n_host++ == 0) h->i_host = i;
+        }
+        break;
+    case 'm':
+        if (FC_SLICE_IEQ(name, "max-forwards")) {
+            kind = FC_FIELD_MAX_FORWARDS;
+            if (!h->has_maxfwd) {
+                h->has_maxfwd = 1;
+                h->i_maxfwd = i;
+            }
+        }
+        break;
+    case 'k':
+        if (FC_SLICE_IEQ(name, "keep-alive")) kind = FC_FIELD_HOP;
+        break;
+    case 'p':
+        if (FC_SLICE_IEQ(name, "proxy-connection")) kind = FC_FIELD_HOP;
+        break;
+    case 'u':
+        if (FC_SLICE_IEQ(name, "upgrade")) kind = FC_FIELD_HOP;
+        break;
+    case 'v':
+        if (FC_SLICE_IEQ(name, "via")) kind = FC_FIELD_VIA;
+        break;
+    case 'd':
+        if (FC_SLICE_IEQ(name, "date")) kind = FC_FIELD_DATE;
+        break;
+    case 'x':
+        if (FC_SLICE_IEQ(name, "x-forwarded-for")) kind = FC_FIELD_XFF;
+        else if (FC_SLICE_IEQ(name, "x-real-ip") || FC_SLICE_IEQ(name, "x-forwarded-proto")) kind = FC_FIELD_XFWD;
+        break;
+    default: break;
+    }
+    if (ll->type == HTTP_REQUEST && memchr(name.p, '_', name.n) != NULL) kind |= FC_FIELD_UNDERSCORE;
+    h->kind[i] = kind;
     return 0;
 }
 
@@ -124,9 +189,6 @@ static int on_headers_complete(llhttp_t *ll)
 {
     fc_http_parser_t *p = P(ll);
     if (p->head != NULL) {
-        fc_http_head_t *h = p->head;
-        for (size_t i = 0; i < h->nheaders && !h->has_connection; i++)
-            h->has_connection = FC_SLICE_IEQ(h->headers[i].name, "connection");
         p->head->status = ll->status_code;
         p->head->major = ll->http_major;
         p->head->minor = ll->http_minor;
@@ -193,6 +255,7 @@ const char *fc_http_error(const fc_http_parser_t *p)
 {
     if (p->user_error == FC_HTTP_ERR_TOO_MANY_HEADERS) return "too many headers";
     if (p->user_error == FC_HTTP_ERR_OBS_FOLD) return "obs-fold (a header line starting with whitespace)";
+    if (p->user_error == FC_HTTP_ERR_EMPTY_NAME) return "empty header field name";
     const char *r = llhttp_get_error_reason(&p->ll);
     return r != NULL ? r : llhttp_errno_name(llhttp_get_errno(&p->ll));
 }

@@ -124,45 +124,28 @@ typedef struct fields {
     const fc_header_t *maxfwd;    /* requests: the Max-Forwards field */
 } fields_t;
 
-/* One pass over <h>'s fields: framing (RFC 9112 6.1-6.3) and, for a <request>, valid names and
- * the singletons (every name must be a token: llhttp lets ": x" through in responses).
- * Returns NULL or the reason the head is refused. */
+/* What the parser noted of <h>'s fields (http.c counts them as they complete, so there is no
+ * second pass over the head): framing (RFC 9112 6.1-6.3) and, for a <request>, the singletons.
+ * Field names are tokens already (llhttp in strict mode; http.c refuses an empty one). Returns
+ * NULL or the reason the head is refused. */
 static const char *scan_fields(const fc_http_head_t *h, int request, fields_t *f)
 {
     memset(f, 0, sizeof(*f));
-    for (size_t i = 0; i < h->nheaders; i++) {
-        fc_slice_t name = h->headers[i].name;
-        if (!fc_http_is_token(name)) return "invalid header field name";
-        switch (name.n ? name.p[0] | 0x20 : 0) {
-        case 'c':
-            if (FC_SLICE_IEQ(name, "content-length")) {
-                uint64_t n = 0;
-                if (parse_length(h->headers[i].value, &n) != 0) return "invalid Content-Length";
-                if (f->ncl > 0) return n != f->len ? "differing Content-Length values" : "more than one Content-Length";
-                f->ncl++;
-                f->len = n;
-            }
-            break;
-        case 't':
-            if (FC_SLICE_IEQ(name, "transfer-encoding")) {
-                if (parse_te(h->headers[i].value, &f->te) != 0) return "invalid Transfer-Encoding";
-                f->nte++;
-            }
-            break;
-        case 'h':
-            if (request && FC_SLICE_IEQ(name, "host")) {
-                if (f->host != NULL) return "more than one Host";
-                f->host = &h->headers[i];
-            }
-            break;
-        case 'm':
-            if (request && FC_SLICE_IEQ(name, "max-forwards")) f->maxfwd = &h->headers[i];
-            break;
-        default: break;
-        }
+    f->ncl = h->n_cl;
+    if (h->n_cl > 1) return "more than one Content-Length";
+    if (h->n_cl == 1 && parse_length(h->headers[h->i_cl].value, &f->len) != 0) return "invalid Content-Length";
+    for (size_t i = 0; i < h->nheaders && f->nte < h->n_te; i++) {
+        if (!FC_SLICE_IEQ(h->headers[i].name, "transfer-encoding")) continue;
+        if (parse_te(h->headers[i].value, &f->te) != 0) return "invalid Transfer-Encoding";
+        f->nte++;
     }
+    if (!request) return NULL;
+    if (h->n_host > 1) return "more than one Host";
+    f->host = h->n_host ? &h->headers[h->i_host] : NULL;
+    f->maxfwd = h->has_maxfwd ? &h->headers[h->i_maxfwd] : NULL;
     return NULL;
 }
+
 
 int fc_msg_check_request(const fc_http_head_t *h, const llhttp_t *ll, fc_request_view_t *v)
 {

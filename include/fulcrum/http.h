@@ -32,8 +32,30 @@ typedef struct fc_http_head {
     uint8_t major, minor;
     size_t nheaders;
     int has_connection;  /* a Connection header is present (it may name more hop-by-hop headers) */
+    /* The fields message.c judges, noted once as each field completes (no second pass over the
+     * head): how many there are and the index of the first. */
+    uint16_t n_host, n_cl, n_te;
+    uint16_t i_host, i_cl, i_maxfwd; /* valid when the count is > 0 (i_maxfwd: when has_maxfwd) */
+    uint8_t has_maxfwd;
     fc_header_t headers[FC_HTTP_MAX_HEADERS];
+    uint8_t kind[FC_HTTP_MAX_HEADERS]; /* enum fc_field_kind of each header, noted as it completes */
 } fc_http_head_t;
+
+/* What a received field is to the checks and the head builders (http.c notes it once per
+ * field, so nothing after the parser compares names again). */
+enum fc_field_kind {
+    FC_FIELD_OTHER = 0,         /* forwarded as it is */
+    FC_FIELD_CONTENT_LENGTH,    /* framing: fulcrum writes its own */
+    FC_FIELD_TRANSFER_ENCODING, /* the same */
+    FC_FIELD_HOST,
+    FC_FIELD_MAX_FORWARDS,
+    FC_FIELD_VIA,
+    FC_FIELD_DATE,
+    FC_FIELD_HOP,               /* Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade */
+    FC_FIELD_XFF,               /* X-Forwarded-For: a request's values are merged into fulcrum's */
+    FC_FIELD_XFWD,              /* X-Real-IP, X-Forwarded-Proto: fulcrum sets them in requests */
+    FC_FIELD_UNDERSCORE = 0x80, /* flag (requests): the name contains '_' */
+};
 
 enum fc_http_event {
     FC_HTTP_NEED_MORE = 0,   /* every byte was consumed; the message goes on */
@@ -52,7 +74,7 @@ typedef struct fc_http_parser {
     int8_t event;           /* the enum fc_http_event a callback paused for */
 } fc_http_parser_t;
 
-enum { FC_HTTP_ERR_NONE = 0, FC_HTTP_ERR_TOO_MANY_HEADERS = 1, FC_HTTP_ERR_OBS_FOLD = 2 };
+enum { FC_HTTP_ERR_NONE = 0, FC_HTTP_ERR_TOO_MANY_HEADERS = 1, FC_HTTP_ERR_OBS_FOLD = 2, FC_HTTP_ERR_EMPTY_NAME = 3 };
 
 /* Initializes <p> for requests (HTTP_REQUEST) or responses (HTTP_RESPONSE), strict parsing. */
 void fc_http_parser_init(fc_http_parser_t *p, llhttp_type_t type);
