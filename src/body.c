@@ -35,13 +35,7 @@ enum {
 
 enum { F_DIGITS = 1, F_DROP = 2 }; /* b->flags: a size digit was seen; this trailer is dropped */
 
-/* RFC 9110 tchar. */
-static int is_tchar(unsigned char c)
-{
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != 0 && memchr(extra, c, sizeof(extra) - 1) != NULL);
-}
+static int is_tchar(unsigned char c) { return fc_http_chars[c] & FC_CHAR_TCHAR; }
 
 static int is_ws(unsigned char c) { return c == ' ' || c == '\t'; }
 

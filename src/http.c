@@ -304,25 +304,28 @@ long fc_http_keepalive_timeout(fc_slice_t v)
     return -1;
 }
 
-/* RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~", as a table: names are checked per byte. */
-static const uint8_t tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,
-    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
-    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
-    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
-    ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
-    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+/* Character classes (http.h): alphanumerics are both a tchar and a reg-name character. */
+const uint8_t fc_http_chars[256] = {
+    ['0' ... '9'] = FC_CHAR_TCHAR | FC_CHAR_REGNAME,
+    ['A' ... 'Z'] = FC_CHAR_TCHAR | FC_CHAR_REGNAME,
+    ['a' ... 'z'] = FC_CHAR_TCHAR | FC_CHAR_REGNAME,
+    /* tchar only: "#%^`|" and the ones in both below */
+    ['#'] = FC_CHAR_TCHAR, ['%'] = FC_CHAR_TCHAR, ['^'] = FC_CHAR_TCHAR, ['`'] = FC_CHAR_TCHAR, ['|'] = FC_CHAR_TCHAR,
+    /* both: "!$&'*+-._~" */
+    ['!'] = FC_CHAR_TCHAR | FC_CHAR_REGNAME, ['$'] = FC_CHAR_TCHAR | FC_CHAR_REGNAME,
+    ['&'] = FC_CHAR_TCHAR | FC_CHAR_REGNAME, ['\''] = FC_CHAR_TCHAR | FC_CHAR_REGNAME,
+    ['*'] = FC_CHAR_TCHAR | FC_CHAR_REGNAME, ['+'] = FC_CHAR_TCHAR | FC_CHAR_REGNAME,
+    ['-'] = FC_CHAR_TCHAR | FC_CHAR_REGNAME, ['.'] = FC_CHAR_TCHAR | FC_CHAR_REGNAME,
+    ['_'] = FC_CHAR_TCHAR | FC_CHAR_REGNAME, ['~'] = FC_CHAR_TCHAR | FC_CHAR_REGNAME,
+    /* reg-name only (sub-delims): "(),;=" */
+    ['('] = FC_CHAR_REGNAME, [')'] = FC_CHAR_REGNAME, [','] = FC_CHAR_REGNAME, [';'] = FC_CHAR_REGNAME,
+    ['='] = FC_CHAR_REGNAME,
 };
-
-int fc_http_is_tchar(unsigned char c) { return tchar[c]; }
 
 int fc_http_is_token(fc_slice_t s)
 {
     if (s.n == 0) return 0;
     for (size_t i = 0; i < s.n; i++)
-        if (!tchar[(unsigned char)s.p[i]]) return 0;
+        if (!(fc_http_chars[(unsigned char)s.p[i]] & FC_CHAR_TCHAR)) return 0;
     return 1;
 }

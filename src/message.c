@@ -57,19 +57,6 @@ static int parse_te(fc_slice_t v, te_info_t *t)
     return 0;
 }
 
-/* reg-name characters other than pct-encoded (RFC 3986 3.2.2): unreserved and sub-delims. */
-static const uint8_t regname[256] = {
-    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
-    ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
-    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
-    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
-    ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
-    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-};
-
 int fc_msg_valid_authority(fc_slice_t v)
 {
     size_t i = 0;
@@ -92,7 +79,7 @@ int fc_msg_valid_authority(fc_slice_t v)
             if (c == '%') {
                 if (i + 2 >= v.n || !is_hex(v.p[i + 1]) || !is_hex(v.p[i + 2])) return 0;
                 i += 2;
-            } else if (!regname[c]) return 0;
+            } else if (!(fc_http_chars[c] & FC_CHAR_REGNAME)) return 0;
         }
         if (i == 0) return 0; /* ":80": a port without a host */
     }

@@ -103,8 +103,10 @@ static inline int fc_slice_ieq_lower(fc_slice_t s, const char *lit, size_t n)
 const fc_header_t *fc_http_find(const fc_http_head_t *h, const char *name, size_t namelen);
 /* 1 if the comma-separated header value <v> contains the token <tok> (case-insensitive). */
 int fc_http_has_token(fc_slice_t v, const char *tok, size_t toklen);
-/* 1 if <c> is an RFC 9110 tchar. */
-int fc_http_is_tchar(unsigned char c);
+/* Character classes, per byte: FC_CHAR_TCHAR (RFC 9110 5.6.2 tchar) and FC_CHAR_REGNAME
+ * (RFC 3986 reg-name without pct-encoded: unreserved / sub-delims). */
+enum { FC_CHAR_TCHAR = 1, FC_CHAR_REGNAME = 2 };
+extern const uint8_t fc_http_chars[256];
 /* 1 if <s> is a non-empty RFC 9110 token (a valid header name). */
 int fc_http_is_token(fc_slice_t s);
 /* Parses "timeout=N" out of a Keep-Alive header value; returns N seconds or -1. */
