@@ -197,6 +197,7 @@ static int read_chunked(fc_body_t *b, const char *in, size_t len, char *out, siz
         case S_TR_START:
             b->flags = 0;
             if (c == '\r') b->state = S_END_LF;
+            else if (is_tchar(c) && ++b->trailer_fields > FC_CHUNKED_MAX_TRAILER_FIELDS) why = "too many trailer fields";
             else if (is_tchar(c)) {
                 b->state = S_TR_NAME;
                 if (b->trailers != NULL) b->field_start = b->trailers->len;

@@ -18,6 +18,7 @@ enum { FC_BODY_MORE = 0, FC_BODY_DONE = 1, FC_BODY_ERROR = -1 };
 
 #define FC_CHUNKED_MAX_LINE 4096       /* a chunk-size line (with its extensions) or trailer line */
 #define FC_CHUNKED_MAX_TRAILERS 16384  /* all trailer lines of one message together */
+#define FC_CHUNKED_MAX_TRAILER_FIELDS 256 /* trailer fields of one message (as FC_HTTP_MAX_HEADERS) */
 #define FC_CHUNK_PREFIX_MAX 18         /* "<16 hex digits>\r\n" */
 
 typedef struct fc_body {
@@ -31,6 +32,7 @@ typedef struct fc_body {
     size_t line;          /* CHUNKED: bytes of the current size or trailer line so far */
     size_t field_start;   /* CHUNKED: offset in *trailers of the trailer line being collected */
     size_t trailer_bytes; /* CHUNKED: bytes of trailer lines so far */
+    unsigned trailer_fields; /* CHUNKED: trailer fields so far */
     uint8_t framing;      /* enum fc_framing */
     uint8_t state;        /* the decoder's state (body.c) */
     uint8_t flags;        /* the decoder's line flags (body.c) */

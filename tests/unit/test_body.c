@@ -570,6 +570,21 @@ static void test_limits(void)
         CHUNKED_FAILS(in, 10 + FC_CHUNKED_MAX_TRAILERS + 1, "trailer section too large");
     }
 
+    subtest("limits: FC_CHUNKED_MAX_TRAILER_FIELDS trailer fields are accepted, one more is an error");
+    {
+        /* found by fuzz_forward: thousands of short trailer fields within the byte limit */
+        strcpy(in, "2\r\nhi\r\n0\r\n");
+        for (int k = 0; k < FC_CHUNKED_MAX_TRAILER_FIELDS; k++) strcat(in, "X: y\r\n");
+        strcat(in, "\r\n");
+        invariants_ok = 1;
+        ok(strncmp(body_trace(CHUNKED, 0, in, SIZE_MAX, 1, 0), "done ", 5) == 0);
+        ok(invariants_ok);
+        strcpy(in, "2\r\nhi\r\n0\r\n");
+        for (int k = 0; k <= FC_CHUNKED_MAX_TRAILER_FIELDS; k++) strcat(in, "X: y\r\n");
+        strcat(in, "\r\n");
+        CHUNKED_FAILS(in, 10 + 6 * FC_CHUNKED_MAX_TRAILER_FIELDS + 1, "too many trailer fields");
+    }
+
     subtest("limits: a trailer line is limited to FC_CHUNKED_MAX_LINE (body.h: \"a chunk-size line or trailer line\")");
     {
         /* one trailer line of FC_CHUNKED_MAX_LINE + 1 bytes, far below FC_CHUNKED_MAX_TRAILERS */
