@@ -57,6 +57,10 @@ SCENARIOS = {
              dict(path="/size/262144", pin=True, workers=1)),
     "post64k": ("64 KiB POST body, small response, keep-alive, %d connections" % CONNS,
                 dict(path="/", pin=True, workers=1, post=65536)),
+    "chunked": ("16 KiB chunked response in 1 KiB chunks, keep-alive, %d connections" % CONNS,
+                dict(path="/chunked/16384/1024", pin=True, workers=1)),
+    "postchunked": ("64 KiB POST body sent chunked in 4 KiB chunks, small response, keep-alive, %d connections"
+                    % CONNS, dict(path="/", pin=True, workers=1, post=65536, post_chunk=4096)),
     "close": ("new client connection per request (Connection: close), %d connections" % CONNS,
               dict(path="/", pin=True, workers=1, headers=["Connection: close"])),
     "idle10k": ("%d idle keep-alive client connections held open (memory per connection)" % IDLE_CONNS,
@@ -268,7 +272,7 @@ def wrk(port, sc, duration, pin, script=True, latency=False):
     argv.append("http://127.0.0.1:%d%s" % (port, sc["path"]))
     if pin:
         argv = ["taskset", "-c", "0"] + argv
-    env = dict(os.environ, BENCH_POST_BYTES=str(sc.get("post", 0)))
+    env = dict(os.environ, BENCH_POST_BYTES=str(sc.get("post", 0)), BENCH_POST_CHUNK=str(sc.get("post_chunk", 0)))
     r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
     for line in r.stdout.splitlines():
         if line.startswith("BENCHJSON "):

@@ -1,7 +1,8 @@
 /* fastback.c: a small, fast HTTP/1.1 origin server on libuv, used by the benchmark and the demo.
- * It answers every request with 200 and a fixed body (or N bytes for GET /size/N), keeps connections alive,
- * serves pipelined requests in order with one write per read, and discards request bodies (Content-Length or
- * chunked). It counts accepted connections and requests; GET /__stats returns them as JSON and SIGTERM/SIGINT
+ * It answers every request with 200 and a fixed body (or N bytes for GET /size/N; or the same N bytes with
+ * Transfer-Encoding: chunked in chunks of K bytes for GET /chunked/N/K, the last one shorter), keeps connections
+ * alive, serves pipelined requests in order with one write per read, and discards request bodies (Content-Length
+ * or chunked). It counts accepted connections and requests; GET /__stats returns them as JSON and SIGTERM/SIGINT
  * print "connections N" to stderr before a clean uv_walk shutdown. It talks to nothing but libuv.
  *
  * Usage: fastback --port P [--host 127.0.0.1] [--name NAME] [--size BYTES]
@@ -23,6 +24,7 @@
 #define FB_FILL_SIZE 65536          /* size of the shared pattern used for response bodies */
 #define FB_MAX_BODY (1ull << 30)    /* largest /size/N served */
 #define FB_INLINE_BODY 16384        /* bodies up to this size are copied into the output buffer */
+#define FB_MAX_CHUNKS 65536         /* most chunks in one /chunked/N/K response (N / K rounded up) */
 
 /* Parser state of one connection: reading a head, or discarding a body. */
 enum fb_state {
@@ -69,6 +71,7 @@ typedef struct fb_conn {
     bool counted;             /* this connection is included in g_connections */
     /* What the request being discarded will be answered with (decided when its head is parsed). */
     uint64_t resp_size;       /* body size of the pending response */
+    uint64_t resp_chunk;      /* chunk size of the pending response, 0 = Content-Length */
     bool resp_stats;          /* pending response is /__stats */
     bool resp_head;           /* HEAD request: no body */
 } fb_conn_t;
@@ -169,6 +172,59 @@ static void out_fill(fb_conn_t *c, uint64_t len)
     }
 }
 
+/* Appends <len> pattern bytes as output, the bytes [pos, pos+len) of the sequence /size/N sends (g_fill repeated):
+ * copied when <copy>, else borrowed from g_fill. */
+static void out_fill_at(fb_conn_t *c, uint64_t pos, uint64_t len, bool copy)
+{
+    while (len > 0) {
+        size_t at = (size_t)(pos % FB_FILL_SIZE);
+        size_t n = FB_FILL_SIZE - at;
+        if (n > len) n = (size_t)len;
+        if (copy) out_copy(c, g_fill + at, n);
+        else seg_push(c, g_fill + at, 0, n);
+        pos += n;
+        len -= n;
+    }
+}
+
+/* Writes <v> in lowercase hex without leading zeros at <dst>; returns the digits written (1 to 16). */
+static size_t put_hex(char *dst, uint64_t v)
+{
+    char tmp[16];
+    size_t n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++) dst[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Appends a chunked body carrying <len> pattern bytes (the same bytes as /size/<len>) in chunks of <chunk> bytes:
+ * "<hex>\r\n<data>\r\n" each, then "0\r\n\r\n". Chunk lines always go to obuf; the data is copied next to
+ * them when the body is small (one contiguous segment) and borrowed from g_fill when large, as in out_fill. */
+static void out_chunked(fb_conn_t *c, uint64_t len, uint64_t chunk)
+{
+    bool copy = len <= FB_INLINE_BODY;
+    char line[24];
+    uint64_t pos = 0;
+    size_t ln = 0;       /* bytes pending in line: the CRLF ending the previous chunk and the next size line */
+    while (pos < len) {
+        uint64_t n = len - pos < chunk ? len - pos : chunk;
+        ln += put_hex(line + ln, n);
+        line[ln++] = '\r';
+        line[ln++] = '\n';
+        out_copy(c, line, ln);
+        out_fill_at(c, pos, n, copy);
+        pos += n;
+        line[0] = '\r';
+        line[1] = '\n';
+        ln = 2;
+    }
+    memcpy(line + ln, "0\r\n\r\n", 5);
+    out_copy(c, line, ln + 5);
+}
+
 /* Queues the response to the request whose head (and body) has been fully consumed. */
 static void respond(fb_conn_t *c)
 {
@@ -202,15 +258,25 @@ static void respond(fb_conn_t *c)
             blen = c->resp_size;
         }
     }
-    int hn = snprintf(head, sizeof(head),
+    bool chunked = !c->resp_stats && c->resp_chunk > 0;
+    int hn;
+    if (chunked) {
+        hn = snprintf(head, sizeof(head),
+                      "HTTP/1.1 200 OK\r\nServer: fastback\r\nX-Backend: %s\r\nContent-Type: text/plain\r\n"
+                      "Transfer-Encoding: chunked\r\n%s\r\n",
+                      g_name, c->pending_close ? "Connection: close\r\n" : "");
+    } else {
+        hn = snprintf(head, sizeof(head),
                       "HTTP/1.1 200 OK\r\nServer: fastback\r\nX-Backend: %s\r\nContent-Type: %s\r\n"
                       "Content-Length: %" PRIu64 "\r\n%s\r\n",
                       g_name, c->resp_stats ? "application/json" : "text/plain", blen,
                       c->pending_close ? "Connection: close\r\n" : "");
+    }
     if (hn < 0 || (size_t)hn >= sizeof(head)) hn = 0;
     out_copy(c, head, (size_t)hn);
     if (!c->resp_head) {
-        if (body != NULL) out_copy(c, body, (size_t)blen);
+        if (chunked) out_chunked(c, blen, c->resp_chunk);
+        else if (body != NULL) out_copy(c, body, (size_t)blen);
         else out_fill(c, blen);
     }
     if (c->pending_close) c->close_after_write = true;
@@ -246,6 +312,22 @@ static bool has_token(const char *v, size_t n, const char *token)
     return false;
 }
 
+/* Parses the decimal number at [*p, end) into *out (at most <max>); advances *p. Returns -1 without a digit or above
+ * max. */
+static int parse_num(const char **p, const char *end, uint64_t max, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    while (*p < end && **p >= '0' && **p <= '9') {
+        v = v * 10 + (uint64_t)(**p - '0');
+        if (v > max) return -1;
+        (*p)++;
+    }
+    if (*p == s) return -1;
+    *out = v;
+    return 0;
+}
+
 /* Parses the request head [p, p+n) (without the final blank line). Returns 0, or -1 for a malformed head. */
 static int parse_head(fb_conn_t *c, const char *p, size_t n)
 {
@@ -264,15 +346,18 @@ static int parse_head(fb_conn_t *c, const char *p, size_t n)
     c->resp_head = (sp1 - p) == 4 && memcmp(p, "HEAD", 4) == 0;
     c->resp_stats = plen == 8 && memcmp(path, "/__stats", 8) == 0;
     c->resp_size = UINT64_MAX;
+    c->resp_chunk = 0;
     if (plen > 6 && memcmp(path, "/size/", 6) == 0) {
-        uint64_t v = 0;
-        size_t i = 6;
-        for (; i < plen && path[i] >= '0' && path[i] <= '9'; i++) {
-            v = v * 10 + (uint64_t)(path[i] - '0');
-            if (v > FB_MAX_BODY) return -1;
-        }
-        if (i == 6) return -1;
-        c->resp_size = v;
+        const char *q = path + 6;
+        if (parse_num(&q, sp2, FB_MAX_BODY, &c->resp_size) != 0) return -1;
+    } else if (plen > 9 && memcmp(path, "/chunked/", 9) == 0) {
+        /* /chunked/N/K: N bytes in chunks of K (an HTTP/1.0 client gets them with Content-Length instead). */
+        const char *q = path + 9;
+        uint64_t k;
+        if (parse_num(&q, sp2, FB_MAX_BODY, &c->resp_size) != 0 || q == sp2 || *q++ != '/' ||
+            parse_num(&q, sp2, FB_MAX_BODY, &k) != 0 || k == 0 || (c->resp_size + k - 1) / k > FB_MAX_CHUNKS)
+            return -1;
+        if (!http10) c->resp_chunk = k;
     } else if (g_default_size > 0) {
         c->resp_size = g_default_size;
     }
