@@ -639,7 +639,7 @@ static int write_iov(uv_stream_t *s, uv_write_t *req, uv_buf_t *iov, unsigned n,
 
 /* ---- request body -------------------------------------------------------------------------- */
 
-static void on_up_write(uv_write_t *req, int status);
+static void on_up_write(fc_io_t *io, int status);
 
 /* 1 while a write of this exchange to its current upstream connection is in flight. */
 static int up_writing(const fc_exchange_t *ex) { return ex->up != NULL && ex->up->wex != NULL; }
@@ -702,7 +702,7 @@ static void pump_request(fc_exchange_t *ex)
             }
             return;
         }
-        int r = n > 0 ? write_iov((uv_stream_t *)&up->tcp, &up->wreq, iov, n, on_up_write) : 0;
+        int r = n > 0 ? fc_io_write(&up->io, iov, n, on_up_write) : 0;
         if (r < 0) {
             fc_exchange_on_upstream_error(ex, r);
             return;
@@ -722,9 +722,9 @@ static void pump_request(fc_exchange_t *ex)
     }
 }
 
-static void on_up_write(uv_write_t *req, int status)
+static void on_up_write(fc_io_t *io, int status)
 {
-    fc_upconn_t *up = fc_container_of(req, fc_upconn_t, wreq);
+    fc_upconn_t *up = fc_container_of(io, fc_upconn_t, io);
     fc_exchange_t *ex = up->wex;
     up->wex = NULL;
     /* Only the exchange's current connection speaks for it: a write cancelled because its
@@ -864,16 +864,16 @@ static void pump_response(fc_exchange_t *ex)
     fc_upconn_t *up = ex->up;
     int kick = 0; /* read the body once with no bytes: a bodiless response ends right after its head */
     while (up != NULL && !ex->cl_writing && !ex->finished && !ex->resp_done) {
-        size_t avail = up->rbuf.len - up->pos;
+        size_t avail = up->io.rbuf.len - up->pos;
         if (avail == 0 && !kick) break;
         kick = 0;
         size_t used = 0;
         int ev;
         if (!ex->resp_head_done) {
-            ev = fc_http_execute(&up->parser, up->rbuf.base + up->pos, avail, &used);
+            ev = fc_http_execute(&up->parser, up->io.rbuf.base + up->pos, avail, &used);
             up->pos += used;
             if (ev == FC_HTTP_NEED_MORE) {
-                if (up->rbuf.len == up->rbuf.cap) {
+                if (up->io.rbuf.len == up->io.rbuf.cap) {
                     bad_response(ex, "response head larger than the buffer");
                     return;
                 }
@@ -949,8 +949,8 @@ static void pump_response(fc_exchange_t *ex)
         }
         int decode = ex->resp_body.framing == FC_FRAME_CHUNKED;
         size_t made = 0;
-        char *in = up->rbuf.base + up->pos;
-        ev = fc_body_read(&ex->resp_body, in, avail, decode ? up->rbuf.base + up->fwd_end : in, &used, &made);
+        char *in = up->io.rbuf.base + up->pos;
+        ev = fc_body_read(&ex->resp_body, in, avail, decode ? up->io.rbuf.base + up->fwd_end : in, &used, &made);
         up->pos += used;
         up->fwd_end = decode ? up->fwd_end + made : up->pos;
         if (ev == FC_BODY_DONE) {
@@ -984,7 +984,7 @@ static void flush_client(fc_exchange_t *ex)
         unsigned n = 0;
         size_t data = up != NULL && ex->resp_head_done ? up->fwd_end - up->fwd : 0;
         int last = ex->rechunk && ex->resp_done && !ex->resp_last_sent;
-        char *dp = data > 0 ? up->rbuf.base + up->fwd : NULL;
+        char *dp = data > 0 ? up->io.rbuf.base + up->fwd : NULL;
         size_t plen = ex->rechunk && data > 0 ? fc_chunk_prefix(ex->cl_prefix, data) : 0;
         ex->resp_tail.len = 0;
         if ((ex->rechunk && (data > 0 || last)) && fc_chunk_suffix(&ex->resp_tail, &ex->resp_body, data, last) != 0) {
@@ -1026,9 +1026,9 @@ static void flush_client(fc_exchange_t *ex)
         if (up != NULL) up->fwd = up->fwd_end;
         break;
     }
-    if (up != NULL && up->fwd == up->fwd_end && up->pos == up->rbuf.len && ex->resp_head_done) {
+    if (up != NULL && up->fwd == up->fwd_end && up->pos == up->io.rbuf.len && ex->resp_head_done) {
         /* Everything received was passed on: reuse the buffer from its start. */
-        up->rbuf.len = up->pos = up->fwd = up->fwd_end = 0;
+        up->io.rbuf.len = up->pos = up->fwd = up->fwd_end = 0;
     }
     if (ex->resp_done) {
         finish(ex);
@@ -1037,7 +1037,7 @@ static void flush_client(fc_exchange_t *ex)
     if (up != NULL) {
         if (ex->req_done) fc_timeout_set(&w->tq, &up->timeout, w->route_read[route_index(ex)]);
         fc_upconn_read_start(up);
-        if (up->pos < up->rbuf.len) pump_response(ex);
+        if (up->pos < up->io.rbuf.len) pump_response(ex);
     }
 }
 
@@ -1069,7 +1069,7 @@ static void finish(fc_exchange_t *ex)
     if (up != NULL) {
         /* Reused only when this request went out whole and its answer was read to the byte: a
          * connection that may hold half a request, or unread bytes, is closed. */
-        int reusable = ex->resp_done && ex->req_sent && !up_writing(ex) && up->pos == up->rbuf.len &&
+        int reusable = ex->resp_done && ex->req_sent && !up_writing(ex) && up->pos == up->io.rbuf.len &&
                        ex->resp_body.framing != FC_FRAME_EOF && llhttp_should_keep_alive(&up->parser.ll);
         detach_upstream(ex, reusable);
     }

@@ -98,7 +98,7 @@ typedef struct fc_exchange {
      * two share their storage: an exchange is half the size. */
     union {
         fc_http_head_t req;       /* slices borrowed from client->rbuf, valid until head_out is built */
-        fc_http_head_t resp;      /* slices borrowed from up->rbuf, valid until resp_out is built */
+        fc_http_head_t resp;      /* slices borrowed from up->io.rbuf, valid until resp_out is built */
     };
     fc_buf_t head_out;            /* owned: the request head as sent upstream (kept for a retry and the log) */
     fc_buf_t resp_out;            /* owned: the response head for the client, while being written */
