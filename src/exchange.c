@@ -13,6 +13,7 @@
 
 #include "fulcrum/conn.h"
 #include "fulcrum/headers.h"
+#include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/message.h"
 #include "fulcrum/upstream.h"
@@ -616,27 +617,6 @@ static void send_request(fc_exchange_t *ex)
     pump_request(ex);
 }
 
-/* Writes <iov> to <s>: what the socket takes now with uv_try_write, the rest with uv_write on
- * <req> (the buffers must then stay put until <cb>). Returns 0 when everything went out now, 1 when
- * the rest is queued and <cb> will be called once, or a negative libuv error. Backpressure rests
- * on this: a caller with a write queued stops reading its source until <cb>. */
-static int write_iov(uv_stream_t *s, uv_write_t *req, uv_buf_t *iov, unsigned n, uv_write_cb cb)
-{
-    size_t total = 0;
-    for (unsigned i = 0; i < n; i++) total += iov[i].len;
-    int r = uv_try_write(s, iov, n);
-    if (r == UV_EAGAIN) r = 0;
-    if (r < 0) return r;
-    if ((size_t)r == total) return 0;
-    size_t skip = (size_t)r;
-    unsigned k = 0;
-    while (skip >= iov[k].len) skip -= iov[k++].len;
-    iov[k].base += skip;
-    iov[k].len -= (unsigned)skip;
-    r = uv_write(req, s, iov + k, n - k, cb);
-    return r < 0 ? r : 1;
-}
-
 /* ---- request body -------------------------------------------------------------------------- */
 
 static void on_up_write(fc_io_t *io, int status);
@@ -658,10 +638,10 @@ static void pump_request(fc_exchange_t *ex)
         uv_buf_t iov[4];
         unsigned n = 0;
         if (!ex->head_sent) iov[n++] = uv_buf_init(ex->head_out.base, (unsigned)ex->head_out.len);
-        if (!ex->req_done && c != NULL && c->pos < c->rbuf.len) {
+        if (!ex->req_done && c != NULL && c->pos < c->io.rbuf.len) {
             size_t used = 0, made = 0;
-            char *in = c->rbuf.base + c->pos;
-            int ev = fc_body_read(&ex->req_body, in, c->rbuf.len - c->pos, chunked ? c->rbuf.base + ex->dec_end : in,
+            char *in = c->io.rbuf.base + c->pos;
+            int ev = fc_body_read(&ex->req_body, in, c->io.rbuf.len - c->pos, chunked ? c->io.rbuf.base + ex->dec_end : in,
                                   &used, &made);
             c->pos += used;
             ex->dec_end = chunked ? ex->dec_end + made : c->pos;
@@ -683,7 +663,7 @@ static void pump_request(fc_exchange_t *ex)
         int last = ex->req_done; /* this write ends the request */
         ex->req_tail.len = 0;
         if (chunked && data > 0) iov[n++] = uv_buf_init(ex->up_prefix, (unsigned)fc_chunk_prefix(ex->up_prefix, data));
-        if (data > 0) iov[n++] = uv_buf_init(c->rbuf.base + ex->fwd, (unsigned)data);
+        if (data > 0) iov[n++] = uv_buf_init(c->io.rbuf.base + ex->fwd, (unsigned)data);
         if (chunked && (data > 0 || last)) {
             if (fc_chunk_suffix(&ex->req_tail, &ex->req_body, data, last) != 0) {
                 fail(ex, FC_END_INTERNAL);
@@ -694,8 +674,8 @@ static void pump_request(fc_exchange_t *ex)
         if (n == 0 && !last) {
             if (c != NULL) {
                 /* Everything read so far is sent: make room and read more. */
-                if (c->pos == c->rbuf.len && c->rbuf.cap - c->rbuf.len < c->rbuf.cap / 4) {
-                    c->rbuf.len = c->pos = ex->fwd = ex->dec_end = ex->body_start = 0;
+                if (c->pos == c->io.rbuf.len && c->io.rbuf.cap - c->io.rbuf.len < c->io.rbuf.cap / 4) {
+                    c->io.rbuf.len = c->pos = ex->fwd = ex->dec_end = ex->body_start = 0;
                     ex->replayable = 0;
                 }
                 fc_conn_read_start(c);
@@ -842,7 +822,7 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
     next_or_fail(ex, FC_FAIL_ERROR, 0, FC_END_SERVER_CLOSED);
 }
 
-static void on_cl_write(uv_write_t *req, int status);
+static void on_cl_write(fc_io_t *io, int status);
 
 /* A response that must not reach the client: the server gets the failure kind invalid_header
  * (not in the default fail_on, so one bad answer does not take a server out) and the request
@@ -1008,7 +988,7 @@ static void flush_client(fc_exchange_t *ex)
         /* Without Nagle's delay a second small write goes out at once; the whole answer in one
          * write on a connection that then closes needs no setsockopt. */
         if (!(ex->resp_done && !ex->keepalive)) fc_conn_nodelay(c);
-        int r = write_iov((uv_stream_t *)&c->tcp, &ex->cl_wreq, iov, n, on_cl_write);
+        int r = fc_io_write(&c->io, iov, n, on_cl_write);
         if (r < 0) {
             fc_exchange_on_client_error(ex, r);
             return;
@@ -1016,6 +996,7 @@ static void flush_client(fc_exchange_t *ex)
         ex->bytes_sent += total; /* what is queued counts now: on_cl_write completes it */
         ex->resp_last_sent |= (uint8_t)last;
         if (r == 1) {
+            c->wex = ex; /* the callback comes to this connection, which finds the exchange here */
             ex->cl_writing = 1;
             ex->refs++;
             if (up != NULL) fc_upconn_read_stop(up);
@@ -1041,9 +1022,11 @@ static void flush_client(fc_exchange_t *ex)
     }
 }
 
-static void on_cl_write(uv_write_t *req, int status)
+static void on_cl_write(fc_io_t *io, int status)
 {
-    fc_exchange_t *ex = fc_container_of(req, fc_exchange_t, cl_wreq);
+    fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
+    fc_exchange_t *ex = c->wex;
+    c->wex = NULL;
     ex->cl_writing = 0;
     if (!ex->finished) {
         if (status < 0 && !ex->discard) fc_exchange_on_client_error(ex, status);
