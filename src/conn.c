@@ -87,7 +87,7 @@ static void on_read(fc_io_t *io, ssize_t nread)
 
 void fc_conn_read_start(fc_conn_t *c)
 {
-    if (c->eof || c->state == FC_CONN_CLOSING) return;
+    if (c->io.reading || c->eof || c->state == FC_CONN_CLOSING) return;
     fc_io_read_start(&c->io); /* a no-op while the buffer is full */
 }
 

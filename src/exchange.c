@@ -637,7 +637,7 @@ static void pump_request(fc_exchange_t *ex)
         int chunked = ex->req_body.framing == FC_FRAME_CHUNKED;
         uv_buf_t iov[4];
         unsigned n = 0;
-        if (!ex->head_sent) iov[n++] = uv_buf_init(ex->head_out.base, (unsigned)ex->head_out.len);
+        if (!ex->head_sent) iov[n++] = fc_iov(ex->head_out.base, (unsigned)ex->head_out.len);
         if (!ex->req_done && c != NULL && c->pos < c->io.rbuf.len) {
             size_t used = 0, made = 0;
             char *in = c->io.rbuf.base + c->pos;
@@ -662,14 +662,14 @@ static void pump_request(fc_exchange_t *ex)
         size_t data = c != NULL && ex->fwd < ex->dec_end ? ex->dec_end - ex->fwd : 0;
         int last = ex->req_done; /* this write ends the request */
         ex->req_tail.len = 0;
-        if (chunked && data > 0) iov[n++] = uv_buf_init(ex->up_prefix, (unsigned)fc_chunk_prefix(ex->up_prefix, data));
-        if (data > 0) iov[n++] = uv_buf_init(c->io.rbuf.base + ex->fwd, (unsigned)data);
+        if (chunked && data > 0) iov[n++] = fc_iov(ex->up_prefix, (unsigned)fc_chunk_prefix(ex->up_prefix, data));
+        if (data > 0) iov[n++] = fc_iov(c->io.rbuf.base + ex->fwd, (unsigned)data);
         if (chunked && (data > 0 || last)) {
             if (fc_chunk_suffix(&ex->req_tail, &ex->req_body, data, last) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;
             }
-            iov[n++] = uv_buf_init(ex->req_tail.base, (unsigned)ex->req_tail.len);
+            iov[n++] = fc_iov(ex->req_tail.base, (unsigned)ex->req_tail.len);
         }
         if (n == 0 && !last) {
             if (c != NULL) {
@@ -978,10 +978,10 @@ static void flush_client(fc_exchange_t *ex)
             fc_buf_append(&ex->resp_out, ex->resp_tail.base, ex->resp_tail.len);
             plen = data = ex->resp_tail.len = 0;
         }
-        if (ex->resp_out.len > 0) iov[n++] = uv_buf_init(ex->resp_out.base, (unsigned)ex->resp_out.len);
-        if (plen > 0) iov[n++] = uv_buf_init(ex->cl_prefix, (unsigned)plen);
-        if (data > 0) iov[n++] = uv_buf_init(dp, (unsigned)data);
-        if (ex->resp_tail.len > 0) iov[n++] = uv_buf_init(ex->resp_tail.base, (unsigned)ex->resp_tail.len);
+        if (ex->resp_out.len > 0) iov[n++] = fc_iov(ex->resp_out.base, (unsigned)ex->resp_out.len);
+        if (plen > 0) iov[n++] = fc_iov(ex->cl_prefix, (unsigned)plen);
+        if (data > 0) iov[n++] = fc_iov(dp, (unsigned)data);
+        if (ex->resp_tail.len > 0) iov[n++] = fc_iov(ex->resp_tail.base, (unsigned)ex->resp_tail.len);
         if (n == 0) break;
         size_t total = 0;
         for (unsigned i = 0; i < n; i++) total += iov[i].len;

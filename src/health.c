@@ -70,7 +70,7 @@ static void on_connect(fc_io_t *io, int status)
         probe_end(p, 0, uv_strerror(status));
         return;
     }
-    uv_buf_t b = uv_buf_init(p->req, (unsigned)strlen(p->req));
+    uv_buf_t b = fc_iov(p->req, (unsigned)strlen(p->req));
     int r = fc_io_write(&p->io, &b, 1, on_write); /* 0 or 1: either way the answer is read next */
     if (r >= 0) r = fc_io_read_start(&p->io);
     if (r < 0) probe_end(p, 0, uv_strerror(r));

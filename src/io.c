@@ -13,16 +13,17 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     static char scratch[64]; /* idle connections read here: what they read is only news of a close */
     fc_io_t *io = fc_container_of(h, fc_io_t, tcp);
     if (io->rmode == FC_IO_READ_SCRATCH) {
-        *buf = uv_buf_init(scratch, sizeof(scratch));
+        *buf = fc_iov(scratch, sizeof(scratch));
         return;
     }
-    if (io->rbuf.base == NULL && io->pool != NULL) {
+    if (io->rbuf.base == NULL) { /* the common case: the lease was handed back after the last request */
+        /* (an io reading into its owner's memory never has base NULL) */
         io->rbuf.base = fc_bufpool_get(io->pool);
         io->rbuf.cap = io->rbuf.base ? io->pool->size : 0;
         io->rbuf.len = 0;
     }
     if (io->rmode == FC_IO_READ_DISCARD) io->rbuf.len = 0;
-    *buf = uv_buf_init(io->rbuf.base + io->rbuf.len, (unsigned)(io->rbuf.cap - io->rbuf.len));
+    *buf = fc_iov(io->rbuf.base + io->rbuf.len, io->rbuf.cap - io->rbuf.len);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -95,7 +96,7 @@ static int plain_shutdown(fc_io_t *io)
 static void on_close(uv_handle_t *h)
 {
     fc_io_t *io = fc_container_of(h, fc_io_t, tcp);
-    fc_io_release_buf(io);
+    if (io->pool != NULL) fc_io_release_buf(io); /* else the owner's own memory */
     io->on_closed(io);
 }
 
@@ -148,17 +149,8 @@ void fc_io_close(fc_io_t *io, fc_io_close_cb cb)
     io->ops->close(io);
 }
 
-void fc_io_release_buf(fc_io_t *io)
+void fc__io_set_nodelay(fc_io_t *io)
 {
-    if (io->pool == NULL) return; /* the owner's own memory */
-    if (io->rbuf.base != NULL) fc_bufpool_put(io->pool, io->rbuf.base);
-    io->rbuf.base = NULL;
-    io->rbuf.len = io->rbuf.cap = 0;
-}
-
-void fc_io_nodelay(fc_io_t *io)
-{
-    if (io->nodelay) return;
     io->nodelay = 1;
     uv_tcp_nodelay(&io->tcp, 1);
 }

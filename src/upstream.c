@@ -114,7 +114,7 @@ static void on_read(fc_io_t *io, ssize_t nread)
 
 void fc_upconn_read_start(fc_upconn_t *up)
 {
-    if (up->state == FC_UP_CLOSING || up->state == FC_UP_CONNECTING) return;
+    if (up->io.reading || up->state == FC_UP_CLOSING || up->state == FC_UP_CONNECTING) return;
     fc_io_read_start(&up->io);
 }
 

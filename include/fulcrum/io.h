@@ -16,6 +16,15 @@
 
 typedef struct fc_io fc_io_t;
 
+/* uv_buf_init without the call into libuv (it is not inline there). */
+static inline uv_buf_t fc_iov(char *base, size_t len)
+{
+    uv_buf_t b;
+    b.base = base;
+    b.len = len;
+    return b;
+}
+
 /* A connect or write finished: <status> 0, or a negative libuv error (UV_ECANCELED when the io
  * was closed first). Called exactly once per connect or write that returned "queued". */
 typedef void (*fc_io_cb)(fc_io_t *io, int status);
@@ -83,7 +92,7 @@ int fc_io_connect(fc_io_t *io, const struct sockaddr *addr, fc_io_cb cb);
  * negative libuv error. */
 static inline int fc_io_read_start(fc_io_t *io)
 {
-    if (io->reading || io->closing) return 0;
+    if (io->reading || io->closing) return 0; /* reading already: the common case on the hot path */
     if (io->rmode == FC_IO_READ_BUF && io->rbuf.base != NULL && io->rbuf.len == io->rbuf.cap) return 0;
     return io->ops->read_start(io);
 }
@@ -104,10 +113,21 @@ int fc_io_shutdown(fc_io_t *io);
 /* Closes <io> (idempotent): reads stop, a write or connect in flight gets UV_ECANCELED, then
  * <cb> runs (in a later loop phase), after the read lease went back to its pool. */
 void fc_io_close(fc_io_t *io, fc_io_close_cb cb);
-/* Hands the read lease back to the pool (rbuf empty and NULL; the owner's offsets are its own). */
-void fc_io_release_buf(fc_io_t *io);
+/* Hands the read lease back to the pool (rbuf empty and NULL; the owner's offsets are its own).
+ * Not for an io reading into its owner's memory (pool NULL). Inline: twice per request. */
+static inline void fc_io_release_buf(fc_io_t *io)
+{
+    if (io->rbuf.base == NULL) return;
+    fc_bufpool_put(io->pool, io->rbuf.base);
+    io->rbuf.base = NULL;
+    io->rbuf.len = io->rbuf.cap = 0;
+}
+void fc__io_set_nodelay(fc_io_t *io);
 /* Sets TCP_NODELAY once. */
-void fc_io_nodelay(fc_io_t *io);
+static inline void fc_io_nodelay(fc_io_t *io)
+{
+    if (!io->nodelay) fc__io_set_nodelay(io);
+}
 /* The socket's fd for a hand-over to another process (the io keeps it, and closes it when it is
  * closed). Reading stops. Returns 0, UV_EBUSY while a write is in flight, or another negative
  * error. The bytes already read are in io->rbuf. */
