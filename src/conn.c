@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "fulcrum/exchange.h"
+#include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/message.h"
 
@@ -14,17 +15,14 @@ static void process(fc_conn_t *c);
 
 static void release_buf(fc_conn_t *c)
 {
-    fc_bufpool_put(&c->w->client_bufs, c->rbuf.base);
-    c->rbuf.base = NULL;
-    c->rbuf.len = c->rbuf.cap = 0;
+    fc_io_release_buf(&c->io);
     c->pos = 0;
 }
 
-static void on_close(uv_handle_t *h)
+static void on_close(fc_io_t *io)
 {
-    fc_conn_t *c = fc_container_of(h, fc_conn_t, tcp);
+    fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
     fc_worker_t *w = c->w;
-    release_buf(c);
     free(c);
     fc_worker_check_drained(w);
 }
@@ -35,11 +33,10 @@ void fc_conn_close(fc_conn_t *c)
     FC_ASSERT(c->ex == NULL);
     c->state = FC_CONN_CLOSING;
     fc_timeout_clear(&c->timeout);
-    fc_conn_read_stop(c);
     fc_list_remove(&c->link);
     c->w->nconns--;
     fc_worker_count_conns(c->w);
-    uv_close((uv_handle_t *)&c->tcp, on_close);
+    fc_io_close(&c->io, on_close); /* reads stop; the read lease goes back before on_close */
 }
 
 static void on_timeout(fc_timeout_t *t)
@@ -63,24 +60,12 @@ static void on_timeout(fc_timeout_t *t)
     }
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* New bytes are at the end of io.rbuf (lingering, they were dropped); reading stopped by itself
+ * if the buffer is full, or on an error or EOF. */
+static void on_read(fc_io_t *io, ssize_t nread)
 {
-    fc_conn_t *c = fc_container_of(h, fc_conn_t, tcp);
-    if (c->rbuf.base == NULL) {
-        c->rbuf.base = fc_bufpool_get(&c->w->client_bufs);
-        c->rbuf.cap = c->rbuf.base ? c->w->client_bufs.size : 0;
-        c->rbuf.len = c->pos = 0;
-    }
-    if (c->state == FC_CONN_LINGER) c->rbuf.len = c->pos = 0; /* discarding */
-    *buf = uv_buf_init(c->rbuf.base + c->rbuf.len, (unsigned)(c->rbuf.cap - c->rbuf.len));
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    fc_conn_t *c = fc_container_of(s, fc_conn_t, tcp);
-    if (nread == 0) return;
+    fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
     if (nread < 0) {
-        fc_conn_read_stop(c);
         c->eof = 1;
         /* EOF in the middle of a request head is an abort like any other EOF (logged 499, nothing
          * sent): process() has given every byte of the partial head to the parser already, which
@@ -93,8 +78,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->state == FC_CONN_LINGER) return;
-    c->rbuf.len += (size_t)nread;
-    if (c->rbuf.len == c->rbuf.cap) fc_conn_read_stop(c); /* resumes once the buffer has room */
     if (c->state == FC_CONN_ACTIVE) {
         if (c->ex != NULL) fc_exchange_on_client_data(c->ex);
         return;
@@ -104,31 +87,20 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 void fc_conn_read_start(fc_conn_t *c)
 {
-    if (c->reading || c->eof || c->state == FC_CONN_CLOSING) return;
-    if (c->rbuf.base != NULL && c->rbuf.len == c->rbuf.cap) return;
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+    if (c->io.reading || c->eof || c->state == FC_CONN_CLOSING) return;
+    fc_io_read_start(&c->io); /* a no-op while the buffer is full */
 }
 
-void fc_conn_nodelay(fc_conn_t *c)
-{
-    if (c->nodelay) return;
-    c->nodelay = 1;
-    uv_tcp_nodelay(&c->tcp, 1);
-}
+void fc_conn_nodelay(fc_conn_t *c) { fc_io_nodelay(&c->io); }
 
-void fc_conn_read_stop(fc_conn_t *c)
-{
-    if (!c->reading) return;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->reading = 0;
-}
+void fc_conn_read_stop(fc_conn_t *c) { fc_io_read_stop(&c->io); }
 
 /* Parses request heads from the buffer while the connection is between exchanges. */
 static void process(fc_conn_t *c)
 {
     fc_worker_t *w = c->w;
     while (c->state == FC_CONN_IDLE || c->state == FC_CONN_HEAD) {
-        if (c->pos == c->rbuf.len) {
+        if (c->pos == c->io.rbuf.len) {
             if (c->state == FC_CONN_IDLE) {
                 release_buf(c); /* idle connections hold no buffer */
                 if (c->eof) fc_conn_close(c);
@@ -138,8 +110,8 @@ static void process(fc_conn_t *c)
         if (c->state == FC_CONN_IDLE) {
             /* A new request begins: its head starts at offset 0 of the buffer. */
             if (c->pos > 0) {
-                memmove(c->rbuf.base, c->rbuf.base + c->pos, c->rbuf.len - c->pos);
-                c->rbuf.len -= c->pos;
+                memmove(c->io.rbuf.base, c->io.rbuf.base + c->pos, c->io.rbuf.len - c->pos);
+                c->io.rbuf.len -= c->pos;
                 c->pos = 0;
                 fc_conn_read_start(c);
             }
@@ -156,7 +128,7 @@ static void process(fc_conn_t *c)
             c->ex->parser.head = &c->ex->req;
         }
         size_t used = 0;
-        int ev = fc_http_execute(&c->ex->parser, c->rbuf.base + c->pos, c->rbuf.len - c->pos, &used);
+        int ev = fc_http_execute(&c->ex->parser, c->io.rbuf.base + c->pos, c->io.rbuf.len - c->pos, &used);
         c->pos += used;
         switch (ev) {
         case FC_HTTP_HEAD_DONE:
@@ -175,13 +147,13 @@ static void process(fc_conn_t *c)
         case FC_HTTP_MSG_DONE:
             continue; /* the end of a bodiless message before this one: nothing to do */
         case FC_HTTP_NEED_MORE:
-            if (c->pos > w->cfg->limits.max_header_size || c->rbuf.len == c->rbuf.cap) {
+            if (c->pos > w->cfg->limits.max_header_size || c->io.rbuf.len == c->io.rbuf.cap) {
                 fc_exchange_reply_error(c->ex, 431, 0);
             }
             return;
         default:
             fc_log(FC_LOG_INFO, "client %s: bad request: %s", c->ip, fc_http_error(&c->ex->parser));
-            fc_exchange_reply_error(c->ex, fc_msg_request_error_status(&c->ex->parser, c->rbuf.base, c->rbuf.len), 0);
+            fc_exchange_reply_error(c->ex, fc_msg_request_error_status(&c->ex->parser, c->io.rbuf.base, c->io.rbuf.len), 0);
             return;
         }
     }
@@ -210,16 +182,11 @@ void fc_conn_exchange_done(fc_conn_t *c, int keepalive)
     if (!c->processing) process(c); /* a pipelined request may be waiting already */
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    free(req);
-}
-
 void fc_conn_linger(fc_conn_t *c)
 {
     fc_worker_t *w = c->w;
     c->ex = NULL;
-    if (c->eof || (!c->unread && c->pos == c->rbuf.len)) {
+    if (c->eof || (!c->unread && c->pos == c->io.rbuf.len)) {
         /* Nothing more is coming (the request was read whole, nothing after it): a plain close
          * sends FIN after the answer, as nginx's lingering_close heuristic does. */
         fc_conn_close(c);
@@ -228,9 +195,9 @@ void fc_conn_linger(fc_conn_t *c)
     /* Shut our side and read until the client closes, so that unread input does not turn the
      * close into a reset that could destroy the response before the client reads it. */
     c->state = FC_CONN_LINGER;
-    uv_shutdown_t *req = malloc(sizeof(*req));
-    if (req == NULL || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
-        free(req);
+    c->io.rmode = FC_IO_READ_DISCARD;
+    c->pos = 0;
+    if (fc_io_shutdown(&c->io) != 0) {
         fc_conn_close(c);
         return;
     }
@@ -295,7 +262,7 @@ static fc_conn_t *conn_new(fc_worker_t *w, int fd)
         close(fd);
         return NULL;
     }
-    if (uv_tcp_init(w->loop, &c->tcp) != 0) {
+    if (fc_io_init(&c->io, w->loop, &w->client_bufs, on_read) != 0) {
         free(c);
         close(fd);
         return NULL;
@@ -306,7 +273,7 @@ static fc_conn_t *conn_new(fc_worker_t *w, int fd)
     fc_worker_count_conns(w);
     fc_timeout_init(&c->timeout, on_timeout);
     c->state = FC_CONN_IDLE;
-    if (uv_tcp_open(&c->tcp, fd) != 0) {
+    if (fc_io_open(&c->io, fd) != 0) {
         close(fd);
         fc_conn_close(c);
         return NULL;
@@ -328,12 +295,10 @@ static void conn_start(fc_conn_t *c, const struct sockaddr *peer)
 {
     fc_worker_t *w = c->w;
     struct sockaddr_storage ss;
-    int len = sizeof(ss);
     strcpy(c->ip, "-");
     if (peer != NULL) set_ip(c, peer);
-    else if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) set_ip(c, (struct sockaddr *)&ss);
-    len = sizeof(ss);
-    if (c->listener == NULL && uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+    else if (fc_io_address(&c->io, 1, &ss) == 0) set_ip(c, (struct sockaddr *)&ss);
+    if (c->listener == NULL && fc_io_address(&c->io, 0, &ss) == 0)
         c->listener = find_listener(w, &ss);
     fc_timeout_set(&w->tq, &c->timeout, w->t_header);
     fc_conn_read_start(c);
@@ -362,14 +327,14 @@ void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len)
     fc_conn_t *c = conn_new(w, fd);
     if (c == NULL) return;
     if (len > 0) {
-        c->rbuf.base = fc_bufpool_get(&w->client_bufs);
-        c->rbuf.cap = c->rbuf.base ? w->client_bufs.size : 0;
-        if (c->rbuf.base == NULL || len > c->rbuf.cap) {
+        c->io.rbuf.base = fc_bufpool_get(&w->client_bufs);
+        c->io.rbuf.cap = c->io.rbuf.base ? w->client_bufs.size : 0;
+        if (c->io.rbuf.base == NULL || len > c->io.rbuf.cap) {
             fc_conn_close(c);
             return;
         }
-        memcpy(c->rbuf.base, bytes, len);
-        c->rbuf.len = len;
+        memcpy(c->io.rbuf.base, bytes, len);
+        c->io.rbuf.len = len;
     }
     conn_start(c, NULL);
     process(c);

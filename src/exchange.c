@@ -13,6 +13,7 @@
 
 #include "fulcrum/conn.h"
 #include "fulcrum/headers.h"
+#include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/message.h"
 #include "fulcrum/upstream.h"
@@ -616,30 +617,9 @@ static void send_request(fc_exchange_t *ex)
     pump_request(ex);
 }
 
-/* Writes <iov> to <s>: what the socket takes now with uv_try_write, the rest with uv_write on
- * <req> (the buffers must then stay put until <cb>). Returns 0 when everything went out now, 1 when
- * the rest is queued and <cb> will be called once, or a negative libuv error. Backpressure rests
- * on this: a caller with a write queued stops reading its source until <cb>. */
-static int write_iov(uv_stream_t *s, uv_write_t *req, uv_buf_t *iov, unsigned n, uv_write_cb cb)
-{
-    size_t total = 0;
-    for (unsigned i = 0; i < n; i++) total += iov[i].len;
-    int r = uv_try_write(s, iov, n);
-    if (r == UV_EAGAIN) r = 0;
-    if (r < 0) return r;
-    if ((size_t)r == total) return 0;
-    size_t skip = (size_t)r;
-    unsigned k = 0;
-    while (skip >= iov[k].len) skip -= iov[k++].len;
-    iov[k].base += skip;
-    iov[k].len -= (unsigned)skip;
-    r = uv_write(req, s, iov + k, n - k, cb);
-    return r < 0 ? r : 1;
-}
-
 /* ---- request body -------------------------------------------------------------------------- */
 
-static void on_up_write(uv_write_t *req, int status);
+static void on_up_write(fc_io_t *io, int status);
 
 /* 1 while a write of this exchange to its current upstream connection is in flight. */
 static int up_writing(const fc_exchange_t *ex) { return ex->up != NULL && ex->up->wex != NULL; }
@@ -657,11 +637,11 @@ static void pump_request(fc_exchange_t *ex)
         int chunked = ex->req_body.framing == FC_FRAME_CHUNKED;
         uv_buf_t iov[4];
         unsigned n = 0;
-        if (!ex->head_sent) iov[n++] = uv_buf_init(ex->head_out.base, (unsigned)ex->head_out.len);
-        if (!ex->req_done && c != NULL && c->pos < c->rbuf.len) {
+        if (!ex->head_sent) iov[n++] = fc_iov(ex->head_out.base, (unsigned)ex->head_out.len);
+        if (!ex->req_done && c != NULL && c->pos < c->io.rbuf.len) {
             size_t used = 0, made = 0;
-            char *in = c->rbuf.base + c->pos;
-            int ev = fc_body_read(&ex->req_body, in, c->rbuf.len - c->pos, chunked ? c->rbuf.base + ex->dec_end : in,
+            char *in = c->io.rbuf.base + c->pos;
+            int ev = fc_body_read(&ex->req_body, in, c->io.rbuf.len - c->pos, chunked ? c->io.rbuf.base + ex->dec_end : in,
                                   &used, &made);
             c->pos += used;
             ex->dec_end = chunked ? ex->dec_end + made : c->pos;
@@ -682,27 +662,27 @@ static void pump_request(fc_exchange_t *ex)
         size_t data = c != NULL && ex->fwd < ex->dec_end ? ex->dec_end - ex->fwd : 0;
         int last = ex->req_done; /* this write ends the request */
         ex->req_tail.len = 0;
-        if (chunked && data > 0) iov[n++] = uv_buf_init(ex->up_prefix, (unsigned)fc_chunk_prefix(ex->up_prefix, data));
-        if (data > 0) iov[n++] = uv_buf_init(c->rbuf.base + ex->fwd, (unsigned)data);
+        if (chunked && data > 0) iov[n++] = fc_iov(ex->up_prefix, (unsigned)fc_chunk_prefix(ex->up_prefix, data));
+        if (data > 0) iov[n++] = fc_iov(c->io.rbuf.base + ex->fwd, (unsigned)data);
         if (chunked && (data > 0 || last)) {
             if (fc_chunk_suffix(&ex->req_tail, &ex->req_body, data, last) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;
             }
-            iov[n++] = uv_buf_init(ex->req_tail.base, (unsigned)ex->req_tail.len);
+            iov[n++] = fc_iov(ex->req_tail.base, (unsigned)ex->req_tail.len);
         }
         if (n == 0 && !last) {
             if (c != NULL) {
                 /* Everything read so far is sent: make room and read more. */
-                if (c->pos == c->rbuf.len && c->rbuf.cap - c->rbuf.len < c->rbuf.cap / 4) {
-                    c->rbuf.len = c->pos = ex->fwd = ex->dec_end = ex->body_start = 0;
+                if (c->pos == c->io.rbuf.len && c->io.rbuf.cap - c->io.rbuf.len < c->io.rbuf.cap / 4) {
+                    c->io.rbuf.len = c->pos = ex->fwd = ex->dec_end = ex->body_start = 0;
                     ex->replayable = 0;
                 }
                 fc_conn_read_start(c);
             }
             return;
         }
-        int r = n > 0 ? write_iov((uv_stream_t *)&up->tcp, &up->wreq, iov, n, on_up_write) : 0;
+        int r = n > 0 ? fc_io_write(&up->io, iov, n, on_up_write) : 0;
         if (r < 0) {
             fc_exchange_on_upstream_error(ex, r);
             return;
@@ -722,9 +702,9 @@ static void pump_request(fc_exchange_t *ex)
     }
 }
 
-static void on_up_write(uv_write_t *req, int status)
+static void on_up_write(fc_io_t *io, int status)
 {
-    fc_upconn_t *up = fc_container_of(req, fc_upconn_t, wreq);
+    fc_upconn_t *up = fc_container_of(io, fc_upconn_t, io);
     fc_exchange_t *ex = up->wex;
     up->wex = NULL;
     /* Only the exchange's current connection speaks for it: a write cancelled because its
@@ -842,7 +822,7 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
     next_or_fail(ex, FC_FAIL_ERROR, 0, FC_END_SERVER_CLOSED);
 }
 
-static void on_cl_write(uv_write_t *req, int status);
+static void on_cl_write(fc_io_t *io, int status);
 
 /* A response that must not reach the client: the server gets the failure kind invalid_header
  * (not in the default fail_on, so one bad answer does not take a server out) and the request
@@ -864,16 +844,16 @@ static void pump_response(fc_exchange_t *ex)
     fc_upconn_t *up = ex->up;
     int kick = 0; /* read the body once with no bytes: a bodiless response ends right after its head */
     while (up != NULL && !ex->cl_writing && !ex->finished && !ex->resp_done) {
-        size_t avail = up->rbuf.len - up->pos;
+        size_t avail = up->io.rbuf.len - up->pos;
         if (avail == 0 && !kick) break;
         kick = 0;
         size_t used = 0;
         int ev;
         if (!ex->resp_head_done) {
-            ev = fc_http_execute(&up->parser, up->rbuf.base + up->pos, avail, &used);
+            ev = fc_http_execute(&up->parser, up->io.rbuf.base + up->pos, avail, &used);
             up->pos += used;
             if (ev == FC_HTTP_NEED_MORE) {
-                if (up->rbuf.len == up->rbuf.cap) {
+                if (up->io.rbuf.len == up->io.rbuf.cap) {
                     bad_response(ex, "response head larger than the buffer");
                     return;
                 }
@@ -949,8 +929,8 @@ static void pump_response(fc_exchange_t *ex)
         }
         int decode = ex->resp_body.framing == FC_FRAME_CHUNKED;
         size_t made = 0;
-        char *in = up->rbuf.base + up->pos;
-        ev = fc_body_read(&ex->resp_body, in, avail, decode ? up->rbuf.base + up->fwd_end : in, &used, &made);
+        char *in = up->io.rbuf.base + up->pos;
+        ev = fc_body_read(&ex->resp_body, in, avail, decode ? up->io.rbuf.base + up->fwd_end : in, &used, &made);
         up->pos += used;
         up->fwd_end = decode ? up->fwd_end + made : up->pos;
         if (ev == FC_BODY_DONE) {
@@ -984,7 +964,7 @@ static void flush_client(fc_exchange_t *ex)
         unsigned n = 0;
         size_t data = up != NULL && ex->resp_head_done ? up->fwd_end - up->fwd : 0;
         int last = ex->rechunk && ex->resp_done && !ex->resp_last_sent;
-        char *dp = data > 0 ? up->rbuf.base + up->fwd : NULL;
+        char *dp = data > 0 ? up->io.rbuf.base + up->fwd : NULL;
         size_t plen = ex->rechunk && data > 0 ? fc_chunk_prefix(ex->cl_prefix, data) : 0;
         ex->resp_tail.len = 0;
         if ((ex->rechunk && (data > 0 || last)) && fc_chunk_suffix(&ex->resp_tail, &ex->resp_body, data, last) != 0) {
@@ -998,17 +978,17 @@ static void flush_client(fc_exchange_t *ex)
             fc_buf_append(&ex->resp_out, ex->resp_tail.base, ex->resp_tail.len);
             plen = data = ex->resp_tail.len = 0;
         }
-        if (ex->resp_out.len > 0) iov[n++] = uv_buf_init(ex->resp_out.base, (unsigned)ex->resp_out.len);
-        if (plen > 0) iov[n++] = uv_buf_init(ex->cl_prefix, (unsigned)plen);
-        if (data > 0) iov[n++] = uv_buf_init(dp, (unsigned)data);
-        if (ex->resp_tail.len > 0) iov[n++] = uv_buf_init(ex->resp_tail.base, (unsigned)ex->resp_tail.len);
+        if (ex->resp_out.len > 0) iov[n++] = fc_iov(ex->resp_out.base, (unsigned)ex->resp_out.len);
+        if (plen > 0) iov[n++] = fc_iov(ex->cl_prefix, (unsigned)plen);
+        if (data > 0) iov[n++] = fc_iov(dp, (unsigned)data);
+        if (ex->resp_tail.len > 0) iov[n++] = fc_iov(ex->resp_tail.base, (unsigned)ex->resp_tail.len);
         if (n == 0) break;
         size_t total = 0;
         for (unsigned i = 0; i < n; i++) total += iov[i].len;
         /* Without Nagle's delay a second small write goes out at once; the whole answer in one
          * write on a connection that then closes needs no setsockopt. */
         if (!(ex->resp_done && !ex->keepalive)) fc_conn_nodelay(c);
-        int r = write_iov((uv_stream_t *)&c->tcp, &ex->cl_wreq, iov, n, on_cl_write);
+        int r = fc_io_write(&c->io, iov, n, on_cl_write);
         if (r < 0) {
             fc_exchange_on_client_error(ex, r);
             return;
@@ -1016,6 +996,7 @@ static void flush_client(fc_exchange_t *ex)
         ex->bytes_sent += total; /* what is queued counts now: on_cl_write completes it */
         ex->resp_last_sent |= (uint8_t)last;
         if (r == 1) {
+            c->wex = ex; /* the callback comes to this connection, which finds the exchange here */
             ex->cl_writing = 1;
             ex->refs++;
             if (up != NULL) fc_upconn_read_stop(up);
@@ -1026,9 +1007,9 @@ static void flush_client(fc_exchange_t *ex)
         if (up != NULL) up->fwd = up->fwd_end;
         break;
     }
-    if (up != NULL && up->fwd == up->fwd_end && up->pos == up->rbuf.len && ex->resp_head_done) {
+    if (up != NULL && up->fwd == up->fwd_end && up->pos == up->io.rbuf.len && ex->resp_head_done) {
         /* Everything received was passed on: reuse the buffer from its start. */
-        up->rbuf.len = up->pos = up->fwd = up->fwd_end = 0;
+        up->io.rbuf.len = up->pos = up->fwd = up->fwd_end = 0;
     }
     if (ex->resp_done) {
         finish(ex);
@@ -1037,13 +1018,15 @@ static void flush_client(fc_exchange_t *ex)
     if (up != NULL) {
         if (ex->req_done) fc_timeout_set(&w->tq, &up->timeout, w->route_read[route_index(ex)]);
         fc_upconn_read_start(up);
-        if (up->pos < up->rbuf.len) pump_response(ex);
+        if (up->pos < up->io.rbuf.len) pump_response(ex);
     }
 }
 
-static void on_cl_write(uv_write_t *req, int status)
+static void on_cl_write(fc_io_t *io, int status)
 {
-    fc_exchange_t *ex = fc_container_of(req, fc_exchange_t, cl_wreq);
+    fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
+    fc_exchange_t *ex = c->wex;
+    c->wex = NULL;
     ex->cl_writing = 0;
     if (!ex->finished) {
         if (status < 0 && !ex->discard) fc_exchange_on_client_error(ex, status);
@@ -1069,7 +1052,7 @@ static void finish(fc_exchange_t *ex)
     if (up != NULL) {
         /* Reused only when this request went out whole and its answer was read to the byte: a
          * connection that may hold half a request, or unread bytes, is closed. */
-        int reusable = ex->resp_done && ex->req_sent && !up_writing(ex) && up->pos == up->rbuf.len &&
+        int reusable = ex->resp_done && ex->req_sent && !up_writing(ex) && up->pos == up->io.rbuf.len &&
                        ex->resp_body.framing != FC_FRAME_EOF && llhttp_should_keep_alive(&up->parser.ll);
         detach_upstream(ex, reusable);
     }

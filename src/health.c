@@ -1,27 +1,25 @@
 /* health.c: active health checks (see health.h). A probe owns its socket and a small buffer for
- * the status line; it is freed in its close callback. The upstream module owns the server state
+ * the status line (its transport reads there); it is freed in its close callback. The upstream module owns the server state
  * the results feed. */
 #include "fulcrum/health.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/upstream.h"
 
 typedef struct fc_probe {
-    uv_tcp_t tcp;          /* the socket; the probe is freed in its close callback */
-    uv_connect_t creq;     /* the connect request */
-    uv_write_t wreq;       /* the request write */
+    fc_io_t io;            /* the socket (reading into resp); the probe is freed in its close callback */
     fc_server_t *server;   /* borrowed; NULL once the server stopped waiting for it */
     fc_timeout_t timeout;  /* health.timeout for the whole probe */
     char req[512];         /* the request, owned */
-    char resp[32];         /* the first bytes of the response: "HTTP/1.1 200" */
-    size_t resp_len;
+    char resp[32];         /* the first bytes of the response: "HTTP/1.1 200" (io.rbuf's memory) */
     int done;              /* the result has been reported */
 } fc_probe_t;
 
-static void on_probe_closed(uv_handle_t *h) { free(fc_container_of(h, fc_probe_t, tcp)); }
+static void on_probe_closed(fc_io_t *io) { free(fc_container_of(io, fc_probe_t, io)); }
 
 /* Reports the result once and closes the probe. */
 static void probe_end(fc_probe_t *p, int ok, const char *why)
@@ -34,27 +32,22 @@ static void probe_end(fc_probe_t *p, int ok, const char *why)
         s->probe = NULL;
         fc_server_check_result(s, ok, why);
     }
-    uv_close((uv_handle_t *)&p->tcp, on_probe_closed);
+    fc_io_close(&p->io, on_probe_closed);
 }
 
 static void on_probe_timeout(fc_timeout_t *t) { probe_end(fc_container_of(t, fc_probe_t, timeout), 0, "timeout"); }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* The bytes are at the end of io.rbuf (p->resp, keeping room for a NUL). */
+static void on_read(fc_io_t *io, ssize_t nread)
 {
-    fc_probe_t *p = fc_container_of(h, fc_probe_t, tcp);
-    *buf = uv_buf_init(p->resp + p->resp_len, (unsigned)(sizeof(p->resp) - 1 - p->resp_len));
-}
-
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-    fc_probe_t *p = fc_container_of(st, fc_probe_t, tcp);
-    if (p->done || nread == 0) return;
-    if (nread > 0) p->resp_len += (size_t)nread;
-    if (p->resp_len < 12 && nread > 0 && p->resp_len < sizeof(p->resp) - 1) return;
-    p->resp[p->resp_len] = '\0';
+    fc_probe_t *p = fc_container_of(io, fc_probe_t, io);
+    size_t len = p->io.rbuf.len;
+    if (p->done) return;
+    if (len < 12 && nread > 0 && len < p->io.rbuf.cap) return;
+    p->resp[len] = '\0';
     int status = 0;
-    if (p->resp_len < 12 || sscanf(p->resp, "HTTP/1.%*1[01] %3d", &status) != 1) {
-        probe_end(p, 0, nread < 0 && p->resp_len == 0 ? "closed without a response" : "not an HTTP response");
+    if (len < 12 || sscanf(p->resp, "HTTP/1.%*1[01] %3d", &status) != 1) {
+        probe_end(p, 0, nread < 0 && len == 0 ? "closed without a response" : "not an HTTP response");
         return;
     }
     const fc_health_conf_t *hc = p->server ? &p->server->upstream->conf->health : NULL;
@@ -63,23 +56,23 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     probe_end(p, hc != NULL && status >= hc->expect_min && status <= hc->expect_max, why);
 }
 
-static void on_write(uv_write_t *req, int status)
+static void on_write(fc_io_t *io, int status)
 {
-    fc_probe_t *p = fc_container_of(req, fc_probe_t, wreq);
+    fc_probe_t *p = fc_container_of(io, fc_probe_t, io);
     if (status < 0) probe_end(p, 0, uv_strerror(status));
 }
 
-static void on_connect(uv_connect_t *req, int status)
+static void on_connect(fc_io_t *io, int status)
 {
-    fc_probe_t *p = fc_container_of(req, fc_probe_t, creq);
+    fc_probe_t *p = fc_container_of(io, fc_probe_t, io);
     if (p->done) return;
     if (status < 0) {
         probe_end(p, 0, uv_strerror(status));
         return;
     }
-    uv_buf_t b = uv_buf_init(p->req, (unsigned)strlen(p->req));
-    int r = uv_write(&p->wreq, (uv_stream_t *)&p->tcp, &b, 1, on_write);
-    if (r == 0) r = uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
+    uv_buf_t b = fc_iov(p->req, (unsigned)strlen(p->req));
+    int r = fc_io_write(&p->io, &b, 1, on_write); /* 0 or 1: either way the answer is read next */
+    if (r >= 0) r = fc_io_read_start(&p->io);
     if (r < 0) probe_end(p, 0, uv_strerror(r));
 }
 
@@ -90,10 +83,11 @@ static void probe_start(fc_server_t *s)
     if (s->probe != NULL || s->conf->down) return; /* the last one is still running */
     fc_probe_t *p = calloc(1, sizeof(*p));
     if (p == NULL) return;
-    if (uv_tcp_init(u->w->loop, &p->tcp) != 0) {
+    if (fc_io_init(&p->io, u->w->loop, NULL, on_read) != 0) {
         free(p);
         return;
     }
+    p->io.rbuf = (fc_buf_t){p->resp, 0, sizeof(p->resp) - 1};
     p->server = s;
     s->probe = p;
     fc_timeout_init(&p->timeout, on_probe_timeout);
@@ -101,7 +95,7 @@ static void probe_start(fc_server_t *s)
              "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: fulcrum-health-check\r\nConnection: close\r\n\r\n", hc->path,
              hc->host ? hc->host : s->conf->addr.text);
     fc_timeout_set(&u->w->tq, &p->timeout, u->t_health);
-    int r = uv_tcp_connect(&p->creq, &p->tcp, (const struct sockaddr *)&s->conf->addr.ss, on_connect);
+    int r = fc_io_connect(&p->io, (const struct sockaddr *)&s->conf->addr.ss, on_connect);
     if (r < 0) probe_end(p, 0, uv_strerror(r));
 }
 

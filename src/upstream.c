@@ -1,6 +1,6 @@
 /* upstream.c: runtime upstreams and servers, upstream connections and the keep-alive pool.
- * An idle pooled connection keeps reading (into a tiny shared scratch buffer, holding no buffer
- * of its own) so that a server closing it is noticed at once and it is never handed out.
+ * An idle pooled connection keeps reading (into the transport's tiny shared scratch buffer,
+ * holding no buffer of its own) so that a server closing it is noticed at once and it is never handed out.
  * It is also retired before the server's own announced Keep-Alive timeout can expire. */
 #include "fulcrum/upstream.h"
 
@@ -62,17 +62,14 @@ static fc_worker_t *W(const fc_upconn_t *up) { return up->server->upstream->w; }
 
 static void release_buf(fc_upconn_t *up)
 {
-    fc_bufpool_put(&W(up)->upstream_bufs, up->rbuf.base);
-    up->rbuf.base = NULL;
-    up->rbuf.len = up->rbuf.cap = 0;
+    fc_io_release_buf(&up->io);
     up->pos = up->fwd = up->fwd_end = 0;
 }
 
-static void on_close(uv_handle_t *h)
+static void on_close(fc_io_t *io)
 {
-    fc_upconn_t *up = fc_container_of(h, fc_upconn_t, tcp);
+    fc_upconn_t *up = fc_container_of(io, fc_upconn_t, io);
     fc_worker_t *w = W(up);
-    release_buf(up);
     free(up);
     fc_worker_check_drained(w);
 }
@@ -88,7 +85,7 @@ void fc_upconn_close(fc_upconn_t *up)
     up->state = FC_UP_CLOSING;
     fc_timeout_clear(&up->timeout);
     fc_list_remove(&up->all);
-    uv_close((uv_handle_t *)&up->tcp, on_close);
+    fc_io_close(&up->io, on_close);
 }
 
 static void on_timeout(fc_timeout_t *t)
@@ -98,26 +95,10 @@ static void on_timeout(fc_timeout_t *t)
     else fc_upconn_close(up);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Active, the bytes are in io.rbuf; idle, they went to the scratch buffer (io.rmode). */
+static void on_read(fc_io_t *io, ssize_t nread)
 {
-    static char scratch[64]; /* idle connections read here: any byte is a protocol error */
-    fc_upconn_t *up = fc_container_of(h, fc_upconn_t, tcp);
-    if (up->state == FC_UP_IDLE) {
-        *buf = uv_buf_init(scratch, sizeof(scratch));
-        return;
-    }
-    if (up->rbuf.base == NULL) {
-        up->rbuf.base = fc_bufpool_get(&W(up)->upstream_bufs);
-        up->rbuf.cap = up->rbuf.base ? W(up)->upstream_bufs.size : 0;
-        up->rbuf.len = up->pos = up->fwd = up->fwd_end = 0;
-    }
-    *buf = uv_buf_init(up->rbuf.base + up->rbuf.len, (unsigned)(up->rbuf.cap - up->rbuf.len));
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    fc_upconn_t *up = fc_container_of(s, fc_upconn_t, tcp);
-    if (nread == 0) return;
+    fc_upconn_t *up = fc_container_of(io, fc_upconn_t, io);
     if (up->state == FC_UP_IDLE) {
         /* The server closed an idle connection, or sent bytes nobody asked for. */
         fc_upconn_close(up);
@@ -125,37 +106,28 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (up->ex == NULL || up->state != FC_UP_ACTIVE) return;
     if (nread < 0) {
-        fc_upconn_read_stop(up);
         fc_exchange_on_upstream_error(up->ex, (int)nread);
         return;
     }
-    up->rbuf.len += (size_t)nread;
-    if (up->rbuf.len == up->rbuf.cap) fc_upconn_read_stop(up);
     fc_exchange_on_upstream_data(up->ex);
 }
 
 void fc_upconn_read_start(fc_upconn_t *up)
 {
-    if (up->reading || up->state == FC_UP_CLOSING || up->state == FC_UP_CONNECTING) return;
-    if (up->state == FC_UP_ACTIVE && up->rbuf.base != NULL && up->rbuf.len == up->rbuf.cap) return;
-    if (uv_read_start((uv_stream_t *)&up->tcp, on_alloc, on_read) == 0) up->reading = 1;
+    if (up->io.reading || up->state == FC_UP_CLOSING || up->state == FC_UP_CONNECTING) return;
+    fc_io_read_start(&up->io);
 }
 
-void fc_upconn_read_stop(fc_upconn_t *up)
-{
-    if (!up->reading) return;
-    uv_read_stop((uv_stream_t *)&up->tcp);
-    up->reading = 0;
-}
+void fc_upconn_read_stop(fc_upconn_t *up) { fc_io_read_stop(&up->io); }
 
-static void on_connect(uv_connect_t *req, int status)
+static void on_connect(fc_io_t *io, int status)
 {
-    fc_upconn_t *up = fc_container_of(req, fc_upconn_t, creq);
+    fc_upconn_t *up = fc_container_of(io, fc_upconn_t, io);
     if (up->state == FC_UP_CLOSING || up->ex == NULL) return; /* closed while connecting */
     fc_timeout_clear(&up->timeout);
     if (status == 0) {
         up->state = FC_UP_ACTIVE;
-        uv_tcp_nodelay(&up->tcp, 1);
+        fc_io_nodelay(&up->io);
     }
     fc_exchange_on_connect(up->ex, status);
 }
@@ -165,7 +137,7 @@ int fc_upconn_connect(fc_server_t *s, fc_exchange_t *ex, fc_upconn_t **out)
     fc_worker_t *w = s->upstream->w;
     fc_upconn_t *up = calloc(1, sizeof(*up));
     if (up == NULL) return UV_ENOMEM;
-    int r = uv_tcp_init(w->loop, &up->tcp);
+    int r = fc_io_init(&up->io, w->loop, &w->upstream_bufs, on_read);
     if (r < 0) {
         free(up);
         return r;
@@ -178,7 +150,7 @@ int fc_upconn_connect(fc_server_t *s, fc_exchange_t *ex, fc_upconn_t **out)
     fc_timeout_init(&up->timeout, on_timeout);
     fc_http_parser_init(&up->parser, HTTP_RESPONSE);
     up->t_idle = s->upstream->t_idle;
-    r = uv_tcp_connect(&up->creq, &up->tcp, (const struct sockaddr *)&s->conf->addr.ss, on_connect);
+    r = fc_io_connect(&up->io, (const struct sockaddr *)&s->conf->addr.ss, on_connect);
     if (r < 0) {
         up->ex = NULL;
         fc_upconn_close(up);
@@ -195,9 +167,10 @@ fc_upconn_t *fc_pool_acquire(fc_server_t *s, fc_exchange_t *ex)
     fc_list_remove(&up->link);
     s->nidle--;
     fc_timeout_clear(&up->timeout);
-    /* It keeps reading: on_alloc hands out a real buffer from now on. Not toggling the read
-     * interest saves two epoll_ctl calls per request. */
+    /* It keeps reading: into a real buffer from now on. Not toggling the read interest saves
+     * two epoll_ctl calls per request. */
     up->state = FC_UP_ACTIVE;
+    up->io.rmode = FC_IO_READ_BUF;
     up->ex = ex;
     return up;
 }
@@ -216,6 +189,7 @@ void fc_pool_release(fc_upconn_t *up, int reusable)
     llhttp_reset(&up->parser.ll);
     up->parser.head = NULL;
     up->state = FC_UP_IDLE;
+    up->io.rmode = FC_IO_READ_SCRATCH;
     fc_list_insert_head(&s->idle, &up->link);
     s->nidle++;
     fc_timeout_set(&s->upstream->w->tq, &up->timeout, up->t_idle);

@@ -16,6 +16,7 @@
 #include "fulcrum/conn.h"
 #include "fulcrum/exchange.h"
 #include "fulcrum/health.h"
+#include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/upstream.h"
 
@@ -283,12 +284,12 @@ int fc_worker_handover(fc_worker_t *w, fc_conn_t *c)
         struct timeval tv = {1, 0};
         setsockopt(w->handover_send_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     }
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return -1;
+    int fd;
+    if (fc_io_export(&c->io, &fd) != 0) return -1; /* reading stops; a write in flight refuses */
     /* The bytes read but not answered yet: a partial head starts at 0, else after pos. */
     size_t from = c->state == FC_CONN_HEAD ? 0 : c->pos;
     char tag = 'C';
-    struct iovec iov[2] = {{&tag, 1}, {c->rbuf.base ? c->rbuf.base + from : NULL, c->rbuf.base ? c->rbuf.len - from : 0}};
+    struct iovec iov[2] = {{&tag, 1}, {c->io.rbuf.base ? c->io.rbuf.base + from : NULL, c->io.rbuf.base ? c->io.rbuf.len - from : 0}};
     union {
         struct cmsghdr h;
         char buf[CMSG_SPACE(sizeof(int))];

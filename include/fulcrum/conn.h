@@ -9,6 +9,7 @@
 
 #include "fulcrum/buf.h"
 #include "fulcrum/http.h"
+#include "fulcrum/io.h"
 #include "fulcrum/list.h"
 #include "fulcrum/timeq.h"
 #include "fulcrum/worker.h"
@@ -18,26 +19,27 @@ enum fc_conn_state {
     FC_CONN_HEAD,     /* reading a request head */
     FC_CONN_ACTIVE,   /* an exchange is in progress */
     FC_CONN_LINGER,   /* final response sent, write side shut; discarding input until EOF */
-    FC_CONN_CLOSING,  /* uv_close called; freed in the close callback */
+    FC_CONN_CLOSING,  /* fc_io_close called; freed in the close callback */
 };
 
 typedef struct fc_conn {
-    uv_tcp_t tcp;            /* the socket; this struct is freed in its close callback */
+    fc_io_t io;              /* the socket and its transport: read buffer from w->client_bufs (none
+                                while idle with nothing buffered), the response write in flight;
+                                this struct is freed in its close callback */
     fc_worker_t *w;          /* owner */
     const fc_listener_conf_t *listener; /* borrowed from the config: where it was accepted (its
                                            health endpoint), NULL if unknown */
     fc_list_t link;          /* in w->conns */
     fc_timeout_t timeout;    /* header, body, send, keep-alive or linger timeout */
-    fc_buf_t rbuf;           /* base from w->client_bufs, NULL while idle with nothing buffered */
-    size_t pos;              /* bytes of rbuf consumed by the parser */
+    size_t pos;              /* bytes of io.rbuf consumed by the parser */
     fc_exchange_t *ex;       /* the exchange in progress (owned through its refs), or NULL */
+    fc_exchange_t *wex;      /* the exchange whose write to this client is in flight (holding a
+                                reference on it until the callback), NULL when none */
     char ip[46];             /* the client's address as text, for X-Real-IP and logs */
     uint8_t state;           /* enum fc_conn_state */
-    uint8_t reading;         /* uv_read_start is in effect */
     uint8_t eof;             /* the client shut its write side */
     uint8_t processing;      /* inside process(): the loop there picks up the next request */
     uint8_t unread;          /* the last request was not read whole: closing needs a lingering close */
-    uint8_t nodelay;         /* TCP_NODELAY is set (see fc_conn_nodelay) */
 } fc_conn_t;
 
 /* Takes accepted socket <fd> (non-blocking) from <l>, whose peer is <peer>, into a new fc_conn_t

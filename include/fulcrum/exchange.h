@@ -58,8 +58,8 @@ typedef struct fc_exchange {
     uint64_t t_up_end;            /* uv_hrtime() when the response completed (or 1) */
     uint64_t t_first_try;         /* uv_now() (ms) of the first attempt, for retry.timeout */
     fc_slice_t hash_key;          /* the hash policy's key, built in key_buf; {NULL, 0} = none */
-    size_t body_start;            /* offset of the request body in client->rbuf while replayable */
-    size_t fwd;                   /* offset in client->rbuf of the next body byte to send upstream */
+    size_t body_start;            /* offset of the request body in client->io.rbuf while replayable */
+    size_t fwd;                   /* offset in client->io.rbuf of the next body byte to send upstream */
     size_t dec_end;               /* chunked request: end of the decoded payload not yet sent */
     size_t log_method_len;        /* the method and target are the first bytes of head_out */
     size_t log_url_off, log_url_len;
@@ -72,7 +72,7 @@ typedef struct fc_exchange {
     uint8_t head_sent;            /* head_out handed to the current upstream connection */
     uint8_t req_done;             /* the whole request was read from the client */
     uint8_t req_sent;             /* the whole request was handed to the current upstream connection */
-    uint8_t replayable;           /* the request can be sent again (body still in client->rbuf) */
+    uint8_t replayable;           /* the request can be sent again (body still in client->io.rbuf) */
     uint8_t retried;              /* the one retry on a fresh connection was used */
     uint8_t resp_began;           /* a response byte arrived from the upstream */
     uint8_t resp_head_done;       /* the final response head was parsed */
@@ -97,8 +97,8 @@ typedef struct fc_exchange {
     /* The request head is done with (head_out built) before the response head is parsed, so the
      * two share their storage: an exchange is half the size. */
     union {
-        fc_http_head_t req;       /* slices borrowed from client->rbuf, valid until head_out is built */
-        fc_http_head_t resp;      /* slices borrowed from up->rbuf, valid until resp_out is built */
+        fc_http_head_t req;       /* slices borrowed from client->io.rbuf, valid until head_out is built */
+        fc_http_head_t resp;      /* slices borrowed from up->io.rbuf, valid until resp_out is built */
     };
     fc_buf_t head_out;            /* owned: the request head as sent upstream (kept for a retry and the log) */
     fc_buf_t resp_out;            /* owned: the response head for the client, while being written */
@@ -109,7 +109,6 @@ typedef struct fc_exchange {
     fc_buf_t resp_trailers;       /* owned: the response trailer lines that are forwarded */
     fc_buf_t req_connection;      /* owned: a chunked request's Connection options (req_body.connection) */
     fc_buf_t resp_connection;     /* owned: the same for a chunked response */
-    uv_write_t cl_wreq;           /* the write to the client (the upstream's is in fc_upconn_t) */
     struct fc_exchange *next_free; /* freelist link */
 } fc_exchange_t;
 

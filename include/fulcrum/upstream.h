@@ -10,6 +10,7 @@
 #include "fulcrum/buf.h"
 #include "fulcrum/config.h"
 #include "fulcrum/http.h"
+#include "fulcrum/io.h"
 #include "fulcrum/list.h"
 #include "fulcrum/shm.h"
 #include "fulcrum/timeq.h"
@@ -48,9 +49,9 @@ enum fc_upconn_state {
 };
 
 typedef struct fc_upconn {
-    uv_tcp_t tcp;             /* the socket; this struct is freed in its close callback */
-    uv_connect_t creq;        /* the connect request */
-    uv_write_t wreq;          /* the write of a request to this connection (one at a time) */
+    fc_io_t io;               /* the socket and its transport (read buffer from w->upstream_bufs
+                                 while active, none while idle; the request write in flight);
+                                 this struct is freed in its close callback */
     fc_exchange_t *wex;       /* the exchange whose write is in flight here (holding a reference
                                  on it until the callback), NULL when none: write state travels
                                  with the connection that issued it, so a write cancelled on an
@@ -61,15 +62,13 @@ typedef struct fc_upconn {
     fc_list_t all;            /* in w->upconns */
     fc_timeout_t timeout;     /* connect, send/read, or idle timeout */
     fc_http_parser_t parser;  /* response parser */
-    fc_buf_t rbuf;            /* base from w->upstream_bufs while active, NULL while idle */
-    size_t pos;               /* bytes of rbuf consumed by the parser */
+    size_t pos;               /* bytes of io.rbuf consumed by the parser */
     size_t fwd;               /* start of the bytes not yet handed to the client write */
     size_t fwd_end;           /* end of the bytes ready for the client (decoded end in dechunk mode) */
     fc_timeq_class_t *t_idle; /* how long it may stay idle: the upstream's, or shorter when the
                                  server announced Keep-Alive: timeout=N */
     uint32_t requests;        /* requests carried so far */
     uint8_t state;            /* enum fc_upconn_state */
-    uint8_t reading;          /* uv_read_start is in effect */
 } fc_upconn_t;
 
 /* Builds the runtime upstreams of w->cfg into w->upstreams. Returns 0 or -1 with <err>. */
