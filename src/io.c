@@ -52,9 +52,60 @@ static void plain_read_stop(fc_io_t *io)
     io->reading = 0;
 }
 
+/* A connect or write request. Most writes leave at once through uv_try_write, so a request is
+ * taken only for a write that must wait (and for a connect), and comes back when it completes. */
+typedef union fc_io_req {
+    uv_connect_t connect;
+    uv_write_t write;
+    union fc_io_req *next; /* freelist link */
+} fc_io_req_t;
+
+#define IO_REQS_KEEP 256 /* requests kept for reuse; the rest are freed */
+static fc_io_req_t *free_reqs; /* per process: every worker is one thread */
+static size_t nfree_reqs;
+
+static fc_io_req_t *req_get(fc_io_t *io)
+{
+    fc_io_req_t *r = free_reqs;
+    if (r != NULL) {
+        free_reqs = r->next;
+        nfree_reqs--;
+    } else if ((r = malloc(sizeof(*r))) == NULL) {
+        return NULL;
+    }
+    io->req = r;
+    return r;
+}
+
+/* Gives <io>'s request back; returns <io> (found through the request's data pointer). */
+static fc_io_t *req_done(uv_req_t *req)
+{
+    fc_io_t *io = req->data;
+    fc_io_req_t *r = io->req;
+    io->req = NULL;
+    if (nfree_reqs < IO_REQS_KEEP) {
+        r->next = free_reqs;
+        free_reqs = r;
+        nfree_reqs++;
+    } else {
+        free(r);
+    }
+    return io;
+}
+
+void fc_io_freelist_drain(void)
+{
+    while (free_reqs != NULL) {
+        fc_io_req_t *r = free_reqs;
+        free_reqs = r->next;
+        free(r);
+    }
+    nfree_reqs = 0;
+}
+
 static void on_write(uv_write_t *req, int status)
 {
-    fc_io_t *io = fc_container_of(req, fc_io_t, req.write);
+    fc_io_t *io = req_done((uv_req_t *)req);
     io->writing = 0;
     io->done(io, status);
 }
@@ -75,8 +126,14 @@ static int plain_write(fc_io_t *io, uv_buf_t *iov, unsigned n)
     while (skip >= iov[k].len) skip -= iov[k++].len;
     iov[k].base += skip;
     iov[k].len -= (unsigned)skip;
-    r = uv_write(&io->req.write, s, iov + k, n - k, on_write);
-    if (r < 0) return r;
+    fc_io_req_t *req = req_get(io);
+    if (req == NULL) return UV_ENOMEM;
+    req->write.data = io;
+    r = uv_write(&req->write, s, iov + k, n - k, on_write);
+    if (r < 0) {
+        req_done((uv_req_t *)&req->write);
+        return r;
+    }
     io->writing = 1;
     return 1;
 }
@@ -128,14 +185,19 @@ int fc_io_open(fc_io_t *io, int fd) { return uv_tcp_open(&io->tcp, fd); }
 
 static void on_connect(uv_connect_t *req, int status)
 {
-    fc_io_t *io = fc_container_of(req, fc_io_t, req.connect);
+    fc_io_t *io = req_done((uv_req_t *)req);
     io->done(io, status);
 }
 
 int fc_io_connect(fc_io_t *io, const struct sockaddr *addr, fc_io_cb cb)
 {
+    fc_io_req_t *req = req_get(io);
+    if (req == NULL) return UV_ENOMEM;
     io->done = cb;
-    return uv_tcp_connect(&io->req.connect, &io->tcp, addr, on_connect);
+    req->connect.data = io;
+    int r = uv_tcp_connect(&req->connect, &io->tcp, addr, on_connect);
+    if (r < 0) req_done((uv_req_t *)&req->connect);
+    return r;
 }
 
 int fc_io_shutdown(fc_io_t *io) { return io->ops->shutdown(io); }

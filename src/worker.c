@@ -482,6 +482,7 @@ int fc_worker_run(const fc_worker_args_t *args)
     fc_upstreams_free(&w);
     fc_router_free(&w.router);
     fc_exchange_freelist_drain(&w);
+    fc_io_freelist_drain();
     fc_bufpool_drain(&w.client_bufs);
     free(w.route_connect);
     free(w.route_send);

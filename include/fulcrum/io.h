@@ -59,10 +59,9 @@ extern const fc_io_ops_t fc_io_plain;
 
 struct fc_io {
     uv_tcp_t tcp;                /* the socket; the owner's memory is freed in on_closed */
-    union {
-        uv_connect_t connect;    /* the connect in flight (before any write) */
-        uv_write_t write;        /* the write in flight */
-    } req;
+    union fc_io_req *req;        /* owned while a connect or queued write is in flight, else NULL:
+                                    from a per-process freelist, so an idle connection carries a
+                                    pointer and not libuv's 192-byte request */
     const fc_io_ops_t *ops;
     fc_bufpool_t *pool;          /* where rbuf comes from; NULL: rbuf is the owner's own memory */
     fc_buf_t rbuf;               /* leased from pool while in use (base NULL otherwise), or the
@@ -128,6 +127,8 @@ static inline void fc_io_nodelay(fc_io_t *io)
 {
     if (!io->nodelay) fc__io_set_nodelay(io);
 }
+/* Frees the requests kept for reuse (at a worker's exit). */
+void fc_io_freelist_drain(void);
 /* The socket's fd for a hand-over to another process (the io keeps it, and closes it when it is
  * closed). Reading stops. Returns 0, UV_EBUSY while a write is in flight, or another negative
  * error. The bytes already read are in io->rbuf. */
