@@ -251,7 +251,9 @@ static void check_refused_body(size_t start, const fc_body_t *b)
     int r = st_parse_request((const char *)rep.input + start, rep.input_len - start, &st_in);
     st_lenient = 0;
     if (r != ST_OK || st_in.framing != ST_FRAME_CHUNKED) return;
-    if (st_in.max_chunk_line > FC_CHUNKED_MAX_LINE - 2 || st_in.trailer_bytes > FC_CHUNKED_MAX_TRAILERS - 2) return;
+    if (st_in.max_chunk_line > FC_CHUNKED_MAX_LINE - 2 || st_in.trailer_bytes > FC_CHUNKED_MAX_TRAILERS - 2 ||
+        st_in.ntrailers > FC_CHUNKED_MAX_TRAILER_FIELDS)
+        return; /* beyond a documented limit (body.h) */
     violation("refused", "fulcrum refused a chunked body strict.c accepts (%s)", b->error ? b->error : "no reason");
 }
 

@@ -315,7 +315,9 @@ static void check_refused_body(size_t start, const fc_body_t *b, const opts_t *o
         st_free(&st_in);
     }
     if (r != ST_OK || st_in.framing != ST_FRAME_CHUNKED) return;
-    if (st_in.max_chunk_line > FC_CHUNKED_MAX_LINE - 2 || st_in.trailer_bytes > FC_CHUNKED_MAX_TRAILERS - 2) return;
+    if (st_in.max_chunk_line > FC_CHUNKED_MAX_LINE - 2 || st_in.trailer_bytes > FC_CHUNKED_MAX_TRAILERS - 2 ||
+        st_in.ntrailers > FC_CHUNKED_MAX_TRAILER_FIELDS)
+        return; /* beyond a documented limit (body.h) */
     violation("refused", "fulcrum refused a chunked body strict.c accepts (%s)", b->error ? b->error : "no reason");
 }
 
