@@ -134,33 +134,35 @@ const char *fc_log_time_iso(void)
     return buf;
 }
 
-const char *fc_log_time_clf(void)
+/* A per-second time string in <c>: <fmt> (strftime, UTC) of now, formatted again only when the
+ * second changes. strftime's %a and %b follow the locale; fulcrum never calls setlocale. */
+typedef struct second_clock {
+    char buf[32];
+    time_t at;
+} second_clock_t;
+
+static const char *second_clock(second_clock_t *c, const char *fmt)
 {
-    static char buf[32];
-    static time_t cached = -1;
     time_t now = time(NULL);
-    if (now != cached) {
+    if (now != c->at) {
         struct tm tm;
         gmtime_r(&now, &tm);
-        strftime(buf, sizeof(buf), "%d/%b/%Y:%H:%M:%S +0000", &tm);
-        cached = now;
+        strftime(c->buf, sizeof(c->buf), fmt, &tm);
+        c->at = now;
     }
-    return buf;
+    return c->buf;
+}
+
+const char *fc_log_time_clf(void)
+{
+    static second_clock_t c = {.at = -1};
+    return second_clock(&c, "%d/%b/%Y:%H:%M:%S +0000");
 }
 
 const char *fc_log_time_http(void)
 {
-    static char buf[32];
-    static time_t cached = -1;
-    time_t now = time(NULL);
-    if (now != cached) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        /* strftime's %a and %b follow the locale; fulcrum never calls setlocale, so they are C's. */
-        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        cached = now;
-    }
-    return buf;
+    static second_clock_t c = {.at = -1};
+    return second_clock(&c, "%a, %d %b %Y %H:%M:%S GMT");
 }
 
 void fc__log_write(int level, const char *fmt, ...)
