@@ -19,6 +19,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: fulcrum [-c FILE] [-t] [-s reload|stop|reopen] [-v] [-h]\n"
+            "       (long forms: --config FILE, --test, --signal SIG, --version, --help)\n"
             "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
             "  -t       check the configuration and exit: 0 when valid, 1 with FILE:LINE:COLUMN errors\n"
             "  -s SIG   signal the running master (its pid is read from the config's pid_file):\n"
@@ -51,7 +52,12 @@ int main(int argc, char **argv)
     const char *path = DEFAULT_CONFIG;
     const char *sig = NULL;
     int test_only = 0, opt;
-    while ((opt = getopt(argc, argv, "c:ts:vh")) != -1) {
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+        {"signal", required_argument, NULL, 's'}, {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    while ((opt = getopt_long(argc, argv, "c:ts:vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
         case 's': sig = optarg; break;

@@ -81,9 +81,12 @@ def test_version():
 
 
 def test_help():
-    r = run(["-h"])
-    assert r.returncode == 0
-    assert "usage" in r.stdout.lower() and "-c" in r.stdout
+    for flag in ("-h", "--help"):
+        r = run([flag])
+        assert r.returncode == 0, flag
+        assert "usage" in r.stdout.lower() and "-c" in r.stdout and "--config" in r.stdout, flag
+    r = run(["--version"])
+    assert r.returncode == 0 and r.stdout.strip().startswith("fulcrum "), r.stdout
 
 
 def test_unknown_option():
