@@ -23,6 +23,16 @@ static int connection_immune(fc_slice_t name)
     return FC_SLICE_IEQ(name, "content-length") || FC_SLICE_IEQ(name, "transfer-encoding") || FC_SLICE_IEQ(name, "host");
 }
 
+/* 1 if a Connection field of <h> lists <name> as an option. */
+static int named_by_connection(const fc_http_head_t *h, fc_slice_t name)
+{
+    for (size_t i = 0; i < h->nheaders; i++)
+        if ((h->kind[i] & ~FC_FIELD_UNDERSCORE) == FC_FIELD_HOP && FC_SLICE_IEQ(h->headers[i].name, "connection") &&
+            fc_http_has_token(h->headers[i].value, name.p, name.n))
+            return 1;
+    return 0;
+}
+
 int fc_headers_is_hop(const fc_http_head_t *h, fc_slice_t name)
 {
     /* Every hop-by-hop name is 2 to 16 bytes long and starts with c, k, p, t or u: most headers
@@ -31,11 +41,7 @@ int fc_headers_is_hop(const fc_http_head_t *h, fc_slice_t name)
     if (name.n >= 2 && name.n <= 16 && (c0 == 'c' || c0 == 'k' || c0 == 'p' || c0 == 't' || c0 == 'u'))
         for (size_t i = 0; i < FC_ARRAY_LEN(hop_names); i++)
             if (fc_slice_ieq(name, hop_names[i].name, hop_names[i].len)) return 1;
-    if (!h->has_connection) return 0;
-    for (size_t i = 0; i < h->nheaders; i++)
-        if (FC_SLICE_IEQ(h->headers[i].name, "connection") && fc_http_has_token(h->headers[i].value, name.p, name.n))
-            return !connection_immune(name);
-    return 0;
+    return h->has_connection && named_by_connection(h, name) && !connection_immune(name);
 }
 
 /* What the head builders do with received field <i> of <h>: its kind as the parser noted it,
@@ -43,8 +49,10 @@ int fc_headers_is_hop(const fc_http_head_t *h, fc_slice_t name)
 static int kind_of(const fc_http_head_t *h, size_t i)
 {
     int kind = h->kind[i] & ~FC_FIELD_UNDERSCORE;
-    if (kind != FC_FIELD_HOP && h->has_connection && kind != FC_FIELD_CONTENT_LENGTH &&
-        kind != FC_FIELD_TRANSFER_ENCODING && kind != FC_FIELD_HOST && fc_headers_is_hop(h, h->headers[i].name))
+    /* The fixed hop-by-hop names are FC_FIELD_HOP already; framing and Host are immune. */
+    if (h->has_connection && (kind == FC_FIELD_OTHER || kind == FC_FIELD_MAX_FORWARDS || kind == FC_FIELD_VIA ||
+                              kind == FC_FIELD_DATE || kind == FC_FIELD_XFF || kind == FC_FIELD_XFWD) &&
+        named_by_connection(h, h->headers[i].name))
         kind = FC_FIELD_HOP;
     return kind;
 }
