@@ -10,6 +10,7 @@
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/message.h"
+#include "fulcrum/tls.h"
 
 static void process(fc_conn_t *c);
 
@@ -65,6 +66,18 @@ static void on_timeout(fc_timeout_t *t)
 static void on_read(fc_io_t *io, ssize_t nread)
 {
     fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
+    if (nread == 0) { /* the TLS handshake is done: the request head's own time begins */
+        c->handshaking = 0;
+        fc_timeout_set(&c->w->tq, &c->timeout, c->w->t_header);
+        return;
+    }
+    if (nread < 0 && c->handshaking) {
+        const char *why = fc_io_tls_error(io);
+        fc_log(FC_LOG_INFO, "tls handshake from %s failed: %s", c->ip, why != NULL ? why : uv_strerror((int)nread));
+        c->eof = 1;
+        fc_conn_close(c);
+        return;
+    }
     if (nread < 0) {
         c->eof = 1;
         /* EOF in the middle of a request head is an abort like any other EOF (logged 499, nothing
@@ -300,7 +313,7 @@ static void conn_start(fc_conn_t *c, const struct sockaddr *peer)
     else if (fc_io_address(&c->io, 1, &ss) == 0) set_ip(c, (struct sockaddr *)&ss);
     if (c->listener == NULL && fc_io_address(&c->io, 0, &ss) == 0)
         c->listener = find_listener(w, &ss);
-    fc_timeout_set(&w->tq, &c->timeout, w->t_header);
+    fc_timeout_set(&w->tq, &c->timeout, c->handshaking ? w->t_tls : w->t_header);
     fc_conn_read_start(c);
 }
 
@@ -319,6 +332,13 @@ void fc_conn_accept(fc_worker_t *w, const fc_listener_t *l, int fd, const struct
     fc_conn_t *c = conn_new(w, fd);
     if (c == NULL) return;
     c->listener = l->conf;
+    if (l->conf->tls != NULL) {
+        if (fc_io_tls_server(&c->io, l->conf->tls->ctx) != 0) {
+            fc_conn_close(c);
+            return;
+        }
+        c->handshaking = 1;
+    }
     conn_start(c, peer);
 }
 

@@ -18,6 +18,7 @@
 #include "fulcrum/health.h"
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
+#include "fulcrum/tls.h"
 #include "fulcrum/upstream.h"
 
 #define LISTEN_BACKLOG 511
@@ -399,6 +400,20 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     }
     w->head_opts.via = cfg->via ? (fc_slice_t){cfg->via, strlen(cfg->via)} : (fc_slice_t){NULL, 0};
     w->head_opts.allow_underscores = (uint8_t)cfg->underscores_in_headers;
+    w->t_tls = fc_timeq_class(&w->tq, lim->tls_handshake_timeout);
+    w->listener_opts = fc_xcalloc(cfg->nlisteners, sizeof(*w->listener_opts));
+    w->hsts_lines = fc_xcalloc(cfg->nlisteners, sizeof(*w->hsts_lines));
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const fc_listener_conf_t *l = &cfg->listeners[i];
+        fc_head_opts_t *o = &w->listener_opts[i];
+        *o = w->head_opts;
+        o->https = l->tls != NULL;
+        if (!l->hsts) continue;
+        int n = snprintf(w->hsts_lines[i], sizeof(w->hsts_lines[i]), "Strict-Transport-Security: max-age=%llu%s%s\r\n",
+                         (unsigned long long)(l->hsts_max_age / 1000), l->hsts_subdomains ? "; includeSubDomains" : "",
+                         l->hsts_preload ? "; preload" : "");
+        o->hsts = (fc_slice_t){w->hsts_lines[i], (size_t)n};
+    }
     /* A request head must fit the read buffer whole; bodies stream through it. */
     size_t bufsize = FC_MAX((size_t)32768, (size_t)lim->max_header_size + 1024);
     fc_bufpool_init(&w->client_bufs, bufsize, 64);
@@ -467,6 +482,7 @@ int fc_worker_run(const fc_worker_args_t *args)
         stop_everything(&w);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    fc_tls_loop_close(); /* an unreferenced handle of the TLS transport's, not a leak */
 
     /* Teardown: nothing may be left open. A handle still here is a bug: it is logged, closed, and
      * the worker exits 1, so the master's exit status and the tests see it. */
@@ -483,10 +499,13 @@ int fc_worker_run(const fc_worker_args_t *args)
     fc_router_free(&w.router);
     fc_exchange_freelist_drain(&w);
     fc_io_freelist_drain();
+    fc_tls_freelist_drain();
     fc_bufpool_drain(&w.client_bufs);
     free(w.route_connect);
     free(w.route_send);
     free(w.route_read);
+    free(w.listener_opts);
+    free(w.hsts_lines);
     free(w.listeners);
     if (w.exit_code == 0) fc_log(FC_LOG_NOTICE, "stopped");
     return w.exit_code;

@@ -40,6 +40,7 @@ typedef struct fc_conn {
     uint8_t eof;             /* the client shut its write side */
     uint8_t processing;      /* inside process(): the loop there picks up the next request */
     uint8_t unread;          /* the last request was not read whole: closing needs a lingering close */
+    uint8_t handshaking;     /* a TLS connection whose handshake has not completed yet */
 } fc_conn_t;
 
 /* Takes accepted socket <fd> (non-blocking) from <l>, whose peer is <peer>, into a new fc_conn_t
