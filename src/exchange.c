@@ -431,7 +431,9 @@ void fc_exchange_start(fc_exchange_t *ex)
     ex->is_head = ll->method == HTTP_HEAD;
     ex->idempotent = ll->method == HTTP_GET || ll->method == HTTP_HEAD || ll->method == HTTP_PUT ||
                      ll->method == HTTP_DELETE || ll->method == HTTP_OPTIONS;
-    ex->keepalive = llhttp_should_keep_alive(ll) && (!w->draining || w->handover_gen != 0);
+    /* A connection relayed by an older generation is answered with Connection: close: the client
+     * reconnects to this generation directly, and the older one can leave. */
+    ex->keepalive = llhttp_should_keep_alive(ll) && (!w->draining || w->handover_gen != 0) && !c->relayed;
 
     /* Every rule of what fulcrum forwards is in message.c; nothing refused there reaches a server. */
     int refused = fc_msg_check_request(h, ll, &v);

@@ -104,7 +104,8 @@ int fc_listen_open(const fc_config_t *cfg, int *fds, fc_err_t *err);
 int fc_worker_run(const fc_worker_args_t *args);
 
 /* Hands client connection <c> (between requests, no exchange) to the newer generation with the
- * bytes it has read but not parsed. Returns 0 (the connection is closing here) or -1 (kept). */
+ * bytes it has read but not parsed. Returns 0 (handed over: the caller closes it here), 1 (a TLS
+ * connection: it stays here as a relay of its plaintext to the newer generation) or -1 (kept). */
 struct fc_conn;
 int fc_worker_handover(fc_worker_t *w, struct fc_conn *c);
 
