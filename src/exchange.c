@@ -258,7 +258,7 @@ static void reply_local(fc_exchange_t *ex, int status, const char *body, const c
     if (!ex->req_done) keepalive = 0;
     ex->keepalive = (uint8_t)keepalive;
     size_t blen = strlen(body);
-    const fc_head_opts_t *o = fc_worker_head_opts(c->w, c->listener);
+    const fc_head_opts_t *o = c->opts;
     char buf[320];
     int n = snprintf(buf, sizeof(buf),
                      "Content-Type: text/plain\r\nContent-Length: %zu\r\nDate: %s\r\nConnection: %s\r\n%.*s\r\n",
@@ -480,7 +480,7 @@ void fc_exchange_start(fc_exchange_t *ex)
     }
     ex->head_out.len = 0;
     if (fc_headers_build_request(&ex->head_out, h, &v, c->ip, ex->route->upstream->servers[0].addr.text,
-                                 fc_worker_head_opts(w, c->listener)) != 0) {
+                                 c->opts) != 0) {
         fc_exchange_reply_error(ex, 500, 0);
         return;
     }
@@ -953,7 +953,7 @@ static void pump_response(fc_exchange_t *ex)
             if (!ex->keepalive || (w->draining && w->handover_gen == 0)) flags |= FC_RESP_CLOSE;
             else if (ex->http10) flags |= FC_RESP_KEEPALIVE;
             if (fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, flags, fc_log_time_http(),
-                                          fc_worker_head_opts(w, ex->client ? ex->client->listener : NULL)) != 0) {
+                                          ex->client ? ex->client->opts : &w->head_opts) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;
             }

@@ -167,6 +167,23 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_re
     return 0;
 }
 
+/* The response fields a client gets (hop-by-hop and framing dropped; with <no_sts>, the server's
+ * Strict-Transport-Security too: fulcrum's replaces it). Inlined twice, so the common case has
+ * no test for the rare one per field. */
+static inline __attribute__((always_inline)) char *put_response_fields(char *p, const fc_http_head_t *h, int no_sts,
+                                                                       int *have_date)
+{
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const fc_header_t *hd = &h->headers[i];
+        int kind = kind_of(h, i);
+        if (kind == FC_FIELD_HOP || kind == FC_FIELD_CONTENT_LENGTH || kind == FC_FIELD_TRANSFER_ENCODING) continue;
+        *have_date |= kind == FC_FIELD_DATE;
+        if (no_sts && hd->name.n == 25 && strncasecmp(hd->name.p, "Strict-Transport-Security", 25) == 0) continue;
+        p = put_header(p, hd->name, hd->value);
+    }
+    return p;
+}
+
 int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_response_view_t *v, int flags,
                               const char *date, const fc_head_opts_t *o)
 {
@@ -185,15 +202,12 @@ int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_r
     p = put(p, h->reason.p, h->reason.n);
     p = PUT_LIT(p, "\r\n");
     int have_date = 0;
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const fc_header_t *hd = &h->headers[i];
-        int kind = kind_of(h, i);
-        if (kind == FC_FIELD_HOP || kind == FC_FIELD_CONTENT_LENGTH || kind == FC_FIELD_TRANSFER_ENCODING) continue;
-        have_date |= kind == FC_FIELD_DATE;
-        if (hsts && hd->name.n == 25 && strncasecmp(hd->name.p, "Strict-Transport-Security", 25) == 0) continue;
-        p = put_header(p, hd->name, hd->value);
+    if (FC_LIKELY(!hsts)) {
+        p = put_response_fields(p, h, 0, &have_date);
+    } else {
+        p = put_response_fields(p, h, 1, &have_date);
+        p = put(p, o->hsts.p, o->hsts.n);
     }
-    if (hsts) p = put(p, o->hsts.p, o->hsts.n);
     if (v != NULL) {
         if (v->chunked && !(flags & FC_RESP_DECHUNK)) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
         if (v->has_length) p = put_number(PUT_LIT(p, "Content-Length: "), v->length);

@@ -826,6 +826,14 @@ static void sock_on_write(uv_write_t *req, int status)
     flushed(t, flush(t));
 }
 
+/* An idle connection holds no ciphertext buffer. */
+static void in_trim(fc_tls_conn_t *t)
+{
+    if (t->in_pos < t->in.len) return;
+    buf_release(&t->in);
+    t->in_pos = 0;
+}
+
 /* Runs the handshake, then reads plaintext for the owner while it reads. */
 static void process(fc_tls_conn_t *t)
 {
@@ -855,6 +863,7 @@ static void process(fc_tls_conn_t *t)
         if (r != 1) {
             if (e == SSL_ERROR_WANT_READ && !t->eof) {
                 ERR_clear_error();
+                in_trim(t);
                 if (sock_read_start(t) < 0) fail(t, UV_EIO, "cannot read");
                 return;
             }
@@ -876,6 +885,7 @@ static void process(fc_tls_conn_t *t)
     if (!io->reading) {
         /* Nobody reads: what arrived stays buffered, and the socket is not read further once
          * a record's worth waits. */
+        in_trim(t);
         if (t->in.len - t->in_pos >= TLS_BUF / 2) sock_read_stop(t);
         return;
     }
@@ -885,6 +895,14 @@ static void process(fc_tls_conn_t *t)
     for (;;) {
         char *dst;
         size_t room;
+        /* Only with something to read: OpenSSL allocates its 16 KiB record buffer for every
+         * attempt, and keeps it while it waits (RELEASE_BUFFERS frees it only after a record was
+         * consumed whole), so an attempt on an empty input would pin it to an idle connection;
+         * and the owner's read buffer is leased only for bytes that are there. */
+        if (t->in_pos == t->in.len && !SSL_has_pending(t->ssl)) {
+            if (t->eof) end = UV_EOF;
+            break;
+        }
         if (io->rmode == FC_IO_READ_SCRATCH) {
             dst = scratch;
             room = sizeof(scratch);
@@ -941,10 +959,7 @@ static void process(fc_tls_conn_t *t)
         }
         return;
     }
-    if (t->in_pos == t->in.len) {
-        buf_release(&t->in); /* an idle connection holds no ciphertext buffer */
-        t->in_pos = 0;
-    }
+    in_trim(t);
     if (io->reading) {
         if (sock_read_start(t) < 0) fail(t, UV_EIO, "cannot read");
     } else if (t->in.len - t->in_pos >= TLS_BUF / 2) {

@@ -30,6 +30,7 @@ typedef struct fc_conn {
     fc_worker_t *w;          /* owner */
     const fc_listener_conf_t *listener; /* borrowed from the config: where it was accepted (its
                                            health endpoint), NULL if unknown */
+    const fc_head_opts_t *opts; /* borrowed from the worker: how heads are written for its listener */
     fc_list_t link;          /* in w->conns */
     fc_timeout_t timeout;    /* header, body, send, keep-alive or linger timeout */
     size_t pos;              /* bytes of io.rbuf consumed by the parser */
