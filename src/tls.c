@@ -24,6 +24,10 @@
 #define TLS_BUFS_KEEP 64
 #define TLS_COALESCE 16384     /* plaintext pieces of a write up to this much in all become one record */
 #define MAX_NAMES 64           /* SNI names per certificate pair that are looked at */
+/* Handshake steps run before the rest of the loop's work gets its turn: a flood of new TLS
+ * connections (0.5 ms of CPU each, or more with RSA) must not hold back the established ones.
+ * The budget comes back each time the deferred queue is worked (once per loop turn with work). */
+#define HANDSHAKE_BUDGET 16
 
 /* ---- contexts ------------------------------------------------------------------------------ */
 
@@ -547,6 +551,7 @@ static fc_list_t deferred_list = {&deferred_list, &deferred_list};
 static uv_idle_t defer_idle;
 static int defer_ready;
 static BIO_METHOD *bio_method;
+static unsigned handshake_budget = HANDSHAKE_BUDGET;
 
 static void buf_release(fc_buf_t *b)
 {
@@ -646,6 +651,7 @@ static void sock_on_write(uv_write_t *req, int status);
 
 static void on_defer(uv_idle_t *h)
 {
+    handshake_budget = HANDSHAKE_BUDGET;
     fc_list_t list;
     fc_list_init(&list);
     while (!fc_list_empty(&deferred_list)) {
@@ -847,6 +853,11 @@ static void process(fc_tls_conn_t *t)
         return;
     }
     if (!t->handshaken) {
+        if (handshake_budget == 0) {
+            defer(t); /* later in this loop turn, after what else is ready */
+            return;
+        }
+        handshake_budget--;
         ERR_clear_error();
         int r = SSL_do_handshake(t->ssl);
         int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
