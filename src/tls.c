@@ -103,7 +103,6 @@ int fc_tls_tickets_rotate(fc_tls_tickets_t *t)
 static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx,
                      int enc)
 {
-    (void)s;
     if (tickets == NULL) return 0;
     if (ticket_cipher == NULL && (ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL)) == NULL) return -1;
     unsigned cur = atomic_load_explicit(&tickets->current, memory_order_acquire);
@@ -118,7 +117,9 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
             const fc_tls_ticket_key_t *c = &tickets->keys[(cur - back) % FC_TLS_TICKET_KEYS];
             if (memcmp(c->name, name, 16) == 0) {
                 k = c;
-                rc = back == 0 ? 1 : 2;
+                /* 2 asks for a fresh ticket: always in TLS 1.3, whose clients use a ticket
+                 * once (and OpenSSL sends none on a resumption told 1) */
+                rc = back == 0 && SSL_version(s) != TLS1_3_VERSION ? 1 : 2;
             }
         }
         if (k == NULL) return 0;
@@ -829,6 +830,13 @@ static void sock_on_write(uv_write_t *req, int status)
         fail(t, status, status == UV_ECANCELED ? "closed" : "write failed");
         return;
     }
+    if (t->io->closing) { /* finished as the close came: nothing more goes out on this socket */
+        if (t->io->writing) {
+            t->io->writing = 0;
+            t->io->done(t->io, t->sent >= t->owner_end ? 0 : UV_ECANCELED);
+        }
+        return;
+    }
     flushed(t, flush(t));
 }
 
@@ -951,7 +959,11 @@ static void process(fc_tls_conn_t *t)
         ERR_clear_error();
         break;
     }
-    flushed(t, flush(t)); /* a key update or an alert OpenSSL answered with */
+    int fr = flush(t); /* a key update or an alert OpenSSL answered with */
+    /* The read side is over (EOF or an error): that is the news for the reader, not that the
+     * alert OpenSSL sent about it found the socket reset. A writer still hears the failure. */
+    if (fr < 0 && end != 0 && !io->writing) fr = 0;
+    flushed(t, fr);
     if (t->failed || io->closing) return;
     int full = io->rmode == FC_IO_READ_BUF && io->rbuf.base != NULL && io->rbuf.len == io->rbuf.cap;
     if (full) io->reading = 0; /* resumes once the buffer has room (fc_io_read_start) */
@@ -961,6 +973,7 @@ static void process(fc_tls_conn_t *t)
     }
     if (end != 0) {
         t->failed = end != UV_EOF;
+        if (t->failed) t->status = end; /* what a reader that comes back hears */
         if (io->reading) {
             io->reading = 0;
             sock_read_stop(t);
