@@ -14,6 +14,7 @@
 #include "fulcrum/message.h"
 #include "fulcrum/tls.h"
 #include "fulcrum/tunnel.h"
+#include "fulcrum/upgrade.h"
 
 static void process(fc_conn_t *c);
 
@@ -124,6 +125,7 @@ static void on_close(fc_io_t *io)
     fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
     fc_worker_t *w = c->w;
     if (c->relay != NULL) relay_unref(c->relay);
+    if (c->upgrade != NULL) fc_upgrade_unref(c->upgrade);
     free(c);
     fc_worker_check_drained(w);
 }
@@ -132,6 +134,10 @@ void fc_conn_close(fc_conn_t *c)
 {
     if (c->state == FC_CONN_CLOSING) return;
     FC_ASSERT(c->ex == NULL);
+    if (c->upgrade != NULL && !c->upgrade->done) {
+        fc_upgrade_end(c->upgrade, UV_ECANCELED); /* closes both sides, this one too */
+        return;
+    }
     if (c->relay != NULL) {
         fc_relay_t *r = c->relay;
         r->c = NULL;
@@ -161,6 +167,9 @@ static void on_timeout(fc_timeout_t *t)
     case FC_CONN_ACTIVE:
         if (c->ex != NULL) fc_exchange_on_client_timeout(c->ex);
         return;
+    case FC_CONN_TUNNEL:
+        fc_upgrade_end(c->upgrade, UV_ETIMEDOUT); /* idle both ways for timeouts.tunnel */
+        return;
     default:
         fc_conn_close(c);
         return;
@@ -176,6 +185,8 @@ static void on_read(fc_io_t *io, ssize_t nread)
         if (c->state <= FC_CONN_HEAD) process(c); /* the common case: a request (head) arrives */
         else if (c->state == FC_CONN_ACTIVE) {
             if (c->ex != NULL) fc_exchange_on_client_data(c->ex);
+        } else if (c->state == FC_CONN_TUNNEL) {
+            fc_upgrade_on_read(c->upgrade, 0, nread);
         } else if (c->state == FC_CONN_RELAY) {
             fc_tunnel_on_read(&c->relay->tun, 0, nread);
         }
@@ -183,6 +194,10 @@ static void on_read(fc_io_t *io, ssize_t nread)
     }
     if (c->state == FC_CONN_RELAY) {
         fc_tunnel_on_read(&c->relay->tun, 0, nread);
+        return;
+    }
+    if (c->state == FC_CONN_TUNNEL) {
+        fc_upgrade_on_read(c->upgrade, 0, nread);
         return;
     }
     if (c->handshaking) {

@@ -10,6 +10,7 @@
 #include "fulcrum/exchange.h"
 #include "fulcrum/log.h"
 #include "fulcrum/tls.h"
+#include "fulcrum/upgrade.h"
 
 #define UPSTREAM_BUF_SIZE (64 * 1024)
 #define FC_WEIGHT_SCALE 100
@@ -85,6 +86,7 @@ static void on_close(fc_io_t *io)
 {
     fc_upconn_t *up = fc_container_of(io, fc_upconn_t, io);
     fc_worker_t *w = W(up);
+    if (up->upgrade != NULL) fc_upgrade_unref(up->upgrade);
     free(up);
     fc_worker_check_drained(w);
 }
@@ -93,6 +95,10 @@ void fc_upconn_close(fc_upconn_t *up)
 {
     if (up->state == FC_UP_CLOSING) return;
     FC_ASSERT(up->ex == NULL);
+    if (up->upgrade != NULL && !up->upgrade->done) {
+        fc_upgrade_end(up->upgrade, UV_ECANCELED); /* closes both sides, this one too */
+        return;
+    }
     if (up->state == FC_UP_IDLE) {
         fc_list_remove(&up->link);
         up->server->nidle--;
@@ -114,6 +120,10 @@ static void on_timeout(fc_timeout_t *t)
 static void on_read(fc_io_t *io, ssize_t nread)
 {
     fc_upconn_t *up = fc_container_of(io, fc_upconn_t, io);
+    if (up->state == FC_UP_TUNNEL) {
+        fc_upgrade_on_read(up->upgrade, 1, nread);
+        return;
+    }
     if (up->state == FC_UP_IDLE) {
         /* The server closed an idle connection, or sent bytes nobody asked for. */
         fc_upconn_close(up);

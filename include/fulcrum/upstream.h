@@ -59,6 +59,7 @@ enum fc_upconn_state {
     FC_UP_CONNECTING = 0, /* connect in flight, exchange attached */
     FC_UP_ACTIVE,         /* carrying an exchange */
     FC_UP_IDLE,           /* in its server's pool, reading only to notice a close */
+    FC_UP_TUNNEL,         /* switched protocols (101): one side of a tunnel (upgrade.c) */
     FC_UP_CLOSING,        /* uv_close called; freed in the close callback */
 };
 
@@ -83,6 +84,7 @@ typedef struct fc_upconn {
                                  server announced Keep-Alive: timeout=N */
     uint32_t requests;        /* requests carried so far */
     uint8_t state;            /* enum fc_upconn_state */
+    struct fc_upgrade *upgrade; /* FC_UP_TUNNEL: the tunnel it is a side of (a reference) */
 } fc_upconn_t;
 
 /* Builds the runtime upstreams of w->cfg into w->upstreams. Returns 0 or -1 with <err>. */
