@@ -45,10 +45,6 @@ void fc_upgrade_begin(fc_upgrade_t *g, fc_conn_t *c, fc_upconn_t *up)
 {
     g->w = c->w;
     snprintf(g->ip, sizeof(g->ip), "%s", c->ip);
-    if (g->server != NULL) {
-        snprintf(g->upstream, sizeof(g->upstream), "%s", g->server->upstream->conf->name);
-        snprintf(g->address, sizeof(g->address), "%s", g->server->conf->addr.text);
-    }
     g->c = c;
     g->up = up;
     g->refs = 2;
@@ -85,14 +81,14 @@ static void log_end(const fc_upgrade_t *g, int status)
     if (W(g)->cfg->access_log_format == FC_LOG_FORMAT_COMBINED)
         n = snprintf(line, sizeof(line), "%s - - [%s] \"%s %s HTTP/1.1\" 101 %llu \"-\" \"-\" %.3f %s 0.000\n", ip,
                      fc_log_time_clf(), g->method, g->path, (unsigned long long)g->tun.bytes[1], dur / 1000,
-                     g->address);
+                     fc_upgrade_address(g));
     else
         n = snprintf(line, sizeof(line),
                      "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"status\":101,"
                      "\"bytes\":%llu,\"bytes_received\":%llu,\"duration_ms\":%.3f,\"upstream\":\"%s\","
                      "\"tunnel\":\"%s\"}\n",
                      fc_log_time_iso(), ip, g->method, g->path, (unsigned long long)g->tun.bytes[1],
-                     (unsigned long long)g->tun.bytes[0], dur, g->address, why);
+                     (unsigned long long)g->tun.bytes[0], dur, fc_upgrade_address(g), why);
     if (n > 0) fc_access_log_write(line, FC_MIN((size_t)n, sizeof(line) - 1));
 }
 
@@ -147,10 +143,20 @@ static int prefill(fc_io_t *io, const char *b, size_t n)
     return 0;
 }
 
-void fc_upgrade_adopt(fc_worker_t *w, int cfd, int ufd, const fc_upgrade_t *from, const char *b0, size_t n0,
-                      const char *b1, size_t n1)
+const char *fc_upgrade_upstream(const fc_upgrade_t *g)
 {
-    fc_server_t *s = fc_server_find(w, from->upstream, from->address);
+    return g->server != NULL ? g->server->upstream->conf->name : g->orphan != NULL ? g->orphan : "-";
+}
+
+const char *fc_upgrade_address(const fc_upgrade_t *g)
+{
+    return g->server != NULL ? g->server->conf->addr.text : g->orphan != NULL ? g->orphan + strlen(g->orphan) + 1 : "-";
+}
+
+void fc_upgrade_adopt(fc_worker_t *w, int cfd, int ufd, const fc_upgrade_t *from, const char *upstream,
+                      const char *address, const char *b0, size_t n0, const char *b1, size_t n1)
+{
+    fc_server_t *s = fc_server_find(w, upstream, address);
     fc_upgrade_t *g = calloc(1, sizeof(*g));
     fc_conn_t *c = g != NULL ? fc_conn_adopt_tunnel(w, cfd, from->ip) : NULL;
     if (c == NULL) { /* (g, if any, is freed; both sockets are still ours) */
@@ -192,13 +198,19 @@ void fc_upgrade_adopt(fc_worker_t *w, int cfd, int ufd, const fc_upgrade_t *from
     }
     fc_upgrade_begin(g, c, up);
     if (s == NULL) {
-        snprintf(g->upstream, sizeof(g->upstream), "%s", from->upstream);
-        snprintf(g->address, sizeof(g->address), "%s", from->address);
+        size_t un = strlen(upstream), an = strlen(address);
+        g->orphan = malloc(un + an + 2);
+        if (g->orphan != NULL) {
+            memcpy(g->orphan, upstream, un + 1);
+            memcpy(g->orphan + un + 1, address, an + 1);
+        }
         fc_timeout_set(&w->tq, &c->timeout, w->t_tunnel_orphan);
     }
 }
 
 void fc_upgrade_unref(fc_upgrade_t *g)
 {
-    if (--g->refs == 0) free(g);
+    if (--g->refs > 0) return;
+    free(g->orphan);
+    free(g);
 }

@@ -354,6 +354,8 @@ int fc_worker_handover(fc_worker_t *w, fc_conn_t *c)
 typedef struct tunnel_head {
     char tag;
     uint32_t n0, n1;
+    char upstream[FC_UPSTREAM_NAME_MAX + 1];
+    char address[sizeof(((fc_addr_t *)0)->text)];
     fc_upgrade_t g; /* only its plain fields are read by the receiver */
 } tunnel_head_t;
 
@@ -365,6 +367,8 @@ int fc_worker_handover_tunnel(fc_worker_t *w, fc_upgrade_t *g)
     memset(&th, 0, sizeof(th));
     th.tag = 'T';
     th.g = *g;
+    snprintf(th.upstream, sizeof(th.upstream), "%s", fc_upgrade_upstream(g));
+    snprintf(th.address, sizeof(th.address), "%s", fc_upgrade_address(g));
     fc_buf_t *b0 = &g->c->io.rbuf, *b1 = &g->up->io.rbuf;
     th.n0 = b0->base ? (uint32_t)b0->len : 0;
     th.n1 = b1->base ? (uint32_t)b1->len : 0;
@@ -403,7 +407,9 @@ static void on_handover(uv_poll_t *p, int status, int events)
             tunnel_head_t th;
             memcpy(&th, buf, sizeof(th));
             if ((size_t)n == sizeof(th) + th.n0 + th.n1) {
-                fc_upgrade_adopt(w, fd, fd2, &th.g, buf + sizeof(th), th.n0, buf + sizeof(th) + th.n0, th.n1);
+                th.upstream[sizeof(th.upstream) - 1] = th.address[sizeof(th.address) - 1] = '\0';
+                fc_upgrade_adopt(w, fd, fd2, &th.g, th.upstream, th.address, buf + sizeof(th), th.n0,
+                                 buf + sizeof(th) + th.n0, th.n1);
                 continue;
             }
         }

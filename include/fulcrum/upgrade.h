@@ -31,11 +31,11 @@ typedef struct fc_upgrade {
     uint8_t done;
     uint8_t log;                  /* write the access-log line */
     uint8_t moving;               /* paused for a hand-over to a newer generation */
-    char method[16];              /* for the log line, JSON-escaped */
-    char path[256];
-    char upstream[FC_UPSTREAM_NAME_MAX + 1]; /* the server's identity, for the log and a hand-over */
-    char address[64];
+    char method[16];              /* for the log line, JSON-escaped (a longer path is cut) */
+    char path[160];
     char ip[46];                  /* the client's address, for the log */
+    char *orphan;                 /* owned: "upstream\0address" of a server this configuration does not
+                                     have (server NULL), else NULL */
 } fc_upgrade_t;
 
 /* Moves tunnel <g> to the newer generation a draining worker hands over to: pauses it and, once no
@@ -46,8 +46,11 @@ int fc_upgrade_move(fc_upgrade_t *g);
 /* The newer generation's side: takes over client socket <cfd> and server socket <ufd> of a tunnel
  * to <upstream>/<address>, with the bytes each had read (<b0>: the client's, for the server;
  * <b1>: the server's, for the client). */
-void fc_upgrade_adopt(fc_worker_t *w, int cfd, int ufd, const fc_upgrade_t *from, const char *b0, size_t n0,
-                      const char *b1, size_t n1);
+void fc_upgrade_adopt(fc_worker_t *w, int cfd, int ufd, const fc_upgrade_t *from, const char *upstream,
+                      const char *address, const char *b0, size_t n0, const char *b1, size_t n1);
+/* The upstream name and server address of <g>'s server (its orphan copy when it has none). */
+const char *fc_upgrade_upstream(const fc_upgrade_t *g);
+const char *fc_upgrade_address(const fc_upgrade_t *g);
 
 /* Turns <c> and <up> (both between messages: the 101 head is the first thing in up's read
  * buffer, the client's early bytes first in c's) into a tunnel. <g> is filled by the caller
