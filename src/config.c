@@ -1132,13 +1132,26 @@ static int set_cookie_name(loader_t *ld, const directive_t *d, const fc_yaml_nod
 }
 
 static const directive_t sticky_keys[] = {
-    {"cookie", set_cookie_name, offsetof(fc_sticky_conf_t, cookie), 0, 0, NULL, D_REQUIRED, NULL},
+    {"cookie", set_cookie_name, offsetof(fc_sticky_conf_t, cookie), 0, 0, NULL, 0, NULL},
+    {"learn", set_cookie_name, offsetof(fc_sticky_conf_t, learn), 0, 0, NULL, 0, NULL},
+    {"timeout", set_duration, offsetof(fc_sticky_conf_t, learn_timeout), 1000, 30 * DAY_MS, "1h", 0, NULL},
     {"max_age", set_duration, offsetof(fc_sticky_conf_t, max_age), 0, 100 * 365 * DAY_MS, "0", 0, NULL},
     {"secure", set_secure, offsetof(fc_sticky_conf_t, secure), 0, 0, "auto", 0, secure_words},
     {"http_only", set_bool, offsetof(fc_sticky_conf_t, http_only), 0, 0, "true", 0, NULL},
     {"same_site", set_same_site, offsetof(fc_sticky_conf_t, same_site), 0, 0, "lax", 0, same_site_words},
 };
 static const table_t sticky_table = TABLE(sticky_keys);
+
+/* `sticky:` names exactly one of cookie (fulcrum's own) and learn (the application's). */
+static int set_sticky(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_sticky_conf_t *st = &FIELD(fc_sticky_conf_t, base, d);
+    if (apply_table(ld, &sticky_table, v, st) < 0) return -1;
+    if ((st->cookie == NULL) == (st->learn == NULL))
+        return fail(ld, v, "give either 'cookie' (a cookie fulcrum sets) or 'learn' (the application's cookie), not %s",
+                    st->cookie == NULL ? "neither" : "both");
+    return 0;
+}
 
 static const directive_t hsts_keys[] = {
     {"max_age", set_duration, offsetof(fc_listener_conf_t, hsts_max_age), 0, 100 * 365 * DAY_MS, "1y", 0, NULL},
@@ -1273,7 +1286,7 @@ static const directive_t upstream_keys[] = {
     {"health_check", set_health, offsetof(fc_upstream_conf_t, health), 0, 0, NULL, D_DEFAULTS, &health_table},
     {"retry", set_section, offsetof(fc_upstream_conf_t, retry), 0, 0, NULL, D_DEFAULTS, &retry_table},
     {"tls", set_upstream_tls, offsetof(fc_upstream_conf_t, tls), 0, 0, NULL, 0, NULL},
-    {"sticky", set_section, offsetof(fc_upstream_conf_t, sticky), 0, 0, NULL, 0, &sticky_table},
+    {"sticky", set_sticky, offsetof(fc_upstream_conf_t, sticky), 0, 0, NULL, 0, NULL},
 };
 static const table_t upstream_table = TABLE(upstream_keys);
 
@@ -1481,6 +1494,7 @@ void fc_config_free(fc_config_t *cfg)
         free(cfg->upstreams[i].health.host);
         free(cfg->upstreams[i].servers);
         free(cfg->upstreams[i].sticky.cookie);
+        free(cfg->upstreams[i].sticky.learn);
         free(cfg->upstreams[i].sticky.same_site);
         fc_upstream_tls_conf_t *t = cfg->upstreams[i].tls;
         if (t != NULL) {

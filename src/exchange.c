@@ -28,6 +28,7 @@ static void pump_response(fc_exchange_t *ex);
 static void flush_client(fc_exchange_t *ex);
 static void finish(fc_exchange_t *ex);
 static void fail(fc_exchange_t *ex, int cause);
+static uint64_t learn_key(const fc_exchange_t *ex, fc_slice_t v);
 
 static fc_worker_t *W(const fc_exchange_t *ex) { return ex->w; }
 static fc_upstream_t *UP(const fc_exchange_t *ex) { return &W(ex)->upstreams[ex->route->upstream->index]; }
@@ -515,10 +516,18 @@ void fc_exchange_start(fc_exchange_t *ex)
         return;
     }
     if (ex->route->upstream->hash_key != NULL) build_hash_key(ex, ex->route->upstream->hash_key, target);
-    const char *sticky = ex->route->upstream->sticky.cookie;
-    if (sticky != NULL) {
-        fc_slice_t sv = cookie_value(h, sticky, strlen(sticky));
+    const fc_sticky_conf_t *sticky = &ex->route->upstream->sticky;
+    if (sticky->cookie != NULL) {
+        fc_slice_t sv = cookie_value(h, sticky->cookie, strlen(sticky->cookie));
         ex->sticky = (int16_t)(fc_upstream_sticky_find(UP(ex), sv.p, sv.n) + 1);
+    } else if (sticky->learn != NULL) {
+        fc_slice_t sv = cookie_value(h, sticky->learn, strlen(sticky->learn));
+        if (sv.n > 0) {
+            uint32_t slot = fc_shm_learn_get(w->shm, learn_key(ex, sv), uv_now(w->loop));
+            fc_upstream_t *u = UP(ex);
+            for (size_t i = 0; slot != UINT32_MAX && i < u->conf->nservers; i++)
+                if (u->servers[i].st == &w->shm->servers[slot]) ex->sticky = (int16_t)(i + 1);
+        }
     }
     ex->parser.head = NULL; /* the head is built: its slices are not needed any more */
     ex->log_method_len = h->method.n;
@@ -915,6 +924,37 @@ static void bad_response(fc_exchange_t *ex, const char *why)
 /* Parses what the upstream sent and writes it to the client: the rewritten head, then the body
  * as the head check framed it (passed on as received, or decoded and framed again with our own
  * chunk lines, or decoded only for an HTTP/1.0 client). One write in flight at most. */
+/* The learn table's key for value <v> of this upstream's learned cookie. */
+static uint64_t learn_key(const fc_exchange_t *ex, fc_slice_t v)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *p = ex->route->upstream->name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ 0) * 1099511628211ull;
+    for (size_t i = 0; i < v.n; i++) h = (h ^ (unsigned char)v.p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Sticky learn mode: a Set-Cookie of the learned cookie in this answer ties its value to the
+ * server that sent it, for every worker. */
+static void learn_sticky(fc_exchange_t *ex)
+{
+    const fc_sticky_conf_t *st = &ex->route->upstream->sticky;
+    size_t n = strlen(st->learn);
+    fc_worker_t *w = W(ex);
+    for (size_t i = 0; i < ex->resp.nheaders; i++) {
+        const fc_header_t *hd = &ex->resp.headers[i];
+        if (!FC_SLICE_IEQ(hd->name, "set-cookie")) continue;
+        const char *p = hd->value.p, *end = p + hd->value.n;
+        while (p < end && *p == ' ') p++;
+        if ((size_t)(end - p) <= n || memcmp(p, st->learn, n) != 0 || p[n] != '=') continue;
+        const char *v = p + n + 1, *semi = memchr(v, ';', (size_t)(end - v));
+        fc_slice_t val = {v, (size_t)((semi ? semi : end) - v)};
+        if (val.n == 0) continue;
+        fc_shm_learn_put(w->shm, learn_key(ex, val), (uint32_t)(ex->server->st - w->shm->servers),
+                         uv_now(w->loop) + st->learn_timeout);
+    }
+}
+
 /* Adds the upstream's sticky cookie, naming the server that answered, to the response head just
  * built (before its blank line). */
 static int add_sticky_cookie(fc_exchange_t *ex)
@@ -1068,6 +1108,7 @@ static void pump_response(fc_exchange_t *ex)
                 fail(ex, FC_END_INTERNAL);
                 return;
             }
+            if (ex->route->upstream->sticky.learn != NULL) learn_sticky(ex);
             if (ex->set_sticky && add_sticky_cookie(ex) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;

@@ -73,7 +73,10 @@ typedef struct fc_upstream_tls_conf {
 
 /* `sticky:` of an upstream: a client stays with one server. */
 typedef struct fc_sticky_conf {
-    char *cookie;        /* owned; the cookie fulcrum sets naming the server, NULL = no sticky */
+    char *cookie;        /* owned; the cookie fulcrum sets naming the server, or NULL */
+    char *learn;         /* owned; the application's cookie to learn servers from, or NULL (one of
+                            cookie and learn is set when sticky: is present) */
+    uint64_t learn_timeout; /* ms, default 1h: how long a learned value keeps its server */
     uint64_t max_age;    /* ms, whole seconds sent; 0 = a session cookie (default) */
     int secure;          /* 0 no, 1 yes, 2 auto (default: when the client came over TLS) */
     int http_only;       /* default true */

@@ -19,8 +19,9 @@ def need_node():
         pytest.fail("tests/node/node_modules is missing socket.io: run scripts/install-deps.sh test")
 
 
-def sio_server(h, name):
-    proc = subprocess.Popen(["node", os.path.join(TOOLS, "sio_server.js"), "--port", "0", "--name", name],
+def sio_server(h, name, cookie=False):
+    proc = subprocess.Popen(["node", os.path.join(TOOLS, "sio_server.js"), "--port", "0", "--name", name] +
+                            (["--cookie"] if cookie else []),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     h.others.append(proc)
     r, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
@@ -66,6 +67,17 @@ def test_socketio_connects_with_stickiness(h, mode, extra):
     assert r["upgraded"] == 10, r          # the WebSocket upgrade went to the same instance
     if mode.startswith("cookie"):
         assert r["servers"] == ["one", "two"], r   # stickiness does not mean one server for all
+
+
+def test_socketio_with_learned_application_cookie(h):
+    """learn mode: the servers set socket.io's own `io` cookie; fulcrum remembers which server set
+    each value (shared by both workers) and sends the client back there, with round robin."""
+    need_node()
+    ports = [sio_server(h, "one", cookie=True), sio_server(h, "two", cookie=True)]
+    port = proxy(h, ports, "    sticky: { learn: io, timeout: 10m }\n")
+    r = clients(port)
+    assert r["connected"] == 10 and r["upgraded"] == 10, r
+    assert r["servers"] == ["one", "two"], r
 
 
 def test_socketio_fails_round_robin_without_sticky(h):

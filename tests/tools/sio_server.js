@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // sio_server.js: a socket.io server (default options) for fulcrum's integration tests.
-// Usage: node sio_server.js --port P --name NAME. Prints "ready PORT". Answers the event "hello"
+// Usage: node sio_server.js --port P --name NAME [--cookie]. Prints "ready PORT". Answers the event "hello"
 // with "world" carrying its name and the transport in use.
 'use strict';
 const http = require('http');
@@ -10,7 +10,8 @@ const args = process.argv.slice(2);
 const opt = (k, d) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : d; };
 const name = opt('--name', 'sio');
 const server = http.createServer();
-const io = new Server(server);
+// --cookie: the server sets socket.io's own `io` cookie (the sid), for sticky learn mode
+const io = new Server(server, args.includes('--cookie') ? { cookie: true } : {});
 io.on('connection', (socket) => {
   socket.on('hello', (n, ack) => ack({ from: name, n, transport: socket.conn.transport.name }));
 });

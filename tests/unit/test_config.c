@@ -1561,7 +1561,13 @@ static void test_sticky_config(void)
     is_str(err_of(LISTEN "upstreams:\n  b:\n    sticky: { cookie: \"a b\" }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE),
            "t.yaml:5:23: upstreams.b.sticky.cookie: 'a b' is not a cookie name (1 to 64 token characters)");
     is_str(err_of(LISTEN "upstreams:\n  b:\n    sticky: { max_age: 1h }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE),
-           "t.yaml:5:13: missing required key 'cookie' in upstreams.b.sticky");
+           "t.yaml:5:13: upstreams.b.sticky: give either 'cookie' (a cookie fulcrum sets) or 'learn' (the application's cookie), not neither");
+    is_str(err_of(LISTEN "upstreams:\n  b:\n    sticky: { cookie: a, learn: b }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE),
+           "t.yaml:5:13: upstreams.b.sticky: give either 'cookie' (a cookie fulcrum sets) or 'learn' (the application's cookie), not both");
+    cfg = load(LISTEN "upstreams:\n  b:\n    sticky: { learn: io }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE, &err);
+    ok(cfg != NULL && cfg->upstreams[0].sticky.cookie == NULL && strcmp(cfg->upstreams[0].sticky.learn, "io") == 0 &&
+       cfg->upstreams[0].sticky.learn_timeout == 3600000);
+    fc_config_free(cfg);
 }
 
 void test_config(void)
