@@ -289,7 +289,6 @@ static int server_common(SSL_CTX *sc, const fc_tls_server_opts_t *o, fc_tls_ctx_
     SSL_CTX_set_alpn_select_cb(sc, alpn_cb, NULL);
     SSL_CTX_set_tlsext_servername_callback(sc, servername_cb);
     SSL_CTX_set_tlsext_servername_arg(sc, c);
-    SSL_CTX_set_session_id_context(sc, (const unsigned char *)"fulcrum", 7);
     if (o->tickets) {
         SSL_CTX_set_tlsext_ticket_key_evp_cb(sc, ticket_cb);
     } else {
@@ -374,6 +373,36 @@ void fc_tls_ctx_free(fc_tls_ctx_t *c)
 }
 
 static int key_type(EVP_PKEY *k) { return EVP_PKEY_get_base_id(k); }
+
+/* Hashes file <path> into <md>. Returns 0 or -1. */
+static int digest_file(EVP_MD_CTX *md, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return -1;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) EVP_DigestUpdate(md, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    return bad ? -1 : 0;
+}
+
+/* SHA-256 of what a session's resumption depends on: every certificate file, and the client
+ * CAs and whether a client certificate is required. */
+static int sid_context(const fc_tls_server_opts_t *o, unsigned char out[32], unsigned int *len)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int rc = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? 0 : -1;
+    if (rc == 0) EVP_DigestUpdate(md, "fulcrum-sid", 11);
+    for (size_t i = 0; rc == 0 && i < o->npairs; i++) rc = digest_file(md, o->pairs[i].cert);
+    if (rc == 0 && o->client_ca != NULL) {
+        EVP_DigestUpdate(md, o->client_required ? "ca-required" : "ca-optional", 11);
+        rc = digest_file(md, o->client_ca);
+    }
+    if (rc == 0 && EVP_DigestFinal_ex(md, out, len) != 1) rc = -1;
+    EVP_MD_CTX_free(md);
+    return rc;
+}
 
 int fc_tls_server_new(const fc_tls_server_opts_t *o, fc_tls_ctx_t **out, fc_tls_fault_t *fault, fc_err_t *err,
                       fc_tls_warn_cb warn, void *warn_arg)
@@ -461,7 +490,20 @@ int fc_tls_server_new(const fc_tls_server_opts_t *o, fc_tls_ctx_t **out, fc_tls_
         }
         if (!ok) goto out;
     }
-    for (size_t k = 0; k < c->nctxs; k++) SSL_CTX_set_ex_data(c->ctxs[k], ex_ctx, c);
+    /* The session ID context: a session (a ticket or a cached ID, shared by every listener and
+     * every generation) resumes only where it was made under the same certificates and the same
+     * client-certificate rules, so a session from a listener without client_auth, or trusting
+     * other CAs, or from before a reload that added client_auth, never skips the check. */
+    unsigned char sid[32];
+    unsigned int sidlen = 0;
+    if (sid_context(o, sid, &sidlen) != 0) {
+        errf(err, fault, o->client_ca ? FC_TLS_F_CLIENT_CA : FC_TLS_F_CERT, 0, "cannot read", o->client_ca ? o->client_ca : o->pairs[0].cert);
+        goto out;
+    }
+    for (size_t k = 0; k < c->nctxs; k++) {
+        SSL_CTX_set_ex_data(c->ctxs[k], ex_ctx, c);
+        SSL_CTX_set_session_id_context(c->ctxs[k], sid, sidlen);
+    }
     rc = 0;
 out:
     free(types);
