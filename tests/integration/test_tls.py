@@ -392,13 +392,15 @@ def test_ecdsa_and_rsa_pair_picked_by_client(h, certs):
 # ---------------------------------------------------------------------------------------------
 # 4. Protocols
 
-def openssl_server(h, certs, *args):
-    """openssl s_server -www on a free port (a control peer), tracked by h; returns its port."""
+def openssl_server(h, certs, *args, www=True):
+    """openssl s_server (-www unless www is false) on a free port (a control peer), tracked by h;
+    returns its port."""
     port = free_port()
     errf = open(os.path.join(h.tmp, "s_server-%d.log" % port), "wb")
     proc = subprocess.Popen([OPENSSL, "s_server", "-accept", "127.0.0.1:%d" % port, "-cert", certs.ec.pem,
-                             "-key", certs.ec.key, "-www", "-naccept", "50"] + list(args),
-                            stdout=errf, stderr=errf, stdin=subprocess.DEVNULL)
+                             "-key", certs.ec.key, "-naccept", "50"] + (["-www"] if www else []) + list(args),
+                            stdout=errf, stderr=errf,
+                            stdin=subprocess.DEVNULL if www else subprocess.PIPE)   # EOF on it ends a session
     errf.close()
     h.others.append(proc)
     assert wait_port(port, proc=proc), "openssl s_server did not start"
@@ -413,10 +415,14 @@ def test_tls11_and_tls10_refused_tls12_tls13_accepted(h, certs):
     for flag, name in (("-tls1_1", "TLSv1.1"), ("-tls1", "TLSv1")):
         rc, out = s_client(ctrl, flag, *old, ca=certs.ca)
         assert rc == 0 and re.search(r"Protocol\s*: %s\n" % re.escape(name), out), out[-2000:]
+    time.sleep(0.2)   # the harness's own connect-and-close (wait_port) has been logged
     for flag in ("-tls1_1", "-tls1"):
+        before = len(handshake_failures(f))
         rc, out = s_client(f.port, flag, *old, ca=certs.ca)
         assert rc != 0, "fulcrum accepted %s:\n%s" % (flag, out[-2000:])
         assert re.search(r"Cipher is \(NONE\)|no peer certificate available", out), out[-2000:]
+        assert wait_for(lambda: len(handshake_failures(f)) > before, 3), f.stderr()[-3000:]
+        assert "protocol" in handshake_failures(f)[before], handshake_failures(f)[before:]
     for flag, name in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
         rc, out = s_client(f.port, flag, ca=certs.ca, stdin=request_bytes(), timeout=15)
         assert session_line(out)[:2] == ("New", name), out[-2000:]
@@ -457,6 +463,61 @@ def test_old_protocol_in_config_is_an_error(tmp_path, certs, proto):
     write(path, text.replace(", %s]" % proto, "]"))
     r = check(path)
     assert r.returncode == 0 and "configuration ok" in r.stdout, r.stderr
+
+
+def s_client_held(port, certs, *args, write=b"", hold=1.0):
+    """s_client with its input held open for hold seconds after writing write (so it reads what
+    the server sends meanwhile: tickets, alerts), then closed; returns its output."""
+    proc = subprocess.Popen([OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", HOST,
+                             "-CAfile", certs.ca.pem] + list(args), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.3)
+        if write:
+            proc.stdin.write(write)
+            proc.stdin.flush()
+        time.sleep(hold)
+        return proc.communicate(timeout=10)[0].decode("latin-1")   # closes its input
+    finally:
+        if proc.poll() is None:
+            stop_pid(proc, signal.SIGKILL)
+
+
+def renegotiation_output(port, certs):
+    """s_client -tls1_2 -msg asked to renegotiate ("R"): the messages after RENEGOTIATING."""
+    out = s_client_held(port, certs, "-tls1_2", "-msg", write=b"R\n", hold=0.5)
+    assert "RENEGOTIATING" in out, out[-3000:]
+    return out.split("RENEGOTIATING", 1)[1]
+
+
+def early_data_output(port, certs, h):
+    """A TLS 1.3 session, then a resumption that offers early data: (first output, second output)."""
+    sess = os.path.join(h.tmp, "early-%d.sess" % port)
+    data = os.path.join(h.tmp, "early-%d.txt" % port)
+    with open(data, "wb") as fh:
+        fh.write(request_bytes("/echo?early=1"))
+    first = s_client_held(port, certs, "-tls1_3", "-sess_out", sess, hold=0.3)
+    _, second = s_client(port, "-tls1_3", "-sess_in", sess, "-early_data", data, ca=certs.ca)
+    return first, second
+
+
+def test_no_renegotiation_no_early_data(h, certs):
+    f, b = tls_proxy(h, [certs.ec])
+    # controls: openssl s_server renegotiates and accepts early data when told to
+    ctrl = openssl_server(h, certs, "-client_renegotiation")
+    assert re.search(r"<<< TLS 1.2, Handshake \[length [0-9a-f]+\], ServerHello", renegotiation_output(ctrl, certs))
+    ctrl = openssl_server(h, certs, "-early_data", "-max_early_data", "16384", www=False)
+    first, second = early_data_output(ctrl, certs, h)
+    assert "Max Early Data: 16384" in first and "Early data was accepted" in second, (first[-1500:], second[-1500:])
+    # fulcrum: the renegotiation is refused (no new ServerHello; an alert)
+    after = renegotiation_output(f.port, certs)
+    assert not re.search(r"ServerHello", after), after[-2000:]
+    assert re.search(r"Alert \[length 0002\], (warning|fatal) no_renegotiation|handshake_failure", after), after[-2000:]
+    # no 0-RTT: tickets announce no early data, none is sent or accepted
+    first, second = early_data_output(f.port, certs, h)
+    assert "Max Early Data: 0" in first, first[-2000:]
+    assert "Early data was accepted" not in second, second[-2000:]
+    assert b.stats()["requests"] == 0, "the early-data request reached the backend"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -675,6 +736,34 @@ def test_keepalive_pipelining_and_large_bodies(h, certs):
         assert r.status == 200 and (r.body_length, r.body_sha256) == (4 << 20, pattern_sha256(4 << 20)), r
         # still the same connection, still working
         assert c.exchange("GET", "/echo?last=1", host=HOST).status == 200
+
+
+MiB = 1 << 20
+HWM_GROWTH_KIB = 16 * 1024   # a 64 MiB body buffered anywhere in fulcrum grows the worker by far more
+
+
+def test_tls_backpressure_bounded_memory(h, certs):
+    f, _ = tls_proxy(h, [certs.ec], limits={"max_body_size": 0})
+    ctx = client_ctx(certs.ca)
+    n = 64 * MiB
+    with TLSClient(f.port, ctx, timeout=60) as c:
+        assert c.exchange("GET", "/echo", host=HOST).status == 200   # OpenSSL's first-use allocations
+        before = f.vm_hwm_kib()
+        # a client that reads nothing for a while: fulcrum stops reading the backend
+        c.request("GET", "/big?bytes=%d" % n, host=HOST)
+        time.sleep(1.5)
+        mid = f.vm_hwm_kib()
+        r = c.read_response(sink=lambda mv: None, timeout=120)
+        assert r.status == 200 and (r.body_length, r.body_sha256) == (n, pattern_sha256(n)), r
+        # a backend that reads the body only after 1.5 s: fulcrum stops reading the client
+        c.request("PUT", "/upload?read_delay_ms=1500", host=HOST, headers=[("Content-Length", str(n))])
+        for part in pattern(n):
+            c.send(part)
+        doc = c.read_response(timeout=120).json()
+        assert (doc["body_length"], doc["body_sha256"]) == (n, pattern_sha256(n)), doc
+    after = f.vm_hwm_kib()
+    assert mid - before < HWM_GROWTH_KIB and after - before < HWM_GROWTH_KIB, (
+        "worker VmHWM grew from %d KiB to %d KiB (slow client) and %d KiB (slow backend)" % (before, mid, after))
 
 
 def test_many_tls_connections_at_once(h, certs):
@@ -1137,6 +1226,30 @@ def test_upstream_tls_verify_failure_goes_to_next_server(h, certs):
         for _ in range(6):
             r = c.exchange("GET", "/tls")
             assert r.status == 200 and r.json()["name"] == "good", r
+
+
+def test_upstream_tls_large_bodies_bounded_memory(h, certs):
+    o = start_origin(h, certs.ec, "o1")
+    port = free_port()
+    f = h.fulcrum(yaml_config(port, {"u": {"tls": {"ca": certs.ca.pem, "sni": HOST}, "servers": [o.address]}},
+                              [{"path": "/", "upstream": "u"}], limits={"max_body_size": 0}), port)
+    n = 64 * MiB
+    with Client(f.port, timeout=60) as c:
+        assert c.exchange("GET", "/tls").status == 200
+        before = f.vm_hwm_kib()
+        c.request("GET", "/big?bytes=%d" % n)
+        time.sleep(1.5)
+        mid = f.vm_hwm_kib()
+        r = c.read_response(sink=lambda mv: None, timeout=120)
+        assert r.status == 200 and (r.body_length, r.body_sha256) == (n, pattern_sha256(n)), r
+        c.request("PUT", "/upload?read_delay_ms=1500", headers=[("Content-Length", str(n))])
+        for part in pattern(n):
+            c.send(part)
+        doc = c.read_response(timeout=120).json()
+        assert (doc["body_length"], doc["body_sha256"]) == (n, pattern_sha256(n)), doc
+    after = f.vm_hwm_kib()
+    assert mid - before < HWM_GROWTH_KIB and after - before < HWM_GROWTH_KIB, (
+        "worker VmHWM grew from %d KiB to %d KiB (slow client) and %d KiB (slow origin)" % (before, mid, after))
 
 
 def test_upstream_tls_client_certificate(h, certs):
