@@ -878,6 +878,27 @@ def test_hsts_on_every_response_of_the_listener(h, certs):
         assert r.status == 200 and r.header("strict-transport-security") is None, r
 
 
+def test_hsts_never_on_a_plain_listener(h, certs):
+    """hsts is for TLS listeners: on a plain one it is either refused by the configuration check
+    (at its line) or, if accepted, never sent (RFC 6797 7.2: no Strict-Transport-Security over a
+    non-secure transport)."""
+    b = h.backend()
+    port = free_port()
+    text = config([listener_yaml(port, hsts={"max_age": "1y"})], {"u": {"servers": [b.address]}},
+                  [{"path": "/", "upstream": "u"}])
+    path = os.path.join(h.tmp, "plain-hsts.yaml")
+    write(path, text)
+    r = check(path)
+    if r.returncode != 0:
+        assert r.returncode == 1, r.stderr
+        m = re.search(r"^%s:(\d+):(\d+): \S" % re.escape(path), r.stderr, re.M)
+        assert m and int(m.group(1)) == line_of(text, "hsts:"), r.stderr
+        return
+    h.fulcrum(text, port)
+    r = get(port, "/echo", host=HOST)
+    assert r.status == 200 and r.header("strict-transport-security") is None, r
+
+
 def test_redirect_https(h, certs):
     b = h.backend()
     tls_port, r1, r2 = free_port(), free_port(), free_port()
