@@ -1218,7 +1218,7 @@ def test_upstream_tls_without_sni_checks_ip_address(h, certs):
     f2 = upstream_proxy(h, [o2], {"verify": True, "ca": certs.ca.pem})
     r = Client(f2.port).exchange("GET", "/tls")
     assert r.status == 502, r
-    assert wait_for(lambda: "IP address mismatch" in f2.stderr(), 3), f2.stderr()[-3000:]
+    assert wait_for(lambda: "ip address mismatch" in f2.stderr().lower(), 3), f2.stderr()[-3000:]
 
 
 def test_upstream_tls_wrong_ca(h, certs):
@@ -1240,7 +1240,8 @@ def test_upstream_tls_wrong_name(h, certs):
     f = upstream_proxy(h, [o], {"verify": True, "ca": certs.ca.pem, "sni": "wrong.example.org"})
     r = Client(f.port).exchange("GET", "/tls")
     assert r.status == 502, r
-    assert wait_for(lambda: "Hostname mismatch" in f.stderr(), 3), f.stderr()[-3000:]
+    # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH text is "hostname mismatch"
+    assert wait_for(lambda: "hostname mismatch" in f.stderr().lower(), 3), f.stderr()[-3000:]
     assert o.stats()["requests"] == 0
 
 
