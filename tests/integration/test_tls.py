@@ -790,11 +790,17 @@ def test_many_tls_connections_at_once(h, certs):
 # ---------------------------------------------------------------------------------------------
 # 9. Client certificates (mTLS)
 
+def ctx_with_session(ctx, session):
+    return (ctx, session)
+
+
 def no_http_answer(port, ctx):
-    """Connects, sends a request, and returns what happened when no HTTP response came: the
-    exception, or "closed". Fails if a response arrives."""
+    """Connects (ctx: an SSLContext, or (SSLContext, session) from ctx_with_session), sends a
+    request, and returns what happened when no HTTP response came: the exception. Fails if a
+    response arrives."""
+    ctx, session = ctx if isinstance(ctx, tuple) else (ctx, None)
     try:
-        c = TLSClient(port, ctx, timeout=5)
+        c = TLSClient(port, ctx, timeout=5, session=session)
     except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as e:
         return e
     with c:
@@ -802,7 +808,8 @@ def no_http_answer(port, ctx):
             r = c.exchange("GET", "/echo", host=HOST, timeout=5)
         except (ssl.SSLError, ConnectionResetError, BrokenPipeError, IncompleteResponse) as e:
             return e
-        raise AssertionError("a response without a client certificate: %r" % r)
+        raise AssertionError("answered without a valid client certificate (session reused: %s): %r"
+                             % (c.sock.session_reused, r))
 
 
 def test_client_auth_required(h, certs):
@@ -841,6 +848,83 @@ def test_client_auth_optional(h, certs):
     assert wait_for(lambda: len(handshake_failures(f)) > before, 3), f.stderr()[-3000:]
     assert any("certificate" in r.lower() or "unknown ca" in r.lower() for r in handshake_failures(f)[before:]), (
         handshake_failures(f)[before:])
+
+
+@pytest.mark.parametrize("mode", list(RESUME_MODES))
+def test_client_auth_session_resumes(h, certs, mode):
+    _, kw = RESUME_MODES[mode]
+    f, _ = tls_proxy(h, [certs.ec], tls={"client_auth": {"ca": certs.client_ca.pem, "required": True}})
+    ctx = client_ctx(certs.ca, cert=certs.client, **kw)
+    with TLSClient(f.port, ctx) as c:
+        assert c.exchange("GET", "/echo", host=HOST).status == 200
+        session = c.sock.session
+        c.close_notify()
+    for i in range(3):
+        with TLSClient(f.port, ctx, session=session) as c:
+            assert c.exchange("GET", "/echo", host=HOST).status == 200
+            assert c.sock.session_reused, "attempt %d not resumed" % i
+            session = c.sock.session
+            c.close_notify()
+
+
+def mtls_listeners(h, certs):
+    """fulcrum with three TLS listeners for the same name: no client_auth, client_auth with the
+    client CA, client_auth with the other CA. Returns (fulcrum, open, client_ca, other_ca) ports."""
+    b = h.backend()
+    ports = [free_port() for _ in range(3)]
+    text = config([listener_yaml(ports[0], tls={"certificates": [certs.ec]}),
+                   listener_yaml(ports[1], tls={"certificates": [certs.ec],
+                                                "client_auth": {"ca": certs.client_ca.pem, "required": True}}),
+                   listener_yaml(ports[2], tls={"certificates": [certs.ec],
+                                                "client_auth": {"ca": certs.other_ca.pem, "required": True}})],
+                  {"u": {"servers": [b.address]}}, [{"path": "/", "upstream": "u"}])
+    f = h.fulcrum(text, ports[0])
+    assert wait_port(ports[1]) and wait_port(ports[2])
+    return (f,) + tuple(ports)
+
+
+@pytest.mark.parametrize("mode", list(RESUME_MODES))
+def test_session_from_another_listener_does_not_skip_client_auth(h, certs, mode):
+    """A session (ticket or ID) made on a listener that asks no client certificate, or verifies it
+    against another CA, must not resume on a listener with client_auth: resuming skips the
+    certificate, so it would let a client without one in (the session ID context must differ)."""
+    _, kw = RESUME_MODES[mode]
+    f, p_open, p_client_ca, p_other_ca = mtls_listeners(h, certs)
+    # no certificate: a session from the open listener, presented to the client_auth one
+    ctx = client_ctx(certs.ca, **kw)
+    with TLSClient(p_open, ctx) as c:
+        assert c.exchange("GET", "/echo", host=HOST).status == 200
+        session = c.sock.session
+        c.close_notify()
+    no_http_answer(p_client_ca, ctx_with_session(ctx, session))
+    # a certificate from the client CA: its session must not open the listener that trusts the other CA
+    ctx = client_ctx(certs.ca, cert=certs.client, **kw)
+    with TLSClient(p_client_ca, ctx) as c:
+        assert c.exchange("GET", "/echo", host=HOST).status == 200
+        session = c.sock.session
+        c.close_notify()
+    no_http_answer(p_other_ca, ctx_with_session(ctx, session))
+
+
+def test_session_from_before_reload_does_not_skip_new_client_auth(h, certs):
+    b = h.backend()
+    port = free_port()
+
+    def text(tls):
+        return config([listener_yaml(port, tls=dict({"certificates": [certs.ec]}, **tls))],
+                      {"u": {"servers": [b.address]}}, [{"path": "/", "upstream": "u"}])
+    f = h.fulcrum(text({}), port)
+    sessions = []
+    for name, (flags, kw) in RESUME_MODES.items():
+        ctx = client_ctx(certs.ca, **kw)
+        with TLSClient(port, ctx) as c:
+            assert c.exchange("GET", "/echo", host=HOST).status == 200
+            sessions.append((name, ctx, c.sock.session))
+            c.close_notify()
+    reload(f, text({"client_auth": {"ca": certs.client_ca.pem, "required": True}}), 2)
+    assert wait_for(lambda: "generation 1 has left" in f.stderr(), 10), f.stderr()[-3000:]
+    for name, ctx, session in sessions:
+        no_http_answer(port, ctx_with_session(ctx, session))
 
 
 # ---------------------------------------------------------------------------------------------
