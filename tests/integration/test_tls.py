@@ -211,11 +211,13 @@ def client_ctx(ca, check_hostname=True, minv=None, maxv=None, cert=None, ciphers
 class TLSClient(Client):
     """conftest.Client over TLS: the same request/response helpers on an SSLSocket."""
 
-    def __init__(self, port, ctx, server_hostname=HOST, host="127.0.0.1", timeout=10.0, session=None):
+    def __init__(self, port, ctx, server_hostname=HOST, host="127.0.0.1", timeout=10.0, session=None,
+                 suppress_ragged_eofs=True):
         raw = socket.create_connection((host, port), timeout=timeout)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            self.sock = ctx.wrap_socket(raw, server_hostname=server_hostname, session=session)
+            self.sock = ctx.wrap_socket(raw, server_hostname=server_hostname, session=session,
+                                        suppress_ragged_eofs=suppress_ragged_eofs)
         except BaseException:
             raw.close()
             raise
@@ -769,6 +771,89 @@ def test_tls_backpressure_bounded_memory(h, certs):
     after = f.vm_hwm_kib()
     assert mid - before < HWM_GROWTH_KIB and after - before < HWM_GROWTH_KIB, (
         "worker VmHWM grew from %d KiB to %d KiB (slow client) and %d KiB (slow backend)" % (before, mid, after))
+
+
+def test_close_notify_when_fulcrum_closes(h, certs):
+    """fulcrum ends its TLS connections with a close_notify (RFC 8446 6.1), whether it closes after
+    Connection: close, after an HTTP/1.0 response or at the keep-alive timeout: a client that
+    treats an EOF without one as a truncation (suppress_ragged_eofs=False) sees a clean end."""
+    f, _ = tls_proxy(h, [certs.ec], limits={"keepalive_timeout": "1s"})
+    ctx = client_ctx(certs.ca)
+    for version, headers in (("HTTP/1.1", [("Connection", "close")]), ("HTTP/1.0", [])):
+        with TLSClient(f.port, ctx, suppress_ragged_eofs=False) as c:
+            r = c.exchange("GET", "/echo", host=HOST, headers=headers, version=version)
+            assert r.status == 200, r
+            assert c.closed_within(3), "%s: the connection was not closed" % version
+    with TLSClient(f.port, ctx, suppress_ragged_eofs=False) as c:
+        assert c.exchange("GET", "/echo", host=HOST).status == 200
+        t0 = time.monotonic()
+        assert c.closed_within(4), "not closed at the keep-alive timeout"
+        assert time.monotonic() - t0 >= 0.5
+
+
+def test_tiny_records_and_one_byte_segments(h, certs):
+    """A request written one byte per TLS record, and a whole handshake and request trickled one
+    byte per TCP segment (records split anywhere): both answered."""
+    f, _ = tls_proxy(h, [certs.ec])
+    ctx = client_ctx(certs.ca)
+    with TLSClient(f.port, ctx) as c:
+        for ch in request_bytes("/echo?tiny=1", close=False):
+            c.sock.sendall(bytes([ch]))
+        r = c.read_response()
+        assert r.status == 200 and r.json()["target"] == "/echo?tiny=1", r
+        assert c.exchange("GET", "/echo?after=1", host=HOST).status == 200
+    head, body = trickled_exchange(f.port, ctx, request_bytes("/echo?trickled=1"))
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert json.loads(body)["target"] == "/echo?trickled=1", body
+
+
+def trickled_exchange(port, ctx, request, timeout=15):
+    """TLS through memory BIOs: every byte for the server goes in its own TCP segment. Returns
+    (response head, body) of one Content-Length response."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=HOST)
+    deadline = time.monotonic() + timeout
+
+    def flush():
+        data = outgoing.read()
+        for i in range(len(data)):
+            sock.sendall(data[i:i + 1])
+            time.sleep(0.0002)
+
+    def pull():
+        assert time.monotonic() < deadline, "trickled exchange timed out"
+        data = sock.recv(65536)
+        if not data:
+            raise IncompleteResponse("server closed")
+        incoming.write(data)
+
+    try:
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flush()
+                pull()
+        flush()
+        obj.write(request)
+        flush()
+        got = bytearray()
+        while True:
+            try:
+                got += obj.read(65536)
+            except ssl.SSLWantReadError:
+                i = got.find(b"\r\n\r\n")
+                if i >= 0:
+                    m = re.search(rb"(?im)^content-length:\s*(\d+)", bytes(got[:i]))
+                    if m and len(got) >= i + 4 + int(m.group(1)):
+                        return bytes(got[:i]), bytes(got[i + 4:i + 4 + int(m.group(1))])
+                flush()
+                pull()
+    finally:
+        sock.close()
 
 
 def test_many_tls_connections_at_once(h, certs):
@@ -1394,6 +1479,29 @@ def test_upstream_tls_keepalive_and_resumption(h, certs):
             assert r.status == 200, r
             reused.append(r.json()["session_reused"])
     assert all(reused[1:]), "upstream TLS sessions not resumed on reconnect: %r" % reused
+
+
+def test_upstream_tls_idle_close_noticed_and_truncation(h, certs):
+    o = start_origin(h, certs.ec, "o1")
+    f = upstream_proxy(h, [o], {"ca": certs.ca.pem, "sni": HOST})
+    with Client(f.port) as c:
+        # the origin closes its idle connection (close_notify, FIN) 200 ms after answering, unannounced:
+        # the next request goes on a new connection and does not fail
+        for i in range(3):
+            r = c.exchange("GET", "/tls?close_idle_ms=200&i=%d" % i)
+            assert r.status == 200, r
+            first = r.json()["conn_id"]
+            time.sleep(0.6)
+            r = c.exchange("GET", "/tls?i=%d" % i)
+            assert r.status == 200, (i, r)
+            assert r.json()["conn_id"] != first
+        # a body cut short by the origin (after a clean close_notify) is not completed for the client
+        c.request("GET", "/die-mid-body?bytes=100000&send=10000&close_ms=50")
+        with pytest.raises(IncompleteResponse) as ei:
+            c.read_response(timeout=10)
+        assert ei.value.resp is not None and ei.value.resp.status == 200
+        assert ei.value.resp.body_length < 100000
+    assert Client(f.port).exchange("GET", "/tls").status == 200
 
 
 def test_upstream_tls_health_checks(h, certs):

@@ -12,7 +12,8 @@ Endpoints added to backend.py's:
 
   /tls        JSON about this connection: name, conn_id, conn_requests, sni (the server name the
               client sent, or null), version (TLSv1.3, ...), cipher, session_reused, alpn,
-              client_cert (the client certificate's subject as a string, or null), headers
+              client_cert (the client certificate's subject as a string, or null), headers;
+              close=1 and close_idle_ms=N work as on backend.py's paths
   /tls-stats  JSON: tcp_accepted (every TCP connection), handshakes (completed), reused (handshakes
               that resumed a session), handshake_errors (failed handshakes) and errors (their last
               20 messages), with backend.py's /stats counters (connections = TLS connections that
@@ -55,6 +56,8 @@ def handle(conn, req):
     s = conn.sock
     if req.path == "/tls":
         req.read_body()
+        if "close_idle_ms" in req.query:   # backend.py's query option, for /tls too
+            conn.close_idle_ms = int(req.query["close_idle_ms"])
         doc = {"name": conn.opts.name, "conn_id": conn.id, "conn_requests": conn.nreq,
                "sni": getattr(s, "fc_sni", None), "version": s.version(), "cipher": s.cipher()[0],
                "session_reused": s.session_reused, "alpn": s.selected_alpn_protocol(),
