@@ -842,16 +842,20 @@ def trickled_exchange(port, ctx, request, timeout=15):
         flush()
         got = bytearray()
         while True:
+            i = got.find(b"\r\n\r\n")
+            if i >= 0:
+                m = re.search(rb"(?im)^content-length:\s*(\d+)", bytes(got[:i]))
+                if m and len(got) >= i + 4 + int(m.group(1)):
+                    return bytes(got[:i]), bytes(got[i + 4:i + 4 + int(m.group(1))])
             try:
-                got += obj.read(65536)
+                data = obj.read(65536)
             except ssl.SSLWantReadError:
-                i = got.find(b"\r\n\r\n")
-                if i >= 0:
-                    m = re.search(rb"(?im)^content-length:\s*(\d+)", bytes(got[:i]))
-                    if m and len(got) >= i + 4 + int(m.group(1)):
-                        return bytes(got[:i]), bytes(got[i + 4:i + 4 + int(m.group(1))])
                 flush()
                 pull()
+                continue
+            if not data:
+                raise IncompleteResponse("close_notify before the whole response: %r" % bytes(got[:300]))
+            got += data
     finally:
         sock.close()
 
