@@ -7,11 +7,13 @@
 #include "fulcrum/shm.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fulcrum/balance.h"
 #include "fulcrum/http.h"
@@ -1126,6 +1128,44 @@ static int set_redirect_https(loader_t *ld, const directive_t *d, const fc_yaml_
     return set_bool(ld, d, v, base);
 }
 
+/* `upgrade: [websocket]` (the default), other protocol tokens, or `off`. h2c is refused: fulcrum
+ * speaks HTTP/1.1 to the server, and an h2c upgrade it cannot see into is a smuggling vector. */
+static int set_upgrade(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    char **out = &FIELD(char *, base, d);
+    if (v == NULL) {
+        *out = fc_xmalloc(11);
+        memcpy(*out, "websocket\0\0", 11);
+        return 0;
+    }
+    if (v->kind == FC_YAML_SCALAR) {
+        const char *t = scalar_text(ld, v);
+        if (t == NULL) return -1;
+        if (strcmp(t, "off") == 0 || strcmp(t, "false") == 0) return 0;
+        return fail(ld, v, "expected a list of protocols like [websocket], or off, got '%s'", t);
+    }
+    if (expect_kind(ld, v, FC_YAML_SEQUENCE) < 0) return -1;
+    size_t len = 1;
+    for (size_t i = 0; i < v->seq.n; i++) {
+        const fc_yaml_node_t *p = v->seq.items[i];
+        const char *t = scalar_text(ld, p);
+        if (t == NULL) return -1;
+        if (*t == '\0' || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~/") != strlen(t))
+            return fail(ld, p, "'%s' is not a protocol name (a token, like websocket)", t);
+        if (strncasecmp(t, "h2c", 3) == 0)
+            return fail(ld, p, "h2c is refused: fulcrum speaks HTTP/1.1 to servers, and a tunnel it cannot read could smuggle requests");
+        len += strlen(t) + 1;
+    }
+    char *list = fc_xmalloc(len), *w = list;
+    for (size_t i = 0; i < v->seq.n; i++) {
+        for (const char *t = v->seq.items[i]->scalar.text; *t; t++) *w++ = (char)tolower((unsigned char)*t);
+        *w++ = '\0';
+    }
+    *w = '\0';
+    *out = list;
+    return 0;
+}
+
 /* ---- the tables ---- */
 
 /* `health: { path: ... }` of a listener; `health: {}` gives the default path. */
@@ -1197,6 +1237,7 @@ static const directive_t timeout_keys[] = {
     {"connect", set_duration, offsetof(fc_route_conf_t, connect_timeout), 1, DAY_MS, "5s", 0, NULL},
     {"send", set_duration, offsetof(fc_route_conf_t, send_timeout), 1, DAY_MS, "60s", 0, NULL},
     {"read", set_duration, offsetof(fc_route_conf_t, read_timeout), 1, DAY_MS, "60s", 0, NULL},
+    {"tunnel", set_duration, offsetof(fc_route_conf_t, tunnel_timeout), 1, 7 * DAY_MS, "1h", 0, NULL},
 };
 static const table_t timeout_table = TABLE(timeout_keys);
 
@@ -1205,6 +1246,7 @@ static const directive_t route_keys[] = {
     {"path", set_path, offsetof(fc_route_conf_t, path), 0, 0, "/", 0, NULL},
     {"upstream", set_route_upstream, offsetof(fc_route_conf_t, upstream_name), 0, 0, NULL, D_REQUIRED, NULL},
     {"access_log", set_switch, offsetof(fc_route_conf_t, access_log), 0, 0, "on", 0, NULL},
+    {"upgrade", set_upgrade, offsetof(fc_route_conf_t, upgrade), 0, 0, NULL, D_DEFAULTS, NULL},
     /* The timeouts live directly in the route struct, so the section's base is the route itself. */
     {"timeouts", set_section, 0, 0, 0, NULL, D_DEFAULTS, &timeout_table},
 };
@@ -1408,6 +1450,7 @@ void fc_config_free(fc_config_t *cfg)
         free(cfg->routes[i].host);
         free(cfg->routes[i].path);
         free(cfg->routes[i].upstream_name);
+        free(cfg->routes[i].upgrade);
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         free(cfg->listeners[i].health_path);

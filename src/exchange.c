@@ -15,6 +15,7 @@
 #include "fulcrum/headers.h"
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
+#include "fulcrum/upgrade.h"
 #include "fulcrum/message.h"
 #include "fulcrum/upstream.h"
 
@@ -258,7 +259,7 @@ static void reply_local(fc_exchange_t *ex, int status, const char *body, const c
     if (!ex->req_done) keepalive = 0;
     ex->keepalive = (uint8_t)keepalive;
     size_t blen = strlen(body);
-    const fc_head_opts_t *o = fc_worker_head_opts(c->w, c->listener);
+    const fc_head_opts_t *o = c->opts;
     char buf[320];
     int n = snprintf(buf, sizeof(buf),
                      "Content-Type: text/plain\r\nContent-Length: %zu\r\nDate: %s\r\nConnection: %s\r\n%.*s\r\n",
@@ -390,6 +391,28 @@ static void build_hash_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target
     ex->hash_key = (fc_slice_t){b->base ? b->base : "", b->len};
 }
 
+/* The protocol <h> may switch to: a GET over HTTP/1.1 whose Connection has the upgrade option and
+ * whose Upgrade names one protocol the route allows (`upgrade:`, default [websocket]). Anything
+ * else is an ordinary request: Upgrade and Connection are hop-by-hop, and dropped. */
+static fc_slice_t upgrade_of(const fc_exchange_t *ex, const llhttp_t *ll, const fc_http_head_t *h)
+{
+    const fc_slice_t none = {NULL, 0};
+    const char *allowed = ex->route->upgrade;
+    if (allowed == NULL || ex->http10 || ll->method != HTTP_GET) return none;
+    if (!(ll->flags & F_CONNECTION_UPGRADE) || !(ll->flags & F_UPGRADE)) return none;
+    const fc_header_t *u = fc_http_find(h, "upgrade", 7);
+    if (u == NULL) return none;
+    fc_slice_t val = u->value;
+    while (val.n > 0 && (val.p[val.n - 1] == ' ' || val.p[val.n - 1] == '\t')) val.n--;
+    while (val.n > 0 && (val.p[0] == ' ' || val.p[0] == '\t')) {
+        val.p++;
+        val.n--;
+    }
+    for (const char *p = allowed; *p; p += strlen(p) + 1)
+        if (strlen(p) == val.n && strncasecmp(p, val.p, val.n) == 0) return val;
+    return none;
+}
+
 /* `redirect_https`: 308 to the same host (without its port; with the configured one) and target
  * over https. The host and target were checked by message.c: no byte in them can end the field. */
 static void redirect_https(fc_exchange_t *ex, const fc_request_view_t *v)
@@ -478,9 +501,11 @@ void fc_exchange_start(fc_exchange_t *ex)
         fc_exchange_reply_error(ex, 413, 0);
         return;
     }
+    v.upgrade = upgrade_of(ex, ll, h);
+    ex->upgrade = v.upgrade.n > 0;
     ex->head_out.len = 0;
     if (fc_headers_build_request(&ex->head_out, h, &v, c->ip, ex->route->upstream->servers[0].addr.text,
-                                 fc_worker_head_opts(w, c->listener)) != 0) {
+                                 c->opts) != 0) {
         fc_exchange_reply_error(ex, 500, 0);
         return;
     }
@@ -880,6 +905,63 @@ static void bad_response(fc_exchange_t *ex, const char *why)
 /* Parses what the upstream sent and writes it to the client: the rewritten head, then the body
  * as the head check framed it (passed on as received, or decoded and framed again with our own
  * chunk lines, or decoded only for an HTTP/1.0 client). One write in flight at most. */
+/* A 101 to a request that asked to switch: the client gets the head (after any 1xx before it), and
+ * the two connections become a tunnel (upgrade.c); the exchange is done with, and the tunnel
+ * writes the access-log line when it ends. What the server sent after its head, and what the
+ * client sent after its request, go first. */
+static void upgrade_to_tunnel(fc_exchange_t *ex)
+{
+    fc_conn_t *c = ex->client;
+    fc_upconn_t *up = ex->up;
+    if (c == NULL || !ex->req_sent || up_writing(ex) || ex->cl_writing || fc_http_find(&ex->resp, "upgrade", 7) == NULL) {
+        bad_response(ex, "101 before the request was sent whole, or without Upgrade");
+        return;
+    }
+    if (fc_headers_build_response(&ex->resp_out, &ex->resp, NULL, FC_RESP_UPGRADE, fc_log_time_http(), c->opts) != 0) {
+        fail(ex, FC_END_INTERNAL);
+        return;
+    }
+    size_t rest = up->io.rbuf.len - up->pos, head = ex->resp_out.len;
+    if (head + rest > up->io.rbuf.cap) {
+        bad_response(ex, "101 head and the data after it do not fit the buffer");
+        return;
+    }
+    memmove(up->io.rbuf.base + head, up->io.rbuf.base + up->pos, rest);
+    memcpy(up->io.rbuf.base, ex->resp_out.base, head);
+    up->io.rbuf.len = head + rest;
+    up->pos = up->fwd = up->fwd_end = 0;
+    if (c->io.rbuf.base != NULL) {
+        memmove(c->io.rbuf.base, c->io.rbuf.base + c->pos, c->io.rbuf.len - c->pos);
+        c->io.rbuf.len -= c->pos;
+        c->pos = 0;
+    }
+    fc_upgrade_t *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        fail(ex, FC_END_INTERNAL);
+        return;
+    }
+    g->server = ex->server;
+    g->route = ex->route;
+    g->route_index = route_index(ex);
+    g->t_start = ex->t_start;
+    g->log = ex->route->access_log;
+    size_t ml = json_escape(g->method, sizeof(g->method) - 1, ex->head_out.base, ex->log_method_len);
+    size_t pl = json_escape(g->path, sizeof(g->path) - 1, ex->head_out.base + ex->log_url_off, ex->log_url_len);
+    g->method[ml] = g->path[pl] = '\0';
+    fc_server_report(ex->server, 0, 101, "");
+    /* The exchange lets go of both connections without closing them, and of the server without
+     * uncounting it: the tunnel counts it until it ends. */
+    fc_timeout_clear(&c->timeout);
+    up->parser.head = NULL;
+    c->ex = NULL;
+    up->ex = NULL;
+    ex->client = NULL;
+    ex->up = NULL;
+    ex->finished = 1;
+    unref(ex);
+    fc_upgrade_begin(g, c, up);
+}
+
 static void pump_response(fc_exchange_t *ex)
 {
     fc_worker_t *w = W(ex);
@@ -917,7 +999,8 @@ static void pump_response(fc_exchange_t *ex)
             int st = ex->resp.status;
             if (st < 200) {
                 if (st == 101) {
-                    bad_response(ex, "101 to a request that asked for no upgrade");
+                    if (!ex->upgrade) bad_response(ex, "101 to a request that asked for no upgrade");
+                    else upgrade_to_tunnel(ex);
                     return;
                 }
                 if (!ex->http10 && fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, 0, NULL, &w->head_opts) != 0) {
@@ -953,7 +1036,7 @@ static void pump_response(fc_exchange_t *ex)
             if (!ex->keepalive || (w->draining && w->handover_gen == 0)) flags |= FC_RESP_CLOSE;
             else if (ex->http10) flags |= FC_RESP_KEEPALIVE;
             if (fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, flags, fc_log_time_http(),
-                                          fc_worker_head_opts(w, ex->client ? ex->client->listener : NULL)) != 0) {
+                                          ex->client ? ex->client->opts : &w->head_opts) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;
             }

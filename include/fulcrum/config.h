@@ -99,6 +99,10 @@ typedef struct fc_route_conf {
     uint64_t send_timeout;        /* ms, default 60000 */
     uint64_t read_timeout;        /* ms, default 60000 */
     int access_log;               /* `access_log: off` on a route -> 0; default 1 */
+    uint64_t tunnel_timeout;      /* ms, default 1h: idle timeout of an upgraded connection (a tunnel) */
+    char *upgrade;                /* owned: the protocols a client may upgrade to, lower case, each
+                                     followed by a NUL, the list ending with an empty one ("websocket\0\0",
+                                     the default); NULL: `upgrade: off` */
 } fc_route_conf_t;
 
 /* `tls:` of a listener. */

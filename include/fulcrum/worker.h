@@ -66,6 +66,7 @@ struct fc_worker {
     fc_timeq_class_t **route_connect; /* owned arrays, per route: its connect, send and read timeouts */
     fc_timeq_class_t **route_send;
     fc_timeq_class_t **route_read;
+    fc_timeq_class_t **route_tunnel; /* owned array, per route: the idle timeout of its tunnels */
     fc_head_opts_t head_opts;        /* how fulcrum's own fields are written (via, underscores_in_headers) */
     fc_head_opts_t *listener_opts;   /* owned array, per cfg listener: head_opts with its https and HSTS */
     char (*hsts_lines)[96];          /* owned array, per cfg listener: the HSTS line listener_opts points at */

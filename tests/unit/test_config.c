@@ -139,9 +139,9 @@ static const err_case_t unknown_key_cases[] = {
      "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight, backup, down, "
      "max_conns, max_fails, fail_timeout, slow_start)"},
     {LISTEN UPS "routes:\n  - upstream: b\n  - upstream: b\n    prefix: /x\n",
-     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, access_log, timeouts)"},
+     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, access_log, upgrade, timeouts)"},
     {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { connect: 1s, idle: 2s }\n",
-     "t.yaml:9:30: unknown key 'idle' in routes[0].timeouts (expected one of: connect, send, read)"},
+     "t.yaml:9:30: unknown key 'idle' in routes[0].timeouts (expected one of: connect, send, read, tunnel)"},
     {MIN "limits:\n  max_body: 1m\n",
      "t.yaml:10:3: unknown key 'max_body' in limits (expected one of: client_header_timeout, "
      "client_body_timeout, send_timeout, keepalive_timeout, max_header_size, max_body_size, max_connections, tls_handshake_timeout)"},
@@ -1499,6 +1499,39 @@ static void test_tls(void)
     rmdir(dir);
 }
 
+/* routes[].upgrade and timeouts.tunnel */
+static void test_upgrade_config(void)
+{
+    fc_err_t err;
+    subtest("upgrade: websocket by default, off, a list; the tunnel timeout");
+    fc_config_t *cfg = load(MIN, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        ok(cfg->routes[0].upgrade != NULL && memcmp(cfg->routes[0].upgrade, "websocket\0\0", 11) == 0);
+        ok(cfg->routes[0].tunnel_timeout == 3600000);
+        fc_config_free(cfg);
+    }
+    cfg = load(LISTEN UPS "routes:\n  - upstream: b\n    upgrade: off\n    timeouts: { tunnel: 10m }\n", &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        ok(cfg->routes[0].upgrade == NULL);
+        ok(cfg->routes[0].tunnel_timeout == 600000);
+        fc_config_free(cfg);
+    }
+    cfg = load(LISTEN UPS "routes:\n  - upstream: b\n    upgrade: [WebSocket, x-echo]\n", &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        ok(memcmp(cfg->routes[0].upgrade, "websocket\0x-echo\0\0", 18) == 0);
+        fc_config_free(cfg);
+    }
+    is_str(err_of(LISTEN UPS "routes:\n  - upstream: b\n    upgrade: [h2c]\n"),
+           "t.yaml:9:15: routes[0].upgrade: h2c is refused: fulcrum speaks HTTP/1.1 to servers, and a tunnel it cannot read could smuggle requests");
+    is_str(err_of(LISTEN UPS "routes:\n  - upstream: b\n    upgrade: [\"web socket\"]\n"),
+           "t.yaml:9:15: routes[0].upgrade: 'web socket' is not a protocol name (a token, like websocket)");
+    is_str(err_of(LISTEN UPS "routes:\n  - upstream: b\n    upgrade: yes\n"),
+           "t.yaml:9:14: routes[0].upgrade: expected a list of protocols like [websocket], or off, got 'yes'");
+}
+
 void test_config(void)
 {
     test_yaml_tree();
@@ -1515,4 +1548,5 @@ void test_config(void)
     test_files();
     test_doc_examples();
     test_tls();
+    test_upgrade_config();
 }
