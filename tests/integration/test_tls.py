@@ -189,8 +189,12 @@ def line_of(text, needle):
 # Clients
 
 def client_ctx(ca, check_hostname=True, minv=None, maxv=None, cert=None, ciphers=None, alpn=None,
-               tickets=True):
+               tickets=True, strict_eof=False):
+    """strict_eof: an EOF without close_notify is an error (Python ignores it by default), for
+    TLSClient(..., suppress_ragged_eofs=False)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if strict_eof:
+        ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
     ctx.load_verify_locations(ca.pem if isinstance(ca, Pair) else ca)
     ctx.check_hostname = check_hostname
     if minv:
@@ -778,7 +782,9 @@ def test_close_notify_when_fulcrum_closes(h, certs):
     Connection: close, after an HTTP/1.0 response or at the keep-alive timeout: a client that
     treats an EOF without one as a truncation (suppress_ragged_eofs=False) sees a clean end."""
     f, _ = tls_proxy(h, [certs.ec], limits={"keepalive_timeout": "1s"})
-    ctx = client_ctx(certs.ca)
+    ctx = client_ctx(certs.ca, strict_eof=True)
+    # control: this client does tell an EOF without close_notify from a clean one
+    assert ragged_close_detected(certs, ctx)
     for version, headers in (("HTTP/1.1", [("Connection", "close")]), ("HTTP/1.0", [])):
         with TLSClient(f.port, ctx, suppress_ragged_eofs=False) as c:
             r = c.exchange("GET", "/echo", host=HOST, headers=headers, version=version)
@@ -789,6 +795,40 @@ def test_close_notify_when_fulcrum_closes(h, certs):
         t0 = time.monotonic()
         assert c.closed_within(4), "not closed at the keep-alive timeout"
         assert time.monotonic() - t0 >= 0.5
+
+
+def ragged_close_detected(certs, ctx):
+    """A one-shot TLS server (a thread) that answers and closes without close_notify: True if a
+    TLSClient with ctx and suppress_ragged_eofs=False raises on that EOF."""
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(certs.ec.pem, certs.ec.key)
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    ls.settimeout(5)
+
+    def serve():
+        try:
+            s, _ = ls.accept()
+            with sctx.wrap_socket(s, server_side=True) as t:
+                t.settimeout(5)
+                t.recv(65536)
+                t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        except OSError:
+            pass
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        with TLSClient(ls.getsockname()[1], ctx, suppress_ragged_eofs=False) as c:
+            assert c.exchange("GET", "/", host=HOST).status == 200
+            try:
+                c.closed_within(3)
+            except ssl.SSLError:
+                return True
+            return False
+    finally:
+        th.join(5)
+        ls.close()
 
 
 def test_tiny_records_and_one_byte_segments(h, certs):
