@@ -1548,6 +1548,28 @@ def test_upstream_tls_idle_close_noticed_and_truncation(h, certs):
     assert Client(f.port).exchange("GET", "/tls").status == 200
 
 
+def test_upstream_tls_session_not_shared_across_verify_settings(h, certs):
+    """Two upstreams point at the same origin, whose certificate comes from the other CA: "lax"
+    does not verify, "strict" does. A session made through lax must not be resumed by strict: a
+    resumption skips the certificate, so strict would talk to a server it never verified."""
+    rogue = start_origin(h, certs.rogue, "rogue")
+    port = free_port()
+    ups = {"lax": {"tls": {"verify": False, "sni": HOST}, "servers": [rogue.address]},
+           "strict": {"tls": {"verify": True, "ca": certs.ca.pem, "sni": HOST}, "servers": [rogue.address]}}
+    routes = [{"host": "lax.test", "path": "/", "upstream": "lax"},
+              {"host": "strict.test", "path": "/", "upstream": "strict"}]
+    f = h.fulcrum(yaml_config(port, ups, routes), port)
+    with Client(port) as c:
+        for i in range(3):   # sessions made (a new connection each time: close=1)
+            r = c.exchange("GET", "/tls?close=1&i=%d" % i, host="lax.test")
+            assert r.status == 200, r
+        assert r.json()["session_reused"], "the lax upstream did not resume: the test shows nothing"
+    for i in range(3):
+        r = Client(port).exchange("GET", "/tls?close=1&i=%d" % i, host="strict.test")
+        assert r.status == 502, "strict upstream answered through an unverified session: %r" % r
+    assert wait_for(lambda: "unable to get local issuer certificate" in f.stderr(), 3), f.stderr()[-3000:]
+
+
 def test_upstream_tls_health_checks(h, certs):
     up, down = start_origin(h, certs.ec, "up"), start_origin(h, certs.ec, "down")
     down.control(health=503)
