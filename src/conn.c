@@ -345,6 +345,12 @@ void fc_conn_linger(fc_conn_t *c)
 void fc_conn_drain(fc_conn_t *c)
 {
     fc_worker_t *w = c->w;
+    if (c->state == FC_CONN_TUNNEL) {
+        /* Reloading: the tunnel moves to the new generation with both its sockets (a TLS one
+         * stays here until it ends or shutdown_timeout). */
+        if (w->handover_gen != 0) fc_upgrade_move(c->upgrade);
+        return;
+    }
     if (c->state == FC_CONN_LINGER) {
         fc_conn_close(c); /* its answer is out already */
         return;
@@ -468,6 +474,20 @@ void fc_conn_accept(fc_worker_t *w, const fc_listener_t *l, int fd, const struct
         c->handshaking = 1;
     }
     conn_start(c, peer);
+}
+
+fc_conn_t *fc_conn_adopt_tunnel(fc_worker_t *w, int fd, const char *ip)
+{
+    int copy = dup(fd); /* conn_new closes what it is given on failure; the caller keeps <fd> then */
+    if (copy < 0) return NULL;
+    fc_conn_t *c = conn_new(w, copy);
+    if (c == NULL) return NULL;
+    close(fd);
+    snprintf(c->ip, sizeof(c->ip), "%s", ip);
+    struct sockaddr_storage ss;
+    if (fc_io_address(&c->io, 0, &ss) == 0) c->listener = find_listener(w, &ss);
+    c->opts = fc_worker_head_opts(w, c->listener);
+    return c;
 }
 
 void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len)

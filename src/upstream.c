@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fulcrum/exchange.h"
 #include "fulcrum/log.h"
@@ -184,6 +185,41 @@ int fc_upconn_connect(fc_server_t *s, fc_exchange_t *ex, fc_upconn_t **out)
     }
     *out = up;
     return 0;
+}
+
+fc_upconn_t *fc_upconn_adopt(fc_server_t *s, int fd)
+{
+    fc_worker_t *w = s->upstream->w;
+    fc_upconn_t *up = calloc(1, sizeof(*up));
+    if (up == NULL || fc_io_init(&up->io, w->loop, &w->upstream_bufs, on_read) != 0) {
+        free(up);
+        close(fd);
+        return NULL;
+    }
+    up->server = s;
+    up->state = FC_UP_ACTIVE;
+    fc_list_init(&up->link);
+    fc_list_insert_tail(&w->upconns, &up->all);
+    fc_timeout_init(&up->timeout, on_timeout);
+    fc_http_parser_init(&up->parser, HTTP_RESPONSE);
+    up->t_idle = s->upstream->t_idle;
+    if (fc_io_open(&up->io, fd) != 0) {
+        close(fd);
+        fc_upconn_close(up);
+        return NULL;
+    }
+    return up;
+}
+
+fc_server_t *fc_server_find(fc_worker_t *w, const char *upstream, const char *address)
+{
+    for (size_t i = 0; i < w->cfg->nupstreams; i++) {
+        fc_upstream_t *u = &w->upstreams[i];
+        if (strcmp(u->conf->name, upstream) != 0) continue;
+        for (size_t k = 0; k < u->conf->nservers; k++)
+            if (strcmp(u->conf->servers[k].addr.text, address) == 0) return &u->servers[k];
+    }
+    return NULL;
 }
 
 int fc_server_tls(fc_server_t *s, fc_io_t *io)

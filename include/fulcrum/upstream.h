@@ -34,6 +34,9 @@ typedef struct fc_server_tls {
                                      have when the upstream's tls gives no sni */
 } fc_server_tls_t;
 
+/* The server of upstream <upstream> at <address> (as written in the config), or NULL. */
+fc_server_t *fc_server_find(fc_worker_t *w, const char *upstream, const char *address);
+
 /* Makes <io> (initialised, not connected) a TLS client connection to <s> when its upstream has
  * `tls:`. Returns 0 or a negative libuv error. */
 int fc_server_tls(fc_server_t *s, fc_io_t *io);
@@ -86,6 +89,10 @@ typedef struct fc_upconn {
     uint8_t state;            /* enum fc_upconn_state */
     struct fc_upgrade *upgrade; /* FC_UP_TUNNEL: the tunnel it is a side of (a reference) */
 } fc_upconn_t;
+
+/* Takes over connected socket <fd> (a tunnel's server side, handed over by an older generation)
+ * as a connection to <s>, active and not reading yet. NULL on failure (<fd> closed). */
+fc_upconn_t *fc_upconn_adopt(fc_server_t *s, int fd);
 
 /* Builds the runtime upstreams of w->cfg into w->upstreams. Returns 0 or -1 with <err>. */
 int fc_upstreams_init(fc_worker_t *w, fc_err_t *err);

@@ -239,3 +239,32 @@ def test_thousand_concurrent_sockets(h):
     f, port = proxy(h, [sport], access_log="off")
     r = ws_client("ws://127.0.0.1:%d/chat" % port, "many", 1000, timeout=90)
     assert r == {"opened": 1000, "echoed": 1000}, r
+
+
+def test_sockets_survive_reloads_and_the_old_generation_leaves(h):
+    """100 open WebSockets echo every 200 ms while fulcrum reloads 3 times: each reload moves the
+    tunnels (both sockets, SCM_RIGHTS) to the new generation; no socket is cut, no echo lost, and
+    the old workers are gone within a second or two, not when the sockets close."""
+    from conftest import child_pids
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    _, sport = ws_server(h)
+    f, port = proxy(h, [sport], workers=2, access_log="off")
+    first = set(wait_for(lambda: len(child_pids(f.pid)) == 2 and child_pids(f.pid), 5))
+    client = subprocess.Popen([node(), os.path.join(TOOLS, "ws_client.js"), "ws://127.0.0.1:%d/s" % port, "hold",
+                               "100", "9"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    h.others.append(client)
+    time.sleep(2.5)
+    gens = [first]
+    for _ in range(3):
+        os.kill(f.pid, signal.SIGHUP)
+        time.sleep(2)
+        now = set(child_pids(f.pid))
+        # the generation before this reload has left already, with its 100 sockets moved
+        assert not (now & gens[-1]), (now, gens[-1], f.stderr()[-2000:])
+        gens.append(now)
+    out, err = client.communicate(timeout=30)
+    r = json.loads(out.decode().strip().splitlines()[-1])
+    assert r.get("error") is None, (r, err)
+    assert r["open"] == 100 and r["closed"] == 0, r
+    assert r["mismatched"] == 0 and r["echoes"] == r["sent"] and r["sent"] > 100 * 30, r

@@ -5,6 +5,8 @@
 //   node ws_client.js URL many N     N sockets open at once, each echoes one message; then all close
 //   node ws_client.js URL idle MS    opens, stays quiet MS ms; reports how and when it was closed
 //   node ws_client.js URL refuse     an upgrade the server refuses: the status the client saw
+//   node ws_client.js URL park N SECONDS   N sockets open, one echo each, then quiet for SECONDS
+//                                    (prints "parked" when all are open, then the result)
 //   node ws_client.js URL hold N SECONDS   N sockets echo a message every 200 ms for SECONDS;
 //                                    reports sockets still open and echoing at the end
 'use strict';
@@ -83,5 +85,19 @@ async function hold(n, seconds) {
   out({ open: open_, closed, sent: total, echoes, mismatched });
 }
 
-const run = { basics, many: () => many(Number(a1)), idle: () => idle(Number(a1)), refuse, hold: () => hold(Number(a1), Number(a2)) }[scenario];
+async function park(n, seconds) {
+  const socks = [];
+  for (let i = 0; i < n; i += 100) {
+    const batch = await within(Promise.all(Array.from({ length: Math.min(100, n - i) }, () => open())), 30000, 'open');
+    await Promise.all(batch.map((ws) => { const p = next(ws); ws.send('x'); return p; }));
+    socks.push(...batch);
+  }
+  process.stdout.write('parked\n');
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const open_ = socks.filter((ws) => ws.readyState === WebSocket.OPEN).length;
+  socks.forEach((ws) => ws.close());
+  out({ open: open_ });
+}
+
+const run = { basics, many: () => many(Number(a1)), idle: () => idle(Number(a1)), refuse, hold: () => hold(Number(a1), Number(a2)), park: () => park(Number(a1), Number(a2)) }[scenario];
 run().catch((e) => out({ error: e.message }));
