@@ -1097,6 +1097,49 @@ static int set_upstream_tls(loader_t *ld, const directive_t *d, const fc_yaml_no
     return fc_tls_client_new(&o, &t->ctx, &f, &why) < 0 ? tls_fault(ld, v, &f, &why) : 0;
 }
 
+static const char *const secure_words[] = {"false", "true", "auto", NULL};
+static const char *const same_site_words[] = {"lax", "strict", "none", "off", NULL};
+
+/* `secure: auto|true|false` */
+static int set_secure(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    int i = find_choice(ld, d, v);
+    if (i < 0) return -1;
+    FIELD(int, base, d) = i;
+    return 0;
+}
+
+/* `same_site: lax|strict|none|off`, stored as the attribute's value ("Lax"), NULL for off */
+static int set_same_site(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    static const char *const values[] = {"Lax", "Strict", "None", NULL};
+    int i = find_choice(ld, d, v);
+    if (i < 0) return -1;
+    if (values[i] != NULL) store_string(d, base, values[i]);
+    return 0;
+}
+
+/* A cookie name: an RFC 6265 token. */
+static int set_cookie_name(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    size_t n = strlen(t);
+    if (n == 0 || n > 64 || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~") != n)
+        return fail(ld, v, "'%s' is not a cookie name (1 to 64 token characters)", t);
+    store_string(d, base, t);
+    return 0;
+}
+
+static const directive_t sticky_keys[] = {
+    {"cookie", set_cookie_name, offsetof(fc_sticky_conf_t, cookie), 0, 0, NULL, D_REQUIRED, NULL},
+    {"max_age", set_duration, offsetof(fc_sticky_conf_t, max_age), 0, 100 * 365 * DAY_MS, "0", 0, NULL},
+    {"secure", set_secure, offsetof(fc_sticky_conf_t, secure), 0, 0, "auto", 0, secure_words},
+    {"http_only", set_bool, offsetof(fc_sticky_conf_t, http_only), 0, 0, "true", 0, NULL},
+    {"same_site", set_same_site, offsetof(fc_sticky_conf_t, same_site), 0, 0, "lax", 0, same_site_words},
+};
+static const table_t sticky_table = TABLE(sticky_keys);
+
 static const directive_t hsts_keys[] = {
     {"max_age", set_duration, offsetof(fc_listener_conf_t, hsts_max_age), 0, 100 * 365 * DAY_MS, "1y", 0, NULL},
     {"include_subdomains", set_bool, offsetof(fc_listener_conf_t, hsts_subdomains), 0, 0, "false", 0, NULL},
@@ -1230,6 +1273,7 @@ static const directive_t upstream_keys[] = {
     {"health_check", set_health, offsetof(fc_upstream_conf_t, health), 0, 0, NULL, D_DEFAULTS, &health_table},
     {"retry", set_section, offsetof(fc_upstream_conf_t, retry), 0, 0, NULL, D_DEFAULTS, &retry_table},
     {"tls", set_upstream_tls, offsetof(fc_upstream_conf_t, tls), 0, 0, NULL, 0, NULL},
+    {"sticky", set_section, offsetof(fc_upstream_conf_t, sticky), 0, 0, NULL, 0, &sticky_table},
 };
 static const table_t upstream_table = TABLE(upstream_keys);
 
@@ -1436,6 +1480,8 @@ void fc_config_free(fc_config_t *cfg)
         free(cfg->upstreams[i].health.path);
         free(cfg->upstreams[i].health.host);
         free(cfg->upstreams[i].servers);
+        free(cfg->upstreams[i].sticky.cookie);
+        free(cfg->upstreams[i].sticky.same_site);
         fc_upstream_tls_conf_t *t = cfg->upstreams[i].tls;
         if (t != NULL) {
             fc_tls_ctx_free(t->ctx);

@@ -30,6 +30,7 @@ static void finish(fc_exchange_t *ex);
 static void fail(fc_exchange_t *ex, int cause);
 
 static fc_worker_t *W(const fc_exchange_t *ex) { return ex->w; }
+static fc_upstream_t *UP(const fc_exchange_t *ex) { return &W(ex)->upstreams[ex->route->upstream->index]; }
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
@@ -514,6 +515,11 @@ void fc_exchange_start(fc_exchange_t *ex)
         return;
     }
     if (ex->route->upstream->hash_key != NULL) build_hash_key(ex, ex->route->upstream->hash_key, target);
+    const char *sticky = ex->route->upstream->sticky.cookie;
+    if (sticky != NULL) {
+        fc_slice_t sv = cookie_value(h, sticky, strlen(sticky));
+        ex->sticky = (int16_t)(fc_upstream_sticky_find(UP(ex), sv.p, sv.n) + 1);
+    }
     ex->parser.head = NULL; /* the head is built: its slices are not needed any more */
     ex->log_method_len = h->method.n;
     ex->log_url_off = h->method.n + 1;
@@ -528,7 +534,6 @@ void fc_exchange_start(fc_exchange_t *ex)
 
 /* ---- connecting ---------------------------------------------------------------------------- */
 
-static fc_upstream_t *UP(const fc_exchange_t *ex) { return &W(ex)->upstreams[ex->route->upstream->index]; }
 
 static unsigned tries_used(const fc_exchange_t *ex)
 {
@@ -596,7 +601,12 @@ static void connect_next(fc_exchange_t *ex)
                 req.keylen = k.n;
             }
         }
-        int i = u->balancer->ops->pick(u->balancer, u->view, n, &req);
+        int i = -1;
+        /* Sticky: the server the client's cookie names, while it may be chosen (not down, failed,
+         * draining or at max_conns); else the policy picks, and the answer re-sets the cookie. */
+        if (ex->sticky > 0 && tries_used(ex) == 0 && u->view[ex->sticky - 1].usable) i = ex->sticky - 1;
+        if (i < 0) i = u->balancer->ops->pick(u->balancer, u->view, n, &req);
+        ex->set_sticky = u->sticky_ids != NULL && i >= 0 && i != ex->sticky - 1;
         if (i < 0) {
             fc_log(FC_LOG_ERROR, "upstream %s: no server left to try for %s", u->conf->name,
                    ex->client ? ex->client->ip : "-");
@@ -905,6 +915,24 @@ static void bad_response(fc_exchange_t *ex, const char *why)
 /* Parses what the upstream sent and writes it to the client: the rewritten head, then the body
  * as the head check framed it (passed on as received, or decoded and framed again with our own
  * chunk lines, or decoded only for an HTTP/1.0 client). One write in flight at most. */
+/* Adds the upstream's sticky cookie, naming the server that answered, to the response head just
+ * built (before its blank line). */
+static int add_sticky_cookie(fc_exchange_t *ex)
+{
+    const fc_sticky_conf_t *st = &ex->route->upstream->sticky;
+    fc_upstream_t *u = UP(ex);
+    fc_conn_t *c = ex->client;
+    int secure = st->secure == 1 || (st->secure == 2 && c != NULL && c->io.tls != NULL);
+    char line[256], age[40] = "";
+    if (st->max_age > 0) snprintf(age, sizeof(age), "; Max-Age=%llu", (unsigned long long)(st->max_age / 1000));
+    int n = snprintf(line, sizeof(line), "Set-Cookie: %s=%s; Path=/%s%s%s%s%s\r\n\r\n", st->cookie,
+                     u->sticky_ids[ex->server - u->servers], age, secure ? "; Secure" : "",
+                     st->http_only ? "; HttpOnly" : "", st->same_site ? "; SameSite=" : "", st->same_site ? st->same_site : "");
+    if (n < 0 || (size_t)n >= sizeof(line) || ex->resp_out.len < 2) return -1;
+    ex->resp_out.len -= 2; /* the blank line goes after the cookie */
+    return fc_buf_append(&ex->resp_out, line, (size_t)n);
+}
+
 /* A 101 to a request that asked to switch: the client gets the head (after any 1xx before it), and
  * the two connections become a tunnel (upgrade.c); the exchange is done with, and the tunnel
  * writes the access-log line when it ends. What the server sent after its head, and what the
@@ -1037,6 +1065,10 @@ static void pump_response(fc_exchange_t *ex)
             else if (ex->http10) flags |= FC_RESP_KEEPALIVE;
             if (fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, flags, fc_log_time_http(),
                                           ex->client ? ex->client->opts : &w->head_opts) != 0) {
+                fail(ex, FC_END_INTERNAL);
+                return;
+            }
+            if (ex->set_sticky && add_sticky_cookie(ex) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;
             }

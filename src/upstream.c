@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "fulcrum/exchange.h"
 #include "fulcrum/log.h"
 #include "fulcrum/tls.h"
@@ -37,6 +39,16 @@ int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
             u->view[s].id = uc->servers[s].addr.text;
         }
         if (uc->tls != NULL) u->tls = fc_xcalloc(uc->nservers, sizeof(fc_server_tls_t));
+        if (uc->sticky.cookie != NULL) {
+            u->sticky_ids = fc_xcalloc(uc->nservers, sizeof(*u->sticky_ids));
+            for (size_t s = 0; s < uc->nservers; s++) {
+                char key[FC_SHM_KEY + 16];
+                unsigned char md[32];
+                int kn = snprintf(key, sizeof(key), "fulcrum-sticky/%s/%s", uc->name, uc->servers[s].addr.text);
+                SHA256((const unsigned char *)key, (size_t)kn, md);
+                for (int k = 0; k < 8; k++) snprintf(u->sticky_ids[s] + 2 * k, 3, "%02x", md[k]);
+            }
+        }
         for (size_t s = 0; u->tls != NULL && s < uc->nservers; s++) {
             /* "10.0.0.1:443" -> "10.0.0.1", "[::1]:443" -> "::1" */
             const char *t = uc->servers[s].addr.text, *colon = strrchr(t, ':');
@@ -67,6 +79,7 @@ void fc_upstreams_free(fc_worker_t *w)
         if (u->balancer) u->balancer->ops->destroy(u->balancer);
         for (size_t s = 0; u->tls != NULL && s < u->conf->nservers; s++) fc_tls_session_free(&u->tls[s].session);
         free(u->tls);
+        free(u->sticky_ids);
         free(u->servers);
         free(u->view);
     }
@@ -209,6 +222,14 @@ fc_upconn_t *fc_upconn_adopt(fc_server_t *s, int fd)
         return NULL;
     }
     return up;
+}
+
+int fc_upstream_sticky_find(const fc_upstream_t *u, const char *v, size_t n)
+{
+    if (u->sticky_ids == NULL || n != 16) return -1;
+    for (size_t s = 0; s < u->conf->nservers; s++)
+        if (memcmp(u->sticky_ids[s], v, 16) == 0) return (int)s;
+    return -1;
 }
 
 fc_server_t *fc_server_find(fc_worker_t *w, const char *upstream, const char *address)

@@ -34,6 +34,9 @@ typedef struct fc_server_tls {
                                      have when the upstream's tls gives no sni */
 } fc_server_tls_t;
 
+/* The server of <u> whose sticky cookie value is <v>, or -1. */
+int fc_upstream_sticky_find(const fc_upstream_t *u, const char *v, size_t n);
+
 /* The server of upstream <upstream> at <address> (as written in the config), or NULL. */
 fc_server_t *fc_server_find(fc_worker_t *w, const char *upstream, const char *address);
 
@@ -50,6 +53,10 @@ struct fc_upstream {
     fc_server_t *servers;           /* owned array of conf->nservers */
     fc_balance_server_t *view;      /* owned array: what the policy sees of each server */
     fc_server_tls_t *tls;           /* owned array of conf->nservers when conf->tls, else NULL */
+    char (*sticky_ids)[17];         /* owned array of conf->nservers when conf->sticky.cookie: the
+                                       cookie value naming each server (16 hex digits of a SHA-256 of
+                                       "upstream/address": opaque, and the same across reloads,
+                                       restarts and replicas), else NULL */
     fc_balancer_t *balancer;        /* owned, conf->balance's policy */
     fc_timeq_class_t *t_idle;       /* conf->keepalive_timeout */
     uv_timer_t health_timer;        /* starts a round of active checks every health.interval */

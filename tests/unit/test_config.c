@@ -133,7 +133,7 @@ static const err_case_t unknown_key_cases[] = {
      "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health, tls, hsts, redirect_https)"},
     {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
      "t.yaml:5:5: unknown key 'balancer' in upstreams.b (expected one of: balance, keepalive, "
-     "keepalive_timeout, servers, fail_on, health_check, retry, tls)"},
+     "keepalive_timeout, servers, fail_on, health_check, retry, tls, sticky)"},
     {LISTEN "upstreams:\n  b:\n    servers:\n      - address: 127.0.0.1:1\n      - address: 127.0.0.1:2\n"
             "        wieght: 2\n" ROUTE,
      "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight, backup, down, "
@@ -1532,6 +1532,38 @@ static void test_upgrade_config(void)
            "t.yaml:9:14: routes[0].upgrade: expected a list of protocols like [websocket], or off, got 'yes'");
 }
 
+/* upstreams.<name>.sticky */
+static void test_sticky_config(void)
+{
+    fc_err_t err;
+    subtest("sticky: a cookie with its defaults, and its errors");
+    fc_config_t *cfg = load(LISTEN "upstreams:\n  b:\n    sticky: { cookie: fsrv }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        const fc_sticky_conf_t *st = &cfg->upstreams[0].sticky;
+        is_str(st->cookie, "fsrv");
+        ok(st->max_age == 0);
+        is_int(st->secure, 2);
+        is_int(st->http_only, 1);
+        is_str(st->same_site, "Lax");
+        fc_config_free(cfg);
+    }
+    cfg = load(LISTEN "upstreams:\n  b:\n    sticky: { cookie: s, max_age: 1d, secure: true, http_only: false, same_site: off }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        const fc_sticky_conf_t *st = &cfg->upstreams[0].sticky;
+        ok(st->max_age == 86400000);
+        is_int(st->secure, 1);
+        is_int(st->http_only, 0);
+        ok(st->same_site == NULL);
+        fc_config_free(cfg);
+    }
+    is_str(err_of(LISTEN "upstreams:\n  b:\n    sticky: { cookie: \"a b\" }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE),
+           "t.yaml:5:23: upstreams.b.sticky.cookie: 'a b' is not a cookie name (1 to 64 token characters)");
+    is_str(err_of(LISTEN "upstreams:\n  b:\n    sticky: { max_age: 1h }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE),
+           "t.yaml:5:13: missing required key 'cookie' in upstreams.b.sticky");
+}
+
 void test_config(void)
 {
     test_yaml_tree();
@@ -1549,4 +1581,5 @@ void test_config(void)
     test_doc_examples();
     test_tls();
     test_upgrade_config();
+    test_sticky_config();
 }
