@@ -732,8 +732,8 @@ static int set_hash_key(loader_t *ld, const directive_t *d, const fc_yaml_node_t
         vars++;
     }
     if (vars == 0)
-        return fail(ld, v, "'%s' has no variable, so every request would go to the same server (known: " KEY_VARS ")",
-                    t);
+        return fail(ld, v, "'%s' has no variable, so %s (known: " KEY_VARS ")", t,
+                    d->extra != NULL ? (const char *)d->extra : "every request would go to the same server");
     store_string(d, base, t);
     return 0;
 }
@@ -1153,6 +1153,88 @@ static int set_sticky(loader_t *ld, const directive_t *d, const fc_yaml_node_t *
     return 0;
 }
 
+/* `rate: 10/s`, `600/m`, `5/h`. */
+static int set_rate(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_rate_limit_conf_t *r = base;
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    char *end = NULL;
+    unsigned long long n = strtoull(t, &end, 10);
+    uint64_t per = end && strcmp(end, "/s") == 0 ? 1000 : end && strcmp(end, "/m") == 0 ? 60000
+                   : end && strcmp(end, "/h") == 0 ? HOUR_MS : 0;
+    if (end == t || per == 0 || t[0] == '-')
+        return fail(ld, v, "expected a rate like 10/s, 600/m or 5/h, got '%s'", t);
+    if (n == 0 || n > 1000000) return fail(ld, v, "%s is out of range (1..1000000 per unit)", t);
+    r->rate = n;
+    r->per = per;
+    return 0;
+}
+
+static const directive_t rate_limit_keys[] = {
+    {"key", set_hash_key, offsetof(fc_rate_limit_conf_t, key), 0, 0, NULL, D_REQUIRED,
+     "every request would share one bucket"},
+    {"rate", set_rate, 0, 0, 0, NULL, D_REQUIRED, NULL},
+    {"burst", set_u32, offsetof(fc_rate_limit_conf_t, burst), 0, 100000, "0", 0, NULL},
+    {"status", set_int, offsetof(fc_rate_limit_conf_t, status), 400, 599, "429", 0, NULL},
+    {"dry_run", set_bool, offsetof(fc_rate_limit_conf_t, dry_run), 0, 0, "false", 0, NULL},
+    {"headers", set_bool, offsetof(fc_rate_limit_conf_t, headers), 0, 0, "true", 0, NULL},
+};
+static const table_t rate_limit_table = TABLE(rate_limit_keys);
+
+/* `rate_limits`: a mapping of name -> policy, kept in file order. */
+static int set_rate_limits(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_config_t *cfg = base;
+    (void)d;
+    if (expect_kind(ld, v, FC_YAML_MAPPING) < 0) return -1;
+    if (v->map.n > 64) return fail(ld, v, "%zu policies, at most 64 are allowed", v->map.n);
+    cfg->rate_limits = fc_xcalloc(v->map.n ? v->map.n : 1, sizeof(*cfg->rate_limits));
+    cfg->nrate_limits = v->map.n;
+    for (size_t i = 0; i < v->map.n; i++) {
+        const fc_yaml_node_t *key = v->map.pairs[i].key;
+        fc_rate_limit_conf_t *r = &cfg->rate_limits[i];
+        const char *name = key->scalar.text;
+        if (*name == '\0' || key->scalar.len > FC_UPSTREAM_NAME_MAX ||
+            strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != key->scalar.len)
+            return fail_raw(ld, key, "invalid rate limit name '%s': use 1 to 64 letters, digits, '-', '_' and '.'", name);
+        r->name = fc_xstrdup(name);
+        r->index = i;
+        size_t saved = path_push(ld, ".%s", name);
+        int rc = apply_table(ld, &rate_limit_table, v->map.pairs[i].value, r);
+        path_pop(ld, saved);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+static const char *rate_limit_at(const void *ctx, size_t i) { return ((const fc_config_t *)ctx)->rate_limits[i].name; }
+
+/* `rate_limit: NAME` or `[A, B]` on a route: every policy named applies. */
+static int set_route_rate_limit(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_route_conf_t *r = base;
+    (void)d;
+    size_t n = v->kind == FC_YAML_SEQUENCE ? v->seq.n : 1;
+    if (v->kind != FC_YAML_SEQUENCE && expect_kind(ld, v, FC_YAML_SCALAR) < 0) return -1;
+    r->rate_limits = fc_xcalloc(n ? n : 1, sizeof(*r->rate_limits));
+    for (size_t i = 0; i < n; i++) {
+        const fc_yaml_node_t *item = v->kind == FC_YAML_SEQUENCE ? v->seq.items[i] : v;
+        const char *t = scalar_text(ld, item);
+        if (t == NULL) return -1;
+        const fc_rate_limit_conf_t *found = NULL;
+        for (size_t k = 0; k < ld->cfg->nrate_limits && found == NULL; k++)
+            if (strcmp(ld->cfg->rate_limits[k].name, t) == 0) found = &ld->cfg->rate_limits[k];
+        if (found == NULL) {
+            char known[200];
+            join_names(known, sizeof(known), ld->cfg->nrate_limits, rate_limit_at, ld->cfg);
+            return fail(ld, item, "unknown rate limit '%s' (defined: %s)", t, ld->cfg->nrate_limits ? known : "none");
+        }
+        r->rate_limits[r->nrate_limits++] = found;
+    }
+    return 0;
+}
+
 static const directive_t hsts_keys[] = {
     {"max_age", set_duration, offsetof(fc_listener_conf_t, hsts_max_age), 0, 100 * 365 * DAY_MS, "1y", 0, NULL},
     {"include_subdomains", set_bool, offsetof(fc_listener_conf_t, hsts_subdomains), 0, 0, "false", 0, NULL},
@@ -1304,6 +1386,7 @@ static const directive_t route_keys[] = {
     {"upstream", set_route_upstream, offsetof(fc_route_conf_t, upstream_name), 0, 0, NULL, D_REQUIRED, NULL},
     {"access_log", set_switch, offsetof(fc_route_conf_t, access_log), 0, 0, "on", 0, NULL},
     {"upgrade", set_upgrade, offsetof(fc_route_conf_t, upgrade), 0, 0, NULL, D_DEFAULTS, NULL},
+    {"rate_limit", set_route_rate_limit, 0, 0, 0, NULL, 0, NULL},
     /* The timeouts live directly in the route struct, so the section's base is the route itself. */
     {"timeouts", set_section, 0, 0, 0, NULL, D_DEFAULTS, &timeout_table},
 };
@@ -1347,6 +1430,8 @@ static const directive_t top_keys[] = {
     {"listeners", set_list, offsetof(fc_config_t, listeners), 0, 0, NULL, D_REQUIRED, &listener_list},
     /* Upstreams come before routes so that a route's upstream can be resolved as it is read. */
     {"upstreams", set_upstreams, offsetof(fc_config_t, upstreams), 0, 0, NULL, D_REQUIRED, &upstream_table},
+    /* Before routes, which name them. */
+    {"rate_limits", set_rate_limits, 0, 0, 0, NULL, 0, NULL},
     {"routes", set_list, offsetof(fc_config_t, routes), 0, 0, NULL, D_REQUIRED, &route_list},
     {"limits", set_section, offsetof(fc_config_t, limits), 0, 0, NULL, D_DEFAULTS, &limit_table},
 };
@@ -1511,6 +1596,7 @@ void fc_config_free(fc_config_t *cfg)
         free(cfg->routes[i].path);
         free(cfg->routes[i].upstream_name);
         free(cfg->routes[i].upgrade);
+        free(cfg->routes[i].rate_limits);
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         free(cfg->listeners[i].health_path);
@@ -1529,6 +1615,11 @@ void fc_config_free(fc_config_t *cfg)
         free(t);
     }
     free(cfg->warnings);
+    for (size_t i = 0; i < cfg->nrate_limits; i++) {
+        free(cfg->rate_limits[i].name);
+        free(cfg->rate_limits[i].key);
+    }
+    free(cfg->rate_limits);
     free(cfg->upstreams);
     free(cfg->routes);
     free(cfg->listeners);

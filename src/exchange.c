@@ -216,6 +216,7 @@ static const char *status_text(int status)
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
@@ -356,9 +357,10 @@ static fc_slice_t cookie_value(const fc_http_head_t *h, const char *name, size_t
 
 /* Builds the hash policy's key from its template ($request_uri, $remote_addr, $http_NAME,
  * $cookie_NAME and literal text; the config checked the variable names) into ex->key_buf. */
-static void build_hash_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target)
+/* Expands key template <tpl> ($request_uri, $remote_addr, $cookie_NAME, $http_NAME and text) for
+ * this request into <b>. */
+static void expand_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target, fc_buf_t *b)
 {
-    fc_buf_t *b = &ex->key_buf;
     b->len = 0;
     for (const char *p = tpl; *p;) {
         if (*p != '$') {
@@ -390,7 +392,55 @@ static void build_hash_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target
         }
         if (val.p != NULL) fc_buf_append(b, val.p, val.n);
     }
+}
+
+static void build_hash_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target)
+{
+    fc_buf_t *b = &ex->key_buf;
+    expand_key(ex, tpl, target, b);
     ex->hash_key = (fc_slice_t){b->base ? b->base : "", b->len};
+}
+
+/* The route's rate limits (a token bucket per policy and key, shared by every worker): 1 when
+ * one rejected the request, which has been answered (status, Retry-After: seconds until a token
+ * is back, and the RateLimit-Policy and RateLimit fields of draft-ietf-httpapi-ratelimit-headers).
+ * A rejected request takes no token, so a client above the rate still gets the rate. An empty key
+ * is not limited. */
+static int rate_limited(fc_exchange_t *ex, fc_slice_t target)
+{
+    fc_worker_t *w = W(ex);
+    fc_buf_t *b = &ex->key_buf;
+    for (size_t i = 0; i < ex->route->nrate_limits; i++) {
+        const fc_rate_limit_conf_t *r = ex->route->rate_limits[i];
+        expand_key(ex, r->key, target, b);
+        if (b->len == 0) continue;
+        uint64_t h = 1469598103934665603ull; /* FNV-1a of the policy name, a NUL, the key */
+        for (const char *p = r->name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+        h *= 1099511628211ull;
+        for (size_t k = 0; k < b->len; k++) h = (h ^ (unsigned char)b->base[k]) * 1099511628211ull;
+        double left;
+        uint64_t wait_ms;
+        if (fc_shm_rate_take(w->shm, h, (double)r->burst + 1, (double)r->rate / (double)r->per, uv_now(w->loop), &left,
+                             &wait_ms))
+            continue;
+        uint64_t secs = (wait_ms + 999) / 1000;
+        if (r->dry_run) {
+            fc_log(FC_LOG_INFO, "rate limit %s: would reject a request of %s (dry_run)", r->name, ex->client->ip);
+            continue;
+        }
+        char extra[320];
+        int n = snprintf(extra, sizeof(extra), "Retry-After: %llu\r\n", (unsigned long long)secs);
+        if (r->headers)
+            snprintf(extra + n, sizeof(extra) - (size_t)n, "RateLimit-Policy: \"%s\";q=%llu;w=%llu\r\nRateLimit: \"%s\";r=0;t=%llu\r\n",
+                     r->name, (unsigned long long)r->rate, (unsigned long long)(r->per / 1000), r->name,
+                     (unsigned long long)secs);
+        char body[64];
+        snprintf(body, sizeof(body), "%d %s\n", r->status, status_text(r->status));
+        ex->cause = FC_END_LIMIT;
+        reply_local(ex, r->status, body, extra, ex->keepalive);
+        return 1;
+    }
+    return 0;
 }
 
 /* The protocol <h> may switch to: a GET over HTTP/1.1 whose Connection has the upgrade option and
@@ -503,6 +553,7 @@ void fc_exchange_start(fc_exchange_t *ex)
         fc_exchange_reply_error(ex, 413, 0);
         return;
     }
+    if (ex->route->nrate_limits > 0 && rate_limited(ex, target)) return;
     v.upgrade = upgrade_of(ex, ll, h);
     ex->upgrade = v.upgrade.n > 0;
     ex->head_out.len = 0;

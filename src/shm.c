@@ -124,3 +124,40 @@ uint32_t fc_shm_learn_get(fc_shm_t *shm, uint64_t key, uint64_t now)
     atomic_store_explicit(&shm->learn_lock[set], 0, memory_order_release);
     return slot;
 }
+
+int fc_shm_rate_take(fc_shm_t *shm, uint64_t key, double cap, double per_ms, uint64_t now, double *left,
+                     uint64_t *wait_ms)
+{
+    if (key == 0) key = 1;
+    size_t set = (size_t)(key % FC_SHM_RATE_SETS);
+    *left = cap - 1;
+    *wait_ms = 0;
+    int locked = 0;
+    for (int spin = 0; spin < 64 && !locked; spin++) {
+        unsigned free_ = 0;
+        locked = atomic_compare_exchange_weak_explicit(&shm->rate_lock[set], &free_, 1, memory_order_acquire,
+                                                       memory_order_relaxed);
+    }
+    if (!locked) return 1;
+    fc_shm_bucket_t *ways = &shm->rate[set * FC_SHM_RATE_WAYS], *b = NULL, *lru = &ways[0];
+    for (size_t i = 0; i < FC_SHM_RATE_WAYS && b == NULL; i++) {
+        if (ways[i].key == key) b = &ways[i];
+        else if (ways[i].at < lru->at) lru = &ways[i];
+    }
+    if (b == NULL) { /* a new key (or one evicted since): a full bucket */
+        b = lru;
+        b->key = key;
+        b->tokens = cap;
+        b->at = now;
+    }
+    double t = b->tokens + (double)(now > b->at ? now - b->at : 0) * per_ms;
+    if (t > cap) t = cap;
+    b->at = now;
+    int ok = t >= 1.0;
+    if (ok) t -= 1.0;
+    else *wait_ms = (uint64_t)((1.0 - t) / per_ms) + 1;
+    b->tokens = t;
+    *left = t;
+    atomic_store_explicit(&shm->rate_lock[set], 0, memory_order_release);
+    return ok;
+}

@@ -103,6 +103,19 @@ struct fc_upstream_conf {
     fc_sticky_conf_t sticky;      /* sticky: { cookie: ... } */
 };
 
+/* One policy under `rate_limits:`: a token bucket per key, shared by every worker. */
+typedef struct fc_rate_limit_conf {
+    char *name;          /* owned; the key under rate_limits */
+    char *key;           /* owned; the key template ($remote_addr, $http_NAME, $cookie_NAME, $request_uri) */
+    uint64_t rate;       /* requests ... */
+    uint64_t per;        /* ... per this many ms (rate: 10/s -> 10 per 1000) */
+    uint32_t burst;      /* requests beyond the rate a key may send at once (bucket capacity burst + 1) */
+    int status;          /* the answer to a rejected request, default 429 */
+    int dry_run;         /* count and log, never reject */
+    int headers;         /* Retry-After is always sent; RateLimit and RateLimit-Policy too (default true) */
+    size_t index;        /* position in fc_config_t.rate_limits */
+} fc_rate_limit_conf_t;
+
 typedef struct fc_route_conf {
     char *host;                   /* owned, lower-cased; NULL = any host. "*.example.com" is stored whole */
     char *path;                   /* owned; prefix beginning with '/', default "/" */
@@ -113,6 +126,8 @@ typedef struct fc_route_conf {
     uint64_t read_timeout;        /* ms, default 60000 */
     int access_log;               /* `access_log: off` on a route -> 0; default 1 */
     uint64_t tunnel_timeout;      /* ms, default 1h: idle timeout of an upgraded connection (a tunnel) */
+    const fc_rate_limit_conf_t **rate_limits; /* owned array of borrowed policies: all apply */
+    size_t nrate_limits;
     char *upgrade;                /* owned: the protocols a client may upgrade to, lower case, each
                                      followed by a NUL, the list ending with an empty one ("websocket\0\0",
                                      the default); NULL: `upgrade: off` */
@@ -177,6 +192,8 @@ struct fc_config {
     size_t nlisteners;
     fc_upstream_conf_t *upstreams; /* owned array, in file order */
     size_t nupstreams;
+    fc_rate_limit_conf_t *rate_limits; /* owned array, in file order */
+    size_t nrate_limits;
     fc_route_conf_t *routes;       /* owned array, in file order, nroutes >= 1 */
     size_t nroutes;
     fc_limits_conf_t limits;

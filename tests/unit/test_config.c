@@ -128,7 +128,7 @@ static const err_case_t unknown_key_cases[] = {
     {"# top\n" MIN "worker: 2\n",
      "t.yaml:10:1: unknown key 'worker' at the top level (expected one of: workers, shutdown_timeout, "
      "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, via, underscores_in_headers, listeners, upstreams, "
-     "routes, limits)"},
+     "rate_limits, routes, limits)"},
     {"listeners:\n  - address: 127.0.0.1:8080\n    port: 80\n" UPS ROUTE,
      "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health, tls, hsts, redirect_https)"},
     {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
@@ -139,7 +139,7 @@ static const err_case_t unknown_key_cases[] = {
      "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight, backup, down, "
      "max_conns, max_fails, fail_timeout, slow_start)"},
     {LISTEN UPS "routes:\n  - upstream: b\n  - upstream: b\n    prefix: /x\n",
-     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, access_log, upgrade, timeouts)"},
+     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, access_log, upgrade, rate_limit, timeouts)"},
     {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { connect: 1s, idle: 2s }\n",
      "t.yaml:9:30: unknown key 'idle' in routes[0].timeouts (expected one of: connect, send, read, tunnel)"},
     {MIN "limits:\n  max_body: 1m\n",
@@ -1570,6 +1570,33 @@ static void test_sticky_config(void)
     fc_config_free(cfg);
 }
 
+/* rate_limits and routes[].rate_limit */
+static void test_rate_limit_config(void)
+{
+    fc_err_t err;
+    subtest("rate limits: policies, rates, their use by routes");
+    fc_config_t *cfg = load(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\", rate: 600/m, burst: 5 }\n  b: { key: \"$http_x_k:$cookie_s\", rate: 2/s, dry_run: true }\nroutes:\n  - upstream: b\n    rate_limit: [a, b]\n", &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        is_int(cfg->nrate_limits, 2);
+        ok(cfg->rate_limits[0].rate == 600 && cfg->rate_limits[0].per == 60000 && cfg->rate_limits[0].burst == 5);
+        is_int(cfg->rate_limits[0].status, 429);
+        is_int(cfg->rate_limits[0].headers, 1);
+        is_int(cfg->rate_limits[1].dry_run, 1);
+        is_int(cfg->routes[0].nrate_limits, 2);
+        ok(cfg->routes[0].rate_limits[1] == &cfg->rate_limits[1]);
+        fc_config_free(cfg);
+    }
+    is_str(err_of(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\", rate: 10/d }\n" ROUTE),
+           "t.yaml:8:35: rate_limits.a.rate: expected a rate like 10/s, 600/m or 5/h, got '10/d'");
+    is_str(err_of(LISTEN UPS "rate_limits:\n  a: { key: \"fixed\", rate: 10/s }\n" ROUTE),
+           "t.yaml:8:13: rate_limits.a.key: 'fixed' has no variable, so every request would share one bucket (known: $request_uri, $remote_addr, $http_NAME, $cookie_NAME)");
+    is_str(err_of(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\" }\n" ROUTE),
+           "t.yaml:8:6: missing required key 'rate' in rate_limits.a");
+    is_str(err_of(LISTEN UPS "routes:\n  - upstream: b\n    rate_limit: x\n"),
+           "t.yaml:9:17: routes[0].rate_limit: unknown rate limit 'x' (defined: none)");
+}
+
 void test_config(void)
 {
     test_yaml_tree();
@@ -1588,4 +1615,5 @@ void test_config(void)
     test_tls();
     test_upgrade_config();
     test_sticky_config();
+    test_rate_limit_config();
 }
