@@ -1404,6 +1404,8 @@ static const directive_t limit_keys[] = {
     {"max_header_size", set_size, offsetof(fc_limits_conf_t, max_header_size), 1u << 10, 1u << 20, "16k", 0, NULL},
     {"max_body_size", set_size, offsetof(fc_limits_conf_t, max_body_size), 0, UINT64_MAX, "10m", 0, NULL},
     {"max_connections", set_uint, offsetof(fc_limits_conf_t, max_connections), 1, 1000000, "10000", 0, NULL},
+    {"max_connections_per_client", set_uint, offsetof(fc_limits_conf_t, max_connections_per_client), 0, 1000000, "0",
+     0, NULL},
     {"tls_handshake_timeout", set_duration, offsetof(fc_limits_conf_t, tls_handshake_timeout), 1, HOUR_MS, "10s", 0,
      NULL},
 };

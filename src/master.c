@@ -265,6 +265,9 @@ static void reap(fc_master_t *m)
         fc_proc_t p = m->procs[slot];
         m->procs[slot].pid = 0;
         fc_shm_forget_proc(m->shm, slot); /* what it counted as active is not active any more */
+        /* A worker that did not exit cleanly may have left client connections counted: the
+         * per-client counts start over (low for a while, never stuck high). */
+        if (status != 0) fc_shm_peer_reset(m->shm);
         fc_gen_t *g = p.gen;
         g->alive--;
         char how[96];

@@ -161,3 +161,71 @@ int fc_shm_rate_take(fc_shm_t *shm, uint64_t key, double cap, double per_ms, uin
     atomic_store_explicit(&shm->rate_lock[set], 0, memory_order_release);
     return ok;
 }
+
+static int peer_lock(fc_shm_t *shm, size_t set)
+{
+    for (int spin = 0; spin < 256; spin++) {
+        unsigned free_ = 0;
+        if (atomic_compare_exchange_weak_explicit(&shm->peer_lock[set], &free_, 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return 0;
+    }
+    return -1;
+}
+
+int fc_shm_peer_enter(fc_shm_t *shm, uint64_t key, uint32_t max)
+{
+    if (key == 0) key = 1;
+    size_t set = (size_t)(key % FC_SHM_PEER_SETS);
+    if (peer_lock(shm, set) < 0) return -1;
+    fc_shm_peer_t *ways = &shm->peers[set * FC_SHM_PEER_WAYS], *p = NULL, *empty = NULL;
+    for (size_t i = 0; i < FC_SHM_PEER_WAYS && p == NULL; i++) {
+        if (ways[i].key == key) p = &ways[i];
+        else if (ways[i].count == 0 && empty == NULL) empty = &ways[i];
+    }
+    int rc;
+    if (p == NULL && empty != NULL) {
+        p = empty;
+        p->key = key;
+        p->count = 0;
+    }
+    if (p == NULL) rc = -1;
+    else if (p->count >= max) rc = 0;
+    else {
+        p->count++;
+        rc = 1;
+    }
+    atomic_store_explicit(&shm->peer_lock[set], 0, memory_order_release);
+    return rc;
+}
+
+void fc_shm_peer_leave(fc_shm_t *shm, uint64_t key)
+{
+    if (key == 0) key = 1;
+    size_t set = (size_t)(key % FC_SHM_PEER_SETS);
+    /* Waited for (a leave should not be lost; the lock is held for a few stores), but bounded: a
+     * worker that died holding it must not hang the others. */
+    int got = 0;
+    for (long spin = 0; spin < 1000000 && !got; spin++) {
+        unsigned free_ = 0;
+        got = atomic_compare_exchange_weak_explicit(&shm->peer_lock[set], &free_, 1, memory_order_acquire,
+                                                    memory_order_relaxed);
+    }
+    if (!got) return;
+    fc_shm_peer_t *ways = &shm->peers[set * FC_SHM_PEER_WAYS];
+    for (size_t i = 0; i < FC_SHM_PEER_WAYS; i++)
+        if (ways[i].key == key && ways[i].count > 0) {
+            ways[i].count--;
+            break;
+        }
+    atomic_store_explicit(&shm->peer_lock[set], 0, memory_order_release);
+}
+
+void fc_shm_peer_reset(fc_shm_t *shm)
+{
+    for (size_t set = 0; set < FC_SHM_PEER_SETS; set++) {
+        peer_lock(shm, set); /* taken if it can be; a dead holder's lock is simply overwritten */
+        memset(&shm->peers[set * FC_SHM_PEER_WAYS], 0, FC_SHM_PEER_WAYS * sizeof(fc_shm_peer_t));
+        atomic_store_explicit(&shm->peer_lock[set], 0, memory_order_release);
+    }
+}

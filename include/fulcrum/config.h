@@ -170,6 +170,8 @@ typedef struct fc_limits_conf {
     uint64_t max_body_size;         /* bytes, default 10m; 0 = unlimited */
     uint64_t max_connections;       /* client connections per worker, default 10000 */
     uint64_t tls_handshake_timeout; /* ms, default 10000: a TLS handshake must end within it */
+    uint64_t max_connections_per_client; /* connections from one address at once, all workers
+                                            together; 0 = unlimited (default) */
 } fc_limits_conf_t;
 
 enum fc_log_format { FC_LOG_FORMAT_JSON = 0, FC_LOG_FORMAT_COMBINED = 1 };

@@ -44,6 +44,8 @@ typedef struct fc_conn {
     uint8_t processing;      /* inside process(): the loop there picks up the next request */
     uint8_t unread;          /* the last request was not read whole: closing needs a lingering close */
     uint8_t handshaking;     /* a TLS connection whose handshake has not completed yet */
+    uint8_t peer_counted;    /* counted in the shared per-client connection counts (peer_key) */
+    uint64_t peer_key;       /* a hash of the client's address, when peer_counted */
     uint8_t relayed;         /* adopted through an older generation's TLS relay: answered with
                                 Connection: close, so the client comes back to this generation */
     struct fc_relay *relay;  /* FC_CONN_RELAY: the socketpair to the newer generation (a reference) */

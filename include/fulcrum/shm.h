@@ -53,12 +53,22 @@ typedef struct fc_shm_bucket {
     uint64_t at;        /* CLOCK_MONOTONIC ms of the last update */
 } fc_shm_bucket_t;
 
+/* Client connections per address, for every worker (limits.max_connections_per_client). */
+#define FC_SHM_PEER_SETS 4096
+#define FC_SHM_PEER_WAYS 4
+typedef struct fc_shm_peer {
+    uint64_t key;       /* a hash of the client's address; 0 = free */
+    uint32_t count;     /* its connections open now (an entry at 0 may be taken by another address) */
+} fc_shm_peer_t;
+
 typedef struct fc_shm {
     atomic_uint generation;             /* the newest generation of workers */
     atomic_uint nworkers;               /* how many workers the newest generation has */
     atomic_uint ready[FC_SHM_PROCS];    /* per process slot: the generation it is ready to serve */
     atomic_uint conns[FC_SHM_PROCS];    /* per process slot: client connections open (accept balance) */
     fc_tls_cache_t sessions;            /* TLS 1.2 session IDs, for every worker */
+    atomic_uint peer_lock[FC_SHM_PEER_SETS];
+    fc_shm_peer_t peers[FC_SHM_PEER_SETS * FC_SHM_PEER_WAYS];
     atomic_uint rate_lock[FC_SHM_RATE_SETS];
     fc_shm_bucket_t rate[FC_SHM_RATE_SETS * FC_SHM_RATE_WAYS];
     atomic_uint learn_lock[FC_SHM_LEARN_SETS];
@@ -67,6 +77,15 @@ typedef struct fc_shm {
                                            across reloads, used by every worker */
     fc_shm_server_t servers[FC_SHM_SLOTS];
 } fc_shm_t;
+
+/* Counts one more connection of the client <key> unless it has <max> already. Returns 1 (counted:
+ * fc_shm_peer_leave later), 0 (at the limit: not counted) or -1 (not counted: the set was busy or
+ * full; the connection is let in uncounted). */
+int fc_shm_peer_enter(fc_shm_t *shm, uint64_t key, uint32_t max);
+void fc_shm_peer_leave(fc_shm_t *shm, uint64_t key);
+/* Forgets every count (the master, after a worker died with connections it counted: the counts
+ * go low for a while, never stuck high). */
+void fc_shm_peer_reset(fc_shm_t *shm);
 
 /* Takes a token from the bucket of <key> (capacity <cap>, refilled at <per_ms> tokens per ms; a
  * new key starts full) at <now>. Returns 1 (taken; *<left> tokens remain) or 0 (empty: nothing

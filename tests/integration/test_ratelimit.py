@@ -140,3 +140,33 @@ def test_unknown_policy_is_a_config_error(h, tmp_path):
     p.write_text(config(free_port(), b, LIMIT, route_extra="    rate_limit: [per_client, nope]\n"))
     r = subprocess.run([FULCRUM, "-t", "-c", str(p)], capture_output=True, text=True)
     assert r.returncode == 1 and "routes[0].rate_limit: unknown rate limit 'nope' (defined: per_client)" in r.stderr, r.stderr
+
+
+def test_max_connections_per_client_across_workers(h):
+    """limits.max_connections_per_client: 3 (all workers together): the 4th connection from one
+    address gets 503 with Retry-After and is closed before any request is read; another address is
+    not affected; a closed connection frees its place."""
+    b = h.backend()
+    port = free_port()
+    cfg = config(port, b, LIMIT, route_extra="") + "limits: { max_connections_per_client: 3 }\n"
+    h.fulcrum(cfg, port)
+    held = []
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200"), "held connection"
+        held.append(s)
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    s.close()
+    assert data.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in data, data
+    assert one(port, "127.0.0.9")[0] == 200
+    held.pop().close()
+    assert wait_for(lambda: one(port)[0] == 200, 3)
+    for s in held:
+        s.close()

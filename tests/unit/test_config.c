@@ -144,7 +144,7 @@ static const err_case_t unknown_key_cases[] = {
      "t.yaml:9:30: unknown key 'idle' in routes[0].timeouts (expected one of: connect, send, read, tunnel)"},
     {MIN "limits:\n  max_body: 1m\n",
      "t.yaml:10:3: unknown key 'max_body' in limits (expected one of: client_header_timeout, "
-     "client_body_timeout, send_timeout, keepalive_timeout, max_header_size, max_body_size, max_connections, tls_handshake_timeout)"},
+     "client_body_timeout, send_timeout, keepalive_timeout, max_header_size, max_body_size, max_connections, max_connections_per_client, tls_handshake_timeout)"},
 };
 
 static const err_case_t missing_key_cases[] = {
