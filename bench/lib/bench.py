@@ -758,8 +758,9 @@ def report(results, scenarios, contestants, skipped, started, env):
                 "—" if c in ("haproxy", "direct") else ratio_cell(by_round, c, "haproxy")))
         w("")
         if sc.get("tls"):
-            report_negotiated(w, rows, contestants, "one default OpenSSL client connection (as wrk's) after each "
-                              "measured run")
+            report_negotiated(w, rows, contestants, "one build/tlsbench connection with OpenSSL's default client "
+                              "settings after each measured run; wrk is an OpenSSL client with default settings too, "
+                              "without ALPN")
     w("Ratios are req/s of the row's proxy divided by nginx's (or HAProxy's) in the same round: the median, then "
       "each round. \"backend conns opened\" is the rise of the backends' accepted-connection counters during the "
       "measured run (the largest over rounds); for direct it counts wrk's own connections. CPU µs/req is "
@@ -786,9 +787,12 @@ def report_negotiated(w, rows, contestants, how):
             for n in r["negotiated"]:
                 seen[n["what"]] = seen.get(n["what"], 0) + n["count"]
         tickets = med([r.get("tickets_per_conn") for r in cr])
-        w("- %s: %s; TLS 1.3 tickets (or TLS 1.2 ticketed sessions) received per connection: %s" % (
+        ok = sum(r["requests"] for r in cr)
+        close = ("; close_notify before the proxy's close on %.0f%% of connections" %
+                 (100.0 * sum(r["clean_close"] for r in cr) / ok)) if ok and "clean_close" in cr[0] else ""
+        w("- %s: %s; tickets received per connection: %s%s" % (
             PRETTY[c], "; ".join("`%s` %s" % (k, fmt_num(v)) for k, v in seen.items()) or "nothing",
-            fmt_num(tickets, 2)))
+            fmt_num(tickets, 2), close))
     w("")
 
 
