@@ -104,8 +104,9 @@ static struct {
     double hold_max;         /* --hold: seconds to hold at most */
     double timeout;          /* per-connection timeout, seconds */
     bool json;               /* print the BENCHJSON line */
+    bool verbose;            /* one line per finished connection on stderr */
 } opt = {"127.0.0.1", 0, "bench.test", "/small", 64, 10, 0, 0, TB_RESUME_NONE, NULL, NULL, NULL, 0, 600, 10,
-         false};
+         false, false};
 
 /* Results. */
 static struct {
@@ -314,6 +315,14 @@ static void conn_ok(tb_conn_t *c, bool clean)
     st.tickets += c->tickets;
     lat_add(now_ns() - c->started_ns);
     note_combo(c->ssl);
+    if (opt.verbose) {
+        char what[160];
+        describe(c->ssl, what, sizeof what);
+        fprintf(stderr, "tlsbench: slot %ld: %s, offered %s, %s, %d ticket(s) received, %.0f us\n",
+                (long)(c - g_conns), SSL_session_reused(c->ssl) ? "resumed" : "full handshake",
+                !c->offered ? "no session" : c->offered_ticket ? "a ticket" : "a session ID", what, c->tickets,
+                (double)(now_ns() - c->started_ns) / 1000.0);
+    }
 }
 
 static int conn_start(tb_conn_t *c, int64_t now)
@@ -611,7 +620,8 @@ static void usage(FILE *out)
             "                   'ready OK FAILED', hold them until stdin closes, SIGTERM or --hold-max\n"
             "  --hold-max=S     seconds to hold at most (default 600)\n"
             "  --timeout=S      per-connection timeout (default 10)\n"
-            "  --json           also print a BENCHJSON {...} line\n");
+            "  --json           also print a BENCHJSON {...} line\n"
+            "  -v               one line per finished connection on stderr\n");
 }
 
 static double parse_num(const char *s, const char *name, double lo, double hi)
@@ -639,11 +649,12 @@ static void parse_args(int argc, char **argv)
         {"timeout", required_argument, NULL, OPT_TIMEOUT}, {"json", no_argument, NULL, OPT_JSON},
         {"help", no_argument, NULL, OPT_HELP},           {NULL, 0, NULL, 0}};
     int ch;
-    while ((ch = getopt_long(argc, argv, "c:d:n:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:d:n:hv", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c': opt.conns = (int)parse_num(optarg, "-c", 1, TB_MAX_CONNS); break;
         case 'd': opt.duration = parse_num(optarg, "-d", 0.1, 3600); break;
         case 'n': opt.max = (long)parse_num(optarg, "-n", 1, 1e12); break;
+        case 'v': opt.verbose = true; break;
         case OPT_TLS12: opt.tls_version = TLS1_2_VERSION; break;
         case OPT_TLS13: opt.tls_version = TLS1_3_VERSION; break;
         case OPT_RESUME:
