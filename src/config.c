@@ -29,6 +29,7 @@ typedef struct loader {
     fc_err_t *err;    /* where the first error goes */
     char path[192];   /* key path of the value being set, like "routes[0].timeouts.connect" */
     size_t pathlen;   /* strlen(path) */
+    const fc_yaml_node_t *certs; /* the `certificates` list being built into a context (warnings) */
 } loader_t;
 
 typedef struct directive directive_t;
@@ -318,7 +319,7 @@ static int set_duration(loader_t *ld, const directive_t *d, const fc_yaml_node_t
     uint64_t ms;
     if (t == NULL) return -1;
     if (fc_duration_parse(t, &ms) < 0)
-        return fail(ld, v, "expected a duration like 500ms, 10s, 5m or 1h30m, got '%s'", t);
+        return fail(ld, v, "expected a duration like 500ms, 10s, 5m, 1h30m or 1d, got '%s'", t);
     if (check_range(ld, d, v, ms, t, duration_units, FC_ARRAY_LEN(duration_units)) < 0) return -1;
     FIELD(uint64_t, base, d) = ms;
     return 0;
@@ -639,6 +640,16 @@ static int check_addr_unique(loader_t *ld, const fc_yaml_node_t *list, const voi
 static int check_listener(loader_t *ld, const fc_yaml_node_t *list, void *items, size_t i)
 {
     _Static_assert(offsetof(fc_listener_conf_t, addr) == 0, "the address leads a listener");
+    const fc_listener_conf_t *l = (const fc_listener_conf_t *)items + i;
+    const char *bad = l->hsts && l->tls == NULL ? "hsts" : l->redirect_https && l->tls != NULL ? "redirect_https" : NULL;
+    if (bad != NULL) {
+        size_t saved = path_push(ld, ".%s", bad);
+        fail(ld, fc_yaml_map_get(list->seq.items[i], bad),
+             l->tls == NULL ? "only a listener with 'tls' can send HSTS (browsers ignore it over plain HTTP)"
+                            : "a listener with 'tls' cannot redirect to https: it is https already");
+        path_pop(ld, saved);
+        return -1;
+    }
     return check_addr_unique(ld, list, items, sizeof(fc_listener_conf_t), i, "listeners", "");
 }
 
@@ -911,6 +922,210 @@ static int check_upstream(loader_t *ld, const fc_yaml_node_t *node, const fc_ups
     return -1;
 }
 
+
+/* ---- TLS ---- */
+
+#define DEFAULT_CIPHERS                                                                                    \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"          \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define DEFAULT_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+
+/* `protocols: [TLSv1.2, TLSv1.3]`; older versions are refused by name (RFC 8996). */
+static int set_protocols(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    static const char *const old[] = {"SSLv2", "SSLv3", "TLSv1", "TLSv1.0", "TLSv1.1"};
+    unsigned *out = &FIELD(unsigned, base, d);
+    if (v == NULL) {
+        *out = FC_TLS_V12 | FC_TLS_V13;
+        return 0;
+    }
+    if (expect_kind(ld, v, FC_YAML_SEQUENCE) < 0) return -1;
+    if (v->seq.n == 0) return fail(ld, v, "the list is empty; use [TLSv1.2, TLSv1.3]");
+    *out = 0;
+    for (size_t i = 0; i < v->seq.n; i++) {
+        const fc_yaml_node_t *p = v->seq.items[i];
+        const char *t = scalar_text(ld, p);
+        if (t == NULL) return -1;
+        if (strcmp(t, "TLSv1.2") == 0) *out |= FC_TLS_V12;
+        else if (strcmp(t, "TLSv1.3") == 0) *out |= FC_TLS_V13;
+        else {
+            for (size_t k = 0; k < FC_ARRAY_LEN(old); k++)
+                if (strcmp(t, old[k]) == 0)
+                    return fail(ld, p, "%s is refused: it is deprecated and unsafe (RFC 8996); use TLSv1.2 and TLSv1.3",
+                                t);
+            return fail(ld, p, "unknown protocol '%s' (expected TLSv1.2 or TLSv1.3)", t);
+        }
+    }
+    return 0;
+}
+
+/* The node an option of a TLS section was read from, for an error about it; the section when
+ * the option was left at its default. */
+static const fc_yaml_node_t *tls_node(const fc_yaml_node_t *sec, const char *key, const char **name)
+{
+    const fc_yaml_node_t *n = fc_yaml_map_get(sec, key);
+    *name = key;
+    return n != NULL ? n : sec;
+}
+
+static void tls_warn(void *arg, size_t pair, long days, const char *subject)
+{
+    loader_t *ld = arg;
+    const fc_yaml_node_t *item = ld->certs != NULL && pair < ld->certs->seq.n ? ld->certs->seq.items[pair] : NULL;
+    const fc_yaml_node_t *at = item != NULL && fc_yaml_map_get(item, "cert") ? fc_yaml_map_get(item, "cert") : item;
+    char line[512];
+    if (days < 0)
+        snprintf(line, sizeof(line), "%s:%d:%d: %s.certificates[%zu].cert: warning: certificate %s expired %ld days ago\n",
+                 ld->file, at ? at->line : 0, at ? at->column : 0, ld->path, pair, subject, -days);
+    else
+        snprintf(line, sizeof(line), "%s:%d:%d: %s.certificates[%zu].cert: warning: certificate %s expires in %ld days\n",
+                 ld->file, at ? at->line : 0, at ? at->column : 0, ld->path, pair, subject, days);
+    size_t have = ld->cfg->warnings != NULL ? strlen(ld->cfg->warnings) : 0, n = strlen(line);
+    ld->cfg->warnings = fc_xrealloc(ld->cfg->warnings, have + n + 1);
+    memcpy(ld->cfg->warnings + have, line, n + 1);
+}
+
+/* Points an error building a context at the option it came from. */
+static int tls_fault(loader_t *ld, const fc_yaml_node_t *sec, const fc_tls_fault_t *f, const fc_err_t *why)
+{
+    const char *name = NULL;
+    const fc_yaml_node_t *at = sec;
+    size_t saved;
+    switch (f->field) {
+    case FC_TLS_F_CERT:
+    case FC_TLS_F_KEY: {
+        const char *key = f->field == FC_TLS_F_CERT ? "cert" : "key";
+        const fc_yaml_node_t *list = fc_yaml_map_get(sec, "certificates");
+        if (list != NULL && list->kind == FC_YAML_SEQUENCE && f->pair < list->seq.n) {
+            saved = path_push(ld, ".certificates[%zu].%s", f->pair, key);
+            at = fc_yaml_map_get(list->seq.items[f->pair], key);
+            fail(ld, at != NULL ? at : list->seq.items[f->pair], "%s", why->msg);
+        } else { /* an upstream's cert or key */
+            at = tls_node(sec, key, &name);
+            saved = path_push(ld, ".%s", name);
+            fail(ld, at, "%s", why->msg);
+        }
+        path_pop(ld, saved);
+        return -1;
+    }
+    case FC_TLS_F_CIPHERS: at = tls_node(sec, "ciphers", &name); break;
+    case FC_TLS_F_CIPHERSUITES: at = tls_node(sec, "ciphersuites", &name); break;
+    case FC_TLS_F_GROUPS: at = tls_node(sec, "groups", &name); break;
+    case FC_TLS_F_CLIENT_CA: at = tls_node(sec, "client_auth", &name); break;
+    case FC_TLS_F_CA: at = tls_node(sec, "ca", &name); break;
+    default: name = "tls"; break;
+    }
+    saved = path_push(ld, ".%s", name);
+    fail(ld, at, "%s", why->msg);
+    path_pop(ld, saved);
+    return -1;
+}
+
+static const directive_t pair_keys[] = {
+    {"cert", set_string, offsetof(fc_tls_pair_t, cert), 0, 0, NULL, D_REQUIRED, NULL},
+    {"key", set_string, offsetof(fc_tls_pair_t, key), 0, 0, NULL, D_REQUIRED, NULL},
+};
+static const table_t pair_table = TABLE(pair_keys);
+static const list_spec_t pair_list = {&pair_table, sizeof(fc_tls_pair_t), offsetof(fc_listen_tls_conf_t, npairs),
+                                      16, NULL};
+
+static const directive_t client_auth_keys[] = {
+    {"ca", set_string, offsetof(fc_listen_tls_conf_t, client_ca), 0, 0, NULL, D_REQUIRED, NULL},
+    {"required", set_bool, offsetof(fc_listen_tls_conf_t, client_required), 0, 0, "true", 0, NULL},
+};
+static const table_t client_auth_table = TABLE(client_auth_keys);
+
+static const directive_t listen_tls_keys[] = {
+    {"certificates", set_list, offsetof(fc_listen_tls_conf_t, pairs), 0, 0, NULL, D_REQUIRED, &pair_list},
+    {"protocols", set_protocols, offsetof(fc_listen_tls_conf_t, protocols), 0, 0, NULL, D_DEFAULTS, NULL},
+    {"ciphers", set_string, offsetof(fc_listen_tls_conf_t, ciphers), 0, 0, DEFAULT_CIPHERS, 0, NULL},
+    {"ciphersuites", set_string, offsetof(fc_listen_tls_conf_t, ciphersuites), 0, 0, DEFAULT_SUITES, 0, NULL},
+    {"groups", set_string, offsetof(fc_listen_tls_conf_t, groups), 0, 0, "X25519:P-256:P-384", 0, NULL},
+    {"session_tickets", set_bool, offsetof(fc_listen_tls_conf_t, session_tickets), 0, 0, "true", 0, NULL},
+    {"session_cache", set_bool, offsetof(fc_listen_tls_conf_t, session_cache), 0, 0, "true", 0, NULL},
+    /* Its fields live directly in the TLS section's struct. */
+    {"client_auth", set_section, 0, 0, 0, NULL, 0, &client_auth_table},
+};
+static const table_t listen_tls_table = TABLE(listen_tls_keys);
+
+/* A listener's `tls:`: read, then built into its contexts (certificates and keys are read here,
+ * in the master, and checked against each other). */
+static int set_listen_tls(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_listen_tls_conf_t *t = fc_xcalloc(1, sizeof(*t));
+    FIELD(fc_listen_tls_conf_t *, base, d) = t;
+    if (apply_table(ld, &listen_tls_table, v, t) < 0) return -1;
+    fc_tls_server_opts_t o = {.pairs = t->pairs, .npairs = t->npairs, .protocols = t->protocols,
+                              .ciphers = t->ciphers, .ciphersuites = t->ciphersuites, .groups = t->groups,
+                              .tickets = t->session_tickets, .cache = t->session_cache,
+                              .client_ca = t->client_ca, .client_required = t->client_required};
+    fc_tls_fault_t f = {0};
+    fc_err_t why = {0};
+    ld->certs = fc_yaml_map_get(v, "certificates");
+    int rc = fc_tls_server_new(&o, &t->ctx, &f, &why, tls_warn, ld);
+    ld->certs = NULL;
+    return rc < 0 ? tls_fault(ld, v, &f, &why) : 0;
+}
+
+static const directive_t upstream_tls_keys[] = {
+    {"verify", set_bool, offsetof(fc_upstream_tls_conf_t, verify), 0, 0, "true", 0, NULL},
+    {"ca", set_string, offsetof(fc_upstream_tls_conf_t, ca), 0, 0, DEFAULT_CA_FILE, 0, NULL},
+    {"sni", set_check_host, offsetof(fc_upstream_tls_conf_t, sni), 0, 0, NULL, 0, NULL},
+    {"cert", set_string, offsetof(fc_upstream_tls_conf_t, cert), 0, 0, NULL, 0, NULL},
+    {"key", set_string, offsetof(fc_upstream_tls_conf_t, key), 0, 0, NULL, 0, NULL},
+};
+static const table_t upstream_tls_table = TABLE(upstream_tls_keys);
+
+/* An upstream's `tls:` (`tls: {}` or `tls: true`-like use of defaults is written `tls: {}`). */
+static int set_upstream_tls(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_upstream_tls_conf_t *t = fc_xcalloc(1, sizeof(*t));
+    FIELD(fc_upstream_tls_conf_t *, base, d) = t;
+    if (apply_table(ld, &upstream_tls_table, v, t) < 0) return -1;
+    if (t->key != NULL && t->cert == NULL) {
+        size_t saved = path_push(ld, ".key");
+        fail(ld, fc_yaml_map_get(v, "key"), "a key needs its 'cert'");
+        path_pop(ld, saved);
+        return -1;
+    }
+    fc_tls_client_opts_t o = {.verify = t->verify, .ca = t->ca, .cert = t->cert, .key = t->key};
+    fc_tls_fault_t f = {0};
+    fc_err_t why = {0};
+    return fc_tls_client_new(&o, &t->ctx, &f, &why) < 0 ? tls_fault(ld, v, &f, &why) : 0;
+}
+
+static const directive_t hsts_keys[] = {
+    {"max_age", set_duration, offsetof(fc_listener_conf_t, hsts_max_age), 0, 100 * 365 * DAY_MS, "1y", 0, NULL},
+    {"include_subdomains", set_bool, offsetof(fc_listener_conf_t, hsts_subdomains), 0, 0, "false", 0, NULL},
+    {"preload", set_bool, offsetof(fc_listener_conf_t, hsts_preload), 0, 0, "false", 0, NULL},
+};
+static const table_t hsts_table = TABLE(hsts_keys);
+
+static int set_hsts(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_listener_conf_t *l = base;
+    if (apply_table(ld, &hsts_table, v, l) < 0) return -1;
+    l->hsts = 1;
+    return 0;
+}
+
+static const directive_t redirect_keys[] = {
+    {"port", set_u32, offsetof(fc_listener_conf_t, redirect_port), 1, 65535, NULL, 0, NULL},
+};
+static const table_t redirect_table = TABLE(redirect_keys);
+
+/* `redirect_https: true`, or `redirect_https: { port: 8443 }`. */
+static int set_redirect_https(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_listener_conf_t *l = base;
+    if (v->kind == FC_YAML_MAPPING) {
+        l->redirect_https = 1;
+        return apply_table(ld, &redirect_table, v, l);
+    }
+    return set_bool(ld, d, v, base);
+}
+
 /* ---- the tables ---- */
 
 /* `health: { path: ... }` of a listener; `health: {}` gives the default path. */
@@ -924,6 +1139,9 @@ static const directive_t listener_keys[] = {
     /* Its path lives directly in the listener struct, so the section's base is the listener; when
      * the key is absent nothing is set and there is no endpoint. */
     {"health", set_section, 0, 0, 0, NULL, 0, &endpoint_table},
+    {"tls", set_listen_tls, offsetof(fc_listener_conf_t, tls), 0, 0, NULL, 0, NULL},
+    {"hsts", set_hsts, 0, 0, 0, NULL, 0, NULL},
+    {"redirect_https", set_redirect_https, offsetof(fc_listener_conf_t, redirect_https), 0, 0, NULL, 0, NULL},
 };
 static const table_t listener_table = TABLE(listener_keys);
 static const list_spec_t listener_list = {&listener_table, sizeof(fc_listener_conf_t),
@@ -971,6 +1189,7 @@ static const directive_t upstream_keys[] = {
     {"fail_on", set_fail_set, offsetof(fc_upstream_conf_t, fail_on), 0, 0, NULL, D_DEFAULTS, NULL},
     {"health_check", set_health, offsetof(fc_upstream_conf_t, health), 0, 0, NULL, D_DEFAULTS, &health_table},
     {"retry", set_section, offsetof(fc_upstream_conf_t, retry), 0, 0, NULL, D_DEFAULTS, &retry_table},
+    {"tls", set_upstream_tls, offsetof(fc_upstream_conf_t, tls), 0, 0, NULL, 0, NULL},
 };
 static const table_t upstream_table = TABLE(upstream_keys);
 
@@ -1003,6 +1222,8 @@ static const directive_t limit_keys[] = {
     {"max_header_size", set_size, offsetof(fc_limits_conf_t, max_header_size), 1u << 10, 1u << 20, "16k", 0, NULL},
     {"max_body_size", set_size, offsetof(fc_limits_conf_t, max_body_size), 0, UINT64_MAX, "10m", 0, NULL},
     {"max_connections", set_uint, offsetof(fc_limits_conf_t, max_connections), 1, 1000000, "10000", 0, NULL},
+    {"tls_handshake_timeout", set_duration, offsetof(fc_limits_conf_t, tls_handshake_timeout), 1, HOUR_MS, "10s", 0,
+     NULL},
 };
 static const table_t limit_table = TABLE(limit_keys);
 
@@ -1173,13 +1394,38 @@ void fc_config_free(fc_config_t *cfg)
         free(cfg->upstreams[i].health.path);
         free(cfg->upstreams[i].health.host);
         free(cfg->upstreams[i].servers);
+        fc_upstream_tls_conf_t *t = cfg->upstreams[i].tls;
+        if (t != NULL) {
+            fc_tls_ctx_free(t->ctx);
+            free(t->ca);
+            free(t->sni);
+            free(t->cert);
+            free(t->key);
+            free(t);
+        }
     }
     for (size_t i = 0; i < cfg->nroutes; i++) {
         free(cfg->routes[i].host);
         free(cfg->routes[i].path);
         free(cfg->routes[i].upstream_name);
     }
-    for (size_t i = 0; i < cfg->nlisteners; i++) free(cfg->listeners[i].health_path);
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        free(cfg->listeners[i].health_path);
+        fc_listen_tls_conf_t *t = cfg->listeners[i].tls;
+        if (t == NULL) continue;
+        fc_tls_ctx_free(t->ctx);
+        for (size_t k = 0; k < t->npairs; k++) {
+            free(t->pairs[k].cert);
+            free(t->pairs[k].key);
+        }
+        free(t->pairs);
+        free(t->ciphers);
+        free(t->ciphersuites);
+        free(t->groups);
+        free(t->client_ca);
+        free(t);
+    }
+    free(cfg->warnings);
     free(cfg->upstreams);
     free(cfg->routes);
     free(cfg->listeners);

@@ -3,15 +3,115 @@
 #include "fulcrum/conn.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "fulcrum/exchange.h"
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/message.h"
+#include "fulcrum/tls.h"
+#include "fulcrum/tunnel.h"
 
 static void process(fc_conn_t *c);
+
+/* A TLS connection relayed to a newer generation: its plaintext goes through a socketpair whose
+ * other end a worker of that generation serves as a connection of its own. */
+typedef struct fc_relay {
+    fc_io_t io;          /* our end of the socketpair (reading into the client buffer pool) */
+    fc_conn_t *c;        /* the TLS connection, NULL once it is closing */
+    fc_tunnel_t tun;     /* side 0: the client's TLS io, side 1: the socketpair */
+    int refs;            /* the connection's and the io's: freed when both let go */
+} fc_relay_t;
+
+static void relay_unref(fc_relay_t *r)
+{
+    if (--r->refs == 0) free(r);
+}
+
+static void relay_io_closed(fc_io_t *io) { relay_unref(fc_container_of(io, fc_relay_t, io)); }
+
+static void relay_on_read(fc_io_t *io, ssize_t nread)
+{
+    fc_relay_t *r = fc_container_of(io, fc_relay_t, io);
+    fc_tunnel_on_read(&r->tun, 1, nread);
+}
+
+static void relay_written(fc_io_t *io, int status)
+{
+    fc_relay_t *r = fc_container_of(io, fc_relay_t, io);
+    fc_tunnel_on_write(&r->tun, 1, status);
+}
+
+static void client_written(fc_io_t *io, int status)
+{
+    fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
+    if (c->relay != NULL) fc_tunnel_on_write(&c->relay->tun, 0, status);
+}
+
+static void relay_end(fc_tunnel_t *t, int status)
+{
+    (void)status;
+    fc_relay_t *r = fc_container_of(t, fc_relay_t, tun);
+    if (r->c != NULL) fc_conn_close(r->c); /* closes the socketpair too */
+}
+
+int fc_conn_relay(fc_conn_t *c, int *peer_fd)
+{
+    int sv[2];
+    if (c->eof || c->relay != NULL || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+        return -1;
+    fc_relay_t *r = calloc(1, sizeof(*r));
+    if (r == NULL || fc_io_init(&r->io, c->w->loop, &c->w->client_bufs, relay_on_read) != 0) {
+        free(r);
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    r->refs = 2;
+    r->c = c;
+    c->relay = r;
+    if (fc_io_open(&r->io, sv[0]) != 0) {
+        close(sv[0]);
+        close(sv[1]);
+        fc_conn_relay_cancel(c);
+        return -1;
+    }
+    *peer_fd = sv[1];
+    return 0;
+}
+
+void fc_conn_relay_cancel(fc_conn_t *c)
+{
+    fc_relay_t *r = c->relay;
+    c->relay = NULL;
+    r->c = NULL;
+    r->tun.ended = 1;
+    fc_io_close(&r->io, relay_io_closed);
+    relay_unref(r); /* the connection's reference */
+}
+
+void fc_conn_relay_start(fc_conn_t *c)
+{
+    fc_relay_t *r = c->relay;
+    if (c->ex != NULL) { /* a request head partly read: its bytes went with the hand-over */
+        fc_exchange_t *ex = c->ex;
+        c->ex = NULL;
+        fc_exchange_abandon(ex);
+    }
+    c->state = FC_CONN_RELAY;
+    fc_timeout_clear(&c->timeout); /* bounded by the drain's shutdown_timeout, and by the other side */
+    c->io.rbuf.len = c->pos = 0;   /* what was read went with the hand-over */
+    fc_io_release_buf(&c->io);
+    r->tun.io[0] = &c->io;
+    r->tun.io[1] = &r->io;
+    r->tun.wrote[0] = client_written;
+    r->tun.wrote[1] = relay_written;
+    r->tun.end = relay_end;
+    fc_tunnel_start(&r->tun);
+}
 
 static void release_buf(fc_conn_t *c)
 {
@@ -23,6 +123,7 @@ static void on_close(fc_io_t *io)
 {
     fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
     fc_worker_t *w = c->w;
+    if (c->relay != NULL) relay_unref(c->relay);
     free(c);
     fc_worker_check_drained(w);
 }
@@ -31,6 +132,12 @@ void fc_conn_close(fc_conn_t *c)
 {
     if (c->state == FC_CONN_CLOSING) return;
     FC_ASSERT(c->ex == NULL);
+    if (c->relay != NULL) {
+        fc_relay_t *r = c->relay;
+        r->c = NULL;
+        r->tun.ended = 1; /* the callbacks of the close are not the pump's business */
+        fc_io_close(&r->io, relay_io_closed);
+    }
     c->state = FC_CONN_CLOSING;
     fc_timeout_clear(&c->timeout);
     fc_list_remove(&c->link);
@@ -65,6 +172,22 @@ static void on_timeout(fc_timeout_t *t)
 static void on_read(fc_io_t *io, ssize_t nread)
 {
     fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
+    if (c->state == FC_CONN_RELAY) {
+        fc_tunnel_on_read(&c->relay->tun, 0, nread);
+        return;
+    }
+    if (nread == 0) { /* the TLS handshake is done: the request head's own time begins */
+        c->handshaking = 0;
+        fc_timeout_set(&c->w->tq, &c->timeout, c->w->t_header);
+        return;
+    }
+    if (nread < 0 && c->handshaking) {
+        const char *why = fc_io_tls_error(io);
+        fc_log(FC_LOG_INFO, "tls handshake from %s failed: %s", c->ip, why != NULL ? why : uv_strerror((int)nread));
+        c->eof = 1;
+        fc_conn_close(c);
+        return;
+    }
     if (nread < 0) {
         c->eof = 1;
         /* EOF in the middle of a request head is an abort like any other EOF (logged 499, nothing
@@ -166,10 +289,9 @@ void fc_conn_exchange_done(fc_conn_t *c, int keepalive)
     if (keepalive && w->handover_gen != 0 && !c->eof) {
         /* Reloading: the next request on this connection belongs to the new configuration. */
         c->state = FC_CONN_IDLE;
-        if (fc_worker_handover(w, c) == 0) {
-            fc_conn_close(c);
-            return;
-        }
+        int r = fc_worker_handover(w, c);
+        if (r == 0) fc_conn_close(c);
+        if (r >= 0) return; /* handed over, or relayed from here */
     }
     if (!keepalive || w->draining || w->t_keepalive == NULL || c->eof) {
         if (c->eof) fc_conn_close(c);
@@ -218,7 +340,9 @@ void fc_conn_drain(fc_conn_t *c)
         /* A connection between requests (or with a request head only partly read) moves to the
          * new generation with its unread bytes; the client sees nothing of the reload. */
         fc_conn_read_stop(c);
-        if (fc_worker_handover(w, c) == 0) {
+        int r = fc_worker_handover(w, c);
+        if (r == 1) return; /* relayed from here */
+        if (r == 0) {
             if (c->ex != NULL) {
                 fc_exchange_t *ex = c->ex;
                 c->ex = NULL;
@@ -295,12 +419,13 @@ static void conn_start(fc_conn_t *c, const struct sockaddr *peer)
 {
     fc_worker_t *w = c->w;
     struct sockaddr_storage ss;
-    strcpy(c->ip, "-");
-    if (peer != NULL) set_ip(c, peer);
-    else if (fc_io_address(&c->io, 1, &ss) == 0) set_ip(c, (struct sockaddr *)&ss);
-    if (c->listener == NULL && fc_io_address(&c->io, 0, &ss) == 0)
-        c->listener = find_listener(w, &ss);
-    fc_timeout_set(&w->tq, &c->timeout, w->t_header);
+    if (!c->relayed) { /* a relayed one was told its client and listener */
+        strcpy(c->ip, "-");
+        if (peer != NULL) set_ip(c, peer);
+        else if (fc_io_address(&c->io, 1, &ss) == 0) set_ip(c, (struct sockaddr *)&ss);
+        if (c->listener == NULL && fc_io_address(&c->io, 0, &ss) == 0) c->listener = find_listener(w, &ss);
+    }
+    fc_timeout_set(&w->tq, &c->timeout, c->handshaking ? w->t_tls : w->t_header);
     fc_conn_read_start(c);
 }
 
@@ -319,13 +444,31 @@ void fc_conn_accept(fc_worker_t *w, const fc_listener_t *l, int fd, const struct
     fc_conn_t *c = conn_new(w, fd);
     if (c == NULL) return;
     c->listener = l->conf;
+    if (l->conf->tls != NULL) {
+        if (fc_io_tls_server(&c->io, l->conf->tls->ctx) != 0) {
+            fc_conn_close(c);
+            return;
+        }
+        c->handshaking = 1;
+    }
     conn_start(c, peer);
 }
 
 void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len)
 {
+    fc_conn_adopt_relayed(w, fd, NULL, NULL, bytes, len);
+}
+
+void fc_conn_adopt_relayed(fc_worker_t *w, int fd, const char *ip, const struct sockaddr_storage *local,
+                           const char *bytes, size_t len)
+{
     fc_conn_t *c = conn_new(w, fd);
     if (c == NULL) return;
+    if (ip != NULL) {
+        c->relayed = 1;
+        snprintf(c->ip, sizeof(c->ip), "%s", ip);
+        c->listener = find_listener(w, local);
+    }
     if (len > 0) {
         c->io.rbuf.base = fc_bufpool_get(&w->client_bufs);
         c->io.rbuf.cap = c->io.rbuf.base ? w->client_bufs.size : 0;

@@ -207,6 +207,7 @@ static const char *status_text(int status)
 {
     switch (status) {
     case 200: return "OK";
+    case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -257,14 +258,18 @@ static void reply_local(fc_exchange_t *ex, int status, const char *body, const c
     if (!ex->req_done) keepalive = 0;
     ex->keepalive = (uint8_t)keepalive;
     size_t blen = strlen(body);
-    char buf[512];
+    const fc_head_opts_t *o = fc_worker_head_opts(c->w, c->listener);
+    char buf[320];
     int n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %zu\r\nDate: %s\r\n"
-                     "Connection: %s\r\n\r\n%s",
-                     status, status_text(status), extra, blen, fc_log_time_http(), keepalive ? "keep-alive" : "close",
-                     body);
+                     "Content-Type: text/plain\r\nContent-Length: %zu\r\nDate: %s\r\nConnection: %s\r\n%.*s\r\n",
+                     blen, fc_log_time_http(), keepalive ? "keep-alive" : "close", (int)o->hsts.n,
+                     o->hsts.n ? o->hsts.p : "");
+    char line[64];
+    int ln = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, status_text(status));
     ex->resp_out.len = 0;
-    if (n < 0 || (size_t)n >= sizeof(buf) || fc_buf_append(&ex->resp_out, buf, (size_t)n) != 0) {
+    if (n < 0 || (size_t)n >= sizeof(buf) || fc_buf_append(&ex->resp_out, line, (size_t)ln) != 0 ||
+        fc_buf_append(&ex->resp_out, extra, strlen(extra)) != 0 || fc_buf_append(&ex->resp_out, buf, (size_t)n) != 0 ||
+        fc_buf_append(&ex->resp_out, body, blen) != 0) {
         ex->cause = FC_END_INTERNAL;
         finish(ex); /* closes the connection: a cause is set and no answer went out */
         return;
@@ -385,6 +390,35 @@ static void build_hash_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target
     ex->hash_key = (fc_slice_t){b->base ? b->base : "", b->len};
 }
 
+/* `redirect_https`: 308 to the same host (without its port; with the configured one) and target
+ * over https. The host and target were checked by message.c: no byte in them can end the field. */
+static void redirect_https(fc_exchange_t *ex, const fc_request_view_t *v)
+{
+    const fc_listener_conf_t *l = ex->client->listener;
+    if (v->host.n == 0) {
+        fc_exchange_reply_error(ex, 400, 0);
+        return;
+    }
+    size_t hn = v->host.n;
+    const char *end = v->host.p[0] == '[' ? memchr(v->host.p, ']', hn) : memchr(v->host.p, ':', hn);
+    if (end != NULL) hn = (size_t)(end - v->host.p) + (v->host.p[0] == '[');
+    fc_buf_t loc = {0};
+    char port[16] = "";
+    if (l->redirect_port != 0) snprintf(port, sizeof(port), ":%u", (unsigned)l->redirect_port);
+    int bad = FC_BUF_APPEND_LIT(&loc, "Location: https://") != 0 || fc_buf_append(&loc, v->host.p, hn) != 0 ||
+              fc_buf_append(&loc, port, strlen(port)) != 0 ||
+              (v->target_slash && FC_BUF_APPEND_LIT(&loc, "/") != 0) ||
+              fc_buf_append(&loc, v->target.p, v->target.n) != 0 || FC_BUF_APPEND_LIT(&loc, "\r\n\0") != 0;
+    if (bad) {
+        fc_buf_free(&loc);
+        fc_exchange_reply_error(ex, 500, 0);
+        return;
+    }
+    ex->status = 308;
+    reply_local(ex, 308, "308 Permanent Redirect\n", loc.base, ex->keepalive);
+    fc_buf_free(&loc);
+}
+
 void fc_exchange_start(fc_exchange_t *ex)
 {
     fc_conn_t *c = ex->client;
@@ -397,7 +431,9 @@ void fc_exchange_start(fc_exchange_t *ex)
     ex->is_head = ll->method == HTTP_HEAD;
     ex->idempotent = ll->method == HTTP_GET || ll->method == HTTP_HEAD || ll->method == HTTP_PUT ||
                      ll->method == HTTP_DELETE || ll->method == HTTP_OPTIONS;
-    ex->keepalive = llhttp_should_keep_alive(ll) && (!w->draining || w->handover_gen != 0);
+    /* A connection relayed by an older generation is answered with Connection: close: the client
+     * reconnects to this generation directly, and the older one can leave. */
+    ex->keepalive = llhttp_should_keep_alive(ll) && (!w->draining || w->handover_gen != 0) && !c->relayed;
 
     /* Every rule of what fulcrum forwards is in message.c; nothing refused there reaches a server. */
     int refused = fc_msg_check_request(h, ll, &v);
@@ -427,6 +463,10 @@ void fc_exchange_start(fc_exchange_t *ex)
             return;
         }
     }
+    if (c->listener != NULL && c->listener->redirect_https) {
+        redirect_https(ex, &v);
+        return;
+    }
     ex->route = v.target_slash ? fc_router_match(&w->router, v.host.p, v.host.n, "/", 1)
                                : fc_router_match(&w->router, v.host.p, v.host.n, target.p, target.n);
     if (ex->route == NULL) {
@@ -440,7 +480,7 @@ void fc_exchange_start(fc_exchange_t *ex)
     }
     ex->head_out.len = 0;
     if (fc_headers_build_request(&ex->head_out, h, &v, c->ip, ex->route->upstream->servers[0].addr.text,
-                                 &w->head_opts) != 0) {
+                                 fc_worker_head_opts(w, c->listener)) != 0) {
         fc_exchange_reply_error(ex, 500, 0);
         return;
     }
@@ -595,8 +635,10 @@ void fc_exchange_on_connect(fc_exchange_t *ex, int status)
     }
     fc_server_t *s = ex->server;
     int kind = status == UV_ETIMEDOUT ? FC_FAIL_TIMEOUT : FC_FAIL_ERROR;
-    const char *why = status == UV_ETIMEDOUT ? "connect timed out" : uv_strerror(status);
-    fc_log(FC_LOG_ERROR, "upstream %s: connect to %s failed: %s", s->upstream->conf->name, s->conf->addr.text, why);
+    const char *tls = ex->up != NULL ? fc_io_tls_error(&ex->up->io) : NULL;
+    const char *why = status == UV_ETIMEDOUT ? "connect timed out" : tls != NULL ? tls : uv_strerror(status);
+    fc_log(FC_LOG_ERROR, "upstream %s: connect to %s failed: %s%s", s->upstream->conf->name, s->conf->addr.text,
+           tls != NULL ? "tls: " : "", why);
     fc_server_report(s, kind, 0, why);
     /* Refused or timed out: either way nothing reached the server; the next one, then 502. */
     next_or_fail(ex, kind, 0, FC_END_SERVER_REFUSED);
@@ -910,7 +952,8 @@ static void pump_response(fc_exchange_t *ex)
             if (!ex->req_done) ex->keepalive = 0;
             if (!ex->keepalive || (w->draining && w->handover_gen == 0)) flags |= FC_RESP_CLOSE;
             else if (ex->http10) flags |= FC_RESP_KEEPALIVE;
-            if (fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, flags, fc_log_time_http(), &w->head_opts) != 0) {
+            if (fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, flags, fc_log_time_http(),
+                                          fc_worker_head_opts(w, ex->client ? ex->client->listener : NULL)) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;
             }

@@ -159,7 +159,7 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_re
     p = put(p, client_ip, iplen);
     p = PUT_LIT(p, "\r\nX-Real-IP: ");
     p = put(p, client_ip, iplen);
-    p = PUT_LIT(p, "\r\nX-Forwarded-Proto: http\r\n");
+    p = o != NULL && o->https ? PUT_LIT(p, "\r\nX-Forwarded-Proto: https\r\n") : PUT_LIT(p, "\r\nX-Forwarded-Proto: http\r\n");
     p = put_via(p, o, h->minor);
     p = PUT_LIT(p, "\r\n");
     out->len = (size_t)(p - out->base);
@@ -171,7 +171,8 @@ int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_r
                               const char *date, const fc_head_opts_t *o)
 {
     size_t datelen = date != NULL ? strlen(date) : 0;
-    size_t need = 16 + h->reason.n + fields_size(h) + 32 + 40 + (o ? o->via.n : 0) + 16 + datelen + 8 + 28;
+    size_t need = 16 + h->reason.n + fields_size(h) + 32 + 40 + (o ? o->via.n + o->hsts.n : 0) + 16 + datelen + 8 + 28;
+    int hsts = o != NULL && o->hsts.n > 0;
     if (fc_buf_reserve(out, need) != 0) return -1;
     char *p = out->base + out->len;
     /* The status is always three digits. */
@@ -189,8 +190,10 @@ int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_r
         int kind = kind_of(h, i);
         if (kind == FC_FIELD_HOP || kind == FC_FIELD_CONTENT_LENGTH || kind == FC_FIELD_TRANSFER_ENCODING) continue;
         have_date |= kind == FC_FIELD_DATE;
+        if (hsts && hd->name.n == 25 && strncasecmp(hd->name.p, "Strict-Transport-Security", 25) == 0) continue;
         p = put_header(p, hd->name, hd->value);
     }
+    if (hsts) p = put(p, o->hsts.p, o->hsts.n);
     if (v != NULL) {
         if (v->chunked && !(flags & FC_RESP_DECHUNK)) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
         if (v->has_length) p = put_number(PUT_LIT(p, "Content-Length: "), v->length);

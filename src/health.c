@@ -8,6 +8,7 @@
 
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
+#include "fulcrum/tls.h"
 #include "fulcrum/upstream.h"
 
 typedef struct fc_probe {
@@ -67,7 +68,8 @@ static void on_connect(fc_io_t *io, int status)
     fc_probe_t *p = fc_container_of(io, fc_probe_t, io);
     if (p->done) return;
     if (status < 0) {
-        probe_end(p, 0, uv_strerror(status));
+        const char *tls = fc_io_tls_error(io);
+        probe_end(p, 0, tls != NULL ? tls : uv_strerror(status));
         return;
     }
     uv_buf_t b = fc_iov(p->req, (unsigned)strlen(p->req));
@@ -95,7 +97,8 @@ static void probe_start(fc_server_t *s)
              "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: fulcrum-health-check\r\nConnection: close\r\n\r\n", hc->path,
              hc->host ? hc->host : s->conf->addr.text);
     fc_timeout_set(&u->w->tq, &p->timeout, u->t_health);
-    int r = fc_io_connect(&p->io, (const struct sockaddr *)&s->conf->addr.ss, on_connect);
+    int r = fc_server_tls(s, &p->io);
+    if (r == 0) r = fc_io_connect(&p->io, (const struct sockaddr *)&s->conf->addr.ss, on_connect);
     if (r < 0) probe_end(p, 0, uv_strerror(r));
 }
 

@@ -150,12 +150,13 @@ static int plain_shutdown(fc_io_t *io)
     return r;
 }
 
-static void on_close(uv_handle_t *h)
+void fc__io_closed(fc_io_t *io)
 {
-    fc_io_t *io = fc_container_of(h, fc_io_t, tcp);
     if (io->pool != NULL) fc_io_release_buf(io); /* else the owner's own memory */
     io->on_closed(io);
 }
+
+static void on_close(uv_handle_t *h) { fc__io_closed(fc_container_of(h, fc_io_t, tcp)); }
 
 static void plain_close(fc_io_t *io) { uv_close((uv_handle_t *)&io->tcp, on_close); }
 
@@ -186,7 +187,8 @@ int fc_io_open(fc_io_t *io, int fd) { return uv_tcp_open(&io->tcp, fd); }
 static void on_connect(uv_connect_t *req, int status)
 {
     fc_io_t *io = req_done((uv_req_t *)req);
-    io->done(io, status);
+    if (io->ops->connected != NULL) io->ops->connected(io, status);
+    else io->done(io, status);
 }
 
 int fc_io_connect(fc_io_t *io, const struct sockaddr *addr, fc_io_cb cb)
@@ -220,6 +222,10 @@ void fc__io_set_nodelay(fc_io_t *io)
 int fc_io_export(fc_io_t *io, int *fd)
 {
     if (io->writing) return UV_EBUSY;
+    if (io->ops->can_export != NULL) {
+        int r = io->ops->can_export(io);
+        if (r < 0) return r;
+    }
     fc_io_read_stop(io);
     uv_os_fd_t f;
     int r = uv_fileno((uv_handle_t *)&io->tcp, &f);

@@ -79,6 +79,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", line);
         return 1;
     }
+    if (cfg->warnings != NULL) fputs(cfg->warnings, stderr);
     if (test_only) {
         printf("%s: configuration ok\n", path);
         fc_config_free(cfg);

@@ -14,12 +14,14 @@
 #include <unistd.h>
 
 #include "fulcrum/log.h"
+#include "fulcrum/tls.h"
 #include "fulcrum/shm.h"
 #include "fulcrum/worker.h"
 
 #define READY_WAIT_MS 5000   /* how long a new generation may take to be ready before the old one leaves */
 #define KILL_GRACE_MS 5000   /* beyond shutdown_delay + shutdown_timeout, before SIGKILL */
 #define MAX_SOCKETS 256
+#define TICKET_KEY_ROTATE_S (12 * 3600) /* a new session ticket key this often; the previous one still decrypts */
 
 typedef struct fc_gen {
     unsigned number;       /* 1, 2, ... */
@@ -313,6 +315,25 @@ static void retire_when_ready(fc_master_t *m)
            g->number, ready, g->nworkers);
 }
 
+static void rotate_ticket_keys(fc_master_t *m)
+{
+    unsigned long long since = atomic_load(&m->shm->tickets.since);
+    if ((unsigned long long)time(NULL) < since + TICKET_KEY_ROTATE_S) return;
+    if (fc_tls_tickets_rotate(&m->shm->tickets) != 0) fc_log(FC_LOG_ERROR, "cannot rotate the session ticket key");
+    else fc_log(FC_LOG_INFO, "session ticket key rotated");
+}
+
+/* Logs what the loader warned about (a certificate about to expire). */
+void fc_config_log_warnings(const fc_config_t *cfg)
+{
+    for (const char *p = cfg->warnings; p != NULL && *p;) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+        fc_log(FC_LOG_WARN, "%.*s", n, p);
+        p += n + (nl != NULL);
+    }
+}
+
 static void reload(fc_master_t *m)
 {
     fc_config_t *cfg = NULL;
@@ -341,6 +362,7 @@ static void reload(fc_master_t *m)
         if (spawn(m, g, i) != 0) g->restart_at[i] = now_ms() + 1000;
     m->retire_deadline = now_ms() + READY_WAIT_MS;
     fc_log(FC_LOG_NOTICE, "reload: configuration %s loaded, starting generation %u", m->path, g->number);
+    fc_config_log_warnings(cfg);
 }
 
 static void stop(fc_master_t *m, int signum)
@@ -360,15 +382,19 @@ static unsigned procs_alive(const fc_master_t *m)
     return n;
 }
 
+/* Written whole to a temporary file, then renamed: a reader never sees it empty or half written. */
 static void write_pid_file(fc_master_t *m, const char *path)
 {
-    FILE *f = fopen(path, "w");
-    if (f == NULL) {
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    int ok = f != NULL && fprintf(f, "%d\n", (int)getpid()) > 0;
+    if (f != NULL && fclose(f) != 0) ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
         fc_log(FC_LOG_ERROR, "cannot write pid_file %s: %s", path, strerror(errno));
+        unlink(tmp);
         return;
     }
-    fprintf(f, "%d\n", (int)getpid());
-    fclose(f);
     m->pid_file = fc_xstrdup(path);
 }
 
@@ -384,6 +410,14 @@ int fc_master_run(const char *path, fc_config_t *cfg)
         fc_config_free(cfg);
         return 1;
     }
+    if (fc_tls_tickets_init(&m.shm->tickets) != 0) {
+        fc_log(FC_LOG_ERROR, "cannot make a session ticket key: no randomness");
+        fc_config_free(cfg);
+        fc_shm_destroy(m.shm);
+        return 1;
+    }
+    fc_tls_use_tickets(&m.shm->tickets); /* the workers inherit both */
+    fc_tls_use_cache(&m.shm->sessions);
     sigset_t set;
     sigemptyset(&set);
     int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGCHLD};
@@ -425,6 +459,7 @@ int fc_master_run(const char *path, fc_config_t *cfg)
         default: break;
         }
         reap(&m);
+        rotate_ticket_keys(&m);
         restart_due(&m);
         retire_when_ready(&m);
         if (m.stopping) {

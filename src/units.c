@@ -35,7 +35,7 @@ static const struct {
     const char *suffix;
     uint64_t ms;
 } duration_units[] = {
-    {"ms", 1}, {"h", 3600000}, {"m", 60000}, {"s", 1000},
+    {"ms", 1}, {"y", 31536000000}, {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000},
 };
 
 int fc_duration_parse(const char *text, uint64_t *ms)

@@ -4,10 +4,12 @@
  * It is also retired before the server's own announced Keep-Alive timeout can expire. */
 #include "fulcrum/upstream.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "fulcrum/exchange.h"
 #include "fulcrum/log.h"
+#include "fulcrum/tls.h"
 
 #define UPSTREAM_BUF_SIZE (64 * 1024)
 #define FC_WEIGHT_SCALE 100
@@ -31,6 +33,14 @@ int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
             u->view[s].weight = uc->servers[s].weight;
             u->view[s].usable = 1;
             u->view[s].id = uc->servers[s].addr.text;
+            /* "10.0.0.1:443" -> "10.0.0.1", "[::1]:443" -> "::1" */
+            const char *t = uc->servers[s].addr.text, *colon = strrchr(t, ':');
+            size_t n = colon != NULL ? (size_t)(colon - t) : strlen(t);
+            if (n >= 2 && t[0] == '[') {
+                t++;
+                n -= 2;
+            }
+            snprintf(u->servers[s].host, sizeof(u->servers[s].host), "%.*s", (int)n, t);
         }
         const fc_balancer_ops_t *ops = fc_balance_ops_find(uc->balance);
         fc_balance_opts_t opts = {.two = uc->balance_two};
@@ -50,6 +60,7 @@ void fc_upstreams_free(fc_worker_t *w)
     for (size_t i = 0; i < w->cfg->nupstreams; i++) {
         fc_upstream_t *u = &w->upstreams[i];
         if (u->balancer) u->balancer->ops->destroy(u->balancer);
+        for (size_t s = 0; s < u->conf->nservers; s++) fc_tls_session_free(&u->servers[s].tls_session);
         free(u->servers);
         free(u->view);
     }
@@ -150,7 +161,8 @@ int fc_upconn_connect(fc_server_t *s, fc_exchange_t *ex, fc_upconn_t **out)
     fc_timeout_init(&up->timeout, on_timeout);
     fc_http_parser_init(&up->parser, HTTP_RESPONSE);
     up->t_idle = s->upstream->t_idle;
-    r = fc_io_connect(&up->io, (const struct sockaddr *)&s->conf->addr.ss, on_connect);
+    r = fc_server_tls(s, &up->io);
+    if (r == 0) r = fc_io_connect(&up->io, (const struct sockaddr *)&s->conf->addr.ss, on_connect);
     if (r < 0) {
         up->ex = NULL;
         fc_upconn_close(up);
@@ -158,6 +170,13 @@ int fc_upconn_connect(fc_server_t *s, fc_exchange_t *ex, fc_upconn_t **out)
     }
     *out = up;
     return 0;
+}
+
+int fc_server_tls(fc_server_t *s, fc_io_t *io)
+{
+    const fc_upstream_tls_conf_t *t = s->upstream->conf->tls;
+    if (t == NULL) return 0;
+    return fc_io_tls_client(io, t->ctx, t->sni, t->sni != NULL ? t->sni : s->host, &s->tls_session);
 }
 
 fc_upconn_t *fc_pool_acquire(fc_server_t *s, fc_exchange_t *ex)

@@ -18,6 +18,7 @@
 #include "fulcrum/health.h"
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
+#include "fulcrum/tls.h"
 #include "fulcrum/upstream.h"
 
 #define LISTEN_BACKLOG 511
@@ -285,11 +286,26 @@ int fc_worker_handover(fc_worker_t *w, fc_conn_t *c)
         setsockopt(w->handover_send_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     }
     int fd;
-    if (fc_io_export(&c->io, &fd) != 0) return -1; /* reading stops; a write in flight refuses */
+    /* A TLS session cannot move: its plaintext is relayed instead, through a socketpair whose
+     * other end moves. 'R' messages say who the client is and where it connected. */
+    int relay = c->io.tls != NULL;
+    char head[1 + 1 + sizeof(c->ip) + sizeof(struct sockaddr_storage)];
+    size_t headlen = 1;
+    head[0] = relay ? 'R' : 'C';
+    if (relay) {
+        struct sockaddr_storage local;
+        if (c->io.writing || fc_io_address(&c->io, 0, &local) != 0 || fc_conn_relay(c, &fd) != 0) return -1;
+        size_t iplen = strlen(c->ip);
+        head[1] = (char)iplen;
+        memcpy(head + 2, c->ip, iplen);
+        memcpy(head + 2 + iplen, &local, sizeof(local));
+        headlen = 2 + iplen + sizeof(local);
+    } else if (fc_io_export(&c->io, &fd) != 0) {
+        return -1; /* reading stops; a write in flight refuses */
+    }
     /* The bytes read but not answered yet: a partial head starts at 0, else after pos. */
     size_t from = c->state == FC_CONN_HEAD ? 0 : c->pos;
-    char tag = 'C';
-    struct iovec iov[2] = {{&tag, 1}, {c->io.rbuf.base ? c->io.rbuf.base + from : NULL, c->io.rbuf.base ? c->io.rbuf.len - from : 0}};
+    struct iovec iov[2] = {{head, headlen}, {c->io.rbuf.base ? c->io.rbuf.base + from : NULL, c->io.rbuf.base ? c->io.rbuf.len - from : 0}};
     union {
         struct cmsghdr h;
         char buf[CMSG_SPACE(sizeof(int))];
@@ -307,10 +323,19 @@ int fc_worker_handover(fc_worker_t *w, fc_conn_t *c)
         unsigned target = w->handover_next++ % w->handover_n;
         msg.msg_name = &sa;
         msg.msg_namelen = handover_addr(&sa, w->master_pid, w->handover_gen, target);
-        if (sendmsg(w->handover_send_fd, &msg, MSG_NOSIGNAL) >= 0) return 0;
+        if (sendmsg(w->handover_send_fd, &msg, MSG_NOSIGNAL) >= 0) {
+            if (!relay) return 0;
+            close(fd); /* the other process has its own copy now */
+            fc_conn_relay_start(c);
+            return 1;
+        }
     }
     fc_log(FC_LOG_WARN, "reload: could not hand a connection of %s to the new generation: %s", c->ip,
            strerror(errno));
+    if (relay) {
+        close(fd);
+        fc_conn_relay_cancel(c);
+    }
     return -1;
 }
 
@@ -318,7 +343,7 @@ static void on_handover(uv_poll_t *p, int status, int events)
 {
     fc_worker_t *w = fc_container_of(p, fc_worker_t, handover_poll);
     if (status < 0) return;
-    size_t cap = w->client_bufs.size + 1;
+    size_t cap = w->client_bufs.size + 256; /* the bytes, and the head of an 'R' message */
     char *buf = malloc(cap);
     if (buf == NULL) return;
     for (int i = 0; i < 256; i++) { /* bounded per wake-up; the poll fires again if more wait */
@@ -334,11 +359,26 @@ static void on_handover(uv_poll_t *p, int status, int events)
         int fd = -1;
         if (cm != NULL && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(cm), sizeof(int));
         if (fd < 0) continue;
-        if (n < 1 || buf[0] != 'C' || (msg.msg_flags & MSG_TRUNC)) {
+        if (n < 1 || (buf[0] != 'C' && buf[0] != 'R') || (msg.msg_flags & MSG_TRUNC)) {
             close(fd);
             continue;
         }
-        fc_conn_adopt(w, fd, buf + 1, (size_t)n - 1);
+        if (buf[0] == 'C') {
+            fc_conn_adopt(w, fd, buf + 1, (size_t)n - 1);
+            continue;
+        }
+        /* 'R', iplen, ip, the local sockaddr_storage, then the bytes */
+        size_t iplen = n >= 2 ? (unsigned char)buf[1] : 0, at = 2 + iplen + sizeof(struct sockaddr_storage);
+        char ip[46];
+        struct sockaddr_storage local;
+        if (n < 2 || iplen >= sizeof(ip) || (size_t)n < at) {
+            close(fd);
+            continue;
+        }
+        memcpy(ip, buf + 2, iplen);
+        ip[iplen] = '\0';
+        memcpy(&local, buf + 2 + iplen, sizeof(local));
+        fc_conn_adopt_relayed(w, fd, ip, &local, buf + at, (size_t)n - at);
     }
     free(buf);
 }
@@ -399,6 +439,20 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     }
     w->head_opts.via = cfg->via ? (fc_slice_t){cfg->via, strlen(cfg->via)} : (fc_slice_t){NULL, 0};
     w->head_opts.allow_underscores = (uint8_t)cfg->underscores_in_headers;
+    w->t_tls = fc_timeq_class(&w->tq, lim->tls_handshake_timeout);
+    w->listener_opts = fc_xcalloc(cfg->nlisteners, sizeof(*w->listener_opts));
+    w->hsts_lines = fc_xcalloc(cfg->nlisteners, sizeof(*w->hsts_lines));
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const fc_listener_conf_t *l = &cfg->listeners[i];
+        fc_head_opts_t *o = &w->listener_opts[i];
+        *o = w->head_opts;
+        o->https = l->tls != NULL;
+        if (!l->hsts) continue;
+        int n = snprintf(w->hsts_lines[i], sizeof(w->hsts_lines[i]), "Strict-Transport-Security: max-age=%llu%s%s\r\n",
+                         (unsigned long long)(l->hsts_max_age / 1000), l->hsts_subdomains ? "; includeSubDomains" : "",
+                         l->hsts_preload ? "; preload" : "");
+        o->hsts = (fc_slice_t){w->hsts_lines[i], (size_t)n};
+    }
     /* A request head must fit the read buffer whole; bodies stream through it. */
     size_t bufsize = FC_MAX((size_t)32768, (size_t)lim->max_header_size + 1024);
     fc_bufpool_init(&w->client_bufs, bufsize, 64);
@@ -467,6 +521,7 @@ int fc_worker_run(const fc_worker_args_t *args)
         stop_everything(&w);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    fc_tls_loop_close(); /* an unreferenced handle of the TLS transport's, not a leak */
 
     /* Teardown: nothing may be left open. A handle still here is a bug: it is logged, closed, and
      * the worker exits 1, so the master's exit status and the tests see it. */
@@ -483,10 +538,13 @@ int fc_worker_run(const fc_worker_args_t *args)
     fc_router_free(&w.router);
     fc_exchange_freelist_drain(&w);
     fc_io_freelist_drain();
+    fc_tls_freelist_drain();
     fc_bufpool_drain(&w.client_bufs);
     free(w.route_connect);
     free(w.route_send);
     free(w.route_read);
+    free(w.listener_opts);
+    free(w.hsts_lines);
     free(w.listeners);
     if (w.exit_code == 0) fc_log(FC_LOG_NOTICE, "stopped");
     return w.exit_code;

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "fulcrum/common.h"
+#include "fulcrum/tls.h"
 
 #define FC_UPSTREAM_NAME_MAX 64 /* characters in an upstream name, at most */
 
@@ -60,6 +61,16 @@ typedef struct fc_retry_conf {
     fc_fail_set_t on; /* default [error, timeout] (nginx's proxy_next_upstream default) */
 } fc_retry_conf_t;
 
+/* `tls:` of an upstream: fulcrum is the TLS client of its servers. */
+typedef struct fc_upstream_tls_conf {
+    int verify;          /* check the server's certificate against ca and its name (default true) */
+    char *ca;            /* owned; default /etc/ssl/certs/ca-certificates.crt */
+    char *sni;           /* owned; the server name sent and checked, NULL = none (the server's IP is
+                            checked) */
+    char *cert, *key;    /* owned; a client certificate and its key, or NULL */
+    fc_tls_ctx_t *ctx;   /* owned: built by the loader */
+} fc_upstream_tls_conf_t;
+
 struct fc_upstream_conf {
     char *name;                   /* owned; the key under `upstreams:`, 1..FC_UPSTREAM_NAME_MAX characters */
     char *balance;                /* owned; a name fc_balance_ops_find() knows, default "round_robin".
@@ -76,6 +87,7 @@ struct fc_upstream_conf {
     fc_server_conf_t *servers;    /* owned array of nservers (1..FC_UPSTREAM_MAX_SERVERS) */
     size_t nservers;
     size_t index;                 /* position in fc_config_t.upstreams */
+    fc_upstream_tls_conf_t *tls;  /* owned; NULL = plain TCP to the servers */
 };
 
 typedef struct fc_route_conf {
@@ -89,10 +101,32 @@ typedef struct fc_route_conf {
     int access_log;               /* `access_log: off` on a route -> 0; default 1 */
 } fc_route_conf_t;
 
+/* `tls:` of a listener. */
+typedef struct fc_listen_tls_conf {
+    fc_tls_pair_t *pairs;  /* owned array: `certificates`, 1..16; the first is the default */
+    size_t npairs;
+    unsigned protocols;    /* FC_TLS_V12 | FC_TLS_V13 (default both; older ones are refused) */
+    char *ciphers;         /* owned; TLS 1.2 list (default ECDHE + AEAD, AES-128-GCM first) */
+    char *ciphersuites;    /* owned; TLS 1.3 suites (default the three standard ones, AES-128 first) */
+    char *groups;          /* owned; default "X25519:P-256:P-384" */
+    int session_tickets;   /* default true */
+    int session_cache;     /* TLS 1.2 session IDs, default true */
+    char *client_ca;       /* owned; client_auth.ca, NULL = no client certificates asked for */
+    int client_required;   /* client_auth.required, default true */
+    fc_tls_ctx_t *ctx;     /* owned: built by the loader from the fields above */
+} fc_listen_tls_conf_t;
+
 typedef struct fc_listener_conf {
     fc_addr_t addr;    /* "0.0.0.0:8080", "[::]:8080", "127.0.0.1:8080"; "*:8080" means 0.0.0.0 */
     char *health_path; /* owned; `health: { path: /healthz }`: fulcrum's own health endpoint on this
                           listener (200 while serving, 503 once a graceful stop began), or NULL */
+    fc_listen_tls_conf_t *tls; /* owned; NULL = plain HTTP */
+    int hsts;                  /* `hsts:` is set (TLS listeners only) */
+    uint64_t hsts_max_age;     /* ms (written in whole seconds), default 1y */
+    int hsts_subdomains;       /* include_subdomains, default false */
+    int hsts_preload;          /* preload, default false */
+    int redirect_https;        /* answer every request (but the health path) with 308 to https:// */
+    uint32_t redirect_port;    /* the port in the Location, 0 = none (443) */
 } fc_listener_conf_t;
 
 typedef struct fc_limits_conf {
@@ -103,6 +137,7 @@ typedef struct fc_limits_conf {
     uint64_t max_header_size;       /* bytes, default 16384 (16k); 1k..1m */
     uint64_t max_body_size;         /* bytes, default 10m; 0 = unlimited */
     uint64_t max_connections;       /* client connections per worker, default 10000 */
+    uint64_t tls_handshake_timeout; /* ms, default 10000: a TLS handshake must end within it */
 } fc_limits_conf_t;
 
 enum fc_log_format { FC_LOG_FORMAT_JSON = 0, FC_LOG_FORMAT_COMBINED = 1 };
@@ -128,6 +163,8 @@ struct fc_config {
     fc_route_conf_t *routes;       /* owned array, in file order, nroutes >= 1 */
     size_t nroutes;
     fc_limits_conf_t limits;
+    char *warnings;                /* owned; "FILE:LINE:COLUMN: message" lines (a certificate about to
+                                      expire), NULL when none: the caller logs them */
 };
 
 /* Reads and validates <path>. On success returns 0 and *<out> is a new config the caller frees

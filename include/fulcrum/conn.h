@@ -19,6 +19,7 @@ enum fc_conn_state {
     FC_CONN_HEAD,     /* reading a request head */
     FC_CONN_ACTIVE,   /* an exchange is in progress */
     FC_CONN_LINGER,   /* final response sent, write side shut; discarding input until EOF */
+    FC_CONN_RELAY,    /* a TLS connection whose plaintext is relayed to a newer generation */
     FC_CONN_CLOSING,  /* fc_io_close called; freed in the close callback */
 };
 
@@ -40,6 +41,10 @@ typedef struct fc_conn {
     uint8_t eof;             /* the client shut its write side */
     uint8_t processing;      /* inside process(): the loop there picks up the next request */
     uint8_t unread;          /* the last request was not read whole: closing needs a lingering close */
+    uint8_t handshaking;     /* a TLS connection whose handshake has not completed yet */
+    uint8_t relayed;         /* adopted through an older generation's TLS relay: answered with
+                                Connection: close, so the client comes back to this generation */
+    struct fc_relay *relay;  /* FC_CONN_RELAY: the socketpair to the newer generation (a reference) */
 } fc_conn_t;
 
 /* Takes accepted socket <fd> (non-blocking) from <l>, whose peer is <peer>, into a new fc_conn_t
@@ -49,6 +54,16 @@ void fc_conn_accept(fc_worker_t *w, const struct fc_listener *l, int fd, const s
 /* Takes over socket <fd> handed over by an older generation, with <len> bytes it had already
  * read; they are parsed as the start of the next request. */
 void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len);
+/* Takes over the plaintext side <fd> of a TLS connection an older generation relays: the client
+ * is <ip>, it connected to <local> (which listener), and <bytes> were read already. */
+void fc_conn_adopt_relayed(fc_worker_t *w, int fd, const char *ip, const struct sockaddr_storage *local,
+                           const char *bytes, size_t len);
+/* Makes TLS connection <c> (between requests) a relay: a socketpair whose other end, *<peer_fd>,
+ * the caller hands to the newer generation, then calls fc_conn_relay_start (or, if the hand-over
+ * failed, fc_conn_relay_cancel). Returns 0 or -1 (nothing changed). */
+int fc_conn_relay(fc_conn_t *c, int *peer_fd);
+void fc_conn_relay_start(fc_conn_t *c);
+void fc_conn_relay_cancel(fc_conn_t *c);
 /* Closes <c> (idempotent). Its exchange, if any, must be detached first. */
 void fc_conn_close(fc_conn_t *c);
 /* Sets TCP_NODELAY on <c> once. Called before a write that another may follow on the same

@@ -13,6 +13,9 @@ typedef struct fc_head_opts {
     fc_slice_t via;            /* the name in the Via entry fulcrum adds ("fulcrum": "Via: 1.1 fulcrum",
                                   the version being the received message's), {NULL, 0}: via: off */
     uint8_t allow_underscores; /* forward request header names with '_' (underscores_in_headers) */
+    uint8_t https;             /* the client came over TLS: X-Forwarded-Proto: https */
+    fc_slice_t hsts;           /* the whole "Strict-Transport-Security: ...\r\n" line added to every
+                                  response (a server's own is replaced), {NULL, 0}: none */
 } fc_head_opts_t;
 
 /* 1 if header <name> must not cross the proxy: the fixed hop-by-hop set, or a name listed in a

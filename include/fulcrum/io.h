@@ -30,7 +30,7 @@ static inline uv_buf_t fc_iov(char *base, size_t len)
 typedef void (*fc_io_cb)(fc_io_t *io, int status);
 /* Bytes arrived: <nread> > 0 bytes were appended to io->rbuf (in FC_IO_READ_BUF mode; in the
  * other modes they were dropped), or <nread> < 0 (UV_EOF, an error, UV_ENOBUFS when no buffer
- * could be leased): reading has stopped. */
+ * could be leased): reading has stopped. <nread> 0: a server TLS handshake completed (no bytes). */
 typedef void (*fc_io_read_cb)(fc_io_t *io, ssize_t nread);
 /* The io is closed: the owner may free the memory that holds it (only here). */
 typedef void (*fc_io_close_cb)(fc_io_t *io);
@@ -52,6 +52,11 @@ typedef struct fc_io_ops {
     int (*write)(fc_io_t *io, uv_buf_t *iov, unsigned n);
     int (*shutdown)(fc_io_t *io);
     void (*close)(fc_io_t *io);
+    /* The socket connected (<status> 0) or not: NULL calls io->done at once; TLS handshakes
+     * first. */
+    void (*connected)(fc_io_t *io, int status);
+    /* May the fd move to another process? 0 or a negative error (TLS state cannot move). */
+    int (*can_export)(fc_io_t *io);
 } fc_io_ops_t;
 
 /* Plain TCP. */
@@ -63,6 +68,7 @@ struct fc_io {
                                     from a per-process freelist, so an idle connection carries a
                                     pointer and not libuv's 192-byte request */
     const fc_io_ops_t *ops;
+    struct fc_tls_conn *tls;     /* owned: the TLS session of a TLS io (tls.c), else NULL */
     fc_bufpool_t *pool;          /* where rbuf comes from; NULL: rbuf is the owner's own memory */
     fc_buf_t rbuf;               /* leased from pool while in use (base NULL otherwise), or the
                                     owner's fixed buffer when pool is NULL */
@@ -122,6 +128,8 @@ static inline void fc_io_release_buf(fc_io_t *io)
     io->rbuf.len = io->rbuf.cap = 0;
 }
 void fc__io_set_nodelay(fc_io_t *io);
+/* For transports: the socket handle is closed; hands the read lease back, calls on_closed. */
+void fc__io_closed(fc_io_t *io);
 /* Sets TCP_NODELAY once. */
 static inline void fc_io_nodelay(fc_io_t *io)
 {

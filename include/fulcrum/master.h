@@ -18,4 +18,7 @@ int fc_master_run(const char *path, fc_config_t *cfg);
 /* Sends <signum> to the master whose pid is in <cfg>'s pid_file. Returns 0, or -1 with <err>. */
 int fc_master_signal(const fc_config_t *cfg, int signum, fc_err_t *err);
 
+/* Logs the loader's warnings about <cfg> (one line each, at warn). */
+void fc_config_log_warnings(const fc_config_t *cfg);
+
 #endif

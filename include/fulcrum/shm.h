@@ -37,6 +37,9 @@ typedef struct fc_shm {
     atomic_uint nworkers;               /* how many workers the newest generation has */
     atomic_uint ready[FC_SHM_PROCS];    /* per process slot: the generation it is ready to serve */
     atomic_uint conns[FC_SHM_PROCS];    /* per process slot: client connections open (accept balance) */
+    fc_tls_cache_t sessions;            /* TLS 1.2 session IDs, for every worker */
+    fc_tls_tickets_t tickets;           /* TLS session ticket keys: made and rotated by the master, kept
+                                           across reloads, used by every worker */
     fc_shm_server_t servers[FC_SHM_SLOTS];
 } fc_shm_t;
 

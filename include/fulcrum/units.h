@@ -1,4 +1,4 @@
-/* units.h: parsing of durations (ms, s, m, h) and sizes (k, m, g) as written in the config. */
+/* units.h: parsing of durations (ms, s, m, h, d, y = 365d) and sizes (k, m, g) as written in the config. */
 #ifndef FULCRUM_UNITS_H
 #define FULCRUM_UNITS_H
 

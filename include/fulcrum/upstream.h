@@ -23,7 +23,15 @@ typedef struct fc_server {
     size_t nidle;
     fc_shm_server_t *st;          /* shared state (health, failures, active count): in the shm segment */
     struct fc_probe *probe;       /* the active check in flight, or NULL */
+    fc_tls_session_t *tls_session; /* owned: the latest TLS session with it (upstream tls), resumed by
+                                      the next connection; NULL = none */
+    char host[48];                /* its address without the port: the name its certificate must have
+                                     when the upstream's tls gives no sni */
 } fc_server_t;
+
+/* Makes <io> (initialised, not connected) a TLS client connection to <s> when its upstream has
+ * `tls:`. Returns 0 or a negative libuv error. */
+int fc_server_tls(fc_server_t *s, fc_io_t *io);
 
 /* Why an attempt on a server failed, for passive health and for the retry rules. */
 enum fc_fail_kind { FC_FAIL_ERROR = 1, FC_FAIL_TIMEOUT = 2, FC_FAIL_STATUS = 3, FC_FAIL_INVALID = 4 };

@@ -67,6 +67,9 @@ struct fc_worker {
     fc_timeq_class_t **route_send;
     fc_timeq_class_t **route_read;
     fc_head_opts_t head_opts;        /* how fulcrum's own fields are written (via, underscores_in_headers) */
+    fc_head_opts_t *listener_opts;   /* owned array, per cfg listener: head_opts with its https and HSTS */
+    char (*hsts_lines)[96];          /* owned array, per cfg listener: the HSTS line listener_opts points at */
+    fc_timeq_class_t *t_tls;         /* limits.tls_handshake_timeout */
     fc_bufpool_t client_bufs;        /* read buffers of client connections */
     fc_bufpool_t upstream_bufs;      /* read buffers of upstream connections */
     fc_exchange_t *free_exchanges;   /* freelist, linked through next_free */
@@ -101,12 +104,19 @@ int fc_listen_open(const fc_config_t *cfg, int *fds, fc_err_t *err);
 int fc_worker_run(const fc_worker_args_t *args);
 
 /* Hands client connection <c> (between requests, no exchange) to the newer generation with the
- * bytes it has read but not parsed. Returns 0 (the connection is closing here) or -1 (kept). */
+ * bytes it has read but not parsed. Returns 0 (handed over: the caller closes it here), 1 (a TLS
+ * connection: it stays here as a relay of its plaintext to the newer generation) or -1 (kept). */
 struct fc_conn;
 int fc_worker_handover(fc_worker_t *w, struct fc_conn *c);
 
 /* Begins the graceful stop: stop accepting, finish in-flight requests, close idle connections. */
 void fc_worker_drain(fc_worker_t *w);
+
+/* How the heads of a connection accepted on <l> (NULL: unknown) are written. */
+static inline const fc_head_opts_t *fc_worker_head_opts(const fc_worker_t *w, const fc_listener_conf_t *l)
+{
+    return l != NULL ? &w->listener_opts[l - w->cfg->listeners] : &w->head_opts;
+}
 
 /* Publishes w->nconns in shared memory, where the other workers read it to balance accepts. */
 static inline void fc_worker_count_conns(fc_worker_t *w)

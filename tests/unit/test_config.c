@@ -3,11 +3,13 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "fulcrum/balance.h"
 #include "fulcrum/config.h"
 #include "fulcrum/yaml.h"
+#include "certs.h"
 #include "harness.h"
 
 void test_config(void);
@@ -128,10 +130,10 @@ static const err_case_t unknown_key_cases[] = {
      "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, via, underscores_in_headers, listeners, upstreams, "
      "routes, limits)"},
     {"listeners:\n  - address: 127.0.0.1:8080\n    port: 80\n" UPS ROUTE,
-     "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health)"},
+     "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health, tls, hsts, redirect_https)"},
     {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
      "t.yaml:5:5: unknown key 'balancer' in upstreams.b (expected one of: balance, keepalive, "
-     "keepalive_timeout, servers, fail_on, health_check, retry)"},
+     "keepalive_timeout, servers, fail_on, health_check, retry, tls)"},
     {LISTEN "upstreams:\n  b:\n    servers:\n      - address: 127.0.0.1:1\n      - address: 127.0.0.1:2\n"
             "        wieght: 2\n" ROUTE,
      "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight, backup, down, "
@@ -142,7 +144,7 @@ static const err_case_t unknown_key_cases[] = {
      "t.yaml:9:30: unknown key 'idle' in routes[0].timeouts (expected one of: connect, send, read)"},
     {MIN "limits:\n  max_body: 1m\n",
      "t.yaml:10:3: unknown key 'max_body' in limits (expected one of: client_header_timeout, "
-     "client_body_timeout, send_timeout, keepalive_timeout, max_header_size, max_body_size, max_connections)"},
+     "client_body_timeout, send_timeout, keepalive_timeout, max_header_size, max_body_size, max_connections, tls_handshake_timeout)"},
 };
 
 static const err_case_t missing_key_cases[] = {
@@ -222,9 +224,9 @@ static const err_case_t number_cases[] = {
 
 static const err_case_t duration_cases[] = {
     {"shutdown_timeout: 30 seconds\n" MIN,
-     "t.yaml:1:19: shutdown_timeout: expected a duration like 500ms, 10s, 5m or 1h30m, got '30 seconds'"},
+     "t.yaml:1:19: shutdown_timeout: expected a duration like 500ms, 10s, 5m, 1h30m or 1d, got '30 seconds'"},
     {"shutdown_timeout: -1s\n" MIN,
-     "t.yaml:1:19: shutdown_timeout: expected a duration like 500ms, 10s, 5m or 1h30m, got '-1s'"},
+     "t.yaml:1:19: shutdown_timeout: expected a duration like 500ms, 10s, 5m, 1h30m or 1d, got '-1s'"},
     {"shutdown_timeout: 25h\n" MIN, "t.yaml:1:19: shutdown_timeout: 25h is out of range (0ms..24h)"},
     {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { connect: 0s }\n",
      "t.yaml:9:26: routes[0].timeouts.connect: 0s is out of range (1ms..24h)"},
@@ -235,8 +237,8 @@ static const err_case_t duration_cases[] = {
      "t.yaml:5:24: upstreams.b.keepalive_timeout: 0 is out of range (1ms..24h)"},
     {MIN "limits:\n  client_header_timeout: 0\n",
      "t.yaml:10:26: limits.client_header_timeout: 0 is out of range (1ms..24h)"},
-    {MIN "limits:\n  client_body_timeout: 1d\n",
-     "t.yaml:10:24: limits.client_body_timeout: expected a duration like 500ms, 10s, 5m or 1h30m, got '1d'"},
+    {MIN "limits:\n  client_body_timeout: 1w\n",
+     "t.yaml:10:24: limits.client_body_timeout: expected a duration like 500ms, 10s, 5m, 1h30m or 1d, got '1w'"},
     {MIN "limits:\n  send_timeout: 0ms\n", "t.yaml:10:17: limits.send_timeout: 0ms is out of range (1ms..24h)"},
     {MIN "limits:\n  keepalive_timeout: 86401\n",
      "t.yaml:10:22: limits.keepalive_timeout: 86401 is out of range (0ms..24h)"},
@@ -423,7 +425,7 @@ static const err_case_t server_option_cases[] = {
     {UP("    servers: [{address: 127.0.0.1:1, slow_start: 25h}]\n"),
      "t.yaml:5:50: upstreams.b.servers[0].slow_start: 25h is out of range (0ms..24h)"},
     {UP("    servers: [{address: 127.0.0.1:1, slow_start: soon}]\n"),
-     "t.yaml:5:50: upstreams.b.servers[0].slow_start: expected a duration like 500ms, 10s, 5m or 1h30m, got "
+     "t.yaml:5:50: upstreams.b.servers[0].slow_start: expected a duration like 500ms, 10s, 5m, 1h30m or 1d, got "
      "'soon'"},
     {UP("    servers:\n      - { address: 127.0.0.1:1, down: true }\n"
         "      - { address: 127.0.0.1:2, down: true, backup: true }\n"),
@@ -552,7 +554,7 @@ static const err_case_t process_cases[] = {
     {"shutdown_delay: 0s\n" MIN, "ok"},
     {"shutdown_delay: 1h1ms\n" MIN, "t.yaml:1:17: shutdown_delay: 1h1ms is out of range (0ms..1h)"},
     {"shutdown_delay: soon\n" MIN,
-     "t.yaml:1:17: shutdown_delay: expected a duration like 500ms, 10s, 5m or 1h30m, got 'soon'"},
+     "t.yaml:1:17: shutdown_delay: expected a duration like 500ms, 10s, 5m, 1h30m or 1d, got 'soon'"},
     {"shutdown_delay:\n" MIN, "t.yaml:1:16: shutdown_delay: missing value"},
     {"pid_file: fulcrum.pid\n" MIN, "ok"},
     {"pid_file: ''\n" MIN, "t.yaml:1:11: pid_file: must not be empty"},
@@ -1196,6 +1198,26 @@ static char *kubernetes_config(void)
     return out;
 }
 
+/* <text> with every <from> replaced by <to>; the caller frees it. */
+static char *replace_all(const char *text, const char *from, const char *to)
+{
+    size_t fl = strlen(from), tl = strlen(to), n = 0;
+    for (const char *p = text; (p = strstr(p, from)) != NULL; p += fl) n++;
+    char *out = malloc(strlen(text) + n * (tl > fl ? tl - fl : 0) + 1), *o = out;
+    for (const char *p = text;;) {
+        const char *q = strstr(p, from);
+        size_t k = q ? (size_t)(q - p) : strlen(p);
+        memcpy(o, p, k);
+        o += k;
+        if (q == NULL) break;
+        memcpy(o, to, tl);
+        o += tl;
+        p = q + fl;
+    }
+    *o = '\0';
+    return out;
+}
+
 /* Every ```yaml block of docs/configuration.md must load, so the reference cannot drift. */
 static void test_doc_examples(void)
 {
@@ -1204,15 +1226,36 @@ static void test_doc_examples(void)
 
     subtest("docs: the YAML examples in docs/configuration.md load");
     ok(doc != NULL);
+    /* The examples name key files under /etc/fulcrum/: they are made for the test in a temporary
+     * directory of the same path length's worth, and the paths rewritten to it. */
+    char dir[] = "/tmp/fulcrum-docs-XXXXXX";
+    ok(mkdtemp(dir) != NULL);
+    static const char *const files[][2] = {{"api", "ec"}, {"api-rsa", "rsa"}, {"internal-ca", "ec"}};
+    for (size_t i = 0; i < FC_ARRAY_LEN(files); i++) {
+        char cert[128], key[128];
+        snprintf(cert, sizeof(cert), "%s/%s.pem", dir, files[i][0]);
+        snprintf(key, sizeof(key), "%s/%s.key", dir, files[i][0]);
+        ok(test_make_cert(cert, key, files[i][1], "api.example.com", "DNS:api.example.com", 365) == 0);
+    }
     for (char *p = doc; p != NULL && (p = strstr(p, "```yaml\n")) != NULL;) {
         char *start = p + 8, *end = strstr(start, "```");
         if (end == NULL) break;
         *end = '\0';
-        is_str(err_of(start), "ok");
+        char *text = replace_all(start, "/etc/fulcrum", dir);
+        is_str(err_of(text), "ok");
+        free(text);
         blocks++;
         p = end + 3;
     }
     ok(blocks >= 2);
+    for (size_t i = 0; i < FC_ARRAY_LEN(files); i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "%s/%s.pem", dir, files[i][0]);
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/%s.key", dir, files[i][0]);
+        unlink(path);
+    }
+    rmdir(dir);
     free(doc);
 }
 
@@ -1338,6 +1381,124 @@ static void test_addr_parse(void)
     }
 }
 
+/* listeners[].tls, hsts, redirect_https and upstreams.<name>.tls, with real files. */
+static void test_tls(void)
+{
+    char dir[] = "/tmp/fulcrum-tls-XXXXXX", yaml[2048], ec[64], eck[64], rsa[64], rsak[64], soon[64], soonk[64];
+    ok(mkdtemp(dir) != NULL);
+    snprintf(ec, sizeof(ec), "%s/ec.pem", dir);
+    snprintf(eck, sizeof(eck), "%s/ec.key", dir);
+    snprintf(rsa, sizeof(rsa), "%s/rsa.pem", dir);
+    snprintf(rsak, sizeof(rsak), "%s/rsa.key", dir);
+    snprintf(soon, sizeof(soon), "%s/soon.pem", dir);
+    snprintf(soonk, sizeof(soonk), "%s/soon.key", dir);
+    ok(test_make_cert(ec, eck, "ec", "a.test", "DNS:a.test,DNS:*.b.test", 365) == 0);
+    ok(test_make_cert(rsa, rsak, "rsa", "a.test", "DNS:a.test,DNS:*.b.test", 365) == 0);
+    ok(test_make_cert(soon, soonk, "ec", "soon.test", NULL, 5) == 0);
+#define TLS_LISTEN(extra)                                                                              \
+    "listeners:\n  - address: 127.0.0.1:8443\n    tls:\n      certificates:\n        - { cert: %s, key: %s }\n" extra \
+    UPS ROUTE
+
+    subtest("tls: a listener with a certificate loads, with the defaults");
+    snprintf(yaml, sizeof(yaml), TLS_LISTEN(""), ec, eck);
+    fc_err_t err;
+    fc_config_t *cfg = load(yaml, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        const fc_listen_tls_conf_t *t = cfg->listeners[0].tls;
+        ok(t != NULL && t->ctx != NULL);
+        is_int(t->npairs, 1);
+        is_int(t->protocols, FC_TLS_V12 | FC_TLS_V13);
+        is_str(t->groups, "X25519:P-256:P-384");
+        is_int(t->session_tickets, 1);
+        is_int(t->session_cache, 1);
+        ok(t->client_ca == NULL);
+        ok(cfg->warnings == NULL);
+        is_int(cfg->limits.tls_handshake_timeout, 10000);
+        fc_config_free(cfg);
+    }
+
+    subtest("tls: an ECDSA and an RSA pair for the same names load together");
+    snprintf(yaml, sizeof(yaml), TLS_LISTEN("        - { cert: %s, key: %s }\n"), ec, eck, rsa, rsak);
+    is_str(err_of(yaml), "ok");
+
+    subtest("tls: a key that is not the certificate's is an error at the key");
+    snprintf(yaml, sizeof(yaml), TLS_LISTEN(""), ec, rsak);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "t.yaml:5:%d: listeners[0].tls.certificates[0].key: the private key in %s does not match the certificate in %s",
+             (int)(26 + strlen(ec)), rsak, ec);
+    is_str(err_of(yaml), want);
+
+    subtest("tls: a missing certificate file is an error at the cert");
+    snprintf(yaml, sizeof(yaml), TLS_LISTEN(""), "/nonexistent/x.pem", eck);
+    is_str(err_of(yaml), "t.yaml:5:19: listeners[0].tls.certificates[0].cert: cannot read a certificate from /nonexistent/x.pem (no such file)");
+
+    subtest("tls: old protocols are refused by name");
+    snprintf(yaml, sizeof(yaml), TLS_LISTEN("      protocols: [TLSv1.2, TLSv1.1]\n"), ec, eck);
+    is_str(err_of(yaml), "t.yaml:6:28: listeners[0].tls.protocols: TLSv1.1 is refused: it is deprecated and unsafe (RFC 8996); use TLSv1.2 and TLSv1.3");
+    snprintf(yaml, sizeof(yaml), TLS_LISTEN("      protocols: [TLSv1.4]\n"), ec, eck);
+    is_str(err_of(yaml), "t.yaml:6:19: listeners[0].tls.protocols: unknown protocol 'TLSv1.4' (expected TLSv1.2 or TLSv1.3)");
+
+    subtest("tls: a cipher list with nothing usable is an error at it");
+    snprintf(yaml, sizeof(yaml), TLS_LISTEN("      ciphers: \"NOPE-CIPHER\"\n"), ec, eck);
+    is_str(err_of(yaml), "t.yaml:6:16: listeners[0].tls.ciphers: no usable cipher in NOPE-CIPHER (no cipher match)");
+    snprintf(yaml, sizeof(yaml), TLS_LISTEN("      groups: \"X25519:nope\"\n"), ec, eck);
+    is_str(err_of(yaml), "t.yaml:6:15: listeners[0].tls.groups: an unknown group in X25519:nope (passed invalid argument)");
+
+    subtest("tls: a certificate about to expire loads with a warning at its entry");
+    snprintf(yaml, sizeof(yaml), TLS_LISTEN(""), soon, soonk);
+    cfg = load(yaml, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        static const char w[] = "t.yaml:5:19: listeners[0].tls.certificates[0].cert: warning: certificate "
+                                "/CN=soon.test expires in ";
+        ok(cfg->warnings != NULL && strncmp(cfg->warnings, w, sizeof(w) - 1) == 0);
+        fc_config_free(cfg);
+    }
+
+    subtest("tls: hsts only with tls, redirect_https only without");
+    snprintf(yaml, sizeof(yaml), TLS_LISTEN("    hsts: { max_age: 2y, include_subdomains: true }\n"), ec, eck);
+    cfg = load(yaml, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        is_int(cfg->listeners[0].hsts, 1);
+        ok(cfg->listeners[0].hsts_max_age == UINT64_C(63072000000));
+        is_int(cfg->listeners[0].hsts_subdomains, 1);
+        fc_config_free(cfg);
+    }
+    is_str(err_of("listeners:\n  - address: 127.0.0.1:8080\n    hsts: {}\n" UPS ROUTE),
+           "t.yaml:3:11: listeners[0].hsts: only a listener with 'tls' can send HSTS (browsers ignore it over plain HTTP)");
+    snprintf(yaml, sizeof(yaml), TLS_LISTEN("    redirect_https: true\n"), ec, eck);
+    is_str(err_of(yaml), "t.yaml:6:21: listeners[0].redirect_https: a listener with 'tls' cannot redirect to https: it is https already");
+    cfg = load("listeners:\n  - address: 127.0.0.1:8080\n    redirect_https: { port: 8443 }\n" UPS ROUTE, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        is_int(cfg->listeners[0].redirect_https, 1);
+        is_int(cfg->listeners[0].redirect_port, 8443);
+        fc_config_free(cfg);
+    }
+
+    subtest("tls: upstream tls verifies by default against the system CAs, or the given one");
+    snprintf(yaml, sizeof(yaml), LISTEN "upstreams:\n  b:\n    tls: { ca: %s, sni: a.test }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE, ec);
+    cfg = load(yaml, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        const fc_upstream_tls_conf_t *t = cfg->upstreams[0].tls;
+        ok(t != NULL && t->ctx != NULL && t->verify == 1);
+        is_str(t->sni, "a.test");
+        fc_config_free(cfg);
+    }
+    is_str(err_of(LISTEN "upstreams:\n  b:\n    tls: { ca: /nonexistent/ca.pem }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE),
+           "t.yaml:5:16: upstreams.b.tls.ca: cannot load CAs from /nonexistent/ca.pem (system lib)");
+    is_str(err_of(LISTEN "upstreams:\n  b:\n    tls: { key: /x.key }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE),
+           "t.yaml:5:17: upstreams.b.tls.key: a key needs its 'cert'");
+#undef TLS_LISTEN
+    const char *made[] = {ec, eck, rsa, rsak, soon, soonk};
+    for (size_t i = 0; i < FC_ARRAY_LEN(made); i++) unlink(made[i]);
+    rmdir(dir);
+}
+
 void test_config(void)
 {
     test_yaml_tree();
@@ -1353,4 +1514,5 @@ void test_config(void)
     test_addr_parse();
     test_files();
     test_doc_examples();
+    test_tls();
 }

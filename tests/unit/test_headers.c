@@ -16,10 +16,10 @@ static fc_http_parser_t parser;
 static fc_buf_t out;
 
 /* via: off, underscores dropped: the legacy expectations need no Via line */
-static const fc_head_opts_t NOVIA = {{NULL, 0}, 0};
+static const fc_head_opts_t NOVIA = {.via = {NULL, 0}};
 /* the defaults of the config: via: fulcrum, underscores_in_headers: false */
-static const fc_head_opts_t DEFAULTS = {{"fulcrum", 7}, 0};
-static const fc_head_opts_t UNDERSCORES = {{"fulcrum", 7}, 1};
+static const fc_head_opts_t DEFAULTS = {.via = {"fulcrum", 7}};
+static const fc_head_opts_t UNDERSCORES = {.via = {"fulcrum", 7}, .allow_underscores = 1};
 
 /* Parses the head in <bytes> into `head` (slices borrow from <bytes>); HEAD responses when <head_req>. */
 static int parse_x(llhttp_type_t type, const char *bytes, int head_req)
@@ -247,7 +247,7 @@ static void test_request(void)
     is_str(request_o("GET / HTTP/1.1\r\nHost: h\r\n\r\n", "192.0.2.1", "f", &NOVIA),
            "GET / HTTP/1.1\r\nHost: h\r\n" XF1 "\r\n");
     {
-        static const fc_head_opts_t named = {{"edge-7", 6}, 0};
+        static const fc_head_opts_t named = {.via = {"edge-7", 6}};
         is_str(request_o("GET / HTTP/1.1\r\nHost: h\r\n\r\n", "192.0.2.1", "f", &named),
                "GET / HTTP/1.1\r\nHost: h\r\n" XF1 "Via: 1.1 edge-7\r\n\r\n");
     }

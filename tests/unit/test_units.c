@@ -46,7 +46,11 @@ static const unit_case_t durations[] = {
     {"10s ", NO, 0},
     {"10x", NO, 0},
     {"10sec", NO, 0},
-    {"1d", NO, 0},
+    {"1d", 0, 86400000},
+    {"1y", 0, UINT64_C(31536000000)},
+    {"1y2d", 0, UINT64_C(31708800000)},
+    {"1d1y", NO, 0},
+    {"1w", NO, 0},
     {"10S", NO, 0},
     {"abc", NO, 0},
     {"1h30", NO, 0},  /* a bare number only on its own */

@@ -1,0 +1,1178 @@
+/* tls.c: TLS over fc_io_t (see tls.h). OpenSSL reads ciphertext from, and writes it to, a BIO of
+ * our own over two buffers of the connection: what the socket read and OpenSSL has not taken
+ * yet, and what OpenSSL wrote and the socket has not taken yet. One plaintext write of the owner
+ * becomes ciphertext at once; the owner's callback comes when the socket took all of it. */
+#include "fulcrum/tls.h"
+
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "fulcrum/io.h"
+#include "fulcrum/list.h"
+
+#define TLS_BUF 17408          /* a pooled ciphertext buffer: one whole record (16 KiB + overhead) fits */
+#define TLS_BUFS_KEEP 64
+#define TLS_COALESCE 16384     /* plaintext pieces of a write up to this much in all become one record */
+#define MAX_NAMES 64           /* SNI names per certificate pair that are looked at */
+
+/* ---- contexts ------------------------------------------------------------------------------ */
+
+typedef struct sni_entry {
+    char *name;   /* owned, lower case; "*.example.com" for a wildcard */
+    SSL_CTX *ctx; /* borrowed from fc_tls_ctx.ctxs */
+} sni_entry_t;
+
+struct fc_tls_ctx {
+    SSL_CTX **ctxs;        /* owned: one per set of names (an ECDSA and an RSA pair share one); [0] default */
+    size_t nctxs;
+    sni_entry_t *names;    /* owned */
+    size_t nnames;
+    int client;            /* a client (upstream) context */
+    int verify;            /* client: check the server's certificate */
+};
+
+static int ex_tls = -1;    /* SSL ex_data: the fc_tls_conn_t */
+static int ex_ctx = -1;    /* SSL_CTX ex_data: the fc_tls_ctx_t */
+static fc_tls_tickets_t *tickets; /* shared keys, or NULL */
+static EVP_CIPHER *ticket_cipher;
+
+static void ensure_indexes(void)
+{
+    if (ex_tls < 0) ex_tls = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (ex_ctx < 0) ex_ctx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* The reason of the last OpenSSL error on this thread, as a constant string (and the queue is
+ * emptied: a stale error would be blamed on the next connection). */
+static const char *ssl_reason(const char *fallback)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
+    ERR_clear_error();
+    return r != NULL ? r : fallback;
+}
+
+static int errf(fc_err_t *err, fc_tls_fault_t *fault, enum fc_tls_field field, size_t pair, const char *what,
+                const char *path)
+{
+    fault->field = field;
+    fault->pair = pair;
+    const char *why = ssl_reason("invalid");
+    if (path != NULL) return fc_err_set(err, "%s %s (%s)", what, path, why);
+    return fc_err_set(err, "%s (%s)", what, why);
+}
+
+void fc_tls_use_tickets(fc_tls_tickets_t *t) { tickets = t; }
+
+int fc_tls_tickets_init(fc_tls_tickets_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    atomic_store(&t->current, 0);
+    return fc_tls_tickets_rotate(t);
+}
+
+int fc_tls_tickets_rotate(fc_tls_tickets_t *t)
+{
+    /* The slot after the current one is neither current nor previous: nobody reads it now. */
+    unsigned next = atomic_load(&t->current) + 1;
+    fc_tls_ticket_key_t *k = &t->keys[next % FC_TLS_TICKET_KEYS];
+    if (RAND_bytes(k->name, sizeof(k->name)) != 1 || RAND_bytes(k->aes, sizeof(k->aes)) != 1 ||
+        RAND_bytes(k->hmac, sizeof(k->hmac)) != 1)
+        return -1;
+    atomic_store(&t->since, (unsigned long long)time(NULL));
+    atomic_store(&t->current, next);
+    return 0;
+}
+
+/* Session ticket keys: encrypt with the current shared key, decrypt with it or the previous one
+ * (which asks for a fresh ticket). 0: unknown key, a full handshake. */
+static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx,
+                     int enc)
+{
+    (void)s;
+    if (tickets == NULL) return 0;
+    if (ticket_cipher == NULL && (ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL)) == NULL) return -1;
+    unsigned cur = atomic_load_explicit(&tickets->current, memory_order_acquire);
+    const fc_tls_ticket_key_t *k = NULL;
+    int rc = 1;
+    if (enc) {
+        k = &tickets->keys[cur % FC_TLS_TICKET_KEYS];
+        if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(ticket_cipher)) != 1) return -1;
+        memcpy(name, k->name, 16);
+    } else {
+        for (unsigned back = 0; back < 2 && k == NULL; back++) {
+            const fc_tls_ticket_key_t *c = &tickets->keys[(cur - back) % FC_TLS_TICKET_KEYS];
+            if (memcmp(c->name, name, 16) == 0) {
+                k = c;
+                rc = back == 0 ? 1 : 2;
+            }
+        }
+        if (k == NULL) return 0;
+    }
+    OSSL_PARAM params[3];
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, sizeof(k->hmac));
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    if (EVP_CipherInit_ex(cctx, ticket_cipher, NULL, k->aes, iv, enc) != 1) return -1;
+    if (EVP_MAC_CTX_set_params(hctx, params) != 1) return -1;
+    return rc;
+}
+
+/* ---- the shared session-ID cache ---- */
+
+static fc_tls_cache_t *cache;
+
+void fc_tls_use_cache(fc_tls_cache_t *c) { cache = c; }
+
+static size_t cache_set(const unsigned char *id, size_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a: session IDs are random already */
+    for (size_t i = 0; i < n; i++) h = (h ^ id[i]) * 16777619u;
+    return h % FC_TLS_CACHE_SETS;
+}
+
+static int cache_lock(size_t set)
+{
+    unsigned free_ = 0;
+    for (int spin = 0; spin < 64; spin++) {
+        if (atomic_compare_exchange_weak_explicit(&cache->lock[set], &free_, 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return 0;
+        free_ = 0;
+    }
+    return -1;
+}
+
+static void cache_unlock(size_t set) { atomic_store_explicit(&cache->lock[set], 0, memory_order_release); }
+
+static int cache_new(SSL *ssl, SSL_SESSION *sess)
+{
+    (void)ssl;
+    unsigned int idlen;
+    const unsigned char *id = SSL_SESSION_get_id(sess, &idlen);
+    int len = i2d_SSL_SESSION(sess, NULL);
+    if (cache == NULL || idlen == 0 || idlen > 32 || len <= 0 || len > FC_TLS_CACHE_DER) return 0;
+    unsigned char der[FC_TLS_CACHE_DER], *p = der;
+    i2d_SSL_SESSION(sess, &p);
+    uint64_t now = (uint64_t)time(NULL);
+    uint64_t expires = (uint64_t)SSL_SESSION_get_time(sess) + (uint64_t)SSL_SESSION_get_timeout(sess);
+    size_t set = cache_set(id, idlen);
+    if (cache_lock(set) < 0) return 0;
+    fc_tls_cache_slot_t *ways = &cache->slots[set * FC_TLS_CACHE_WAYS], *pick = &ways[0];
+    for (size_t i = 0; i < FC_TLS_CACHE_WAYS; i++) {
+        if (ways[i].expires <= now) { /* free or expired */
+            pick = &ways[i];
+            break;
+        }
+        if (ways[i].expires < pick->expires) pick = &ways[i]; /* else the one that expires first goes */
+    }
+    pick->expires = expires;
+    pick->len = (uint16_t)len;
+    pick->idlen = (uint8_t)idlen;
+    memcpy(pick->id, id, idlen);
+    memcpy(pick->der, der, (size_t)len);
+    cache_unlock(set);
+    return 0; /* OpenSSL keeps its reference */
+}
+
+static fc_tls_cache_slot_t *cache_find(const unsigned char *id, size_t idlen, size_t set)
+{
+    fc_tls_cache_slot_t *ways = &cache->slots[set * FC_TLS_CACHE_WAYS];
+    for (size_t i = 0; i < FC_TLS_CACHE_WAYS; i++)
+        if (ways[i].expires != 0 && ways[i].idlen == idlen && memcmp(ways[i].id, id, idlen) == 0) return &ways[i];
+    return NULL;
+}
+
+static SSL_SESSION *cache_get(SSL *ssl, const unsigned char *id, int idlen, int *copy)
+{
+    (void)ssl;
+    *copy = 0; /* the session returned is ours to give: OpenSSL takes its only reference */
+    if (cache == NULL || idlen <= 0 || idlen > 32) return NULL;
+    size_t set = cache_set(id, (size_t)idlen);
+    unsigned char der[FC_TLS_CACHE_DER];
+    size_t len = 0;
+    if (cache_lock(set) < 0) return NULL;
+    fc_tls_cache_slot_t *s = cache_find(id, (size_t)idlen, set);
+    if (s != NULL && s->expires > (uint64_t)time(NULL)) {
+        len = s->len;
+        memcpy(der, s->der, len);
+    }
+    cache_unlock(set);
+    const unsigned char *p = der;
+    return len > 0 ? d2i_SSL_SESSION(NULL, &p, (long)len) : NULL;
+}
+
+static void cache_remove(SSL_CTX *sc, SSL_SESSION *sess)
+{
+    (void)sc;
+    unsigned int idlen;
+    const unsigned char *id = SSL_SESSION_get_id(sess, &idlen);
+    if (cache == NULL || idlen == 0 || idlen > 32) return;
+    size_t set = cache_set(id, idlen);
+    if (cache_lock(set) < 0) return;
+    fc_tls_cache_slot_t *s = cache_find(id, idlen, set);
+    if (s != NULL) s->expires = 0;
+    cache_unlock(set);
+}
+
+static int servername_cb(SSL *ssl, int *alert, void *arg)
+{
+    (void)alert;
+    const fc_tls_ctx_t *c = arg;
+    const char *sn = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (sn == NULL || c->nnames == 0) return SSL_TLSEXT_ERR_OK;
+    char name[256];
+    size_t n = strlen(sn);
+    if (n >= sizeof(name)) return SSL_TLSEXT_ERR_OK;
+    for (size_t i = 0; i <= n; i++) name[i] = (char)tolower((unsigned char)sn[i]);
+    if (n > 0 && name[n - 1] == '.') name[--n] = '\0';
+    SSL_CTX *pick = NULL;
+    for (size_t i = 0; i < c->nnames && pick == NULL; i++)
+        if (strcmp(c->names[i].name, name) == 0) pick = c->names[i].ctx;
+    const char *dot = strchr(name, '.');
+    for (size_t i = 0; i < c->nnames && pick == NULL && dot != NULL; i++) {
+        const char *w = c->names[i].name;
+        if (w[0] == '*' && w[1] == '.' && strcmp(w + 1, dot) == 0) pick = c->names[i].ctx;
+    }
+    if (pick != NULL && pick != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, pick);
+    return SSL_TLSEXT_ERR_OK; /* an unknown name gets the default certificate */
+}
+
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                   unsigned inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    for (unsigned i = 0; i < inlen;) {
+        unsigned l = in[i];
+        if (i + 1 + l > inlen) break;
+        if (l == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *outlen = (unsigned char)l;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + l;
+    }
+    return SSL_TLSEXT_ERR_NOACK; /* h2 only: no protocol is agreed, and HTTP/1.1 is spoken */
+}
+
+/* The settings every context of a listener shares. */
+static int server_common(SSL_CTX *sc, const fc_tls_server_opts_t *o, fc_tls_ctx_t *c, fc_tls_fault_t *fault,
+                         fc_err_t *err)
+{
+    SSL_CTX_set_min_proto_version(sc, (o->protocols & FC_TLS_V12) ? TLS1_2_VERSION : TLS1_3_VERSION);
+    SSL_CTX_set_max_proto_version(sc, (o->protocols & FC_TLS_V13) ? TLS1_3_VERSION : TLS1_2_VERSION);
+    SSL_CTX_set_options(sc, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_set_cipher_list(sc, o->ciphers) != 1)
+        return errf(err, fault, FC_TLS_F_CIPHERS, 0, "no usable cipher in", o->ciphers);
+    if (SSL_CTX_set_ciphersuites(sc, o->ciphersuites) != 1)
+        return errf(err, fault, FC_TLS_F_CIPHERSUITES, 0, "no usable suite in", o->ciphersuites);
+    if (SSL_CTX_set1_groups_list(sc, o->groups) != 1)
+        return errf(err, fault, FC_TLS_F_GROUPS, 0, "an unknown group in", o->groups);
+    SSL_CTX_set_max_early_data(sc, 0); /* no 0-RTT: early data can be replayed */
+    SSL_CTX_set_alpn_select_cb(sc, alpn_cb, NULL);
+    SSL_CTX_set_tlsext_servername_callback(sc, servername_cb);
+    SSL_CTX_set_tlsext_servername_arg(sc, c);
+    SSL_CTX_set_session_id_context(sc, (const unsigned char *)"fulcrum", 7);
+    if (o->tickets) {
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(sc, ticket_cb);
+    } else {
+        SSL_CTX_set_options(sc, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(sc, 0);
+    }
+    if (o->cache) {
+        SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
+        SSL_CTX_sess_set_new_cb(sc, cache_new);
+        SSL_CTX_sess_set_get_cb(sc, cache_get);
+        SSL_CTX_sess_set_remove_cb(sc, cache_remove);
+    } else {
+        SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_OFF);
+    }
+    if (o->client_ca != NULL) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->client_ca);
+        if (names == NULL || SSL_CTX_load_verify_locations(sc, o->client_ca, NULL) != 1) {
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            return errf(err, fault, FC_TLS_F_CLIENT_CA, 0, "cannot load client CAs from", o->client_ca);
+        }
+        SSL_CTX_set_client_CA_list(sc, names);
+        SSL_CTX_set_verify(sc, SSL_VERIFY_PEER | (o->client_required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
+    }
+    return 0;
+}
+
+/* The names a certificate is for: its DNS subjectAltNames, else its common name. */
+static size_t cert_names(X509 *x, char **out, size_t max)
+{
+    size_t n = 0;
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens) && n < max; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        if (g->type != GEN_DNS) continue;
+        const unsigned char *s = ASN1_STRING_get0_data(g->d.dNSName);
+        out[n++] = fc_xstrndup((const char *)s, (size_t)ASN1_STRING_length(g->d.dNSName));
+    }
+    int had_san = gens != NULL;
+    GENERAL_NAMES_free(gens);
+    if (n == 0 && !had_san) {
+        char cn[256];
+        if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn)) > 0)
+            out[n++] = fc_xstrdup(cn);
+    }
+    for (size_t i = 0; i < n; i++)
+        for (char *p = out[i]; *p; p++) *p = (char)tolower((unsigned char)*p);
+    return n;
+}
+
+static int same_names(const fc_tls_ctx_t *c, SSL_CTX *sc, char **names, size_t n)
+{
+    size_t have = 0;
+    for (size_t i = 0; i < c->nnames; i++) {
+        if (c->names[i].ctx != sc) continue;
+        have++;
+        int found = 0;
+        for (size_t k = 0; k < n && !found; k++) found = strcmp(c->names[i].name, names[k]) == 0;
+        if (!found) return 0;
+    }
+    return have == n;
+}
+
+static void check_expiry(X509 *x, size_t pair, fc_tls_warn_cb warn, void *arg)
+{
+    if (warn == NULL) return;
+    int days = 0, secs = 0;
+    if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)) != 1) return;
+    if (days > 30 || (days == 30 && secs > 0)) return;
+    char subject[256];
+    X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
+    warn(arg, pair, days < 0 || secs < 0 ? (long)days - (secs < 0) : (long)days, subject);
+}
+
+void fc_tls_ctx_free(fc_tls_ctx_t *c)
+{
+    if (c == NULL) return;
+    for (size_t i = 0; i < c->nctxs; i++) SSL_CTX_free(c->ctxs[i]);
+    for (size_t i = 0; i < c->nnames; i++) free(c->names[i].name);
+    free(c->ctxs);
+    free(c->names);
+    free(c);
+}
+
+static int key_type(EVP_PKEY *k) { return EVP_PKEY_get_base_id(k); }
+
+int fc_tls_server_new(const fc_tls_server_opts_t *o, fc_tls_ctx_t **out, fc_tls_fault_t *fault, fc_err_t *err,
+                      fc_tls_warn_cb warn, void *warn_arg)
+{
+    ensure_indexes();
+    ERR_clear_error();
+    fc_tls_ctx_t *c = fc_xcalloc(1, sizeof(*c));
+    c->ctxs = fc_xcalloc(o->npairs, sizeof(SSL_CTX *));
+    int *types = fc_xcalloc(o->npairs * 8, sizeof(int)); /* key types per context (at most 8 each) */
+    int rc = -1;
+    for (size_t i = 0; i < o->npairs; i++) {
+        const fc_tls_pair_t *p = &o->pairs[i];
+        BIO *b = BIO_new_file(p->cert, "r");
+        X509 *leaf = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+        if (leaf == NULL) {
+            errf(err, fault, FC_TLS_F_CERT, i, "cannot read a certificate from", p->cert);
+            goto out;
+        }
+        check_expiry(leaf, i, warn, warn_arg);
+        b = BIO_new_file(p->key, "r");
+        EVP_PKEY *key = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+        if (key == NULL) {
+            X509_free(leaf);
+            errf(err, fault, FC_TLS_F_KEY, i, "cannot read a private key from", p->key);
+            goto out;
+        }
+        char *names[MAX_NAMES];
+        size_t nn = cert_names(leaf, names, MAX_NAMES);
+        /* A pair with the same names as an earlier context and a key type it has not got joins it. */
+        SSL_CTX *sc = NULL;
+        size_t at = 0;
+        for (size_t k = 0; k < c->nctxs && sc == NULL; k++) {
+            int clash = 0;
+            for (size_t t = 0; t < 8; t++) clash |= types[k * 8 + t] == key_type(key);
+            if (!clash && same_names(c, c->ctxs[k], names, nn)) {
+                sc = c->ctxs[k];
+                at = k;
+            }
+        }
+        int fresh = sc == NULL;
+        if (fresh) {
+            sc = SSL_CTX_new(TLS_server_method());
+            if (sc == NULL || server_common(sc, o, c, fault, err) < 0) {
+                if (sc == NULL) errf(err, fault, FC_TLS_F_CERT, i, "cannot make a TLS context", NULL);
+                SSL_CTX_free(sc);
+                X509_free(leaf);
+                EVP_PKEY_free(key);
+                for (size_t k = 0; k < nn; k++) free(names[k]);
+                goto out;
+            }
+            at = c->nctxs;
+            c->ctxs[c->nctxs++] = sc;
+        }
+        int ok = SSL_CTX_use_certificate_chain_file(sc, p->cert) == 1;
+        if (!ok) errf(err, fault, FC_TLS_F_CERT, i, "cannot use the certificate chain in", p->cert);
+        else if (!(ok = SSL_CTX_use_PrivateKey(sc, key) == 1))
+            errf(err, fault, FC_TLS_F_KEY, i, "cannot use the private key in", p->key);
+        else if (!(ok = SSL_CTX_check_private_key(sc) == 1)) {
+            ERR_clear_error();
+            fault->field = FC_TLS_F_KEY;
+            fault->pair = i;
+            fc_err_set(err, "the private key in %s does not match the certificate in %s", p->key, p->cert);
+        }
+        for (size_t t = 0; t < 8; t++)
+            if (types[at * 8 + t] == 0) {
+                types[at * 8 + t] = key_type(key);
+                break;
+            }
+        X509_free(leaf);
+        EVP_PKEY_free(key);
+        if (fresh || !ok) {
+            for (size_t k = 0; k < nn; k++) {
+                if (!ok) {
+                    free(names[k]);
+                    continue;
+                }
+                c->names = fc_xrealloc(c->names, (c->nnames + 1) * sizeof(*c->names));
+                c->names[c->nnames].name = names[k];
+                c->names[c->nnames++].ctx = sc;
+            }
+        } else {
+            for (size_t k = 0; k < nn; k++) free(names[k]);
+        }
+        if (!ok) goto out;
+    }
+    for (size_t k = 0; k < c->nctxs; k++) SSL_CTX_set_ex_data(c->ctxs[k], ex_ctx, c);
+    rc = 0;
+out:
+    free(types);
+    if (rc < 0) fc_tls_ctx_free(c);
+    else *out = c;
+    return rc;
+}
+
+static int new_client_session(SSL *ssl, SSL_SESSION *sess);
+
+int fc_tls_client_new(const fc_tls_client_opts_t *o, fc_tls_ctx_t **out, fc_tls_fault_t *fault, fc_err_t *err)
+{
+    ensure_indexes();
+    ERR_clear_error();
+    SSL_CTX *sc = SSL_CTX_new(TLS_client_method());
+    if (sc == NULL) return errf(err, fault, FC_TLS_F_CA, 0, "cannot make a TLS context", NULL);
+    SSL_CTX_set_min_proto_version(sc, TLS1_2_VERSION);
+    SSL_CTX_set_options(sc, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(sc, new_client_session);
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_CTX_set_alpn_protos(sc, alpn, sizeof(alpn) - 1);
+    if (o->verify) {
+        if (SSL_CTX_load_verify_locations(sc, o->ca, NULL) != 1) {
+            SSL_CTX_free(sc);
+            return errf(err, fault, FC_TLS_F_CA, 0, "cannot load CAs from", o->ca);
+        }
+        SSL_CTX_set_verify(sc, SSL_VERIFY_PEER, NULL);
+    }
+    if (o->cert != NULL) {
+        if (SSL_CTX_use_certificate_chain_file(sc, o->cert) != 1) {
+            SSL_CTX_free(sc);
+            return errf(err, fault, FC_TLS_F_CERT, 0, "cannot use the certificate chain in", o->cert);
+        }
+        if (SSL_CTX_use_PrivateKey_file(sc, o->key != NULL ? o->key : o->cert, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(sc) != 1) {
+            SSL_CTX_free(sc);
+            return errf(err, fault, FC_TLS_F_KEY, 0, "cannot use the private key in", o->key ? o->key : o->cert);
+        }
+    }
+    fc_tls_ctx_t *c = fc_xcalloc(1, sizeof(*c));
+    c->ctxs = fc_xcalloc(1, sizeof(SSL_CTX *));
+    c->ctxs[0] = sc;
+    c->nctxs = 1;
+    c->client = 1;
+    c->verify = o->verify;
+    SSL_CTX_set_ex_data(sc, ex_ctx, c);
+    *out = c;
+    return 0;
+}
+
+/* ---- connections --------------------------------------------------------------------------- */
+
+typedef struct fc_tls_conn {
+    SSL *ssl;                   /* owned */
+    fc_io_t *io;                /* the io this is the TLS session of */
+    fc_buf_t in;                /* ciphertext read and not yet taken by OpenSSL: a pooled block or grown;
+                                   base NULL while there is none */
+    size_t in_pos;              /* bytes of <in> OpenSSL has taken */
+    fc_buf_t out[2];            /* ciphertext: out[cur] fills; out[cur ^ 1] is in flight while sock_writing */
+    uint64_t made, sent;        /* ciphertext bytes made by OpenSSL, and taken by the socket */
+    uint64_t owner_end;         /* the owner's write in flight is done once <sent> reaches this */
+    size_t sending;             /* bytes of the socket write in flight */
+    int status;                 /* once failed: what the owner is told (a negative libuv error) */
+    uv_write_t wreq;            /* the socket write in flight */
+    fc_list_t defer_link;       /* in <deferred> while a read must be resumed from buffered data */
+    fc_tls_session_t **slot;    /* client: where the latest session goes (the caller's), or NULL */
+    const char *error;          /* why the session failed (constant), or NULL */
+    uint8_t cur;
+    uint8_t sock_writing;       /* out[cur ^ 1] is being written */
+    uint8_t sock_reading;       /* uv_read_start is on */
+    uint8_t handshaken;
+    uint8_t client;
+    uint8_t connecting;         /* client: the connect callback waits for the handshake */
+    uint8_t eof;                /* the socket read EOF (or failed) */
+    uint8_t deferred;
+    uint8_t shut;               /* the owner asked for a shutdown: after the last byte, shut the socket */
+    uint8_t failed;             /* the session is dead: every later call fails */
+} fc_tls_conn_t;
+
+struct fc_tls_session {
+    SSL_SESSION *sess; /* owned */
+};
+
+static fc_bufpool_t tls_bufs = {TLS_BUF, NULL, 0, TLS_BUFS_KEEP};
+static fc_list_t deferred_list = {&deferred_list, &deferred_list};
+static uv_idle_t defer_idle;
+static int defer_ready;
+static BIO_METHOD *bio_method;
+
+static void buf_release(fc_buf_t *b)
+{
+    if (b->base == NULL) return;
+    if (b->cap == TLS_BUF) fc_bufpool_put(&tls_bufs, b->base);
+    else free(b->base);
+    b->base = NULL;
+    b->len = b->cap = 0;
+}
+
+static int buf_room(fc_buf_t *b, size_t extra)
+{
+    if (b->base == NULL) {
+        if (extra <= TLS_BUF) {
+            if ((b->base = fc_bufpool_get(&tls_bufs)) == NULL) return -1;
+            b->cap = TLS_BUF;
+            b->len = 0;
+            return 0;
+        }
+    }
+    if (b->cap - b->len >= extra) return 0;
+    size_t want = b->cap ? b->cap : TLS_BUF;
+    while (want - b->len < extra) want *= 2;
+    char *p = realloc(b->base, want); /* a pooled block is a malloc'd one: it may grow */
+    if (p == NULL) return -1;
+    b->base = p;
+    b->cap = want;
+    return 0;
+}
+
+void fc_tls_freelist_drain(void) { fc_bufpool_drain(&tls_bufs); }
+
+static int bio_write(BIO *b, const char *data, int len)
+{
+    fc_tls_conn_t *t = BIO_get_data(b);
+    fc_buf_t *o = &t->out[t->cur];
+    BIO_clear_retry_flags(b);
+    if (len <= 0) return 0;
+    if (buf_room(o, (size_t)len) < 0) return -1;
+    memcpy(o->base + o->len, data, (size_t)len);
+    o->len += (size_t)len;
+    t->made += (uint64_t)len;
+    return len;
+}
+
+static int bio_read(BIO *b, char *data, int len)
+{
+    fc_tls_conn_t *t = BIO_get_data(b);
+    size_t avail = t->in.len - t->in_pos;
+    BIO_clear_retry_flags(b);
+    if (avail == 0) {
+        if (t->eof) return 0;
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t n = FC_MIN(avail, (size_t)len);
+    memcpy(data, t->in.base + t->in_pos, n);
+    t->in_pos += n;
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    (void)ptr;
+    fc_tls_conn_t *t = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1;
+    case BIO_CTRL_EOF: return t != NULL && t->eof && t->in_pos == t->in.len;
+    case BIO_CTRL_PENDING: return t != NULL ? (long)(t->in.len - t->in_pos) : 0;
+    case BIO_CTRL_WPENDING: return 0;
+    default: return 0;
+    }
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *get_bio_method(void)
+{
+    if (bio_method != NULL) return bio_method;
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "fulcrum");
+    if (m == NULL) return NULL;
+    BIO_meth_set_write(m, bio_write);
+    BIO_meth_set_read(m, bio_read);
+    BIO_meth_set_ctrl(m, bio_ctrl);
+    BIO_meth_set_create(m, bio_create);
+    return bio_method = m;
+}
+
+static void process(fc_tls_conn_t *t);
+static int flush(fc_tls_conn_t *t);
+static void sock_on_write(uv_write_t *req, int status);
+
+static void on_defer(uv_idle_t *h)
+{
+    fc_list_t list;
+    fc_list_init(&list);
+    while (!fc_list_empty(&deferred_list)) {
+        fc_list_t *l = deferred_list.next;
+        fc_list_remove(l);
+        fc_list_insert_tail(&list, l);
+    }
+    while (!fc_list_empty(&list)) {
+        fc_tls_conn_t *t = fc_container_of(list.next, fc_tls_conn_t, defer_link);
+        fc_list_remove(&t->defer_link);
+        fc_list_init(&t->defer_link);
+        t->deferred = 0;
+        if (!t->io->closing) process(t);
+    }
+    if (fc_list_empty(&deferred_list)) uv_idle_stop(h);
+}
+
+/* Buffered bytes are waiting for a reader that just came back: read them in a later loop phase
+ * (not from inside the owner's read_start). */
+static void defer(fc_tls_conn_t *t)
+{
+    if (t->deferred) return;
+    if (!defer_ready) {
+        uv_idle_init(t->io->tcp.loop, &defer_idle);
+        uv_unref((uv_handle_t *)&defer_idle);
+        defer_ready = 1;
+    }
+    t->deferred = 1;
+    fc_list_insert_tail(&deferred_list, &t->defer_link);
+    uv_idle_start(&defer_idle, on_defer);
+}
+
+static void on_defer_closed(uv_handle_t *h)
+{
+    (void)h;
+    defer_ready = 0;
+}
+
+void fc_tls_loop_close(void)
+{
+    if (defer_ready && !uv_is_closing((uv_handle_t *)&defer_idle)) uv_close((uv_handle_t *)&defer_idle, on_defer_closed);
+}
+
+static void sock_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    fc_io_t *io = fc_container_of(h, fc_io_t, tcp);
+    fc_tls_conn_t *t = io->tls;
+    if (t->in_pos > 0 && t->in_pos == t->in.len) t->in.len = t->in_pos = 0;
+    if (t->in_pos > 0 && t->in.cap - t->in.len < 1024) {
+        memmove(t->in.base, t->in.base + t->in_pos, t->in.len - t->in_pos);
+        t->in.len -= t->in_pos;
+        t->in_pos = 0;
+    }
+    if (buf_room(&t->in, 1024) < 0) {
+        *buf = fc_iov(NULL, 0); /* libuv reports UV_ENOBUFS */
+        return;
+    }
+    *buf = fc_iov(t->in.base + t->in.len, t->in.cap - t->in.len);
+}
+
+static void sock_read_stop(fc_tls_conn_t *t)
+{
+    if (!t->sock_reading) return;
+    uv_read_stop((uv_stream_t *)&t->io->tcp);
+    t->sock_reading = 0;
+}
+
+static void sock_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    fc_io_t *io = fc_container_of(s, fc_io_t, tcp);
+    fc_tls_conn_t *t = io->tls;
+    if (nread == 0) return;
+    if (nread < 0) {
+        t->eof = 1;
+        sock_read_stop(t);
+    } else {
+        t->in.len += (size_t)nread;
+    }
+    process(t);
+}
+
+static int sock_read_start(fc_tls_conn_t *t)
+{
+    if (t->sock_reading || t->eof) return 0;
+    int r = uv_read_start((uv_stream_t *)&t->io->tcp, sock_alloc, sock_on_read);
+    if (r == 0) t->sock_reading = 1;
+    return r;
+}
+
+/* The session failed: the owner hears it once, on the path it is waiting on (a reader that comes
+ * later hears it from tls_read_start). */
+static void fail(fc_tls_conn_t *t, int status, const char *why)
+{
+    fc_io_t *io = t->io;
+    if (t->failed) return;
+    t->failed = 1;
+    t->status = status;
+    if (t->error == NULL) t->error = why;
+    sock_read_stop(t);
+    if (t->connecting) {
+        t->connecting = 0;
+        io->done(io, status);
+    } else if (io->writing) {
+        io->writing = 0;
+        io->done(io, status);
+    } else if (io->reading) {
+        io->reading = 0;
+        io->on_read(io, status);
+    }
+}
+
+/* Sends what OpenSSL made: uv_try_write first, the rest with one uv_write. Calls nobody back.
+ * Returns 0 or a negative libuv error. */
+static int flush(fc_tls_conn_t *t)
+{
+    fc_io_t *io = t->io;
+    while (!t->sock_writing) {
+        fc_buf_t *o = &t->out[t->cur];
+        if (o->len == 0) {
+            buf_release(o);
+            break;
+        }
+        uv_buf_t b = fc_iov(o->base, o->len);
+        int r = uv_try_write((uv_stream_t *)&io->tcp, &b, 1);
+        if (r == UV_EAGAIN) r = 0;
+        if (r >= 0) {
+            t->sent += (uint64_t)r;
+            if ((size_t)r == o->len) {
+                o->len = 0;
+                continue;
+            }
+            b = fc_iov(o->base + r, o->len - (size_t)r);
+            t->wreq.data = t;
+            r = uv_write(&t->wreq, (uv_stream_t *)&io->tcp, &b, 1, sock_on_write);
+        }
+        if (r < 0) {
+            o->len = 0;
+            buf_release(o);
+            return r;
+        }
+        t->sending = b.len;
+        t->sock_writing = 1;
+        t->cur ^= 1; /* new ciphertext goes to the other buffer meanwhile */
+        break;
+    }
+    if (t->shut && !t->sock_writing && t->out[t->cur].len == 0) {
+        t->shut = 0;
+        fc_io_plain.shutdown(io);
+    }
+    return 0;
+}
+
+/* After a flush outside the owner's write call: a failure, or the end of the owner's write. */
+static void flushed(fc_tls_conn_t *t, int r)
+{
+    fc_io_t *io = t->io;
+    if (r < 0) {
+        fail(t, r, "write failed");
+    } else if (io->writing && t->sent >= t->owner_end) {
+        io->writing = 0;
+        io->done(io, 0);
+    }
+}
+
+static void sock_on_write(uv_write_t *req, int status)
+{
+    fc_tls_conn_t *t = req->data;
+    t->sock_writing = 0;
+    t->sent += t->sending;
+    t->sending = 0;
+    buf_release(&t->out[t->cur ^ 1]);
+    if (status < 0) {
+        fail(t, status, status == UV_ECANCELED ? "closed" : "write failed");
+        return;
+    }
+    flushed(t, flush(t));
+}
+
+/* Runs the handshake, then reads plaintext for the owner while it reads. */
+static void process(fc_tls_conn_t *t)
+{
+    fc_io_t *io = t->io;
+    if (io->closing) return;
+    if (t->failed) {
+        if (io->reading) { /* a reader came back to a dead session */
+            io->reading = 0;
+            io->on_read(io, t->status);
+        }
+        return;
+    }
+    if (!t->handshaken) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(t->ssl);
+        int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
+        const char *why = NULL;
+        if (e == SSL_ERROR_SSL) {
+            long v = SSL_get_verify_result(t->ssl);
+            why = v != X509_V_OK ? X509_verify_cert_error_string(v) : ssl_reason("handshake failed");
+        }
+        int fr = flush(t); /* the handshake's output (an alert, too) */
+        if (fr < 0) {
+            fail(t, fr, why != NULL ? why : "write failed");
+            return;
+        }
+        if (r != 1) {
+            if (e == SSL_ERROR_WANT_READ && !t->eof) {
+                ERR_clear_error();
+                if (sock_read_start(t) < 0) fail(t, UV_EIO, "cannot read");
+                return;
+            }
+            if (why == NULL) why = t->eof ? "connection closed during the handshake" : ssl_reason("handshake failed");
+            fail(t, e == SSL_ERROR_SSL ? UV_EPROTO : UV_ECONNRESET, why);
+            return;
+        }
+        t->handshaken = 1;
+        if (t->connecting) {
+            t->connecting = 0;
+            sock_read_stop(t); /* the owner starts reading when it wants to */
+            io->done(io, 0);
+            if (t->failed || io->closing) return;
+        } else if (!t->client) {
+            io->on_read(io, 0);
+            if (t->failed || io->closing) return;
+        }
+    }
+    if (!io->reading) {
+        /* Nobody reads: what arrived stays buffered, and the socket is not read further once
+         * a record's worth waits. */
+        if (t->in.len - t->in_pos >= TLS_BUF / 2) sock_read_stop(t);
+        return;
+    }
+    static char scratch[64];
+    ssize_t total = 0;
+    int end = 0;
+    for (;;) {
+        char *dst;
+        size_t room;
+        if (io->rmode == FC_IO_READ_SCRATCH) {
+            dst = scratch;
+            room = sizeof(scratch);
+        } else {
+            if (io->rbuf.base == NULL) {
+                io->rbuf.base = fc_bufpool_get(io->pool);
+                io->rbuf.cap = io->rbuf.base ? io->pool->size : 0;
+                io->rbuf.len = 0;
+                if (io->rbuf.base == NULL) {
+                    end = UV_ENOBUFS;
+                    break;
+                }
+            }
+            if (io->rmode == FC_IO_READ_DISCARD) io->rbuf.len = 0;
+            dst = io->rbuf.base + io->rbuf.len;
+            room = io->rbuf.cap - io->rbuf.len;
+            if (room == 0) break;
+        }
+        ERR_clear_error();
+        int n = SSL_read(t->ssl, dst, (int)FC_MIN(room, (size_t)INT32_MAX));
+        if (n > 0) {
+            if (io->rmode == FC_IO_READ_BUF) io->rbuf.len += (size_t)n;
+            total += n;
+            if (io->rmode == FC_IO_READ_BUF && io->rbuf.len == io->rbuf.cap) break;
+            continue;
+        }
+        int e = SSL_get_error(t->ssl, n);
+        if (e == SSL_ERROR_WANT_READ) break;
+        if (e == SSL_ERROR_ZERO_RETURN) end = UV_EOF; /* close_notify */
+        else if (e == SSL_ERROR_SYSCALL || (e == SSL_ERROR_SSL && t->eof)) end = UV_EOF;
+        else {
+            t->error = ssl_reason("record error");
+            end = UV_EPROTO;
+        }
+        ERR_clear_error();
+        break;
+    }
+    flushed(t, flush(t)); /* a key update or an alert OpenSSL answered with */
+    if (t->failed || io->closing) return;
+    int full = io->rmode == FC_IO_READ_BUF && io->rbuf.base != NULL && io->rbuf.len == io->rbuf.cap;
+    if (full) io->reading = 0; /* resumes once the buffer has room (fc_io_read_start) */
+    if (total > 0) {
+        io->on_read(io, total);
+        if (t->failed || io->closing) return;
+    }
+    if (end != 0) {
+        t->failed = end != UV_EOF;
+        if (io->reading) {
+            io->reading = 0;
+            sock_read_stop(t);
+            io->on_read(io, end);
+        } else {
+            t->eof = 1;
+        }
+        return;
+    }
+    if (t->in_pos == t->in.len) {
+        buf_release(&t->in); /* an idle connection holds no ciphertext buffer */
+        t->in_pos = 0;
+    }
+    if (io->reading) {
+        if (sock_read_start(t) < 0) fail(t, UV_EIO, "cannot read");
+    } else if (t->in.len - t->in_pos >= TLS_BUF / 2) {
+        sock_read_stop(t);
+    }
+}
+
+static int tls_read_start(fc_io_t *io)
+{
+    fc_tls_conn_t *t = io->tls;
+    io->reading = 1;
+    /* Data may be buffered already (ciphertext, or plaintext inside OpenSSL), or the session is
+     * over: the reader hears it soon, not from inside this call. */
+    if (t->failed || t->in_pos < t->in.len || SSL_pending(t->ssl) > 0 || t->eof) defer(t);
+    if (t->failed) return 0;
+    if (!t->eof) {
+        int r = sock_read_start(t);
+        if (r < 0) {
+            io->reading = 0;
+            return r;
+        }
+    }
+    return 0;
+}
+
+static void tls_read_stop(fc_io_t *io)
+{
+    fc_tls_conn_t *t = io->tls;
+    io->reading = 0;
+    if (t->handshaken) sock_read_stop(t); /* a handshake in progress still reads */
+}
+
+static int tls_write(fc_io_t *io, uv_buf_t *iov, unsigned n)
+{
+    fc_tls_conn_t *t = io->tls;
+    FC_ASSERT(!io->writing);
+    if (t->failed || !t->handshaken) return UV_EPIPE;
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) total += iov[i].len;
+    ERR_clear_error();
+    if (n > 1 && total <= TLS_COALESCE) {
+        /* Small pieces (a head and its body) go out as one record. */
+        static char stage[TLS_COALESCE];
+        size_t at = 0;
+        for (unsigned i = 0; i < n; i++) {
+            memcpy(stage + at, iov[i].base, iov[i].len);
+            at += iov[i].len;
+        }
+        if (total > 0 && SSL_write(t->ssl, stage, (int)total) <= 0) {
+            t->error = ssl_reason("write failed");
+            return UV_EPROTO;
+        }
+    } else {
+        for (unsigned i = 0; i < n; i++) {
+            if (iov[i].len == 0) continue;
+            if (SSL_write(t->ssl, iov[i].base, (int)iov[i].len) <= 0) {
+                t->error = ssl_reason("write failed");
+                return UV_EPROTO;
+            }
+        }
+    }
+    t->owner_end = t->made;
+    int r = flush(t);
+    if (r < 0) {
+        t->failed = 1;
+        t->status = r;
+        return r;
+    }
+    if (t->sent >= t->owner_end) return 0;
+    io->writing = 1;
+    return 1;
+}
+
+static int tls_shutdown(fc_io_t *io)
+{
+    fc_tls_conn_t *t = io->tls;
+    if (t->handshaken && !t->failed) {
+        ERR_clear_error();
+        SSL_shutdown(t->ssl); /* close_notify, so the peer knows the end is the end */
+        ERR_clear_error();
+    }
+    t->shut = 1;
+    return flush(t);
+}
+
+static void tls_on_close(uv_handle_t *h)
+{
+    fc_io_t *io = fc_container_of(h, fc_io_t, tcp);
+    fc_tls_conn_t *t = io->tls;
+    if (t->connecting) { /* closed during a client handshake: the connect is cancelled */
+        t->connecting = 0;
+        io->done(io, UV_ECANCELED);
+    }
+    SSL_free(t->ssl); /* frees the BIO too */
+    buf_release(&t->in);
+    buf_release(&t->out[0]);
+    buf_release(&t->out[1]);
+    free(t);
+    io->tls = NULL;
+    fc__io_closed(io);
+}
+
+static void tls_close(fc_io_t *io)
+{
+    fc_tls_conn_t *t = io->tls;
+    if (t->deferred) {
+        fc_list_remove(&t->defer_link);
+        t->deferred = 0;
+    }
+    sock_read_stop(t);
+    if (t->handshaken && !t->failed && !t->sock_writing) {
+        /* close_notify, best effort: OpenSSL forgets a session whose connection ended without
+         * one (no TLS 1.2 session-ID resumption after it), and the peer learns it was the end. */
+        ERR_clear_error();
+        if (!(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) SSL_shutdown(t->ssl);
+        ERR_clear_error();
+        fc_buf_t *o = &t->out[t->cur];
+        if (o->len > 0) {
+            uv_buf_t b = fc_iov(o->base, o->len);
+            (void)uv_try_write((uv_stream_t *)&io->tcp, &b, 1);
+        }
+    }
+    /* A socket write in flight is cancelled by the close (the owner's callback, if its write
+     * was that one, says UV_ECANCELED from there), as with a plain io. */
+    uv_close((uv_handle_t *)&io->tcp, tls_on_close);
+}
+
+static void tls_connected(fc_io_t *io, int status)
+{
+    fc_tls_conn_t *t = io->tls;
+    if (status < 0) {
+        io->done(io, status);
+        return;
+    }
+    t->connecting = 1;
+    process(t);
+}
+
+static int tls_can_export(fc_io_t *io)
+{
+    (void)io;
+    return UV_ENOTSUP; /* the session's keys cannot move to another process */
+}
+
+static const fc_io_ops_t fc_io_tls = {
+    .name = "tls",
+    .read_start = tls_read_start,
+    .read_stop = tls_read_stop,
+    .write = tls_write,
+    .shutdown = tls_shutdown,
+    .close = tls_close,
+    .connected = tls_connected,
+    .can_export = tls_can_export,
+};
+
+static fc_tls_conn_t *conn_new(fc_io_t *io, SSL_CTX *sc)
+{
+    BIO_METHOD *m = get_bio_method();
+    if (m == NULL) return NULL;
+    fc_tls_conn_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) return NULL;
+    t->ssl = SSL_new(sc);
+    BIO *b = BIO_new(m);
+    if (t->ssl == NULL || b == NULL) {
+        SSL_free(t->ssl);
+        BIO_free(b);
+        free(t);
+        ERR_clear_error();
+        return NULL;
+    }
+    BIO_set_data(b, t);
+    SSL_set_bio(t->ssl, b, b);
+    SSL_set_ex_data(t->ssl, ex_tls, t);
+    t->io = io;
+    fc_list_init(&t->defer_link);
+    io->tls = t;
+    io->ops = &fc_io_tls;
+    return t;
+}
+
+int fc_io_tls_server(fc_io_t *io, fc_tls_ctx_t *ctx)
+{
+    fc_tls_conn_t *t = conn_new(io, ctx->ctxs[0]);
+    if (t == NULL) return UV_ENOMEM;
+    SSL_set_accept_state(t->ssl);
+    return 0;
+}
+
+static int new_client_session(SSL *ssl, SSL_SESSION *sess)
+{
+    fc_tls_conn_t *t = SSL_get_ex_data(ssl, ex_tls);
+    if (t == NULL || t->slot == NULL) return 0;
+    if (*t->slot == NULL && (*t->slot = calloc(1, sizeof(fc_tls_session_t))) == NULL) return 0;
+    SSL_SESSION_free((*t->slot)->sess);
+    (*t->slot)->sess = sess;
+    return 1; /* we keep the reference */
+}
+
+int fc_io_tls_client(fc_io_t *io, fc_tls_ctx_t *ctx, const char *sni, const char *verify_name,
+                     fc_tls_session_t **slot)
+{
+    fc_tls_conn_t *t = conn_new(io, ctx->ctxs[0]);
+    if (t == NULL) return UV_ENOMEM;
+    t->client = 1;
+    t->slot = slot;
+    SSL_set_connect_state(t->ssl);
+    if (sni != NULL) SSL_set_tlsext_host_name(t->ssl, sni);
+    if (ctx->verify && verify_name != NULL) {
+        X509_VERIFY_PARAM *p = SSL_get0_param(t->ssl);
+        X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        if (X509_VERIFY_PARAM_set1_ip_asc(p, verify_name) != 1) {
+            ERR_clear_error();
+            X509_VERIFY_PARAM_set1_host(p, verify_name, 0);
+        }
+    }
+    if (slot != NULL && *slot != NULL && (*slot)->sess != NULL) SSL_set_session(t->ssl, (*slot)->sess);
+    ERR_clear_error();
+    return 0;
+}
+
+void fc_tls_session_free(fc_tls_session_t **slot)
+{
+    if (*slot == NULL) return;
+    SSL_SESSION_free((*slot)->sess);
+    free(*slot);
+    *slot = NULL;
+}
+
+const char *fc_io_tls_error(const fc_io_t *io) { return io->tls != NULL ? io->tls->error : NULL; }
+
+int fc_io_tls_resumed(const fc_io_t *io) { return io->tls != NULL && SSL_session_reused(io->tls->ssl); }
