@@ -6,7 +6,8 @@
 # cancels startup and shutdown. Certificates are made at run time. Backends (fastback) run natively.
 #   CALLGRIND_HANDSHAKES=200  CALLGRIND_BASE=20  CALLGRIND_CONTESTANTS=fulcrum,nginx,haproxy  FULCRUM=path
 #   CALLGRIND_MODES=tls13-ecdsa-full,tls12-ecdsa-full,tls13-resume,tls12-sessid   (any of those, or tls13-rsa-full)
-# Output: a markdown table on stdout and in bench/results/callgrind-tls.md (CALLGRIND_OUT=DIR to write elsewhere).
+# Output: a markdown table on stdout and in bench/results/callgrind-tls.md (CALLGRIND_OUT=DIR to write elsewhere);
+# CALLGRIND_KEEP=DIR keeps every run's callgrind.PID files in DIR/PROXY-MODE-COUNT/ for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -98,6 +99,7 @@ run_one() {
     echo "callgrind-tls: $name did not serve $count $mode connections ($line; stderr: $(grep -v '^==' "$out/stderr" | tail -3 | tr '\n' ' '))" >&2
     return 1
   fi
+  if [ -n "${CALLGRIND_KEEP:-}" ]; then mkdir -p "$CALLGRIND_KEEP" && cp -r "$out" "$CALLGRIND_KEEP/"; fi
   echo "$(cat "$out"/callgrind.* | awk '/^summary:/ { s += $2 } END { print s + 0 }') $resumed"
 }
 
