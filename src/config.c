@@ -7,11 +7,13 @@
 #include "fulcrum/shm.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fulcrum/balance.h"
 #include "fulcrum/http.h"
@@ -1095,6 +1097,62 @@ static int set_upstream_tls(loader_t *ld, const directive_t *d, const fc_yaml_no
     return fc_tls_client_new(&o, &t->ctx, &f, &why) < 0 ? tls_fault(ld, v, &f, &why) : 0;
 }
 
+static const char *const secure_words[] = {"false", "true", "auto", NULL};
+static const char *const same_site_words[] = {"lax", "strict", "none", "off", NULL};
+
+/* `secure: auto|true|false` */
+static int set_secure(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    int i = find_choice(ld, d, v);
+    if (i < 0) return -1;
+    FIELD(int, base, d) = i;
+    return 0;
+}
+
+/* `same_site: lax|strict|none|off`, stored as the attribute's value ("Lax"), NULL for off */
+static int set_same_site(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    static const char *const values[] = {"Lax", "Strict", "None", NULL};
+    int i = find_choice(ld, d, v);
+    if (i < 0) return -1;
+    if (values[i] != NULL) store_string(d, base, values[i]);
+    return 0;
+}
+
+/* A cookie name: an RFC 6265 token. */
+static int set_cookie_name(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    size_t n = strlen(t);
+    if (n == 0 || n > 64 || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~") != n)
+        return fail(ld, v, "'%s' is not a cookie name (1 to 64 token characters)", t);
+    store_string(d, base, t);
+    return 0;
+}
+
+static const directive_t sticky_keys[] = {
+    {"cookie", set_cookie_name, offsetof(fc_sticky_conf_t, cookie), 0, 0, NULL, 0, NULL},
+    {"learn", set_cookie_name, offsetof(fc_sticky_conf_t, learn), 0, 0, NULL, 0, NULL},
+    {"timeout", set_duration, offsetof(fc_sticky_conf_t, learn_timeout), 1000, 30 * DAY_MS, "1h", 0, NULL},
+    {"max_age", set_duration, offsetof(fc_sticky_conf_t, max_age), 0, 100 * 365 * DAY_MS, "0", 0, NULL},
+    {"secure", set_secure, offsetof(fc_sticky_conf_t, secure), 0, 0, "auto", 0, secure_words},
+    {"http_only", set_bool, offsetof(fc_sticky_conf_t, http_only), 0, 0, "true", 0, NULL},
+    {"same_site", set_same_site, offsetof(fc_sticky_conf_t, same_site), 0, 0, "lax", 0, same_site_words},
+};
+static const table_t sticky_table = TABLE(sticky_keys);
+
+/* `sticky:` names exactly one of cookie (fulcrum's own) and learn (the application's). */
+static int set_sticky(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_sticky_conf_t *st = &FIELD(fc_sticky_conf_t, base, d);
+    if (apply_table(ld, &sticky_table, v, st) < 0) return -1;
+    if ((st->cookie == NULL) == (st->learn == NULL))
+        return fail(ld, v, "give either 'cookie' (a cookie fulcrum sets) or 'learn' (the application's cookie), not %s",
+                    st->cookie == NULL ? "neither" : "both");
+    return 0;
+}
+
 static const directive_t hsts_keys[] = {
     {"max_age", set_duration, offsetof(fc_listener_conf_t, hsts_max_age), 0, 100 * 365 * DAY_MS, "1y", 0, NULL},
     {"include_subdomains", set_bool, offsetof(fc_listener_conf_t, hsts_subdomains), 0, 0, "false", 0, NULL},
@@ -1124,6 +1182,44 @@ static int set_redirect_https(loader_t *ld, const directive_t *d, const fc_yaml_
         return apply_table(ld, &redirect_table, v, l);
     }
     return set_bool(ld, d, v, base);
+}
+
+/* `upgrade: [websocket]` (the default), other protocol tokens, or `off`. h2c is refused: fulcrum
+ * speaks HTTP/1.1 to the server, and an h2c upgrade it cannot see into is a smuggling vector. */
+static int set_upgrade(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    char **out = &FIELD(char *, base, d);
+    if (v == NULL) {
+        *out = fc_xmalloc(11);
+        memcpy(*out, "websocket\0\0", 11);
+        return 0;
+    }
+    if (v->kind == FC_YAML_SCALAR) {
+        const char *t = scalar_text(ld, v);
+        if (t == NULL) return -1;
+        if (strcmp(t, "off") == 0 || strcmp(t, "false") == 0) return 0;
+        return fail(ld, v, "expected a list of protocols like [websocket], or off, got '%s'", t);
+    }
+    if (expect_kind(ld, v, FC_YAML_SEQUENCE) < 0) return -1;
+    size_t len = 1;
+    for (size_t i = 0; i < v->seq.n; i++) {
+        const fc_yaml_node_t *p = v->seq.items[i];
+        const char *t = scalar_text(ld, p);
+        if (t == NULL) return -1;
+        if (*t == '\0' || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~/") != strlen(t))
+            return fail(ld, p, "'%s' is not a protocol name (a token, like websocket)", t);
+        if (strncasecmp(t, "h2c", 3) == 0)
+            return fail(ld, p, "h2c is refused: fulcrum speaks HTTP/1.1 to servers, and a tunnel it cannot read could smuggle requests");
+        len += strlen(t) + 1;
+    }
+    char *list = fc_xmalloc(len), *w = list;
+    for (size_t i = 0; i < v->seq.n; i++) {
+        for (const char *t = v->seq.items[i]->scalar.text; *t; t++) *w++ = (char)tolower((unsigned char)*t);
+        *w++ = '\0';
+    }
+    *w = '\0';
+    *out = list;
+    return 0;
 }
 
 /* ---- the tables ---- */
@@ -1190,6 +1286,7 @@ static const directive_t upstream_keys[] = {
     {"health_check", set_health, offsetof(fc_upstream_conf_t, health), 0, 0, NULL, D_DEFAULTS, &health_table},
     {"retry", set_section, offsetof(fc_upstream_conf_t, retry), 0, 0, NULL, D_DEFAULTS, &retry_table},
     {"tls", set_upstream_tls, offsetof(fc_upstream_conf_t, tls), 0, 0, NULL, 0, NULL},
+    {"sticky", set_sticky, offsetof(fc_upstream_conf_t, sticky), 0, 0, NULL, 0, NULL},
 };
 static const table_t upstream_table = TABLE(upstream_keys);
 
@@ -1197,6 +1294,7 @@ static const directive_t timeout_keys[] = {
     {"connect", set_duration, offsetof(fc_route_conf_t, connect_timeout), 1, DAY_MS, "5s", 0, NULL},
     {"send", set_duration, offsetof(fc_route_conf_t, send_timeout), 1, DAY_MS, "60s", 0, NULL},
     {"read", set_duration, offsetof(fc_route_conf_t, read_timeout), 1, DAY_MS, "60s", 0, NULL},
+    {"tunnel", set_duration, offsetof(fc_route_conf_t, tunnel_timeout), 1, 7 * DAY_MS, "1h", 0, NULL},
 };
 static const table_t timeout_table = TABLE(timeout_keys);
 
@@ -1205,6 +1303,7 @@ static const directive_t route_keys[] = {
     {"path", set_path, offsetof(fc_route_conf_t, path), 0, 0, "/", 0, NULL},
     {"upstream", set_route_upstream, offsetof(fc_route_conf_t, upstream_name), 0, 0, NULL, D_REQUIRED, NULL},
     {"access_log", set_switch, offsetof(fc_route_conf_t, access_log), 0, 0, "on", 0, NULL},
+    {"upgrade", set_upgrade, offsetof(fc_route_conf_t, upgrade), 0, 0, NULL, D_DEFAULTS, NULL},
     /* The timeouts live directly in the route struct, so the section's base is the route itself. */
     {"timeouts", set_section, 0, 0, 0, NULL, D_DEFAULTS, &timeout_table},
 };
@@ -1394,6 +1493,9 @@ void fc_config_free(fc_config_t *cfg)
         free(cfg->upstreams[i].health.path);
         free(cfg->upstreams[i].health.host);
         free(cfg->upstreams[i].servers);
+        free(cfg->upstreams[i].sticky.cookie);
+        free(cfg->upstreams[i].sticky.learn);
+        free(cfg->upstreams[i].sticky.same_site);
         fc_upstream_tls_conf_t *t = cfg->upstreams[i].tls;
         if (t != NULL) {
             fc_tls_ctx_free(t->ctx);
@@ -1408,6 +1510,7 @@ void fc_config_free(fc_config_t *cfg)
         free(cfg->routes[i].host);
         free(cfg->routes[i].path);
         free(cfg->routes[i].upstream_name);
+        free(cfg->routes[i].upgrade);
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         free(cfg->listeners[i].health_path);

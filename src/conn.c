@@ -14,6 +14,7 @@
 #include "fulcrum/message.h"
 #include "fulcrum/tls.h"
 #include "fulcrum/tunnel.h"
+#include "fulcrum/upgrade.h"
 
 static void process(fc_conn_t *c);
 
@@ -124,6 +125,7 @@ static void on_close(fc_io_t *io)
     fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
     fc_worker_t *w = c->w;
     if (c->relay != NULL) relay_unref(c->relay);
+    if (c->upgrade != NULL) fc_upgrade_unref(c->upgrade);
     free(c);
     fc_worker_check_drained(w);
 }
@@ -132,6 +134,10 @@ void fc_conn_close(fc_conn_t *c)
 {
     if (c->state == FC_CONN_CLOSING) return;
     FC_ASSERT(c->ex == NULL);
+    if (c->upgrade != NULL && !c->upgrade->done) {
+        fc_upgrade_end(c->upgrade, UV_ECANCELED); /* closes both sides, this one too */
+        return;
+    }
     if (c->relay != NULL) {
         fc_relay_t *r = c->relay;
         r->c = NULL;
@@ -161,6 +167,9 @@ static void on_timeout(fc_timeout_t *t)
     case FC_CONN_ACTIVE:
         if (c->ex != NULL) fc_exchange_on_client_timeout(c->ex);
         return;
+    case FC_CONN_TUNNEL:
+        fc_upgrade_end(c->upgrade, UV_ETIMEDOUT); /* idle both ways for timeouts.tunnel */
+        return;
     default:
         fc_conn_close(c);
         return;
@@ -172,40 +181,46 @@ static void on_timeout(fc_timeout_t *t)
 static void on_read(fc_io_t *io, ssize_t nread)
 {
     fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
+    if (FC_LIKELY(nread > 0)) {
+        if (c->state <= FC_CONN_HEAD) process(c); /* the common case: a request (head) arrives */
+        else if (c->state == FC_CONN_ACTIVE) {
+            if (c->ex != NULL) fc_exchange_on_client_data(c->ex);
+        } else if (c->state == FC_CONN_TUNNEL) {
+            fc_upgrade_on_read(c->upgrade, 0, nread);
+        } else if (c->state == FC_CONN_RELAY) {
+            fc_tunnel_on_read(&c->relay->tun, 0, nread);
+        }
+        return; /* lingering or closing: dropped */
+    }
     if (c->state == FC_CONN_RELAY) {
         fc_tunnel_on_read(&c->relay->tun, 0, nread);
         return;
     }
-    if (nread == 0) { /* the TLS handshake is done: the request head's own time begins */
-        c->handshaking = 0;
-        fc_timeout_set(&c->w->tq, &c->timeout, c->w->t_header);
+    if (c->state == FC_CONN_TUNNEL) {
+        fc_upgrade_on_read(c->upgrade, 0, nread);
         return;
     }
-    if (nread < 0 && c->handshaking) {
+    if (c->handshaking) {
+        c->handshaking = 0;
+        if (nread == 0) { /* the TLS handshake is done: the request head's own time begins */
+            fc_timeout_set(&c->w->tq, &c->timeout, c->w->t_header);
+            return;
+        }
         const char *why = fc_io_tls_error(io);
         fc_log(FC_LOG_INFO, "tls handshake from %s failed: %s", c->ip, why != NULL ? why : uv_strerror((int)nread));
         c->eof = 1;
         fc_conn_close(c);
         return;
     }
-    if (nread < 0) {
-        c->eof = 1;
-        /* EOF in the middle of a request head is an abort like any other EOF (logged 499, nothing
-         * sent): process() has given every byte of the partial head to the parser already, which
-         * took them all, so there is nothing left to answer. */
-        if (c->state == FC_CONN_ACTIVE && c->ex != NULL) fc_exchange_on_client_error(c->ex, (int)nread);
-        else if (c->state != FC_CONN_CLOSING) {
-            if (c->ex != NULL) fc_exchange_on_client_error(c->ex, (int)nread);
-            else fc_conn_close(c);
-        }
-        return;
+    c->eof = 1;
+    /* EOF in the middle of a request head is an abort like any other EOF (logged 499, nothing
+     * sent): process() has given every byte of the partial head to the parser already, which
+     * took them all, so there is nothing left to answer. */
+    if (c->state == FC_CONN_ACTIVE && c->ex != NULL) fc_exchange_on_client_error(c->ex, (int)nread);
+    else if (c->state != FC_CONN_CLOSING) {
+        if (c->ex != NULL) fc_exchange_on_client_error(c->ex, (int)nread);
+        else fc_conn_close(c);
     }
-    if (c->state == FC_CONN_LINGER) return;
-    if (c->state == FC_CONN_ACTIVE) {
-        if (c->ex != NULL) fc_exchange_on_client_data(c->ex);
-        return;
-    }
-    process(c);
 }
 
 void fc_conn_read_start(fc_conn_t *c)
@@ -330,6 +345,12 @@ void fc_conn_linger(fc_conn_t *c)
 void fc_conn_drain(fc_conn_t *c)
 {
     fc_worker_t *w = c->w;
+    if (c->state == FC_CONN_TUNNEL) {
+        /* Reloading: the tunnel moves to the new generation with both its sockets (a TLS one
+         * stays here until it ends or shutdown_timeout). */
+        if (w->handover_gen != 0) fc_upgrade_move(c->upgrade);
+        return;
+    }
     if (c->state == FC_CONN_LINGER) {
         fc_conn_close(c); /* its answer is out already */
         return;
@@ -425,6 +446,7 @@ static void conn_start(fc_conn_t *c, const struct sockaddr *peer)
         else if (fc_io_address(&c->io, 1, &ss) == 0) set_ip(c, (struct sockaddr *)&ss);
         if (c->listener == NULL && fc_io_address(&c->io, 0, &ss) == 0) c->listener = find_listener(w, &ss);
     }
+    c->opts = fc_worker_head_opts(w, c->listener);
     fc_timeout_set(&w->tq, &c->timeout, c->handshaking ? w->t_tls : w->t_header);
     fc_conn_read_start(c);
 }
@@ -452,6 +474,20 @@ void fc_conn_accept(fc_worker_t *w, const fc_listener_t *l, int fd, const struct
         c->handshaking = 1;
     }
     conn_start(c, peer);
+}
+
+fc_conn_t *fc_conn_adopt_tunnel(fc_worker_t *w, int fd, const char *ip)
+{
+    int copy = dup(fd); /* conn_new closes what it is given on failure; the caller keeps <fd> then */
+    if (copy < 0) return NULL;
+    fc_conn_t *c = conn_new(w, copy);
+    if (c == NULL) return NULL;
+    close(fd);
+    snprintf(c->ip, sizeof(c->ip), "%s", ip);
+    struct sockaddr_storage ss;
+    if (fc_io_address(&c->io, 0, &ss) == 0) c->listener = find_listener(w, &ss);
+    c->opts = fc_worker_head_opts(w, c->listener);
+    return c;
 }
 
 void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len)

@@ -117,7 +117,7 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_re
     /* The request line, the fields, Host, framing, Max-Forwards, the X-Forwarded family (its
      * earlier values are among the fields), Via and the blank line. */
     size_t need = h->method.n + v->target.n + 16 + fields_size(h) + FC_MAX(v->host.n, fallback_len) + 8 + 48 + 40 +
-                  2 * iplen + 64 + (o ? o->via.n : 0) + 16;
+                  2 * iplen + 64 + (o ? o->via.n : 0) + 16 + v->upgrade.n + 40;
     if (fc_buf_reserve(out, need) != 0) return -1;
     char *p = out->base + out->len;
     p = put(p, h->method.p, h->method.n);
@@ -148,6 +148,10 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_re
     if (v->framing == FC_FRAME_LENGTH) p = put_number(PUT_LIT(p, "Content-Length: "), v->length);
     else if (v->framing == FC_FRAME_CHUNKED) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
     if (v->max_forwards >= 0) p = put_number(PUT_LIT(p, "Max-Forwards: "), (uint64_t)v->max_forwards);
+    if (v->upgrade.n > 0) {
+        p = put_header(p, (fc_slice_t){"Upgrade", 7}, v->upgrade);
+        p = PUT_LIT(p, "Connection: upgrade\r\n");
+    }
     /* Every X-Forwarded-For the client sent, in order, then the client's own address. */
     p = PUT_LIT(p, "X-Forwarded-For: ");
     for (size_t i = 0; i < h->nheaders; i++) {
@@ -165,6 +169,23 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_re
     out->len = (size_t)(p - out->base);
     FC_ASSERT(out->len <= out->cap);
     return 0;
+}
+
+/* The response fields a client gets (hop-by-hop and framing dropped; with <no_sts>, the server's
+ * Strict-Transport-Security too: fulcrum's replaces it). Inlined twice, so the common case has
+ * no test for the rare one per field. */
+static inline __attribute__((always_inline)) char *put_response_fields(char *p, const fc_http_head_t *h, int no_sts,
+                                                                       int *have_date)
+{
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const fc_header_t *hd = &h->headers[i];
+        int kind = kind_of(h, i);
+        if (kind == FC_FIELD_HOP || kind == FC_FIELD_CONTENT_LENGTH || kind == FC_FIELD_TRANSFER_ENCODING) continue;
+        *have_date |= kind == FC_FIELD_DATE;
+        if (no_sts && hd->name.n == 25 && strncasecmp(hd->name.p, "Strict-Transport-Security", 25) == 0) continue;
+        p = put_header(p, hd->name, hd->value);
+    }
+    return p;
 }
 
 int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_response_view_t *v, int flags,
@@ -185,15 +206,12 @@ int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_r
     p = put(p, h->reason.p, h->reason.n);
     p = PUT_LIT(p, "\r\n");
     int have_date = 0;
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const fc_header_t *hd = &h->headers[i];
-        int kind = kind_of(h, i);
-        if (kind == FC_FIELD_HOP || kind == FC_FIELD_CONTENT_LENGTH || kind == FC_FIELD_TRANSFER_ENCODING) continue;
-        have_date |= kind == FC_FIELD_DATE;
-        if (hsts && hd->name.n == 25 && strncasecmp(hd->name.p, "Strict-Transport-Security", 25) == 0) continue;
-        p = put_header(p, hd->name, hd->value);
+    if (FC_LIKELY(!hsts)) {
+        p = put_response_fields(p, h, 0, &have_date);
+    } else {
+        p = put_response_fields(p, h, 1, &have_date);
+        p = put(p, o->hsts.p, o->hsts.n);
     }
-    if (hsts) p = put(p, o->hsts.p, o->hsts.n);
     if (v != NULL) {
         if (v->chunked && !(flags & FC_RESP_DECHUNK)) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
         if (v->has_length) p = put_number(PUT_LIT(p, "Content-Length: "), v->length);
@@ -203,6 +221,11 @@ int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_r
         p = PUT_LIT(p, "Date: ");
         p = put(p, date, datelen);
         p = PUT_LIT(p, "\r\n");
+    }
+    if (flags & FC_RESP_UPGRADE) {
+        const fc_header_t *u = fc_http_find(h, "upgrade", 7);
+        if (u != NULL) p = put_header(p, u->name, u->value);
+        p = PUT_LIT(p, "Connection: upgrade\r\n");
     }
     if (flags & FC_RESP_CLOSE) p = PUT_LIT(p, "Connection: close\r\n");
     else if (flags & FC_RESP_KEEPALIVE) p = PUT_LIT(p, "Connection: keep-alive\r\n");

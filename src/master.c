@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fulcrum/cpus.h"
 #include "fulcrum/log.h"
 #include "fulcrum/tls.h"
 #include "fulcrum/shm.h"
@@ -71,11 +72,24 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* `workers: auto`: the CPUs this process may use (affinity mask, cgroup quota), logged once per
+ * change. FULCRUM_CGROUP_ROOT and FULCRUM_PROC_CGROUP point the probe at a fixture (tests only). */
 static unsigned workers_for(const fc_config_t *cfg)
 {
+    static unsigned last_logged;
     if (cfg->workers > 0) return (unsigned)cfg->workers;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > FC_SHM_PROCS / 2 ? FC_SHM_PROCS / 2 : (unsigned)n;
+    const char *root = getenv("FULCRUM_CGROUP_ROOT"), *self = getenv("FULCRUM_PROC_CGROUP");
+    fc_cpus_t c;
+    fc_cpus_probe(root ? root : "/sys/fs/cgroup", self ? self : "/proc/self/cgroup", &c);
+    unsigned n = c.count > FC_SHM_PROCS / 2 ? FC_SHM_PROCS / 2 : c.count;
+    if (n != last_logged) {
+        char quota[320] = "no CPU quota";
+        if (c.quota > 0) snprintf(quota, sizeof(quota), "a quota of %u CPU%s (%s)", c.quota, c.quota == 1 ? "" : "s", c.source);
+        fc_log(FC_LOG_NOTICE, "workers: auto: %u (%u CPUs online, %u in the affinity mask, %s)", n, c.online, c.affinity,
+               quota);
+        last_logged = n;
+    }
+    return n;
 }
 
 /* ---- listening sockets --------------------------------------------------------------------- */

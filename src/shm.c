@@ -81,3 +81,46 @@ void fc_shm_forget_proc(fc_shm_t *shm, unsigned proc)
     atomic_store(&shm->ready[proc], 0);
     atomic_store(&shm->conns[proc], 0);
 }
+
+static int learn_lock(fc_shm_t *shm, size_t set)
+{
+    for (int spin = 0; spin < 64; spin++) {
+        unsigned free_ = 0;
+        if (atomic_compare_exchange_weak_explicit(&shm->learn_lock[set], &free_, 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return 0;
+    }
+    return -1;
+}
+
+void fc_shm_learn_put(fc_shm_t *shm, uint64_t key, uint32_t slot, uint64_t expires)
+{
+    if (key == 0) key = 1;
+    size_t set = (size_t)(key % FC_SHM_LEARN_SETS);
+    if (learn_lock(shm, set) < 0) return;
+    fc_shm_learn_t *ways = &shm->learn[set * FC_SHM_LEARN_WAYS], *pick = &ways[0];
+    for (size_t i = 0; i < FC_SHM_LEARN_WAYS; i++) {
+        if (ways[i].key == key || ways[i].key == 0) {
+            pick = &ways[i];
+            break;
+        }
+        if (ways[i].expires < pick->expires) pick = &ways[i];
+    }
+    pick->key = key;
+    pick->slot = slot;
+    pick->expires = expires;
+    atomic_store_explicit(&shm->learn_lock[set], 0, memory_order_release);
+}
+
+uint32_t fc_shm_learn_get(fc_shm_t *shm, uint64_t key, uint64_t now)
+{
+    if (key == 0) key = 1;
+    size_t set = (size_t)(key % FC_SHM_LEARN_SETS);
+    uint32_t slot = UINT32_MAX;
+    if (learn_lock(shm, set) < 0) return slot;
+    fc_shm_learn_t *ways = &shm->learn[set * FC_SHM_LEARN_WAYS];
+    for (size_t i = 0; i < FC_SHM_LEARN_WAYS; i++)
+        if (ways[i].key == key && ways[i].expires > now) slot = ways[i].slot;
+    atomic_store_explicit(&shm->learn_lock[set], 0, memory_order_release);
+    return slot;
+}

@@ -24,6 +24,10 @@
 #define TLS_BUFS_KEEP 64
 #define TLS_COALESCE 16384     /* plaintext pieces of a write up to this much in all become one record */
 #define MAX_NAMES 64           /* SNI names per certificate pair that are looked at */
+/* Handshake steps run before the rest of the loop's work gets its turn: a flood of new TLS
+ * connections (0.5 ms of CPU each, or more with RSA) must not hold back the established ones.
+ * The budget comes back each time the deferred queue is worked (once per loop turn with work). */
+#define HANDSHAKE_BUDGET 16
 
 /* ---- contexts ------------------------------------------------------------------------------ */
 
@@ -99,7 +103,6 @@ int fc_tls_tickets_rotate(fc_tls_tickets_t *t)
 static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx,
                      int enc)
 {
-    (void)s;
     if (tickets == NULL) return 0;
     if (ticket_cipher == NULL && (ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL)) == NULL) return -1;
     unsigned cur = atomic_load_explicit(&tickets->current, memory_order_acquire);
@@ -114,7 +117,9 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
             const fc_tls_ticket_key_t *c = &tickets->keys[(cur - back) % FC_TLS_TICKET_KEYS];
             if (memcmp(c->name, name, 16) == 0) {
                 k = c;
-                rc = back == 0 ? 1 : 2;
+                /* 2 asks for a fresh ticket: always in TLS 1.3, whose clients use a ticket
+                 * once (and OpenSSL sends none on a resumption told 1) */
+                rc = back == 0 && SSL_version(s) != TLS1_3_VERSION ? 1 : 2;
             }
         }
         if (k == NULL) return 0;
@@ -547,6 +552,7 @@ static fc_list_t deferred_list = {&deferred_list, &deferred_list};
 static uv_idle_t defer_idle;
 static int defer_ready;
 static BIO_METHOD *bio_method;
+static unsigned handshake_budget = HANDSHAKE_BUDGET;
 
 static void buf_release(fc_buf_t *b)
 {
@@ -646,6 +652,7 @@ static void sock_on_write(uv_write_t *req, int status);
 
 static void on_defer(uv_idle_t *h)
 {
+    handshake_budget = HANDSHAKE_BUDGET;
     fc_list_t list;
     fc_list_init(&list);
     while (!fc_list_empty(&deferred_list)) {
@@ -823,7 +830,22 @@ static void sock_on_write(uv_write_t *req, int status)
         fail(t, status, status == UV_ECANCELED ? "closed" : "write failed");
         return;
     }
+    if (t->io->closing) { /* finished as the close came: nothing more goes out on this socket */
+        if (t->io->writing) {
+            t->io->writing = 0;
+            t->io->done(t->io, t->sent >= t->owner_end ? 0 : UV_ECANCELED);
+        }
+        return;
+    }
     flushed(t, flush(t));
+}
+
+/* An idle connection holds no ciphertext buffer. */
+static void in_trim(fc_tls_conn_t *t)
+{
+    if (t->in_pos < t->in.len) return;
+    buf_release(&t->in);
+    t->in_pos = 0;
 }
 
 /* Runs the handshake, then reads plaintext for the owner while it reads. */
@@ -839,6 +861,11 @@ static void process(fc_tls_conn_t *t)
         return;
     }
     if (!t->handshaken) {
+        if (handshake_budget == 0) {
+            defer(t); /* later in this loop turn, after what else is ready */
+            return;
+        }
+        handshake_budget--;
         ERR_clear_error();
         int r = SSL_do_handshake(t->ssl);
         int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
@@ -855,6 +882,7 @@ static void process(fc_tls_conn_t *t)
         if (r != 1) {
             if (e == SSL_ERROR_WANT_READ && !t->eof) {
                 ERR_clear_error();
+                in_trim(t);
                 if (sock_read_start(t) < 0) fail(t, UV_EIO, "cannot read");
                 return;
             }
@@ -876,6 +904,7 @@ static void process(fc_tls_conn_t *t)
     if (!io->reading) {
         /* Nobody reads: what arrived stays buffered, and the socket is not read further once
          * a record's worth waits. */
+        in_trim(t);
         if (t->in.len - t->in_pos >= TLS_BUF / 2) sock_read_stop(t);
         return;
     }
@@ -885,6 +914,14 @@ static void process(fc_tls_conn_t *t)
     for (;;) {
         char *dst;
         size_t room;
+        /* Only with something to read: OpenSSL allocates its 16 KiB record buffer for every
+         * attempt, and keeps it while it waits (RELEASE_BUFFERS frees it only after a record was
+         * consumed whole), so an attempt on an empty input would pin it to an idle connection;
+         * and the owner's read buffer is leased only for bytes that are there. */
+        if (t->in_pos == t->in.len && !SSL_has_pending(t->ssl)) {
+            if (t->eof) end = UV_EOF;
+            break;
+        }
         if (io->rmode == FC_IO_READ_SCRATCH) {
             dst = scratch;
             room = sizeof(scratch);
@@ -922,7 +959,11 @@ static void process(fc_tls_conn_t *t)
         ERR_clear_error();
         break;
     }
-    flushed(t, flush(t)); /* a key update or an alert OpenSSL answered with */
+    int fr = flush(t); /* a key update or an alert OpenSSL answered with */
+    /* The read side is over (EOF or an error): that is the news for the reader, not that the
+     * alert OpenSSL sent about it found the socket reset. A writer still hears the failure. */
+    if (fr < 0 && end != 0 && !io->writing) fr = 0;
+    flushed(t, fr);
     if (t->failed || io->closing) return;
     int full = io->rmode == FC_IO_READ_BUF && io->rbuf.base != NULL && io->rbuf.len == io->rbuf.cap;
     if (full) io->reading = 0; /* resumes once the buffer has room (fc_io_read_start) */
@@ -932,6 +973,7 @@ static void process(fc_tls_conn_t *t)
     }
     if (end != 0) {
         t->failed = end != UV_EOF;
+        if (t->failed) t->status = end; /* what a reader that comes back hears */
         if (io->reading) {
             io->reading = 0;
             sock_read_stop(t);
@@ -941,10 +983,7 @@ static void process(fc_tls_conn_t *t)
         }
         return;
     }
-    if (t->in_pos == t->in.len) {
-        buf_release(&t->in); /* an idle connection holds no ciphertext buffer */
-        t->in_pos = 0;
-    }
+    in_trim(t);
     if (io->reading) {
         if (sock_read_start(t) < 0) fail(t, UV_EIO, "cannot read");
     } else if (t->in.len - t->in_pos >= TLS_BUF / 2) {

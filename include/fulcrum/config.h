@@ -71,6 +71,18 @@ typedef struct fc_upstream_tls_conf {
     fc_tls_ctx_t *ctx;   /* owned: built by the loader */
 } fc_upstream_tls_conf_t;
 
+/* `sticky:` of an upstream: a client stays with one server. */
+typedef struct fc_sticky_conf {
+    char *cookie;        /* owned; the cookie fulcrum sets naming the server, or NULL */
+    char *learn;         /* owned; the application's cookie to learn servers from, or NULL (one of
+                            cookie and learn is set when sticky: is present) */
+    uint64_t learn_timeout; /* ms, default 1h: how long a learned value keeps its server */
+    uint64_t max_age;    /* ms, whole seconds sent; 0 = a session cookie (default) */
+    int secure;          /* 0 no, 1 yes, 2 auto (default: when the client came over TLS) */
+    int http_only;       /* default true */
+    char *same_site;     /* owned; "Lax" (default), "Strict", "None", or NULL for none */
+} fc_sticky_conf_t;
+
 struct fc_upstream_conf {
     char *name;                   /* owned; the key under `upstreams:`, 1..FC_UPSTREAM_NAME_MAX characters */
     char *balance;                /* owned; a name fc_balance_ops_find() knows, default "round_robin".
@@ -88,6 +100,7 @@ struct fc_upstream_conf {
     size_t nservers;
     size_t index;                 /* position in fc_config_t.upstreams */
     fc_upstream_tls_conf_t *tls;  /* owned; NULL = plain TCP to the servers */
+    fc_sticky_conf_t sticky;      /* sticky: { cookie: ... } */
 };
 
 typedef struct fc_route_conf {
@@ -99,6 +112,10 @@ typedef struct fc_route_conf {
     uint64_t send_timeout;        /* ms, default 60000 */
     uint64_t read_timeout;        /* ms, default 60000 */
     int access_log;               /* `access_log: off` on a route -> 0; default 1 */
+    uint64_t tunnel_timeout;      /* ms, default 1h: idle timeout of an upgraded connection (a tunnel) */
+    char *upgrade;                /* owned: the protocols a client may upgrade to, lower case, each
+                                     followed by a NUL, the list ending with an empty one ("websocket\0\0",
+                                     the default); NULL: `upgrade: off` */
 } fc_route_conf_t;
 
 /* `tls:` of a listener. */

@@ -20,6 +20,7 @@ enum fc_conn_state {
     FC_CONN_ACTIVE,   /* an exchange is in progress */
     FC_CONN_LINGER,   /* final response sent, write side shut; discarding input until EOF */
     FC_CONN_RELAY,    /* a TLS connection whose plaintext is relayed to a newer generation */
+    FC_CONN_TUNNEL,   /* switched protocols (101): one side of a tunnel (upgrade.c) */
     FC_CONN_CLOSING,  /* fc_io_close called; freed in the close callback */
 };
 
@@ -30,6 +31,7 @@ typedef struct fc_conn {
     fc_worker_t *w;          /* owner */
     const fc_listener_conf_t *listener; /* borrowed from the config: where it was accepted (its
                                            health endpoint), NULL if unknown */
+    const fc_head_opts_t *opts; /* borrowed from the worker: how heads are written for its listener */
     fc_list_t link;          /* in w->conns */
     fc_timeout_t timeout;    /* header, body, send, keep-alive or linger timeout */
     size_t pos;              /* bytes of io.rbuf consumed by the parser */
@@ -45,6 +47,7 @@ typedef struct fc_conn {
     uint8_t relayed;         /* adopted through an older generation's TLS relay: answered with
                                 Connection: close, so the client comes back to this generation */
     struct fc_relay *relay;  /* FC_CONN_RELAY: the socketpair to the newer generation (a reference) */
+    struct fc_upgrade *upgrade; /* FC_CONN_TUNNEL: the tunnel it is a side of (a reference) */
 } fc_conn_t;
 
 /* Takes accepted socket <fd> (non-blocking) from <l>, whose peer is <peer>, into a new fc_conn_t
@@ -58,6 +61,9 @@ void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len);
  * is <ip>, it connected to <local> (which listener), and <bytes> were read already. */
 void fc_conn_adopt_relayed(fc_worker_t *w, int fd, const char *ip, const struct sockaddr_storage *local,
                            const char *bytes, size_t len);
+/* Takes over client socket <fd> of a tunnel an older generation hands over (not reading yet;
+ * fc_upgrade_begin makes it a tunnel side). NULL on failure (<fd> is then still the caller's). */
+fc_conn_t *fc_conn_adopt_tunnel(fc_worker_t *w, int fd, const char *ip);
 /* Makes TLS connection <c> (between requests) a relay: a socketpair whose other end, *<peer_fd>,
  * the caller hands to the newer generation, then calls fc_conn_relay_start (or, if the hand-over
  * failed, fc_conn_relay_cancel). Returns 0 or -1 (nothing changed). */

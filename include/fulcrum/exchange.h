@@ -86,6 +86,10 @@ typedef struct fc_exchange {
     uint8_t finished;             /* fc_exchange_finish ran */
     uint8_t error_reply;          /* resp_out holds a generated error response */
     uint8_t discard;              /* the client left: the answer is read and dropped to keep the connection */
+    uint8_t upgrade;              /* the request asked to switch protocols (forwarded): a 101 makes a tunnel */
+    uint8_t set_sticky;           /* the answer sets the upstream's sticky cookie (the server chosen is
+                                     not the one the client's cookie named) */
+    int16_t sticky;               /* 1 + the server the client's sticky cookie names, 0 = none */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
     char ip[46];                  /* the client's address, kept for the log line once it left */

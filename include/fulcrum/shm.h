@@ -32,16 +32,34 @@ typedef struct fc_shm_server {
     char key[FC_SHM_KEY];         /* "upstream/address", empty when free; master only writes */
 } fc_shm_server_t;
 
+/* Sticky "learn" mode: which server set a given value of an application's cookie, for every
+ * worker. A fixed set-associative table; a set's lock is only ever tried, never waited on, and
+ * held for a few stores (a worker that died holding one costs that set, not the process). */
+#define FC_SHM_LEARN_SETS 4096
+#define FC_SHM_LEARN_WAYS 4
+typedef struct fc_shm_learn {
+    uint64_t key;       /* a hash of upstream name and cookie value; 0 = free */
+    uint64_t expires;   /* CLOCK_MONOTONIC ms */
+    uint32_t slot;      /* the server's slot in servers[] */
+} fc_shm_learn_t;
+
 typedef struct fc_shm {
     atomic_uint generation;             /* the newest generation of workers */
     atomic_uint nworkers;               /* how many workers the newest generation has */
     atomic_uint ready[FC_SHM_PROCS];    /* per process slot: the generation it is ready to serve */
     atomic_uint conns[FC_SHM_PROCS];    /* per process slot: client connections open (accept balance) */
     fc_tls_cache_t sessions;            /* TLS 1.2 session IDs, for every worker */
+    atomic_uint learn_lock[FC_SHM_LEARN_SETS];
+    fc_shm_learn_t learn[FC_SHM_LEARN_SETS * FC_SHM_LEARN_WAYS];
     fc_tls_tickets_t tickets;           /* TLS session ticket keys: made and rotated by the master, kept
                                            across reloads, used by every worker */
     fc_shm_server_t servers[FC_SHM_SLOTS];
 } fc_shm_t;
+
+/* Sticky learn mode: remembers that <slot> answered with cookie value <key> until <expires>
+ * (the entry expiring first in its set makes room), or finds it (UINT32_MAX: unknown). */
+void fc_shm_learn_put(fc_shm_t *shm, uint64_t key, uint32_t slot, uint64_t expires);
+uint32_t fc_shm_learn_get(fc_shm_t *shm, uint64_t key, uint64_t now);
 
 /* Takes back the active counts process slot <proc> left behind (it exited or crashed). */
 void fc_shm_forget_proc(fc_shm_t *shm, unsigned proc);
