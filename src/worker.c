@@ -569,7 +569,13 @@ int fc_worker_run(const fc_worker_args_t *args)
     w.master_pid = args->master_pid;
     w.handover_fd = w.handover_send_fd = -1;
     loop.data = &w;
-    if (setup(&w, args->fds, &err) == 0) {
+    int ok = setup(&w, args->fds, &err) == 0;
+    /* Inherited from the master, the signals were blocked until the handlers above existed; what
+     * came meanwhile is delivered now, to them. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (ok) {
         atomic_store(&w.shm->ready[w.proc], w.generation); /* the master may retire older workers */
     } else {
         fc_log(FC_LOG_ERROR, "%s", err.msg);
