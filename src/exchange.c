@@ -31,6 +31,16 @@ static void fail(fc_exchange_t *ex, int cause);
 static uint64_t learn_key(const fc_exchange_t *ex, fc_slice_t v);
 
 static fc_worker_t *W(const fc_exchange_t *ex) { return ex->w; }
+
+/* routes[].timeouts.request ran out: 504 if no answer began (retries included, nothing more is
+ * tried), else the connection is closed. */
+static void on_deadline(fc_timeout_t *t)
+{
+    fc_exchange_t *ex = fc_container_of(t, fc_exchange_t, deadline);
+    if (ex->finished) return;
+    fc_log(FC_LOG_WARN, "request from %s: the route's request timeout ran out", ex->client ? ex->client->ip : ex->ip);
+    fail(ex, FC_END_SERVER_TIMEOUT);
+}
 static fc_upstream_t *UP(const fc_exchange_t *ex) { return &W(ex)->upstreams[ex->route->upstream->index]; }
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
@@ -58,6 +68,7 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
         memset(&ex->resp_connection, 0, sizeof(ex->resp_connection));
     }
     memset(ex, 0, offsetof(fc_exchange_t, req));
+    fc_timeout_init(&ex->deadline, on_deadline);
     ex->w = w;
     ex->client = c;
     ex->refs = 1;
@@ -84,6 +95,7 @@ static void unref(fc_exchange_t *ex)
 {
     FC_ASSERT(ex->refs > 0);
     if (--ex->refs > 0) return;
+    fc_timeout_clear(&ex->deadline);
     fc_worker_t *w = W(ex);
     if (w->nfree_exchanges >= EXCHANGE_FREELIST_KEEP || ex->head_out.cap > 65536 || ex->resp_out.cap > 65536 ||
         ex->req_trailers.cap > 65536 || ex->resp_trailers.cap > 65536) {
@@ -588,6 +600,7 @@ void fc_exchange_start(fc_exchange_t *ex)
     /* A chunked body is decoded in place, so it cannot be sent a second time. */
     ex->replayable = v.framing != FC_FRAME_CHUNKED;
     ex->phase = FC_PHASE_CONNECT;
+    if (w->route_request[route_index(ex)] != NULL) fc_timeout_set(&w->tq, &ex->deadline, w->route_request[route_index(ex)]);
     if (!ex->req_done) fc_timeout_set(&w->tq, &c->timeout, w->t_body);
     connect_next(ex);
 }
@@ -1296,6 +1309,7 @@ static void finish(fc_exchange_t *ex)
 {
     if (ex->finished) return;
     ex->finished = 1;
+    fc_timeout_clear(&ex->deadline);
     ex->phase = FC_PHASE_DONE;
     access_log(ex);
     fc_upconn_t *up = ex->up;

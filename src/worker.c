@@ -488,11 +488,13 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     w->route_send = fc_xcalloc(cfg->nroutes, sizeof(*w->route_send));
     w->route_read = fc_xcalloc(cfg->nroutes, sizeof(*w->route_read));
     w->route_tunnel = fc_xcalloc(cfg->nroutes, sizeof(*w->route_tunnel));
+    w->route_request = fc_xcalloc(cfg->nroutes, sizeof(*w->route_request));
     for (size_t i = 0; i < cfg->nroutes; i++) {
         w->route_connect[i] = fc_timeq_class(&w->tq, cfg->routes[i].connect_timeout);
         w->route_send[i] = fc_timeq_class(&w->tq, cfg->routes[i].send_timeout);
         w->route_read[i] = fc_timeq_class(&w->tq, cfg->routes[i].read_timeout);
         w->route_tunnel[i] = fc_timeq_class(&w->tq, cfg->routes[i].tunnel_timeout);
+        if (cfg->routes[i].request_timeout > 0) w->route_request[i] = fc_timeq_class(&w->tq, cfg->routes[i].request_timeout);
     }
     w->head_opts.via = cfg->via ? (fc_slice_t){cfg->via, strlen(cfg->via)} : (fc_slice_t){NULL, 0};
     w->head_opts.allow_underscores = (uint8_t)cfg->underscores_in_headers;
@@ -608,6 +610,7 @@ int fc_worker_run(const fc_worker_args_t *args)
     free(w.route_send);
     free(w.route_read);
     free(w.route_tunnel);
+    free(w.route_request);
     free(w.listener_opts);
     free(w.hsts_lines);
     free(w.listeners);
