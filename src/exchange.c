@@ -253,6 +253,7 @@ static int cause_status(int cause)
     case FC_END_NO_ROUTE: return 404;
     case FC_END_SERVER_TIMEOUT: return 504;
     case FC_END_LOCAL: return 503;
+    case FC_END_BUSY: return 503;
     case FC_END_INTERNAL: return 500;
     default: return 502;
     }
@@ -652,11 +653,22 @@ static void connect_next(fc_exchange_t *ex)
     if (ex->t_first_try == 0) ex->t_first_try = uv_now(w->loop);
     for (;;) {
         size_t usable = fc_upstream_refresh(u);
+        if (usable == 0 && tries_used(ex) == 0 && u->all_busy) {
+            /* Alive, but every one at max_conns: not the servers' failure, and soon over. */
+            uint64_t now = uv_now(w->loop);
+            if (u->all_down_logged == 0 || now - u->all_down_logged >= 10000) {
+                fc_log(FC_LOG_WARN, "upstream %s: every usable server is at max_conns: 503", u->conf->name);
+                u->all_down_logged = now ? now : 1;
+            }
+            ex->cause = FC_END_BUSY;
+            reply_local(ex, 503, "503 Service Unavailable\n", "Retry-After: 1\r\n", 0);
+            return;
+        }
         if (usable == 0 && tries_used(ex) == 0) {
             /* Every server is down: answer at once instead of waiting for timeouts. */
             uint64_t now = uv_now(w->loop);
             if (u->all_down_logged == 0 || now - u->all_down_logged >= 10000) {
-                fc_log(FC_LOG_ERROR, "upstream %s: no usable server (all down, failed or at max_conns): 502",
+                fc_log(FC_LOG_ERROR, "upstream %s: no usable server (all down or failed): 502",
                        u->conf->name);
                 u->all_down_logged = now ? now : 1;
             }

@@ -34,6 +34,7 @@ enum fc_end_cause {
     FC_END_SERVER_BAD,     /* malformed response */
     FC_END_LOCAL,          /* this process ran out of descriptors or memory connecting (503) */
     FC_END_INTERNAL,       /* out of memory or a libuv error */
+    FC_END_BUSY,           /* every server that may be chosen is at max_conns (503, Retry-After) */
 };
 
 /* Where it was when it ended. */
