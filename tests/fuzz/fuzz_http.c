@@ -339,7 +339,7 @@ static int run_body(conn_t *c, int framing, uint64_t length, int keep_trailers, 
 /* The request head for a server: built, checked, parsed and checked again as the server would. */
 static void build_request(const conn_t *c, const fc_http_head_t *h, const fc_request_view_t *v)
 {
-    static const fc_head_opts_t opts[2] = {{{"fulcrum", 7}, 0}, {{NULL, 0}, 1}};
+    static const fc_head_opts_t opts[2] = {{.via = {"fulcrum", 7}}, {.via = {NULL, 0}, .allow_underscores = 1, .https = 1}};
     const fc_head_opts_t *o = &opts[c->alt];
     fc_buf_t out = {0};
     CHECK(fc_headers_build_request(&out, h, v, "192.0.2.7", FALLBACK_HOST, o) == 0);
@@ -434,7 +434,7 @@ static void run_requests(conn_t *c)
  * the client would. */
 static void build_response(const fc_http_head_t *h, const fc_response_view_t *v, int flags, int head_req)
 {
-    static const fc_head_opts_t o = {{"fulcrum", 7}, 0};
+    static const fc_head_opts_t o = {.via = {"fulcrum", 7}};
     fc_buf_t out = {0};
     CHECK(fc_headers_build_response(&out, h, v, flags, "Sun, 06 Nov 1994 08:49:37 GMT", &o) == 0);
     check_built(&out, "HTTP/1.1 ");
