@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <ctype.h>
 
+#include "fulcrum/accesslog.h"
 #include "fulcrum/conn.h"
 #include "fulcrum/headers.h"
 #include "fulcrum/io.h"
@@ -21,7 +22,7 @@
 #define EXCHANGE_FREELIST_KEEP 64 /* beyond this many idle exchanges, free them: idle memory stays small */
 
 static void connect_next(fc_exchange_t *ex);
-static void send_request(fc_exchange_t *ex);
+static void send_request(fc_exchange_t *ex, uint64_t t);
 static void pump_request(fc_exchange_t *ex);
 static void pump_response(fc_exchange_t *ex);
 static void flush_client(fc_exchange_t *ex);
@@ -121,84 +122,45 @@ static void detach_upstream(fc_exchange_t *ex, int reusable)
 
 static size_t route_index(const fc_exchange_t *ex) { return (size_t)(ex->route - W(ex)->cfg->routes); }
 
-/* ---- access log ---------------------------------------------------------------------------- */
+/* ---- the end-of-exchange record ----------------------------------------------------------- */
 
-static size_t json_escape(char *out, size_t cap, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 7 < cap; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)ch;
-        } else if (ch < 0x20 || ch >= 0x7f) {
-            memcpy(out + o, "\\u00", 4);
-            out[o + 4] = hex[ch >> 4];
-            out[o + 5] = hex[ch & 15];
-            o += 6;
-        } else out[o++] = (char)ch;
-    }
-    return o;
-}
-
-/* The value of header <name> in the head we sent upstream (combined log format only). */
-static fc_slice_t sent_header(const fc_exchange_t *ex, const char *name, size_t namelen)
-{
-    const char *p = ex->head_out.base, *end = p + ex->head_out.len;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (eol == NULL) break;
-        p = eol + 1;
-        if ((size_t)(end - p) > namelen + 1 && strncasecmp(p, name, namelen) == 0 && p[namelen] == ':') {
-            const char *v = p + namelen + 2, *ve = memchr(v, '\r', (size_t)(end - v));
-            return ve ? (fc_slice_t){v, (size_t)(ve - v)} : (fc_slice_t){NULL, 0};
-        }
-    }
-    return (fc_slice_t){NULL, 0};
-}
-
-/* A timestamp for the access log (uv_hrtime), or 1 when no access log is written: the clock is then
+/* A timestamp (uv_hrtime), or 1 when nothing reads durations (no access log): the clock is then
  * not read at all, and a nonzero t_start still says "the exchange has started". */
-static uint64_t stamp(void)
+static uint64_t stamp(const fc_exchange_t *ex)
 {
-    return fc_access_log_enabled() ? uv_hrtime() : 1;
+    return W(ex)->timing ? uv_hrtime() : 1;
 }
 
-static void access_log(fc_exchange_t *ex)
+/* Fills the record of <ex> with one clock read and hands it to the access log. */
+static void end_record(fc_exchange_t *ex)
 {
-    if (!fc_access_log_enabled() || (ex->t_start == 0 && ex->status == 0)) return;
-    if (ex->route != NULL && !ex->route->access_log) return;
-    char line[4096], method[64], path[2048];
-    fc_slice_t m = ex->req.method, u = ex->req.url;
+    if (ex->t_start == 0 && ex->status == 0) return; /* never started: nothing to tell */
+    fc_worker_t *w = W(ex);
+    int log = fc_access_log_enabled() && (ex->route == NULL || ex->route->access_log);
+    if (!log) return;
+    fc_accesslog_record_t r;
+    r.method = ex->req.method;
+    r.url = ex->req.url;
+    r.head = (fc_slice_t){NULL, 0};
     if (ex->head_out.len > 0) {
-        m = (fc_slice_t){ex->head_out.base, ex->log_method_len};
-        u = (fc_slice_t){ex->head_out.base + ex->log_url_off, ex->log_url_len};
+        r.method = (fc_slice_t){ex->head_out.base, ex->log_method_len};
+        r.url = (fc_slice_t){ex->head_out.base + ex->log_url_off, ex->log_url_len};
+        r.head = (fc_slice_t){ex->head_out.base, ex->head_out.len};
     }
-    size_t ml = json_escape(method, sizeof(method), m.p ? m.p : "-", m.p ? m.n : 1);
-    size_t pl = json_escape(path, sizeof(path), u.p ? u.p : "-", u.p ? u.n : 1);
-    uint64_t now = uv_hrtime();
-    double dur = ex->t_start ? (double)(now - ex->t_start) / 1e6 : 0.0;
-    double up_ms = ex->t_up_start ? (double)((ex->t_up_end ? ex->t_up_end : now) - ex->t_up_start) / 1e6 : 0.0;
-    const char *server = ex->server ? ex->server->conf->addr.text : "-";
-    const char *ip = ex->client ? ex->client->ip : ex->discard ? ex->ip : "-";
-    int n;
-    if (W(ex)->cfg->access_log_format == FC_LOG_FORMAT_COMBINED) {
-        char ref[512], ua[512];
-        fc_slice_t r = sent_header(ex, "referer", 7), a = sent_header(ex, "user-agent", 10);
-        size_t rl = r.p ? json_escape(ref, sizeof(ref), r.p, r.n) : json_escape(ref, sizeof(ref), "-", 1);
-        size_t al = a.p ? json_escape(ua, sizeof(ua), a.p, a.n) : json_escape(ua, sizeof(ua), "-", 1);
-        n = snprintf(line, sizeof(line), "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"%.*s\" \"%.*s\" %.3f %s %.3f\n",
-                     ip, fc_log_time_clf(), (int)ml, method, (int)pl, path, ex->http10 ? 0 : 1, ex->status, (unsigned long long)ex->bytes_sent, (int)rl, ref, (int)al, ua,
-                     dur / 1000, server, up_ms / 1000);
-    } else {
-        n = snprintf(line, sizeof(line),
-                     "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%.*s\",\"path\":\"%.*s\",\"status\":%d,"
-                     "\"bytes\":%llu,\"duration_ms\":%.3f,\"upstream\":\"%s\",\"upstream_ms\":%.3f}\n",
-                     fc_log_time_iso(), ip, (int)ml, method, (int)pl, path, ex->status,
-                     (unsigned long long)ex->bytes_sent, dur, server, up_ms);
-    }
-    if (n > 0) fc_access_log_write(line, FC_MIN((size_t)n, sizeof(line) - 1));
+    r.client = ex->client ? ex->client->ip : ex->discard ? ex->ip : "-";
+    r.upstream = ex->route ? ex->route->upstream->name : NULL;
+    r.route = r.upstream;
+    r.server = ex->server ? ex->server->conf->addr.text : NULL;
+    r.status = ex->status;
+    r.cause = ex->cause;
+    r.phase = ex->cause == FC_END_NONE ? FC_PHASE_DONE : ex->phase;
+    r.http10 = ex->http10;
+    r.bytes_sent = ex->bytes_sent;
+    r.now = w->timing ? uv_hrtime() : 0;
+    r.request_ns = r.now && ex->t_start > 1 ? r.now - ex->t_start : 0;
+    r.upstream_ns = r.now && ex->t_up_start > 1 ? (ex->t_up_end > 1 ? ex->t_up_end : r.now) - ex->t_up_start : 0;
+    r.connect_ns = ex->connect_ns;
+    fc_accesslog_write(&r, w->cfg->access_log_format);
 }
 
 /* ---- error responses ----------------------------------------------------------------------- */
@@ -426,7 +388,7 @@ void fc_exchange_start(fc_exchange_t *ex)
     llhttp_t *ll = &ex->parser.ll;
     fc_http_head_t *h = &ex->req;
     fc_request_view_t v;
-    ex->t_start = stamp();
+    ex->t_start = stamp(ex);
     ex->http10 = h->major == 1 && h->minor == 0;
     ex->is_head = ll->method == HTTP_HEAD;
     ex->idempotent = ll->method == HTTP_GET || ll->method == HTTP_HEAD || ll->method == HTTP_PUT ||
@@ -585,9 +547,10 @@ static void connect_next(fc_exchange_t *ex)
         fc_upconn_t *up = fc_pool_acquire(s, ex);
         if (up != NULL) {
             ex->up = up;
-            send_request(ex);
+            send_request(ex, stamp(ex));
             return;
         }
+        ex->t_conn_start = stamp(ex);
         int r = fc_upconn_connect(s, ex, &up);
         if (r == 0) {
             ex->up = up;
@@ -630,7 +593,9 @@ static void next_or_fail(fc_exchange_t *ex, int kind, int status, int cause)
 void fc_exchange_on_connect(fc_exchange_t *ex, int status)
 {
     if (status == 0) {
-        send_request(ex);
+        uint64_t t = stamp(ex);
+        ex->connect_ns = t > 1 && ex->t_conn_start > 1 ? t - ex->t_conn_start : 0;
+        send_request(ex, t);
         return;
     }
     fc_server_t *s = ex->server;
@@ -644,14 +609,15 @@ void fc_exchange_on_connect(fc_exchange_t *ex, int status)
     next_or_fail(ex, kind, 0, FC_END_SERVER_REFUSED);
 }
 
-static void send_request(fc_exchange_t *ex)
+/* <t>: stamp() taken by the caller, the moment the request is handed to the connection. */
+static void send_request(fc_exchange_t *ex, uint64_t t)
 {
     fc_upconn_t *up = ex->up;
     ex->phase = FC_PHASE_HEADERS;
     ex->head_sent = ex->req_sent = 0;
     ex->fwd = ex->body_start;
     ex->resp_began = 0;
-    ex->t_up_start = stamp();
+    ex->t_up_start = t;
     up->requests++;
     up->parser.head = &ex->resp;
     up->parser.skip_body = ex->is_head;
@@ -827,7 +793,7 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
     if (status == UV_EOF && ex->resp_head_done && !ex->resp_done && ex->resp_body.framing == FC_FRAME_EOF) {
         if (fc_body_eof(&ex->resp_body) == FC_BODY_DONE) { /* a close-delimited body ended */
             ex->resp_done = 1;
-            ex->t_up_end = stamp();
+            ex->t_up_end = stamp(ex);
             ex->keepalive = 0;
             pump_response(ex);
             return;
@@ -847,6 +813,7 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
         ex->retried = 1;
         detach_upstream(ex, 0);
         fc_server_picked(s);
+        ex->t_conn_start = stamp(ex);
         int r = fc_upconn_connect(s, ex, &ex->up);
         if (r == 0) {
             ex->phase = FC_PHASE_CONNECT;
@@ -978,7 +945,7 @@ static void pump_response(fc_exchange_t *ex)
         up->fwd_end = decode ? up->fwd_end + made : up->pos;
         if (ev == FC_BODY_DONE) {
             ex->resp_done = 1;
-            ex->t_up_end = stamp();
+            ex->t_up_end = stamp(ex);
         } else if (ev == FC_BODY_ERROR) {
             fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad body: %s", ex->server->upstream->conf->name,
                    ex->server->conf->addr.text, ex->resp_body.error);
@@ -1089,8 +1056,8 @@ static void finish(fc_exchange_t *ex)
 {
     if (ex->finished) return;
     ex->finished = 1;
-    ex->phase = FC_PHASE_DONE;
-    access_log(ex);
+    if (ex->cause == FC_END_NONE) ex->phase = FC_PHASE_DONE; /* a failure keeps the phase it happened in */
+    end_record(ex);
     fc_upconn_t *up = ex->up;
     if (up != NULL) {
         /* Reused only when this request went out whole and its answer was read to the byte: a

@@ -510,6 +510,7 @@ int fc_worker_run(const fc_worker_args_t *args)
     w.proc = args->proc;
     w.master_pid = args->master_pid;
     w.handover_fd = w.handover_send_fd = -1;
+    w.timing = fc_access_log_enabled();
     loop.data = &w;
     if (setup(&w, args->fds, &err) == 0) {
         atomic_store(&w.shm->ready[w.proc], w.generation); /* the master may retire older workers */

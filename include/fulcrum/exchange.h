@@ -53,7 +53,9 @@ typedef struct fc_exchange {
     struct fc_server *server;     /* the server in use, or NULL */
     uint64_t tried[FC_TRIED_WORDS]; /* servers already tried for this request */
     uint64_t bytes_sent;          /* bytes written to the client */
-    uint64_t t_start;             /* uv_hrtime() at the request head; 1 without an access log */
+    uint64_t t_start;             /* uv_hrtime() at the request head; 1 when timing is off (w->timing) */
+    uint64_t t_conn_start;        /* uv_hrtime() when the last fresh connect began (or 1) */
+    uint64_t connect_ns;          /* how long the last successful fresh connect took; 0 = pooled */
     uint64_t t_up_start;          /* uv_hrtime() when the request was handed to a server (or 1) */
     uint64_t t_up_end;            /* uv_hrtime() when the response completed (or 1) */
     uint64_t t_first_try;         /* uv_now() (ms) of the first attempt, for retry.timeout */
@@ -66,7 +68,7 @@ typedef struct fc_exchange {
     int status;                   /* status sent to the client, 0 until a head goes out */
     uint16_t refs;                /* client attachment + writes in flight */
     uint8_t cause;                /* enum fc_end_cause */
-    uint8_t phase;                /* enum fc_end_phase */
+    uint8_t phase;                /* enum fc_end_phase: kept as it was when a failure ended the exchange */
     uint8_t try_cause;            /* why the last server tried failed (becomes cause if none is left) */
     uint8_t cl_writing;           /* a write to the client is in flight */
     uint8_t head_sent;            /* head_out handed to the current upstream connection */

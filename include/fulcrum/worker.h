@@ -91,6 +91,8 @@ struct fc_worker {
     int draining;                    /* a graceful stop has begun */
     int stopped;                     /* everything has been asked to close */
     int exit_code;                   /* what fc_worker_run returns */
+    int timing;                      /* exchanges read the clock: something reads their durations
+                                        (the access log) */
 };
 
 /* Opens the listening sockets of <cfg> (SO_REUSEADDR, non-blocking, listening) into <fds>
