@@ -90,7 +90,11 @@ struct fc_upstream_conf {
     fc_upstream_tls_conf_t *tls;  /* owned; NULL = plain TCP to the servers */
 };
 
+#define FC_ROUTE_NAME_MAX 64 /* characters in a route name (the `route` label), at most */
+
 typedef struct fc_route_conf {
+    char *name;                   /* owned; the `route` label of the metrics and the access log, default the
+                                     upstream's name; 1..FC_ROUTE_NAME_MAX letters, digits, '-', '_', '.' */
     char *host;                   /* owned, lower-cased; NULL = any host. "*.example.com" is stored whole */
     char *path;                   /* owned; prefix beginning with '/', default "/" */
     char *upstream_name;          /* owned */
@@ -120,6 +124,9 @@ typedef struct fc_listener_conf {
     fc_addr_t addr;    /* "0.0.0.0:8080", "[::]:8080", "127.0.0.1:8080"; "*:8080" means 0.0.0.0 */
     char *health_path; /* owned; `health: { path: /healthz }`: fulcrum's own health endpoint on this
                           listener (200 while serving, 503 once a graceful stop began), or NULL */
+    char *metrics_path; /* owned; `metrics: { path: /metrics }`: Prometheus metrics of every worker on this
+                           listener, or NULL */
+    char *status_path;  /* owned; `status: { path: /status }`: the status page (and <path>.json), or NULL */
     fc_listen_tls_conf_t *tls; /* owned; NULL = plain HTTP */
     int hsts;                  /* `hsts:` is set (TLS listeners only) */
     uint64_t hsts_max_age;     /* ms (written in whole seconds), default 1y */
@@ -139,6 +146,17 @@ typedef struct fc_limits_conf {
     uint64_t max_connections;       /* client connections per worker, default 10000 */
     uint64_t tls_handshake_timeout; /* ms, default 10000: a TLS handshake must end within it */
 } fc_limits_conf_t;
+
+#define FC_METRICS_MAX_BUCKETS 16 /* finite histogram buckets, at most */
+
+/* `metrics:` at the top level: how the metrics are kept (where they are served: listeners[].metrics). */
+typedef struct fc_metrics_conf {
+    double buckets[FC_METRICS_MAX_BUCKETS]; /* `buckets`: upper bounds in seconds, increasing; default
+                                               0.01 0.05 0.1 0.5 1 5 (prom-client's users' buckets) */
+    uint64_t bucket_ns[FC_METRICS_MAX_BUCKETS]; /* the same in nanoseconds */
+    size_t nbuckets;
+    uint64_t max_series;      /* `max_series`: series kept at most, default 10000 (100..1000000) */
+} fc_metrics_conf_t;
 
 enum fc_log_format { FC_LOG_FORMAT_JSON = 0, FC_LOG_FORMAT_COMBINED = 1 };
 
@@ -163,6 +181,7 @@ struct fc_config {
     fc_route_conf_t *routes;       /* owned array, in file order, nroutes >= 1 */
     size_t nroutes;
     fc_limits_conf_t limits;
+    fc_metrics_conf_t metrics;
     char *warnings;                /* owned; "FILE:LINE:COLUMN: message" lines (a certificate about to
                                       expire), NULL when none: the caller logs them */
 };
