@@ -650,6 +650,10 @@ static int check_listener(loader_t *ld, const fc_yaml_node_t *list, void *items,
         path_pop(ld, saved);
         return -1;
     }
+    fc_listener_conf_t *lw = (fc_listener_conf_t *)items + i;
+    lw->health_path_len = l->health_path ? strlen(l->health_path) : 0;
+    lw->metrics_path_len = l->metrics_path ? strlen(l->metrics_path) : 0;
+    lw->status_path_len = l->status_path ? strlen(l->status_path) : 0;
     const char *eps[] = {l->health_path, l->metrics_path, l->status_path};
     const char *names[] = {"health", "metrics", "status"};
     for (size_t a = 0; a < 3; a++)

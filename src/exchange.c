@@ -17,11 +17,13 @@
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/message.h"
+#include "fulcrum/metrics.h"
+#include "fulcrum/status.h"
 #include "fulcrum/upstream.h"
 
 #define EXCHANGE_FREELIST_KEEP 64 /* beyond this many idle exchanges, free them: idle memory stays small */
 
-static void connect_next(fc_exchange_t *ex);
+static void connect_next(fc_exchange_t *ex, uint64_t now);
 static void send_request(fc_exchange_t *ex, uint64_t t);
 static void pump_request(fc_exchange_t *ex);
 static void pump_response(fc_exchange_t *ex);
@@ -124,21 +126,65 @@ static size_t route_index(const fc_exchange_t *ex) { return (size_t)(ex->route -
 
 /* ---- the end-of-exchange record ----------------------------------------------------------- */
 
-/* A timestamp (uv_hrtime), or 1 when nothing reads durations (no access log): the clock is then
+/* A timestamp (fc_clock_ns), or 1 when nothing reads durations (no access log, no metrics): the clock is then
  * not read at all, and a nonzero t_start still says "the exchange has started". */
 static uint64_t stamp(const fc_exchange_t *ex)
 {
-    return W(ex)->timing ? uv_hrtime() : 1;
+    return W(ex)->timing ? fc_clock_ns() : 1;
 }
 
-/* Fills the record of <ex> with one clock read and hands it to the access log. */
+/* Why the client's request ended early, counted (<cause> is not FC_END_NONE). */
+static void __attribute__((cold, noinline)) count_client_error(fc_exchange_t *ex, unsigned cause, unsigned phase)
+{
+    fc_metrics_local_t *ml = &W(ex)->metrics;
+    switch (cause) {
+    case FC_END_CLIENT_TIMEOUT:
+        fc_metrics_client_error(ml, phase == FC_PHASE_REQUEST ? FC_MC_HEADER_TIMEOUT
+                                    : !ex->req_done          ? FC_MC_BODY_TIMEOUT
+                                                             : FC_MC_SEND_TIMEOUT);
+        break;
+    case FC_END_CLIENT_BAD: fc_metrics_client_error(ml, FC_MC_BAD_REQUEST); break;
+    case FC_END_LIMIT: fc_metrics_client_error(ml, FC_MC_TOO_LARGE); break;
+    case FC_END_CLIENT_CLOSED: fc_metrics_client_error(ml, FC_MC_CLOSED); break;
+    default: break;
+    }
+}
+
+/* Counts the record <r> of <ex> in this worker's metric block: a few adds, no lock, no allocation
+ * (but the first time a route, method and status are seen together). */
+static void record_metrics(fc_exchange_t *ex, const fc_accesslog_record_t *r)
+{
+    fc_worker_t *w = W(ex);
+    fc_metrics_local_t *ml = &w->metrics;
+    uint32_t ri = ex->route ? (uint32_t)route_index(ex) : (uint32_t)w->cfg->nroutes;
+    unsigned method = ex->t_start != 0 ? fc_metrics_method(ex->parser.ll.method) : FC_METRICS_METHODS - 1;
+    fc_metrics_series_t *s = fc_metrics_route(ml, ri, ex->route ? ex->route->name : "", method, (unsigned)r->status);
+    if (s != NULL) fc_metrics_observe(s, ml->conf, r->request_ns);
+    if (ex->server != NULL && ex->server->ms != NULL && ex->t_up_start > 1)
+        fc_metrics_observe(ex->server->ms, ml->conf, r->upstream_ns);
+    if (FC_UNLIKELY(r->cause != FC_END_NONE)) count_client_error(ex, r->cause, r->phase);
+}
+
+/* Fills the record of <ex> with one clock read and hands it to the access log and the metrics. */
 static void end_record(fc_exchange_t *ex)
 {
     if (ex->t_start == 0 && ex->status == 0) return; /* never started: nothing to tell */
     fc_worker_t *w = W(ex);
     int log = fc_access_log_enabled() && (ex->route == NULL || ex->route->access_log);
-    if (!log) return;
+    int count = w->metrics.shm != NULL && !ex->own_endpoint && ex->status != 0;
+    if (!log && !count) return;
     fc_accesslog_record_t r;
+    r.status = ex->status;
+    r.cause = ex->cause;
+    r.phase = ex->cause == FC_END_NONE ? FC_PHASE_DONE : ex->phase;
+    /* The answer went out in the turn its last byte came in: that moment is its end too. */
+    r.now = !w->timing ? 0 : ex->end_at_up_end && ex->t_up_end > 1 ? ex->t_up_end : fc_clock_ns();
+    r.request_ns = r.now && ex->t_start > 1 ? r.now - ex->t_start : 0;
+    r.upstream_ns = r.now && ex->t_up_start > 1 ? (ex->t_up_end > 1 ? ex->t_up_end : r.now) - ex->t_up_start : 0;
+    r.connect_ns = ex->connect_ns;
+    if (count) record_metrics(ex, &r);
+    if (!log) return;
+    /* What only the log line reads. */
     r.method = ex->req.method;
     r.url = ex->req.url;
     r.head = (fc_slice_t){NULL, 0};
@@ -149,17 +195,10 @@ static void end_record(fc_exchange_t *ex)
     }
     r.client = ex->client ? ex->client->ip : ex->discard ? ex->ip : "-";
     r.upstream = ex->route ? ex->route->upstream->name : NULL;
-    r.route = r.upstream;
+    r.route = ex->route ? ex->route->name : NULL;
     r.server = ex->server ? ex->server->conf->addr.text : NULL;
-    r.status = ex->status;
-    r.cause = ex->cause;
-    r.phase = ex->cause == FC_END_NONE ? FC_PHASE_DONE : ex->phase;
     r.http10 = ex->http10;
     r.bytes_sent = ex->bytes_sent;
-    r.now = w->timing ? uv_hrtime() : 0;
-    r.request_ns = r.now && ex->t_start > 1 ? r.now - ex->t_start : 0;
-    r.upstream_ns = r.now && ex->t_up_start > 1 ? (ex->t_up_end > 1 ? ex->t_up_end : r.now) - ex->t_up_start : 0;
-    r.connect_ns = ex->connect_ns;
     fc_accesslog_write(&r, w->cfg->access_log_format);
 }
 
@@ -206,7 +245,17 @@ static int cause_status(int cause)
 
 /* Answers the client from fulcrum itself: <status> with the short plain-text <body>, and the
  * header lines <extra> ("Name: value\r\n" each, or ""). */
+static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const char *body, size_t blen,
+                        const char *extra, int keepalive);
+
 static void reply_local(fc_exchange_t *ex, int status, const char *body, const char *extra, int keepalive)
+{
+    reply_typed(ex, status, "text/plain", body, strlen(body), extra, keepalive);
+}
+
+/* The same with Content-Type <ctype> and a body of <blen> bytes. */
+static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const char *body, size_t blen,
+                        const char *extra, int keepalive)
 {
     fc_conn_t *c = ex->client;
     detach_upstream(ex, 0);
@@ -219,11 +268,10 @@ static void reply_local(fc_exchange_t *ex, int status, const char *body, const c
     /* An unread request body would be taken for the next request: close instead. */
     if (!ex->req_done) keepalive = 0;
     ex->keepalive = (uint8_t)keepalive;
-    size_t blen = strlen(body);
     const fc_head_opts_t *o = c->opts;
-    char buf[320];
+    char buf[384];
     int n = snprintf(buf, sizeof(buf),
-                     "Content-Type: text/plain\r\nContent-Length: %zu\r\nDate: %s\r\nConnection: %s\r\n%.*s\r\n",
+                     "Content-Type: %s\r\nContent-Length: %zu\r\nDate: %s\r\nConnection: %s\r\n%.*s\r\n", ctype,
                      blen, fc_log_time_http(), keepalive ? "keep-alive" : "close", (int)o->hsts.n,
                      o->hsts.n ? o->hsts.p : "");
     char line[64];
@@ -381,6 +429,61 @@ static void redirect_https(fc_exchange_t *ex, const fc_request_view_t *v)
     fc_buf_free(&loc);
 }
 
+/* 1 when the path of <target> is <path> (<n> bytes) followed by <suffix> (the query is ignored).
+ * Every request on a listener with endpoints asks: no scan of the target, a compare or two. */
+static int path_is(fc_slice_t t, const char *path, size_t n, const char *suffix, size_t sn)
+{
+    if (t.n < n + sn || memcmp(t.p, path, n) != 0 || memcmp(t.p + n, suffix, sn) != 0) return 0;
+    return t.n == n + sn || t.p[n + sn] == '?';
+}
+
+/* Answers a request for one of the listener's own endpoints (health, metrics, status) and returns
+ * 1, or returns 0 when <target> is none of them. These reach no route and are not counted. */
+static int own_endpoint(fc_exchange_t *ex, const fc_listener_conf_t *l, fc_slice_t target)
+{
+    fc_worker_t *w = W(ex);
+    if (l->health_path != NULL && path_is(target, l->health_path, l->health_path_len, "", 0)) {
+        /* fulcrum's own health: 503 from the moment a graceful stop begins. */
+        ex->own_endpoint = 1;
+        ex->status = w->stopping ? 503 : 200;
+        reply_local(ex, ex->status, w->stopping ? "stopping\n" : "ok\n", "", ex->keepalive);
+        return 1;
+    }
+    if (l->metrics_path != NULL && path_is(target, l->metrics_path, l->metrics_path_len, "", 0)) {
+        ex->own_endpoint = 1;
+        fc_buf_t body = {0};
+        if (fc_metrics_render(w, &body) != 0) {
+            fc_buf_free(&body);
+            fc_exchange_reply_error(ex, 500, 0);
+            return 1;
+        }
+        ex->status = 200;
+        reply_typed(ex, 200, "text/plain; version=0.0.4; charset=utf-8", body.base ? body.base : "", body.len, "",
+                    ex->keepalive);
+        fc_buf_free(&body);
+        return 1;
+    }
+    int json = 0;
+    if (l->status_path != NULL && (path_is(target, l->status_path, l->status_path_len, "", 0) ||
+                                   (json = path_is(target, l->status_path, l->status_path_len, ".json", 5)))) {
+        ex->own_endpoint = 1;
+        fc_buf_t body = {0};
+        char jp[160];
+        snprintf(jp, sizeof(jp), "%s.json", l->status_path);
+        if ((json ? fc_status_render_json(w, &body) : fc_status_render_html(w, jp, &body)) != 0) {
+            fc_buf_free(&body);
+            fc_exchange_reply_error(ex, 500, 0);
+            return 1;
+        }
+        ex->status = 200;
+        reply_typed(ex, 200, json ? "application/json" : "text/html; charset=utf-8", body.base ? body.base : "",
+                    body.len, "Cache-Control: no-store\r\n", ex->keepalive);
+        fc_buf_free(&body);
+        return 1;
+    }
+    return 0;
+}
+
 void fc_exchange_start(fc_exchange_t *ex)
 {
     fc_conn_t *c = ex->client;
@@ -413,18 +516,7 @@ void fc_exchange_start(fc_exchange_t *ex)
         return;
     }
     fc_slice_t target = v.target;
-    const char *hp = c->listener ? c->listener->health_path : NULL;
-    if (hp != NULL && !v.target_slash) {
-        size_t plen = target.n;
-        const char *q = memchr(target.p, '?', target.n);
-        if (q != NULL) plen = (size_t)(q - target.p);
-        if (plen == strlen(hp) && memcmp(target.p, hp, plen) == 0) {
-            /* fulcrum's own health: 503 from the moment a graceful stop begins. */
-            ex->status = w->stopping ? 503 : 200;
-            reply_local(ex, ex->status, w->stopping ? "stopping\n" : "ok\n", "", ex->keepalive);
-            return;
-        }
-    }
+    if (c->listener != NULL && !v.target_slash && own_endpoint(ex, c->listener, target)) return;
     if (c->listener != NULL && c->listener->redirect_https) {
         redirect_https(ex, &v);
         return;
@@ -460,7 +552,7 @@ void fc_exchange_start(fc_exchange_t *ex)
     ex->replayable = v.framing != FC_FRAME_CHUNKED;
     ex->phase = FC_PHASE_CONNECT;
     if (!ex->req_done) fc_timeout_set(&w->tq, &c->timeout, w->t_body);
-    connect_next(ex);
+    connect_next(ex, ex->t_start); /* the same moment, as far as durations go: no second clock read */
 }
 
 /* ---- connecting ---------------------------------------------------------------------------- */
@@ -503,7 +595,8 @@ static int local_failure(int r)
     return r == UV_EMFILE || r == UV_ENFILE || r == UV_ENOMEM || r == UV_ENOBUFS;
 }
 
-static void connect_next(fc_exchange_t *ex)
+/* <now>: stamp() already taken in this callback, or 0 to read the clock when needed. */
+static void connect_next(fc_exchange_t *ex, uint64_t now)
 {
     fc_worker_t *w = W(ex);
     fc_upstream_t *u = UP(ex);
@@ -513,11 +606,11 @@ static void connect_next(fc_exchange_t *ex)
         size_t usable = fc_upstream_refresh(u);
         if (usable == 0 && tries_used(ex) == 0) {
             /* Every server is down: answer at once instead of waiting for timeouts. */
-            uint64_t now = uv_now(w->loop);
-            if (u->all_down_logged == 0 || now - u->all_down_logged >= 10000) {
+            uint64_t t = uv_now(w->loop);
+            if (u->all_down_logged == 0 || t - u->all_down_logged >= 10000) {
                 fc_log(FC_LOG_ERROR, "upstream %s: no usable server (all down, failed or at max_conns): 502",
                        u->conf->name);
-                u->all_down_logged = now ? now : 1;
+                u->all_down_logged = t ? t : 1;
             }
             fail(ex, FC_END_SERVER_REFUSED);
             return;
@@ -547,10 +640,10 @@ static void connect_next(fc_exchange_t *ex)
         fc_upconn_t *up = fc_pool_acquire(s, ex);
         if (up != NULL) {
             ex->up = up;
-            send_request(ex, stamp(ex));
+            send_request(ex, now ? now : stamp(ex));
             return;
         }
-        ex->t_conn_start = stamp(ex);
+        ex->t_conn_start = now ? now : stamp(ex);
         int r = fc_upconn_connect(s, ex, &up);
         if (r == 0) {
             ex->up = up;
@@ -583,8 +676,9 @@ static void next_or_fail(fc_exchange_t *ex, int kind, int status, int cause)
 {
     detach_upstream(ex, 0);
     if (may_retry(ex, kind, status)) {
+        if (UP(ex)->ms != NULL) fc_metrics_add(UP(ex)->ms, FC_MV_RETRIES, 1);
         ex->try_cause = (uint8_t)cause;
-        connect_next(ex);
+        connect_next(ex, 0);
         return;
     }
     fail(ex, cause);
@@ -595,6 +689,8 @@ void fc_exchange_on_connect(fc_exchange_t *ex, int status)
     if (status == 0) {
         uint64_t t = stamp(ex);
         ex->connect_ns = t > 1 && ex->t_conn_start > 1 ? t - ex->t_conn_start : 0;
+        fc_metrics_series_t *ums = ex->server->upstream->ms;
+        if (ums != NULL) fc_metrics_observe(ums, W(ex)->metrics.conf, ex->connect_ns);
         send_request(ex, t);
         return;
     }
@@ -794,6 +890,7 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
         if (fc_body_eof(&ex->resp_body) == FC_BODY_DONE) { /* a close-delimited body ended */
             ex->resp_done = 1;
             ex->t_up_end = stamp(ex);
+            ex->end_at_up_end = 1;
             ex->keepalive = 0;
             pump_response(ex);
             return;
@@ -811,6 +908,7 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
      * same server, and the server is not blamed. */
     if (!ex->resp_began && up->requests > 1 && !ex->retried && ex->replayable && ex->idempotent) {
         ex->retried = 1;
+        if (s->upstream->ms != NULL) fc_metrics_add(s->upstream->ms, FC_MV_RETRIES, 1);
         detach_upstream(ex, 0);
         fc_server_picked(s);
         ex->t_conn_start = stamp(ex);
@@ -898,6 +996,7 @@ static void pump_response(fc_exchange_t *ex)
             char why[32] = "";
             if (failed) snprintf(why, sizeof(why), "status %d", st); /* read only for a failure */
             fc_server_report(srv, failed ? FC_FAIL_STATUS : 0, st, why);
+            if (srv->ms != NULL) fc_metrics_add(srv->ms, FC_MV_RESP + (unsigned)st / 100 - 1, 1);
             if (st >= 500 && may_retry(ex, FC_FAIL_STATUS, st) && has_candidate(ex)) {
                 fc_log(FC_LOG_WARN, "upstream %s: %s answered %d: trying the next server", srv->upstream->conf->name,
                        srv->conf->addr.text, st);
@@ -946,6 +1045,7 @@ static void pump_response(fc_exchange_t *ex)
         if (ev == FC_BODY_DONE) {
             ex->resp_done = 1;
             ex->t_up_end = stamp(ex);
+            ex->end_at_up_end = 1;
         } else if (ev == FC_BODY_ERROR) {
             fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad body: %s", ex->server->upstream->conf->name,
                    ex->server->conf->addr.text, ex->resp_body.error);
@@ -1008,6 +1108,7 @@ static void flush_client(fc_exchange_t *ex)
         if (r == 1) {
             c->wex = ex; /* the callback comes to this connection, which finds the exchange here */
             ex->cl_writing = 1;
+            ex->end_at_up_end = 0; /* the answer's end is when this write completes */
             ex->refs++;
             if (up != NULL) fc_upconn_read_stop(up);
             fc_timeout_set(&w->tq, &c->timeout, w->t_send);

@@ -127,6 +127,7 @@ typedef struct fc_listener_conf {
     char *metrics_path; /* owned; `metrics: { path: /metrics }`: Prometheus metrics of every worker on this
                            listener, or NULL */
     char *status_path;  /* owned; `status: { path: /status }`: the status page (and <path>.json), or NULL */
+    size_t health_path_len, metrics_path_len, status_path_len; /* their lengths (0 when NULL) */
     fc_listen_tls_conf_t *tls; /* owned; NULL = plain HTTP */
     int hsts;                  /* `hsts:` is set (TLS listeners only) */
     uint64_t hsts_max_age;     /* ms (written in whole seconds), default 1y */

@@ -88,6 +88,9 @@ typedef struct fc_exchange {
     uint8_t finished;             /* fc_exchange_finish ran */
     uint8_t error_reply;          /* resp_out holds a generated error response */
     uint8_t discard;              /* the client left: the answer is read and dropped to keep the connection */
+    uint8_t end_at_up_end;        /* the response's last byte went to the client in the turn it arrived
+                                     (t_up_end is the end of the exchange too) */
+    uint8_t own_endpoint;         /* answered by fulcrum's health, metrics or status endpoint: not counted */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
     char ip[46];                  /* the client's address, kept for the log line once it left */
