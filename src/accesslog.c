@@ -25,7 +25,7 @@ const char *fc_accesslog_phase_name(unsigned phase)
     return phase < FC_ARRAY_LEN(phase_names) ? phase_names[phase] : "-";
 }
 
-static size_t json_escape(char *out, size_t cap, const char *s, size_t n)
+size_t fc_accesslog_escape(char *out, size_t cap, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
@@ -62,7 +62,7 @@ static fc_slice_t sent_header(fc_slice_t head, const char *name, size_t namelen)
 
 static size_t escape_or_dash(char *out, size_t cap, fc_slice_t s)
 {
-    return s.p ? json_escape(out, cap, s.p, s.n) : json_escape(out, cap, "-", 1);
+    return s.p ? fc_accesslog_escape(out, cap, s.p, s.n) : fc_accesslog_escape(out, cap, "-", 1);
 }
 
 size_t fc_accesslog_format(char *line, size_t cap, const fc_accesslog_record_t *r, int format, const char *time_iso,

@@ -7,11 +7,13 @@
 #include "fulcrum/shm.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fulcrum/balance.h"
 #include "fulcrum/http.h"
@@ -798,8 +800,8 @@ static int set_hash_key(loader_t *ld, const directive_t *d, const fc_yaml_node_t
         vars++;
     }
     if (vars == 0)
-        return fail(ld, v, "'%s' has no variable, so every request would go to the same server (known: " KEY_VARS ")",
-                    t);
+        return fail(ld, v, "'%s' has no variable, so %s (known: " KEY_VARS ")", t,
+                    d->extra != NULL ? (const char *)d->extra : "every request would go to the same server");
     store_string(d, base, t);
     return 0;
 }
@@ -1163,6 +1165,144 @@ static int set_upstream_tls(loader_t *ld, const directive_t *d, const fc_yaml_no
     return fc_tls_client_new(&o, &t->ctx, &f, &why) < 0 ? tls_fault(ld, v, &f, &why) : 0;
 }
 
+static const char *const secure_words[] = {"false", "true", "auto", NULL};
+static const char *const same_site_words[] = {"lax", "strict", "none", "off", NULL};
+
+/* `secure: auto|true|false` */
+static int set_secure(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    int i = find_choice(ld, d, v);
+    if (i < 0) return -1;
+    FIELD(int, base, d) = i;
+    return 0;
+}
+
+/* `same_site: lax|strict|none|off`, stored as the attribute's value ("Lax"), NULL for off */
+static int set_same_site(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    static const char *const values[] = {"Lax", "Strict", "None", NULL};
+    int i = find_choice(ld, d, v);
+    if (i < 0) return -1;
+    if (values[i] != NULL) store_string(d, base, values[i]);
+    return 0;
+}
+
+/* A cookie name: an RFC 6265 token. */
+static int set_cookie_name(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    size_t n = strlen(t);
+    if (n == 0 || n > 64 || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~") != n)
+        return fail(ld, v, "'%s' is not a cookie name (1 to 64 token characters)", t);
+    store_string(d, base, t);
+    return 0;
+}
+
+static const directive_t sticky_keys[] = {
+    {"cookie", set_cookie_name, offsetof(fc_sticky_conf_t, cookie), 0, 0, NULL, 0, NULL},
+    {"learn", set_cookie_name, offsetof(fc_sticky_conf_t, learn), 0, 0, NULL, 0, NULL},
+    {"timeout", set_duration, offsetof(fc_sticky_conf_t, learn_timeout), 1000, 30 * DAY_MS, "1h", 0, NULL},
+    {"max_age", set_duration, offsetof(fc_sticky_conf_t, max_age), 0, 100 * 365 * DAY_MS, "0", 0, NULL},
+    {"secure", set_secure, offsetof(fc_sticky_conf_t, secure), 0, 0, "auto", 0, secure_words},
+    {"http_only", set_bool, offsetof(fc_sticky_conf_t, http_only), 0, 0, "true", 0, NULL},
+    {"same_site", set_same_site, offsetof(fc_sticky_conf_t, same_site), 0, 0, "lax", 0, same_site_words},
+};
+static const table_t sticky_table = TABLE(sticky_keys);
+
+/* `sticky:` names exactly one of cookie (fulcrum's own) and learn (the application's). */
+static int set_sticky(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_sticky_conf_t *st = &FIELD(fc_sticky_conf_t, base, d);
+    if (apply_table(ld, &sticky_table, v, st) < 0) return -1;
+    if ((st->cookie == NULL) == (st->learn == NULL))
+        return fail(ld, v, "give either 'cookie' (a cookie fulcrum sets) or 'learn' (the application's cookie), not %s",
+                    st->cookie == NULL ? "neither" : "both");
+    return 0;
+}
+
+/* `rate: 10/s`, `600/m`, `5/h`. */
+static int set_rate(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_rate_limit_conf_t *r = base;
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    char *end = NULL;
+    unsigned long long n = strtoull(t, &end, 10);
+    uint64_t per = end && strcmp(end, "/s") == 0 ? 1000 : end && strcmp(end, "/m") == 0 ? 60000
+                   : end && strcmp(end, "/h") == 0 ? HOUR_MS : 0;
+    if (end == t || per == 0 || t[0] == '-')
+        return fail(ld, v, "expected a rate like 10/s, 600/m or 5/h, got '%s'", t);
+    if (n == 0 || n > 1000000) return fail(ld, v, "%s is out of range (1..1000000 per unit)", t);
+    r->rate = n;
+    r->per = per;
+    return 0;
+}
+
+static const directive_t rate_limit_keys[] = {
+    {"key", set_hash_key, offsetof(fc_rate_limit_conf_t, key), 0, 0, NULL, D_REQUIRED,
+     "every request would share one bucket"},
+    {"rate", set_rate, 0, 0, 0, NULL, D_REQUIRED, NULL},
+    {"burst", set_u32, offsetof(fc_rate_limit_conf_t, burst), 0, 100000, "0", 0, NULL},
+    {"status", set_int, offsetof(fc_rate_limit_conf_t, status), 400, 599, "429", 0, NULL},
+    {"dry_run", set_bool, offsetof(fc_rate_limit_conf_t, dry_run), 0, 0, "false", 0, NULL},
+    {"headers", set_bool, offsetof(fc_rate_limit_conf_t, headers), 0, 0, "true", 0, NULL},
+};
+static const table_t rate_limit_table = TABLE(rate_limit_keys);
+
+/* `rate_limits`: a mapping of name -> policy, kept in file order. */
+static int set_rate_limits(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_config_t *cfg = base;
+    (void)d;
+    if (expect_kind(ld, v, FC_YAML_MAPPING) < 0) return -1;
+    if (v->map.n > 64) return fail(ld, v, "%zu policies, at most 64 are allowed", v->map.n);
+    cfg->rate_limits = fc_xcalloc(v->map.n ? v->map.n : 1, sizeof(*cfg->rate_limits));
+    cfg->nrate_limits = v->map.n;
+    for (size_t i = 0; i < v->map.n; i++) {
+        const fc_yaml_node_t *key = v->map.pairs[i].key;
+        fc_rate_limit_conf_t *r = &cfg->rate_limits[i];
+        const char *name = key->scalar.text;
+        if (*name == '\0' || key->scalar.len > FC_UPSTREAM_NAME_MAX ||
+            strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != key->scalar.len)
+            return fail_raw(ld, key, "invalid rate limit name '%s': use 1 to 64 letters, digits, '-', '_' and '.'", name);
+        r->name = fc_xstrdup(name);
+        r->index = i;
+        size_t saved = path_push(ld, ".%s", name);
+        int rc = apply_table(ld, &rate_limit_table, v->map.pairs[i].value, r);
+        path_pop(ld, saved);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+static const char *rate_limit_at(const void *ctx, size_t i) { return ((const fc_config_t *)ctx)->rate_limits[i].name; }
+
+/* `rate_limit: NAME` or `[A, B]` on a route: every policy named applies. */
+static int set_route_rate_limit(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_route_conf_t *r = base;
+    (void)d;
+    size_t n = v->kind == FC_YAML_SEQUENCE ? v->seq.n : 1;
+    if (v->kind != FC_YAML_SEQUENCE && expect_kind(ld, v, FC_YAML_SCALAR) < 0) return -1;
+    r->rate_limits = fc_xcalloc(n ? n : 1, sizeof(*r->rate_limits));
+    for (size_t i = 0; i < n; i++) {
+        const fc_yaml_node_t *item = v->kind == FC_YAML_SEQUENCE ? v->seq.items[i] : v;
+        const char *t = scalar_text(ld, item);
+        if (t == NULL) return -1;
+        const fc_rate_limit_conf_t *found = NULL;
+        for (size_t k = 0; k < ld->cfg->nrate_limits && found == NULL; k++)
+            if (strcmp(ld->cfg->rate_limits[k].name, t) == 0) found = &ld->cfg->rate_limits[k];
+        if (found == NULL) {
+            char known[200];
+            join_names(known, sizeof(known), ld->cfg->nrate_limits, rate_limit_at, ld->cfg);
+            return fail(ld, item, "unknown rate limit '%s' (defined: %s)", t, ld->cfg->nrate_limits ? known : "none");
+        }
+        r->rate_limits[r->nrate_limits++] = found;
+    }
+    return 0;
+}
+
 static const directive_t hsts_keys[] = {
     {"max_age", set_duration, offsetof(fc_listener_conf_t, hsts_max_age), 0, 100 * 365 * DAY_MS, "1y", 0, NULL},
     {"include_subdomains", set_bool, offsetof(fc_listener_conf_t, hsts_subdomains), 0, 0, "false", 0, NULL},
@@ -1192,6 +1332,44 @@ static int set_redirect_https(loader_t *ld, const directive_t *d, const fc_yaml_
         return apply_table(ld, &redirect_table, v, l);
     }
     return set_bool(ld, d, v, base);
+}
+
+/* `upgrade: [websocket]` (the default), other protocol tokens, or `off`. h2c is refused: fulcrum
+ * speaks HTTP/1.1 to the server, and an h2c upgrade it cannot see into is a smuggling vector. */
+static int set_upgrade(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    char **out = &FIELD(char *, base, d);
+    if (v == NULL) {
+        *out = fc_xmalloc(11);
+        memcpy(*out, "websocket\0\0", 11);
+        return 0;
+    }
+    if (v->kind == FC_YAML_SCALAR) {
+        const char *t = scalar_text(ld, v);
+        if (t == NULL) return -1;
+        if (strcmp(t, "off") == 0 || strcmp(t, "false") == 0) return 0;
+        return fail(ld, v, "expected a list of protocols like [websocket], or off, got '%s'", t);
+    }
+    if (expect_kind(ld, v, FC_YAML_SEQUENCE) < 0) return -1;
+    size_t len = 1;
+    for (size_t i = 0; i < v->seq.n; i++) {
+        const fc_yaml_node_t *p = v->seq.items[i];
+        const char *t = scalar_text(ld, p);
+        if (t == NULL) return -1;
+        if (*t == '\0' || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~/") != strlen(t))
+            return fail(ld, p, "'%s' is not a protocol name (a token, like websocket)", t);
+        if (strncasecmp(t, "h2c", 3) == 0)
+            return fail(ld, p, "h2c is refused: fulcrum speaks HTTP/1.1 to servers, and a tunnel it cannot read could smuggle requests");
+        len += strlen(t) + 1;
+    }
+    char *list = fc_xmalloc(len), *w = list;
+    for (size_t i = 0; i < v->seq.n; i++) {
+        for (const char *t = v->seq.items[i]->scalar.text; *t; t++) *w++ = (char)tolower((unsigned char)*t);
+        *w++ = '\0';
+    }
+    *w = '\0';
+    *out = list;
+    return 0;
 }
 
 /* ---- the tables ---- */
@@ -1268,6 +1446,7 @@ static const directive_t upstream_keys[] = {
     {"health_check", set_health, offsetof(fc_upstream_conf_t, health), 0, 0, NULL, D_DEFAULTS, &health_table},
     {"retry", set_section, offsetof(fc_upstream_conf_t, retry), 0, 0, NULL, D_DEFAULTS, &retry_table},
     {"tls", set_upstream_tls, offsetof(fc_upstream_conf_t, tls), 0, 0, NULL, 0, NULL},
+    {"sticky", set_sticky, offsetof(fc_upstream_conf_t, sticky), 0, 0, NULL, 0, NULL},
 };
 static const table_t upstream_table = TABLE(upstream_keys);
 
@@ -1275,6 +1454,7 @@ static const directive_t timeout_keys[] = {
     {"connect", set_duration, offsetof(fc_route_conf_t, connect_timeout), 1, DAY_MS, "5s", 0, NULL},
     {"send", set_duration, offsetof(fc_route_conf_t, send_timeout), 1, DAY_MS, "60s", 0, NULL},
     {"read", set_duration, offsetof(fc_route_conf_t, read_timeout), 1, DAY_MS, "60s", 0, NULL},
+    {"tunnel", set_duration, offsetof(fc_route_conf_t, tunnel_timeout), 1, 7 * DAY_MS, "1h", 0, NULL},
 };
 static const table_t timeout_table = TABLE(timeout_keys);
 
@@ -1285,6 +1465,8 @@ static const directive_t route_keys[] = {
     /* After `upstream`: its default is the upstream's name. */
     {"name", set_route_name, offsetof(fc_route_conf_t, name), 0, 0, NULL, D_DEFAULTS, NULL},
     {"access_log", set_switch, offsetof(fc_route_conf_t, access_log), 0, 0, "on", 0, NULL},
+    {"upgrade", set_upgrade, offsetof(fc_route_conf_t, upgrade), 0, 0, NULL, D_DEFAULTS, NULL},
+    {"rate_limit", set_route_rate_limit, 0, 0, 0, NULL, 0, NULL},
     /* The timeouts live directly in the route struct, so the section's base is the route itself. */
     {"timeouts", set_section, 0, 0, 0, NULL, D_DEFAULTS, &timeout_table},
 };
@@ -1302,6 +1484,8 @@ static const directive_t limit_keys[] = {
     {"max_header_size", set_size, offsetof(fc_limits_conf_t, max_header_size), 1u << 10, 1u << 20, "16k", 0, NULL},
     {"max_body_size", set_size, offsetof(fc_limits_conf_t, max_body_size), 0, UINT64_MAX, "10m", 0, NULL},
     {"max_connections", set_uint, offsetof(fc_limits_conf_t, max_connections), 1, 1000000, "10000", 0, NULL},
+    {"max_connections_per_client", set_uint, offsetof(fc_limits_conf_t, max_connections_per_client), 0, 1000000, "0",
+     0, NULL},
     {"tls_handshake_timeout", set_duration, offsetof(fc_limits_conf_t, tls_handshake_timeout), 1, HOUR_MS, "10s", 0,
      NULL},
 };
@@ -1334,6 +1518,8 @@ static const directive_t top_keys[] = {
     {"listeners", set_list, offsetof(fc_config_t, listeners), 0, 0, NULL, D_REQUIRED, &listener_list},
     /* Upstreams come before routes so that a route's upstream can be resolved as it is read. */
     {"upstreams", set_upstreams, offsetof(fc_config_t, upstreams), 0, 0, NULL, D_REQUIRED, &upstream_table},
+    /* Before routes, which name them. */
+    {"rate_limits", set_rate_limits, 0, 0, 0, NULL, 0, NULL},
     {"routes", set_list, offsetof(fc_config_t, routes), 0, 0, NULL, D_REQUIRED, &route_list},
     {"limits", set_section, offsetof(fc_config_t, limits), 0, 0, NULL, D_DEFAULTS, &limit_table},
     {"metrics", set_section, offsetof(fc_config_t, metrics), 0, 0, NULL, D_DEFAULTS, &metrics_table},
@@ -1481,6 +1667,9 @@ void fc_config_free(fc_config_t *cfg)
         free(cfg->upstreams[i].health.path);
         free(cfg->upstreams[i].health.host);
         free(cfg->upstreams[i].servers);
+        free(cfg->upstreams[i].sticky.cookie);
+        free(cfg->upstreams[i].sticky.learn);
+        free(cfg->upstreams[i].sticky.same_site);
         fc_upstream_tls_conf_t *t = cfg->upstreams[i].tls;
         if (t != NULL) {
             fc_tls_ctx_free(t->ctx);
@@ -1496,6 +1685,8 @@ void fc_config_free(fc_config_t *cfg)
         free(cfg->routes[i].host);
         free(cfg->routes[i].path);
         free(cfg->routes[i].upstream_name);
+        free(cfg->routes[i].upgrade);
+        free(cfg->routes[i].rate_limits);
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         free(cfg->listeners[i].health_path);
@@ -1516,6 +1707,11 @@ void fc_config_free(fc_config_t *cfg)
         free(t);
     }
     free(cfg->warnings);
+    for (size_t i = 0; i < cfg->nrate_limits; i++) {
+        free(cfg->rate_limits[i].name);
+        free(cfg->rate_limits[i].key);
+    }
+    free(cfg->rate_limits);
     free(cfg->upstreams);
     free(cfg->routes);
     free(cfg->listeners);

@@ -14,6 +14,7 @@
 #include "fulcrum/message.h"
 #include "fulcrum/tls.h"
 #include "fulcrum/tunnel.h"
+#include "fulcrum/upgrade.h"
 
 static void process(fc_conn_t *c);
 
@@ -124,6 +125,7 @@ static void on_close(fc_io_t *io)
     fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
     fc_worker_t *w = c->w;
     if (c->relay != NULL) relay_unref(c->relay);
+    if (c->upgrade != NULL) fc_upgrade_unref(c->upgrade);
     free(c);
     fc_worker_check_drained(w);
 }
@@ -132,6 +134,10 @@ void fc_conn_close(fc_conn_t *c)
 {
     if (c->state == FC_CONN_CLOSING) return;
     FC_ASSERT(c->ex == NULL);
+    if (c->upgrade != NULL && !c->upgrade->done) {
+        fc_upgrade_end(c->upgrade, UV_ECANCELED); /* closes both sides, this one too */
+        return;
+    }
     if (c->relay != NULL) {
         fc_relay_t *r = c->relay;
         r->c = NULL;
@@ -139,6 +145,8 @@ void fc_conn_close(fc_conn_t *c)
         fc_io_close(&r->io, relay_io_closed);
     }
     c->state = FC_CONN_CLOSING;
+    if (c->peer_counted) fc_shm_peer_leave(c->w->shm, c->peer_key);
+    c->peer_counted = 0;
     fc_timeout_clear(&c->timeout);
     fc_list_remove(&c->link);
     c->w->nconns--;
@@ -160,6 +168,9 @@ static void on_timeout(fc_timeout_t *t)
         return;
     case FC_CONN_ACTIVE:
         if (c->ex != NULL) fc_exchange_on_client_timeout(c->ex);
+        return;
+    case FC_CONN_TUNNEL:
+        fc_upgrade_end(c->upgrade, UV_ETIMEDOUT); /* idle both ways for timeouts.tunnel */
         return;
     default:
         fc_conn_close(c);
@@ -184,6 +195,8 @@ static void on_read(fc_io_t *io, ssize_t nread)
         if (c->state <= FC_CONN_HEAD) process(c); /* the common case: a request (head) arrives */
         else if (c->state == FC_CONN_ACTIVE) {
             if (c->ex != NULL) fc_exchange_on_client_data(c->ex);
+        } else if (c->state == FC_CONN_TUNNEL) {
+            fc_upgrade_on_read(c->upgrade, 0, nread);
         } else if (c->state == FC_CONN_RELAY) {
             fc_tunnel_on_read(&c->relay->tun, 0, nread);
         }
@@ -191,6 +204,10 @@ static void on_read(fc_io_t *io, ssize_t nread)
     }
     if (c->state == FC_CONN_RELAY) {
         fc_tunnel_on_read(&c->relay->tun, 0, nread);
+        return;
+    }
+    if (c->state == FC_CONN_TUNNEL) {
+        fc_upgrade_on_read(c->upgrade, 0, nread);
         return;
     }
     if (c->handshaking) {
@@ -341,6 +358,12 @@ void fc_conn_linger(fc_conn_t *c)
 void fc_conn_drain(fc_conn_t *c)
 {
     fc_worker_t *w = c->w;
+    if (c->state == FC_CONN_TUNNEL) {
+        /* Reloading: the tunnel moves to the new generation with both its sockets (a TLS one
+         * stays here until it ends or shutdown_timeout). */
+        if (w->handover_gen != 0) fc_upgrade_move(c->upgrade);
+        return;
+    }
     if (c->state == FC_CONN_LINGER) {
         fc_conn_close(c); /* its answer is out already */
         return;
@@ -441,6 +464,57 @@ static void conn_start(fc_conn_t *c, const struct sockaddr *peer)
     fc_conn_read_start(c);
 }
 
+static uint64_t address_key(const struct sockaddr *sa);
+
+/* A connection taken over from an older generation is counted here (the older one stopped
+ * counting it when it let go), whatever the limit: it is not refused. */
+static void count_adopted(fc_conn_t *c)
+{
+    struct sockaddr_storage ss;
+    if (c->w->cfg->limits.max_connections_per_client == 0 || fc_io_address(&c->io, 1, &ss) != 0) return;
+    c->peer_key = address_key((const struct sockaddr *)&ss);
+    c->peer_counted = fc_shm_peer_enter(c->w->shm, c->peer_key, UINT32_MAX) == 1;
+}
+
+/* FNV-1a of a client's address bytes (not its port). */
+static uint64_t address_key(const struct sockaddr *sa)
+{
+    const unsigned char *p;
+    size_t n;
+    if (sa->sa_family == AF_INET6) {
+        p = (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        n = 16;
+    } else {
+        p = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+        n = 4;
+    }
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* limits.max_connections_per_client reached: 503 and close at once, before any request is read
+ * (a TLS listener: closed only; a plaintext answer would mean nothing to a TLS client). */
+static void too_many(fc_worker_t *w, const fc_listener_t *l, int fd, const struct sockaddr *peer)
+{
+    static const char answer[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                                 "Content-Length: 46\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+                                 "503 too many connections from your address\r\n\r\n";
+    static uint64_t last_log;
+    if (l->conf->tls == NULL) (void)!send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    char ip[46] = "-";
+    if (peer->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)peer)->sin_addr, ip, sizeof(ip));
+    else if (peer->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr, ip, sizeof(ip));
+    if (uv_now(w->loop) - last_log >= 1000) {
+        fc_log(FC_LOG_WARN, "max_connections_per_client (%llu) reached by %s: closing its new connections",
+               (unsigned long long)w->cfg->limits.max_connections_per_client, ip);
+        last_log = uv_now(w->loop);
+    }
+    close(fd);
+}
+
 void fc_conn_accept(fc_worker_t *w, const fc_listener_t *l, int fd, const struct sockaddr *peer)
 {
     if (w->nconns >= w->cfg->limits.max_connections) {
@@ -453,8 +527,23 @@ void fc_conn_accept(fc_worker_t *w, const fc_listener_t *l, int fd, const struct
         close(fd);
         return;
     }
+    uint64_t peer_key = 0;
+    int counted = 0;
+    if (w->cfg->limits.max_connections_per_client > 0 && peer != NULL) {
+        peer_key = address_key(peer);
+        counted = fc_shm_peer_enter(w->shm, peer_key, (uint32_t)w->cfg->limits.max_connections_per_client);
+        if (counted == 0) {
+            too_many(w, l, fd, peer);
+            return;
+        }
+    }
     fc_conn_t *c = conn_new(w, fd);
-    if (c == NULL) return;
+    if (c == NULL) {
+        if (counted == 1) fc_shm_peer_leave(w->shm, peer_key);
+        return;
+    }
+    c->peer_counted = counted == 1;
+    c->peer_key = peer_key;
     c->listener = l->conf;
     if (l->ms != NULL) fc_metrics_add(l->ms, FC_MV_ACCEPTED, 1);
     if (l->conf->tls != NULL) {
@@ -465,6 +554,21 @@ void fc_conn_accept(fc_worker_t *w, const fc_listener_t *l, int fd, const struct
         c->handshaking = 1;
     }
     conn_start(c, peer);
+}
+
+fc_conn_t *fc_conn_adopt_tunnel(fc_worker_t *w, int fd, const char *ip)
+{
+    int copy = dup(fd); /* conn_new closes what it is given on failure; the caller keeps <fd> then */
+    if (copy < 0) return NULL;
+    fc_conn_t *c = conn_new(w, copy);
+    if (c == NULL) return NULL;
+    close(fd);
+    snprintf(c->ip, sizeof(c->ip), "%s", ip);
+    struct sockaddr_storage ss;
+    if (fc_io_address(&c->io, 0, &ss) == 0) c->listener = find_listener(w, &ss);
+    c->opts = fc_worker_head_opts(w, c->listener);
+    count_adopted(c);
+    return c;
 }
 
 void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len)
@@ -478,9 +582,11 @@ void fc_conn_adopt_relayed(fc_worker_t *w, int fd, const char *ip, const struct 
     fc_conn_t *c = conn_new(w, fd);
     if (c == NULL) return;
     if (ip != NULL) {
-        c->relayed = 1;
+        c->relayed = 1; /* counted by the older generation, which keeps its TLS side */
         snprintf(c->ip, sizeof(c->ip), "%s", ip);
         c->listener = find_listener(w, local);
+    } else {
+        count_adopted(c);
     }
     if (len > 0) {
         c->io.rbuf.base = fc_bufpool_get(&w->client_bufs);

@@ -16,6 +16,7 @@
 #include "fulcrum/headers.h"
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
+#include "fulcrum/upgrade.h"
 #include "fulcrum/message.h"
 #include "fulcrum/metrics.h"
 #include "fulcrum/status.h"
@@ -30,8 +31,10 @@ static void pump_response(fc_exchange_t *ex);
 static void flush_client(fc_exchange_t *ex);
 static void finish(fc_exchange_t *ex);
 static void fail(fc_exchange_t *ex, int cause);
+static uint64_t learn_key(const fc_exchange_t *ex, fc_slice_t v);
 
 static fc_worker_t *W(const fc_exchange_t *ex) { return ex->w; }
+static fc_upstream_t *UP(const fc_exchange_t *ex) { return &W(ex)->upstreams[ex->route->upstream->index]; }
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
@@ -214,6 +217,7 @@ static const char *status_text(int status)
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
@@ -363,9 +367,10 @@ static fc_slice_t cookie_value(const fc_http_head_t *h, const char *name, size_t
 
 /* Builds the hash policy's key from its template ($request_uri, $remote_addr, $http_NAME,
  * $cookie_NAME and literal text; the config checked the variable names) into ex->key_buf. */
-static void build_hash_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target)
+/* Expands key template <tpl> ($request_uri, $remote_addr, $cookie_NAME, $http_NAME and text) for
+ * this request into <b>. */
+static void expand_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target, fc_buf_t *b)
 {
-    fc_buf_t *b = &ex->key_buf;
     b->len = 0;
     for (const char *p = tpl; *p;) {
         if (*p != '$') {
@@ -397,7 +402,77 @@ static void build_hash_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target
         }
         if (val.p != NULL) fc_buf_append(b, val.p, val.n);
     }
+}
+
+static void build_hash_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target)
+{
+    fc_buf_t *b = &ex->key_buf;
+    expand_key(ex, tpl, target, b);
     ex->hash_key = (fc_slice_t){b->base ? b->base : "", b->len};
+}
+
+/* The route's rate limits (a token bucket per policy and key, shared by every worker): 1 when
+ * one rejected the request, which has been answered (status, Retry-After: seconds until a token
+ * is back, and the RateLimit-Policy and RateLimit fields of draft-ietf-httpapi-ratelimit-headers).
+ * A rejected request takes no token, so a client above the rate still gets the rate. An empty key
+ * is not limited. */
+static int rate_limited(fc_exchange_t *ex, fc_slice_t target)
+{
+    fc_worker_t *w = W(ex);
+    fc_buf_t *b = &ex->key_buf;
+    for (size_t i = 0; i < ex->route->nrate_limits; i++) {
+        const fc_rate_limit_conf_t *r = ex->route->rate_limits[i];
+        expand_key(ex, r->key, target, b);
+        if (b->len == 0) continue;
+        uint64_t h = 1469598103934665603ull; /* FNV-1a of the policy name, a NUL, the key */
+        for (const char *p = r->name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+        h *= 1099511628211ull;
+        for (size_t k = 0; k < b->len; k++) h = (h ^ (unsigned char)b->base[k]) * 1099511628211ull;
+        double left;
+        uint64_t wait_ms;
+        if (fc_shm_rate_take(w->shm, h, (double)r->burst + 1, (double)r->rate / (double)r->per, uv_now(w->loop), &left,
+                             &wait_ms))
+            continue;
+        uint64_t secs = (wait_ms + 999) / 1000;
+        if (r->dry_run) {
+            fc_log(FC_LOG_INFO, "rate limit %s: would reject a request of %s (dry_run)", r->name, ex->client->ip);
+            continue;
+        }
+        char extra[320];
+        int n = snprintf(extra, sizeof(extra), "Retry-After: %llu\r\n", (unsigned long long)secs);
+        if (r->headers)
+            snprintf(extra + n, sizeof(extra) - (size_t)n, "RateLimit-Policy: \"%s\";q=%llu;w=%llu\r\nRateLimit: \"%s\";r=0;t=%llu\r\n",
+                     r->name, (unsigned long long)r->rate, (unsigned long long)(r->per / 1000), r->name,
+                     (unsigned long long)secs);
+        char body[64];
+        snprintf(body, sizeof(body), "%d %s\n", r->status, status_text(r->status));
+        ex->cause = FC_END_LIMIT;
+        reply_local(ex, r->status, body, extra, ex->keepalive);
+        return 1;
+    }
+    return 0;
+}
+
+/* The protocol <h> may switch to: a GET over HTTP/1.1 whose Connection has the upgrade option and
+ * whose Upgrade names one protocol the route allows (`upgrade:`, default [websocket]). Anything
+ * else is an ordinary request: Upgrade and Connection are hop-by-hop, and dropped. */
+static fc_slice_t upgrade_of(const fc_exchange_t *ex, const llhttp_t *ll, const fc_http_head_t *h)
+{
+    const fc_slice_t none = {NULL, 0};
+    const char *allowed = ex->route->upgrade;
+    if (allowed == NULL || ex->http10 || ll->method != HTTP_GET) return none;
+    if (!(ll->flags & F_CONNECTION_UPGRADE) || !(ll->flags & F_UPGRADE)) return none;
+    const fc_header_t *u = fc_http_find(h, "upgrade", 7);
+    if (u == NULL) return none;
+    fc_slice_t val = u->value;
+    while (val.n > 0 && (val.p[val.n - 1] == ' ' || val.p[val.n - 1] == '\t')) val.n--;
+    while (val.n > 0 && (val.p[0] == ' ' || val.p[0] == '\t')) {
+        val.p++;
+        val.n--;
+    }
+    for (const char *p = allowed; *p; p += strlen(p) + 1)
+        if (strlen(p) == val.n && strncasecmp(p, val.p, val.n) == 0) return val;
+    return none;
 }
 
 /* `redirect_https`: 308 to the same host (without its port; with the configured one) and target
@@ -532,6 +607,9 @@ void fc_exchange_start(fc_exchange_t *ex)
         fc_exchange_reply_error(ex, 413, 0);
         return;
     }
+    if (ex->route->nrate_limits > 0 && rate_limited(ex, target)) return;
+    v.upgrade = upgrade_of(ex, ll, h);
+    ex->upgrade = v.upgrade.n > 0;
     ex->head_out.len = 0;
     if (fc_headers_build_request(&ex->head_out, h, &v, c->ip, ex->route->upstream->servers[0].addr.text,
                                  c->opts) != 0) {
@@ -543,6 +621,19 @@ void fc_exchange_start(fc_exchange_t *ex)
         return;
     }
     if (ex->route->upstream->hash_key != NULL) build_hash_key(ex, ex->route->upstream->hash_key, target);
+    const fc_sticky_conf_t *sticky = &ex->route->upstream->sticky;
+    if (sticky->cookie != NULL) {
+        fc_slice_t sv = cookie_value(h, sticky->cookie, strlen(sticky->cookie));
+        ex->sticky = (int16_t)(fc_upstream_sticky_find(UP(ex), sv.p, sv.n) + 1);
+    } else if (sticky->learn != NULL) {
+        fc_slice_t sv = cookie_value(h, sticky->learn, strlen(sticky->learn));
+        if (sv.n > 0) {
+            uint32_t slot = fc_shm_learn_get(w->shm, learn_key(ex, sv), uv_now(w->loop));
+            fc_upstream_t *u = UP(ex);
+            for (size_t i = 0; slot != UINT32_MAX && i < u->conf->nservers; i++)
+                if (u->servers[i].st == &w->shm->servers[slot]) ex->sticky = (int16_t)(i + 1);
+        }
+    }
     ex->parser.head = NULL; /* the head is built: its slices are not needed any more */
     ex->log_method_len = h->method.n;
     ex->log_url_off = h->method.n + 1;
@@ -557,7 +648,6 @@ void fc_exchange_start(fc_exchange_t *ex)
 
 /* ---- connecting ---------------------------------------------------------------------------- */
 
-static fc_upstream_t *UP(const fc_exchange_t *ex) { return &W(ex)->upstreams[ex->route->upstream->index]; }
 
 static unsigned tries_used(const fc_exchange_t *ex)
 {
@@ -626,7 +716,12 @@ static void connect_next(fc_exchange_t *ex, uint64_t now)
                 req.keylen = k.n;
             }
         }
-        int i = u->balancer->ops->pick(u->balancer, u->view, n, &req);
+        int i = -1;
+        /* Sticky: the server the client's cookie names, while it may be chosen (not down, failed,
+         * draining or at max_conns); else the policy picks, and the answer re-sets the cookie. */
+        if (ex->sticky > 0 && tries_used(ex) == 0 && u->view[ex->sticky - 1].usable) i = ex->sticky - 1;
+        if (i < 0) i = u->balancer->ops->pick(u->balancer, u->view, n, &req);
+        ex->set_sticky = u->sticky_ids != NULL && i >= 0 && i != ex->sticky - 1;
         if (i < 0) {
             fc_log(FC_LOG_ERROR, "upstream %s: no server left to try for %s", u->conf->name,
                    ex->client ? ex->client->ip : "-");
@@ -945,6 +1040,112 @@ static void bad_response(fc_exchange_t *ex, const char *why)
 /* Parses what the upstream sent and writes it to the client: the rewritten head, then the body
  * as the head check framed it (passed on as received, or decoded and framed again with our own
  * chunk lines, or decoded only for an HTTP/1.0 client). One write in flight at most. */
+/* The learn table's key for value <v> of this upstream's learned cookie. */
+static uint64_t learn_key(const fc_exchange_t *ex, fc_slice_t v)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *p = ex->route->upstream->name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ 0) * 1099511628211ull;
+    for (size_t i = 0; i < v.n; i++) h = (h ^ (unsigned char)v.p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Sticky learn mode: a Set-Cookie of the learned cookie in this answer ties its value to the
+ * server that sent it, for every worker. */
+static void learn_sticky(fc_exchange_t *ex)
+{
+    const fc_sticky_conf_t *st = &ex->route->upstream->sticky;
+    size_t n = strlen(st->learn);
+    fc_worker_t *w = W(ex);
+    for (size_t i = 0; i < ex->resp.nheaders; i++) {
+        const fc_header_t *hd = &ex->resp.headers[i];
+        if (!FC_SLICE_IEQ(hd->name, "set-cookie")) continue;
+        const char *p = hd->value.p, *end = p + hd->value.n;
+        while (p < end && *p == ' ') p++;
+        if ((size_t)(end - p) <= n || memcmp(p, st->learn, n) != 0 || p[n] != '=') continue;
+        const char *v = p + n + 1, *semi = memchr(v, ';', (size_t)(end - v));
+        fc_slice_t val = {v, (size_t)((semi ? semi : end) - v)};
+        if (val.n == 0) continue;
+        fc_shm_learn_put(w->shm, learn_key(ex, val), (uint32_t)(ex->server->st - w->shm->servers),
+                         uv_now(w->loop) + st->learn_timeout);
+    }
+}
+
+/* Adds the upstream's sticky cookie, naming the server that answered, to the response head just
+ * built (before its blank line). */
+static int add_sticky_cookie(fc_exchange_t *ex)
+{
+    const fc_sticky_conf_t *st = &ex->route->upstream->sticky;
+    fc_upstream_t *u = UP(ex);
+    fc_conn_t *c = ex->client;
+    int secure = st->secure == 1 || (st->secure == 2 && c != NULL && c->io.tls != NULL);
+    char line[256], age[40] = "";
+    if (st->max_age > 0) snprintf(age, sizeof(age), "; Max-Age=%llu", (unsigned long long)(st->max_age / 1000));
+    int n = snprintf(line, sizeof(line), "Set-Cookie: %s=%s; Path=/%s%s%s%s%s\r\n\r\n", st->cookie,
+                     u->sticky_ids[ex->server - u->servers], age, secure ? "; Secure" : "",
+                     st->http_only ? "; HttpOnly" : "", st->same_site ? "; SameSite=" : "", st->same_site ? st->same_site : "");
+    if (n < 0 || (size_t)n >= sizeof(line) || ex->resp_out.len < 2) return -1;
+    ex->resp_out.len -= 2; /* the blank line goes after the cookie */
+    return fc_buf_append(&ex->resp_out, line, (size_t)n);
+}
+
+/* A 101 to a request that asked to switch: the client gets the head (after any 1xx before it), and
+ * the two connections become a tunnel (upgrade.c); the exchange is done with, and the tunnel
+ * writes the access-log line when it ends. What the server sent after its head, and what the
+ * client sent after its request, go first. */
+static void upgrade_to_tunnel(fc_exchange_t *ex)
+{
+    fc_conn_t *c = ex->client;
+    fc_upconn_t *up = ex->up;
+    if (c == NULL || !ex->req_sent || up_writing(ex) || ex->cl_writing || fc_http_find(&ex->resp, "upgrade", 7) == NULL) {
+        bad_response(ex, "101 before the request was sent whole, or without Upgrade");
+        return;
+    }
+    if (fc_headers_build_response(&ex->resp_out, &ex->resp, NULL, FC_RESP_UPGRADE, fc_log_time_http(), c->opts) != 0) {
+        fail(ex, FC_END_INTERNAL);
+        return;
+    }
+    size_t rest = up->io.rbuf.len - up->pos, head = ex->resp_out.len;
+    if (head + rest > up->io.rbuf.cap) {
+        bad_response(ex, "101 head and the data after it do not fit the buffer");
+        return;
+    }
+    memmove(up->io.rbuf.base + head, up->io.rbuf.base + up->pos, rest);
+    memcpy(up->io.rbuf.base, ex->resp_out.base, head);
+    up->io.rbuf.len = head + rest;
+    up->pos = up->fwd = up->fwd_end = 0;
+    if (c->io.rbuf.base != NULL) {
+        memmove(c->io.rbuf.base, c->io.rbuf.base + c->pos, c->io.rbuf.len - c->pos);
+        c->io.rbuf.len -= c->pos;
+        c->pos = 0;
+    }
+    fc_upgrade_t *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        fail(ex, FC_END_INTERNAL);
+        return;
+    }
+    g->server = ex->server;
+    g->route = ex->route;
+    g->route_index = route_index(ex);
+    g->t_start = ex->t_start;
+    g->log = ex->route->access_log;
+    size_t ml = fc_accesslog_escape(g->method, sizeof(g->method) - 1, ex->head_out.base, ex->log_method_len);
+    size_t pl = fc_accesslog_escape(g->path, sizeof(g->path) - 1, ex->head_out.base + ex->log_url_off, ex->log_url_len);
+    g->method[ml] = g->path[pl] = '\0';
+    fc_server_report(ex->server, 0, 101, "");
+    /* The exchange lets go of both connections without closing them, and of the server without
+     * uncounting it: the tunnel counts it until it ends. */
+    fc_timeout_clear(&c->timeout);
+    up->parser.head = NULL;
+    c->ex = NULL;
+    up->ex = NULL;
+    ex->client = NULL;
+    ex->up = NULL;
+    ex->finished = 1;
+    unref(ex);
+    fc_upgrade_begin(g, c, up);
+}
+
 static void pump_response(fc_exchange_t *ex)
 {
     fc_worker_t *w = W(ex);
@@ -982,7 +1183,8 @@ static void pump_response(fc_exchange_t *ex)
             int st = ex->resp.status;
             if (st < 200) {
                 if (st == 101) {
-                    bad_response(ex, "101 to a request that asked for no upgrade");
+                    if (!ex->upgrade) bad_response(ex, "101 to a request that asked for no upgrade");
+                    else upgrade_to_tunnel(ex);
                     return;
                 }
                 if (!ex->http10 && fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, 0, NULL, &w->head_opts) != 0) {
@@ -1020,6 +1222,11 @@ static void pump_response(fc_exchange_t *ex)
             else if (ex->http10) flags |= FC_RESP_KEEPALIVE;
             if (fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, flags, fc_log_time_http(),
                                           ex->client ? ex->client->opts : &w->head_opts) != 0) {
+                fail(ex, FC_END_INTERNAL);
+                return;
+            }
+            if (ex->route->upstream->sticky.learn != NULL) learn_sticky(ex);
+            if (ex->set_sticky && add_sticky_cookie(ex) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;
             }

@@ -117,7 +117,7 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_re
     /* The request line, the fields, Host, framing, Max-Forwards, the X-Forwarded family (its
      * earlier values are among the fields), Via and the blank line. */
     size_t need = h->method.n + v->target.n + 16 + fields_size(h) + FC_MAX(v->host.n, fallback_len) + 8 + 48 + 40 +
-                  2 * iplen + 64 + (o ? o->via.n : 0) + 16;
+                  2 * iplen + 64 + (o ? o->via.n : 0) + 16 + v->upgrade.n + 40;
     if (fc_buf_reserve(out, need) != 0) return -1;
     char *p = out->base + out->len;
     p = put(p, h->method.p, h->method.n);
@@ -148,6 +148,10 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_re
     if (v->framing == FC_FRAME_LENGTH) p = put_number(PUT_LIT(p, "Content-Length: "), v->length);
     else if (v->framing == FC_FRAME_CHUNKED) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
     if (v->max_forwards >= 0) p = put_number(PUT_LIT(p, "Max-Forwards: "), (uint64_t)v->max_forwards);
+    if (v->upgrade.n > 0) {
+        p = put_header(p, (fc_slice_t){"Upgrade", 7}, v->upgrade);
+        p = PUT_LIT(p, "Connection: upgrade\r\n");
+    }
     /* Every X-Forwarded-For the client sent, in order, then the client's own address. */
     p = PUT_LIT(p, "X-Forwarded-For: ");
     for (size_t i = 0; i < h->nheaders; i++) {
@@ -217,6 +221,11 @@ int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_r
         p = PUT_LIT(p, "Date: ");
         p = put(p, date, datelen);
         p = PUT_LIT(p, "\r\n");
+    }
+    if (flags & FC_RESP_UPGRADE) {
+        const fc_header_t *u = fc_http_find(h, "upgrade", 7);
+        if (u != NULL) p = put_header(p, u->name, u->value);
+        p = PUT_LIT(p, "Connection: upgrade\r\n");
     }
     if (flags & FC_RESP_CLOSE) p = PUT_LIT(p, "Connection: close\r\n");
     else if (flags & FC_RESP_KEEPALIVE) p = PUT_LIT(p, "Connection: keep-alive\r\n");

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fulcrum/cpus.h"
 #include "fulcrum/log.h"
 #include "fulcrum/metrics.h"
 #include "fulcrum/tls.h"
@@ -73,11 +74,24 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* `workers: auto`: the CPUs this process may use (affinity mask, cgroup quota), logged once per
+ * change. FULCRUM_CGROUP_ROOT and FULCRUM_PROC_CGROUP point the probe at a fixture (tests only). */
 static unsigned workers_for(const fc_config_t *cfg)
 {
+    static unsigned last_logged;
     if (cfg->workers > 0) return (unsigned)cfg->workers;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > FC_SHM_PROCS / 2 ? FC_SHM_PROCS / 2 : (unsigned)n;
+    const char *root = getenv("FULCRUM_CGROUP_ROOT"), *self = getenv("FULCRUM_PROC_CGROUP");
+    fc_cpus_t c;
+    fc_cpus_probe(root ? root : "/sys/fs/cgroup", self ? self : "/proc/self/cgroup", &c);
+    unsigned n = c.count > FC_SHM_PROCS / 2 ? FC_SHM_PROCS / 2 : c.count;
+    if (n != last_logged) {
+        char quota[320] = "no CPU quota";
+        if (c.quota > 0) snprintf(quota, sizeof(quota), "a quota of %u CPU%s (%s)", c.quota, c.quota == 1 ? "" : "s", c.source);
+        fc_log(FC_LOG_NOTICE, "workers: auto: %u (%u CPUs online, %u in the affinity mask, %s)", n, c.online, c.affinity,
+               quota);
+        last_logged = n;
+    }
+    return n;
 }
 
 /* ---- listening sockets --------------------------------------------------------------------- */
@@ -264,6 +278,9 @@ static void reap(fc_master_t *m)
                           (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
             atomic_fetch_add(&ms->retired_cpu_us, us);
         }
+        /* A worker that did not exit cleanly may have left client connections counted: the
+         * per-client counts start over (low for a while, never stuck high). */
+        if (status != 0) fc_shm_peer_reset(m->shm);
         fc_gen_t *g = p.gen;
         g->alive--;
         char how[96];

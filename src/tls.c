@@ -103,7 +103,6 @@ int fc_tls_tickets_rotate(fc_tls_tickets_t *t)
 static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx,
                      int enc)
 {
-    (void)s;
     if (tickets == NULL) return 0;
     if (ticket_cipher == NULL && (ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL)) == NULL) return -1;
     unsigned cur = atomic_load_explicit(&tickets->current, memory_order_acquire);
@@ -118,7 +117,9 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
             const fc_tls_ticket_key_t *c = &tickets->keys[(cur - back) % FC_TLS_TICKET_KEYS];
             if (memcmp(c->name, name, 16) == 0) {
                 k = c;
-                rc = back == 0 ? 1 : 2;
+                /* 2 asks for a fresh ticket: always in TLS 1.3, whose clients use a ticket
+                 * once (and OpenSSL sends none on a resumption told 1) */
+                rc = back == 0 && SSL_version(s) != TLS1_3_VERSION ? 1 : 2;
             }
         }
         if (k == NULL) return 0;
@@ -288,7 +289,6 @@ static int server_common(SSL_CTX *sc, const fc_tls_server_opts_t *o, fc_tls_ctx_
     SSL_CTX_set_alpn_select_cb(sc, alpn_cb, NULL);
     SSL_CTX_set_tlsext_servername_callback(sc, servername_cb);
     SSL_CTX_set_tlsext_servername_arg(sc, c);
-    SSL_CTX_set_session_id_context(sc, (const unsigned char *)"fulcrum", 7);
     if (o->tickets) {
         SSL_CTX_set_tlsext_ticket_key_evp_cb(sc, ticket_cb);
     } else {
@@ -373,6 +373,36 @@ void fc_tls_ctx_free(fc_tls_ctx_t *c)
 }
 
 static int key_type(EVP_PKEY *k) { return EVP_PKEY_get_base_id(k); }
+
+/* Hashes file <path> into <md>. Returns 0 or -1. */
+static int digest_file(EVP_MD_CTX *md, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return -1;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) EVP_DigestUpdate(md, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    return bad ? -1 : 0;
+}
+
+/* SHA-256 of what a session's resumption depends on: every certificate file, and the client
+ * CAs and whether a client certificate is required. */
+static int sid_context(const fc_tls_server_opts_t *o, unsigned char out[32], unsigned int *len)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int rc = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? 0 : -1;
+    if (rc == 0) EVP_DigestUpdate(md, "fulcrum-sid", 11);
+    for (size_t i = 0; rc == 0 && i < o->npairs; i++) rc = digest_file(md, o->pairs[i].cert);
+    if (rc == 0 && o->client_ca != NULL) {
+        EVP_DigestUpdate(md, o->client_required ? "ca-required" : "ca-optional", 11);
+        rc = digest_file(md, o->client_ca);
+    }
+    if (rc == 0 && EVP_DigestFinal_ex(md, out, len) != 1) rc = -1;
+    EVP_MD_CTX_free(md);
+    return rc;
+}
 
 int fc_tls_server_new(const fc_tls_server_opts_t *o, fc_tls_ctx_t **out, fc_tls_fault_t *fault, fc_err_t *err,
                       fc_tls_warn_cb warn, void *warn_arg)
@@ -460,7 +490,20 @@ int fc_tls_server_new(const fc_tls_server_opts_t *o, fc_tls_ctx_t **out, fc_tls_
         }
         if (!ok) goto out;
     }
-    for (size_t k = 0; k < c->nctxs; k++) SSL_CTX_set_ex_data(c->ctxs[k], ex_ctx, c);
+    /* The session ID context: a session (a ticket or a cached ID, shared by every listener and
+     * every generation) resumes only where it was made under the same certificates and the same
+     * client-certificate rules, so a session from a listener without client_auth, or trusting
+     * other CAs, or from before a reload that added client_auth, never skips the check. */
+    unsigned char sid[32];
+    unsigned int sidlen = 0;
+    if (sid_context(o, sid, &sidlen) != 0) {
+        errf(err, fault, o->client_ca ? FC_TLS_F_CLIENT_CA : FC_TLS_F_CERT, 0, "cannot read", o->client_ca ? o->client_ca : o->pairs[0].cert);
+        goto out;
+    }
+    for (size_t k = 0; k < c->nctxs; k++) {
+        SSL_CTX_set_ex_data(c->ctxs[k], ex_ctx, c);
+        SSL_CTX_set_session_id_context(c->ctxs[k], sid, sidlen);
+    }
     rc = 0;
 out:
     free(types);
@@ -829,6 +872,13 @@ static void sock_on_write(uv_write_t *req, int status)
         fail(t, status, status == UV_ECANCELED ? "closed" : "write failed");
         return;
     }
+    if (t->io->closing) { /* finished as the close came: nothing more goes out on this socket */
+        if (t->io->writing) {
+            t->io->writing = 0;
+            t->io->done(t->io, t->sent >= t->owner_end ? 0 : UV_ECANCELED);
+        }
+        return;
+    }
     flushed(t, flush(t));
 }
 
@@ -951,7 +1001,11 @@ static void process(fc_tls_conn_t *t)
         ERR_clear_error();
         break;
     }
-    flushed(t, flush(t)); /* a key update or an alert OpenSSL answered with */
+    int fr = flush(t); /* a key update or an alert OpenSSL answered with */
+    /* The read side is over (EOF or an error): that is the news for the reader, not that the
+     * alert OpenSSL sent about it found the socket reset. A writer still hears the failure. */
+    if (fr < 0 && end != 0 && !io->writing) fr = 0;
+    flushed(t, fr);
     if (t->failed || io->closing) return;
     int full = io->rmode == FC_IO_READ_BUF && io->rbuf.base != NULL && io->rbuf.len == io->rbuf.cap;
     if (full) io->reading = 0; /* resumes once the buffer has room (fc_io_read_start) */
@@ -961,6 +1015,7 @@ static void process(fc_tls_conn_t *t)
     }
     if (end != 0) {
         t->failed = end != UV_EOF;
+        if (t->failed) t->status = end; /* what a reader that comes back hears */
         if (io->reading) {
             io->reading = 0;
             sock_read_stop(t);

@@ -33,7 +33,7 @@ static void pump(fc_tunnel_t *t, int from)
 {
     int to = 1 - from;
     fc_io_t *in = t->io[from];
-    if (t->ended || t->writing[to]) return;
+    if (t->ended || t->writing[to] || t->paused) return;
     if (in->rbuf.base == NULL || in->rbuf.len == 0) {
         if (t->eof[from]) pass_eof(t, from);
         else if (fc_io_read_start(in) < 0) finish(t, UV_EIO);
@@ -66,6 +66,7 @@ void fc_tunnel_on_write(fc_tunnel_t *t, int side, int status)
     fc_io_t *in = t->io[1 - side];
     in->rbuf.len = 0;
     if (in->pool != NULL) fc_io_release_buf(in);
+    if (t->paused) return;
     pump(t, 1 - side);
 }
 
@@ -80,6 +81,13 @@ void fc_tunnel_on_read(fc_tunnel_t *t, int side, ssize_t nread)
         t->eof[side] = 1;
     }
     pump(t, side);
+}
+
+void fc_tunnel_pause(fc_tunnel_t *t)
+{
+    t->paused = 1;
+    fc_io_read_stop(t->io[0]);
+    fc_io_read_stop(t->io[1]);
 }
 
 void fc_tunnel_start(fc_tunnel_t *t)

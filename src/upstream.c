@@ -7,10 +7,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
 
 #include "fulcrum/exchange.h"
 #include "fulcrum/log.h"
 #include "fulcrum/tls.h"
+#include "fulcrum/upgrade.h"
 
 #define UPSTREAM_BUF_SIZE (64 * 1024)
 
@@ -43,6 +47,16 @@ int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
             u->view[s].id = uc->servers[s].addr.text;
         }
         if (uc->tls != NULL) u->tls = fc_xcalloc(uc->nservers, sizeof(fc_server_tls_t));
+        if (uc->sticky.cookie != NULL) {
+            u->sticky_ids = fc_xcalloc(uc->nservers, sizeof(*u->sticky_ids));
+            for (size_t s = 0; s < uc->nservers; s++) {
+                char key[FC_SHM_KEY + 16];
+                unsigned char md[32];
+                int kn = snprintf(key, sizeof(key), "fulcrum-sticky/%s/%s", uc->name, uc->servers[s].addr.text);
+                SHA256((const unsigned char *)key, (size_t)kn, md);
+                for (int k = 0; k < 8; k++) snprintf(u->sticky_ids[s] + 2 * k, 3, "%02x", md[k]);
+            }
+        }
         for (size_t s = 0; u->tls != NULL && s < uc->nservers; s++) {
             /* "10.0.0.1:443" -> "10.0.0.1", "[::1]:443" -> "::1" */
             const char *t = uc->servers[s].addr.text, *colon = strrchr(t, ':');
@@ -81,6 +95,7 @@ void fc_upstreams_free(fc_worker_t *w)
         if (u->balancer) u->balancer->ops->destroy(u->balancer);
         for (size_t s = 0; u->tls != NULL && s < u->conf->nservers; s++) fc_tls_session_free(&u->tls[s].session);
         free(u->tls);
+        free(u->sticky_ids);
         free(u->servers);
         free(u->view);
     }
@@ -101,6 +116,7 @@ static void on_close(fc_io_t *io)
 {
     fc_upconn_t *up = fc_container_of(io, fc_upconn_t, io);
     fc_worker_t *w = W(up);
+    if (up->upgrade != NULL) fc_upgrade_unref(up->upgrade);
     free(up);
     fc_worker_check_drained(w);
 }
@@ -109,6 +125,10 @@ void fc_upconn_close(fc_upconn_t *up)
 {
     if (up->state == FC_UP_CLOSING) return;
     FC_ASSERT(up->ex == NULL);
+    if (up->upgrade != NULL && !up->upgrade->done) {
+        fc_upgrade_end(up->upgrade, UV_ECANCELED); /* closes both sides, this one too */
+        return;
+    }
     if (up->state == FC_UP_IDLE) {
         fc_list_remove(&up->link);
         up->server->nidle--;
@@ -130,6 +150,10 @@ static void on_timeout(fc_timeout_t *t)
 static void on_read(fc_io_t *io, ssize_t nread)
 {
     fc_upconn_t *up = fc_container_of(io, fc_upconn_t, io);
+    if (up->state == FC_UP_TUNNEL) {
+        fc_upgrade_on_read(up->upgrade, 1, nread);
+        return;
+    }
     if (up->state == FC_UP_IDLE) {
         /* The server closed an idle connection, or sent bytes nobody asked for. */
         fc_upconn_close(up);
@@ -191,6 +215,49 @@ int fc_upconn_connect(fc_server_t *s, fc_exchange_t *ex, fc_upconn_t **out)
     if (s->ms != NULL) fc_metrics_add(s->ms, FC_MV_OPENED, 1);
     *out = up;
     return 0;
+}
+
+fc_upconn_t *fc_upconn_adopt(fc_server_t *s, int fd)
+{
+    fc_worker_t *w = s->upstream->w;
+    fc_upconn_t *up = calloc(1, sizeof(*up));
+    if (up == NULL || fc_io_init(&up->io, w->loop, &w->upstream_bufs, on_read) != 0) {
+        free(up);
+        close(fd);
+        return NULL;
+    }
+    up->server = s;
+    up->state = FC_UP_ACTIVE;
+    fc_list_init(&up->link);
+    fc_list_insert_tail(&w->upconns, &up->all);
+    fc_timeout_init(&up->timeout, on_timeout);
+    fc_http_parser_init(&up->parser, HTTP_RESPONSE);
+    up->t_idle = s->upstream->t_idle;
+    if (fc_io_open(&up->io, fd) != 0) {
+        close(fd);
+        fc_upconn_close(up);
+        return NULL;
+    }
+    return up;
+}
+
+int fc_upstream_sticky_find(const fc_upstream_t *u, const char *v, size_t n)
+{
+    if (u->sticky_ids == NULL || n != 16) return -1;
+    for (size_t s = 0; s < u->conf->nservers; s++)
+        if (memcmp(u->sticky_ids[s], v, 16) == 0) return (int)s;
+    return -1;
+}
+
+fc_server_t *fc_server_find(fc_worker_t *w, const char *upstream, const char *address)
+{
+    for (size_t i = 0; i < w->cfg->nupstreams; i++) {
+        fc_upstream_t *u = &w->upstreams[i];
+        if (strcmp(u->conf->name, upstream) != 0) continue;
+        for (size_t k = 0; k < u->conf->nservers; k++)
+            if (strcmp(u->conf->servers[k].addr.text, address) == 0) return &u->servers[k];
+    }
+    return NULL;
 }
 
 int fc_server_tls(fc_server_t *s, fc_io_t *io)

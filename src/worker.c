@@ -19,6 +19,7 @@
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/tls.h"
+#include "fulcrum/upgrade.h"
 #include "fulcrum/upstream.h"
 
 #define LISTEN_BACKLOG 511
@@ -288,7 +289,9 @@ static socklen_t handover_addr(struct sockaddr_un *sa, int master_pid, unsigned 
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
-int fc_worker_handover(fc_worker_t *w, fc_conn_t *c)
+/* Sends one hand-over message (<iov>, and <nfds> descriptors) to a worker of the newer
+ * generation, round robin. Returns 0 or -1 (errno says why). */
+static int handover_send(fc_worker_t *w, struct iovec *iov, size_t niov, const int *fds, int nfds)
 {
     if (w->handover_gen == 0 || w->handover_n == 0) return -1;
     if (w->handover_send_fd < 0) {
@@ -298,6 +301,31 @@ int fc_worker_handover(fc_worker_t *w, fc_conn_t *c)
         struct timeval tv = {1, 0};
         setsockopt(w->handover_send_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     }
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = niov, .msg_control = ctl.buf,
+                         .msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int))};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+    memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
+    for (unsigned attempt = 0; attempt < w->handover_n; attempt++) {
+        struct sockaddr_un sa;
+        unsigned target = w->handover_next++ % w->handover_n;
+        msg.msg_name = &sa;
+        msg.msg_namelen = handover_addr(&sa, w->master_pid, w->handover_gen, target);
+        if (sendmsg(w->handover_send_fd, &msg, MSG_NOSIGNAL) >= 0) return 0;
+    }
+    return -1;
+}
+
+int fc_worker_handover(fc_worker_t *w, fc_conn_t *c)
+{
+    if (w->handover_gen == 0 || w->handover_n == 0) return -1;
     int fd;
     /* A TLS session cannot move: its plaintext is relayed instead, through a socketpair whose
      * other end moves. 'R' messages say who the client is and where it connected. */
@@ -319,29 +347,11 @@ int fc_worker_handover(fc_worker_t *w, fc_conn_t *c)
     /* The bytes read but not answered yet: a partial head starts at 0, else after pos. */
     size_t from = c->state == FC_CONN_HEAD ? 0 : c->pos;
     struct iovec iov[2] = {{head, headlen}, {c->io.rbuf.base ? c->io.rbuf.base + from : NULL, c->io.rbuf.base ? c->io.rbuf.len - from : 0}};
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof(ctl));
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = iov[1].iov_len ? 2 : 1,
-                         .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    for (unsigned attempt = 0; attempt < w->handover_n; attempt++) {
-        struct sockaddr_un sa;
-        unsigned target = w->handover_next++ % w->handover_n;
-        msg.msg_name = &sa;
-        msg.msg_namelen = handover_addr(&sa, w->master_pid, w->handover_gen, target);
-        if (sendmsg(w->handover_send_fd, &msg, MSG_NOSIGNAL) >= 0) {
-            if (!relay) return 0;
-            close(fd); /* the other process has its own copy now */
-            fc_conn_relay_start(c);
-            return 1;
-        }
+    if (handover_send(w, iov, iov[1].iov_len ? 2 : 1, &fd, 1) == 0) {
+        if (!relay) return 0;
+        close(fd); /* the other process has its own copy now */
+        fc_conn_relay_start(c);
+        return 1;
     }
     fc_log(FC_LOG_WARN, "reload: could not hand a connection of %s to the new generation: %s", c->ip,
            strerror(errno));
@@ -352,26 +362,71 @@ int fc_worker_handover(fc_worker_t *w, fc_conn_t *c)
     return -1;
 }
 
+/* A 'T' message: the tag, the sizes of the two pending byte runs, the tunnel's record (the same
+ * binary runs both generations: the master forks them), then the bytes. */
+typedef struct tunnel_head {
+    char tag;
+    uint32_t n0, n1;
+    char upstream[FC_UPSTREAM_NAME_MAX + 1];
+    char address[sizeof(((fc_addr_t *)0)->text)];
+    fc_upgrade_t g; /* only its plain fields are read by the receiver */
+} tunnel_head_t;
+
+int fc_worker_handover_tunnel(fc_worker_t *w, fc_upgrade_t *g)
+{
+    int fds[2];
+    if (fc_io_export(&g->c->io, &fds[0]) != 0 || fc_io_export(&g->up->io, &fds[1]) != 0) return -1;
+    tunnel_head_t th;
+    memset(&th, 0, sizeof(th));
+    th.tag = 'T';
+    th.g = *g;
+    snprintf(th.upstream, sizeof(th.upstream), "%s", fc_upgrade_upstream(g));
+    snprintf(th.address, sizeof(th.address), "%s", fc_upgrade_address(g));
+    fc_buf_t *b0 = &g->c->io.rbuf, *b1 = &g->up->io.rbuf;
+    th.n0 = b0->base ? (uint32_t)b0->len : 0;
+    th.n1 = b1->base ? (uint32_t)b1->len : 0;
+    struct iovec iov[3] = {{&th, sizeof(th)}, {b0->base, th.n0}, {b1->base, th.n1}};
+    if (handover_send(w, iov, 3, fds, 2) == 0) return 0;
+    fc_log(FC_LOG_WARN, "reload: could not hand a tunnel of %s to the new generation: %s", g->ip, strerror(errno));
+    return -1;
+}
+
 static void on_handover(uv_poll_t *p, int status, int events)
 {
     fc_worker_t *w = fc_container_of(p, fc_worker_t, handover_poll);
     if (status < 0) return;
-    size_t cap = w->client_bufs.size + 256; /* the bytes, and the head of an 'R' message */
+    /* the bytes, and the head of an 'R' message; or a tunnel's record and both directions' bytes */
+    size_t cap = sizeof(tunnel_head_t) + w->client_bufs.size + w->upstream_bufs.size + 256;
     char *buf = malloc(cap);
     if (buf == NULL) return;
     for (int i = 0; i < 256; i++) { /* bounded per wake-up; the poll fires again if more wait */
         union {
             struct cmsghdr h;
-            char buf[CMSG_SPACE(sizeof(int))];
+            char buf[CMSG_SPACE(2 * sizeof(int))];
         } ctl;
         struct iovec iov = {buf, cap};
         struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
         ssize_t n = recvmsg(w->handover_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n < 0) break;
         struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        int fd = -1;
-        if (cm != NULL && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+        int fd = -1, fd2 = -1;
+        if (cm != NULL && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+            size_t nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            if (nfds >= 1) memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+            if (nfds >= 2) memcpy(&fd2, CMSG_DATA(cm) + sizeof(int), sizeof(int));
+        }
         if (fd < 0) continue;
+        if (n >= 1 && buf[0] == 'T' && fd2 >= 0 && !(msg.msg_flags & MSG_TRUNC) && (size_t)n >= sizeof(tunnel_head_t)) {
+            tunnel_head_t th;
+            memcpy(&th, buf, sizeof(th));
+            if ((size_t)n == sizeof(th) + th.n0 + th.n1) {
+                th.upstream[sizeof(th.upstream) - 1] = th.address[sizeof(th.address) - 1] = '\0';
+                fc_upgrade_adopt(w, fd, fd2, &th.g, th.upstream, th.address, buf + sizeof(th), th.n0,
+                                 buf + sizeof(th) + th.n0, th.n1);
+                continue;
+            }
+        }
+        if (fd2 >= 0) close(fd2);
         if (n < 1 || (buf[0] != 'C' && buf[0] != 'R') || (msg.msg_flags & MSG_TRUNC)) {
             close(fd);
             continue;
@@ -445,14 +500,17 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     w->route_connect = fc_xcalloc(cfg->nroutes, sizeof(*w->route_connect));
     w->route_send = fc_xcalloc(cfg->nroutes, sizeof(*w->route_send));
     w->route_read = fc_xcalloc(cfg->nroutes, sizeof(*w->route_read));
+    w->route_tunnel = fc_xcalloc(cfg->nroutes, sizeof(*w->route_tunnel));
     for (size_t i = 0; i < cfg->nroutes; i++) {
         w->route_connect[i] = fc_timeq_class(&w->tq, cfg->routes[i].connect_timeout);
         w->route_send[i] = fc_timeq_class(&w->tq, cfg->routes[i].send_timeout);
         w->route_read[i] = fc_timeq_class(&w->tq, cfg->routes[i].read_timeout);
+        w->route_tunnel[i] = fc_timeq_class(&w->tq, cfg->routes[i].tunnel_timeout);
     }
     w->head_opts.via = cfg->via ? (fc_slice_t){cfg->via, strlen(cfg->via)} : (fc_slice_t){NULL, 0};
     w->head_opts.allow_underscores = (uint8_t)cfg->underscores_in_headers;
     w->t_tls = fc_timeq_class(&w->tq, lim->tls_handshake_timeout);
+    w->t_tunnel_orphan = fc_timeq_class(&w->tq, cfg->shutdown_timeout > 0 ? cfg->shutdown_timeout : 1);
     w->listener_opts = fc_xcalloc(cfg->nlisteners, sizeof(*w->listener_opts));
     w->hsts_lines = fc_xcalloc(cfg->nlisteners, sizeof(*w->hsts_lines));
     for (size_t i = 0; i < cfg->nlisteners; i++) {
@@ -571,6 +629,7 @@ int fc_worker_run(const fc_worker_args_t *args)
     free(w.route_connect);
     free(w.route_send);
     free(w.route_read);
+    free(w.route_tunnel);
     free(w.listener_opts);
     free(w.hsts_lines);
     free(w.listeners);

@@ -38,6 +38,10 @@ typedef struct fc_accesslog_record {
 const char *fc_accesslog_cause_name(unsigned cause);
 const char *fc_accesslog_phase_name(unsigned phase);
 
+/* Writes the <n> bytes at <s> into <out> (<cap> bytes) with '"', '\\' and bytes outside printable
+ * ASCII escaped for a JSON string (as much as fits, 7 bytes kept free); returns the length. */
+size_t fc_accesslog_escape(char *out, size_t cap, const char *s, size_t n);
+
 /* Formats <r> as one line in <format> (enum fc_log_format: JSON or combined) into <out>
  * (<cap> bytes), the '\n' included. Returns its length (0 when <cap> is too small for any line).
  * <time_iso>/<time_clf> are the current time strings (log.h). */

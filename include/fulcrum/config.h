@@ -71,6 +71,18 @@ typedef struct fc_upstream_tls_conf {
     fc_tls_ctx_t *ctx;   /* owned: built by the loader */
 } fc_upstream_tls_conf_t;
 
+/* `sticky:` of an upstream: a client stays with one server. */
+typedef struct fc_sticky_conf {
+    char *cookie;        /* owned; the cookie fulcrum sets naming the server, or NULL */
+    char *learn;         /* owned; the application's cookie to learn servers from, or NULL (one of
+                            cookie and learn is set when sticky: is present) */
+    uint64_t learn_timeout; /* ms, default 1h: how long a learned value keeps its server */
+    uint64_t max_age;    /* ms, whole seconds sent; 0 = a session cookie (default) */
+    int secure;          /* 0 no, 1 yes, 2 auto (default: when the client came over TLS) */
+    int http_only;       /* default true */
+    char *same_site;     /* owned; "Lax" (default), "Strict", "None", or NULL for none */
+} fc_sticky_conf_t;
+
 struct fc_upstream_conf {
     char *name;                   /* owned; the key under `upstreams:`, 1..FC_UPSTREAM_NAME_MAX characters */
     char *balance;                /* owned; a name fc_balance_ops_find() knows, default "round_robin".
@@ -88,7 +100,21 @@ struct fc_upstream_conf {
     size_t nservers;
     size_t index;                 /* position in fc_config_t.upstreams */
     fc_upstream_tls_conf_t *tls;  /* owned; NULL = plain TCP to the servers */
+    fc_sticky_conf_t sticky;      /* sticky: { cookie: ... } */
 };
+
+/* One policy under `rate_limits:`: a token bucket per key, shared by every worker. */
+typedef struct fc_rate_limit_conf {
+    char *name;          /* owned; the key under rate_limits */
+    char *key;           /* owned; the key template ($remote_addr, $http_NAME, $cookie_NAME, $request_uri) */
+    uint64_t rate;       /* requests ... */
+    uint64_t per;        /* ... per this many ms (rate: 10/s -> 10 per 1000) */
+    uint32_t burst;      /* requests beyond the rate a key may send at once (bucket capacity burst + 1) */
+    int status;          /* the answer to a rejected request, default 429 */
+    int dry_run;         /* count and log, never reject */
+    int headers;         /* Retry-After is always sent; RateLimit and RateLimit-Policy too (default true) */
+    size_t index;        /* position in fc_config_t.rate_limits */
+} fc_rate_limit_conf_t;
 
 #define FC_ROUTE_NAME_MAX 64 /* characters in a route name (the `route` label), at most */
 
@@ -103,6 +129,12 @@ typedef struct fc_route_conf {
     uint64_t send_timeout;        /* ms, default 60000 */
     uint64_t read_timeout;        /* ms, default 60000 */
     int access_log;               /* `access_log: off` on a route -> 0; default 1 */
+    uint64_t tunnel_timeout;      /* ms, default 1h: idle timeout of an upgraded connection (a tunnel) */
+    const fc_rate_limit_conf_t **rate_limits; /* owned array of borrowed policies: all apply */
+    size_t nrate_limits;
+    char *upgrade;                /* owned: the protocols a client may upgrade to, lower case, each
+                                     followed by a NUL, the list ending with an empty one ("websocket\0\0",
+                                     the default); NULL: `upgrade: off` */
 } fc_route_conf_t;
 
 /* `tls:` of a listener. */
@@ -146,6 +178,8 @@ typedef struct fc_limits_conf {
     uint64_t max_body_size;         /* bytes, default 10m; 0 = unlimited */
     uint64_t max_connections;       /* client connections per worker, default 10000 */
     uint64_t tls_handshake_timeout; /* ms, default 10000: a TLS handshake must end within it */
+    uint64_t max_connections_per_client; /* connections from one address at once, all workers
+                                            together; 0 = unlimited (default) */
 } fc_limits_conf_t;
 
 #define FC_METRICS_MAX_BUCKETS 16 /* finite histogram buckets, at most */
@@ -179,6 +213,8 @@ struct fc_config {
     size_t nlisteners;
     fc_upstream_conf_t *upstreams; /* owned array, in file order */
     size_t nupstreams;
+    fc_rate_limit_conf_t *rate_limits; /* owned array, in file order */
+    size_t nrate_limits;
     fc_route_conf_t *routes;       /* owned array, in file order, nroutes >= 1 */
     size_t nroutes;
     fc_limits_conf_t limits;

@@ -20,6 +20,7 @@ enum fc_conn_state {
     FC_CONN_ACTIVE,   /* an exchange is in progress */
     FC_CONN_LINGER,   /* final response sent, write side shut; discarding input until EOF */
     FC_CONN_RELAY,    /* a TLS connection whose plaintext is relayed to a newer generation */
+    FC_CONN_TUNNEL,   /* switched protocols (101): one side of a tunnel (upgrade.c) */
     FC_CONN_CLOSING,  /* fc_io_close called; freed in the close callback */
 };
 
@@ -43,9 +44,12 @@ typedef struct fc_conn {
     uint8_t processing;      /* inside process(): the loop there picks up the next request */
     uint8_t unread;          /* the last request was not read whole: closing needs a lingering close */
     uint8_t handshaking;     /* a TLS connection whose handshake has not completed yet */
+    uint8_t peer_counted;    /* counted in the shared per-client connection counts (peer_key) */
+    uint64_t peer_key;       /* a hash of the client's address, when peer_counted */
     uint8_t relayed;         /* adopted through an older generation's TLS relay: answered with
                                 Connection: close, so the client comes back to this generation */
     struct fc_relay *relay;  /* FC_CONN_RELAY: the socketpair to the newer generation (a reference) */
+    struct fc_upgrade *upgrade; /* FC_CONN_TUNNEL: the tunnel it is a side of (a reference) */
 } fc_conn_t;
 
 /* Takes accepted socket <fd> (non-blocking) from <l>, whose peer is <peer>, into a new fc_conn_t
@@ -59,6 +63,9 @@ void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len);
  * is <ip>, it connected to <local> (which listener), and <bytes> were read already. */
 void fc_conn_adopt_relayed(fc_worker_t *w, int fd, const char *ip, const struct sockaddr_storage *local,
                            const char *bytes, size_t len);
+/* Takes over client socket <fd> of a tunnel an older generation hands over (not reading yet;
+ * fc_upgrade_begin makes it a tunnel side). NULL on failure (<fd> is then still the caller's). */
+fc_conn_t *fc_conn_adopt_tunnel(fc_worker_t *w, int fd, const char *ip);
 /* Makes TLS connection <c> (between requests) a relay: a socketpair whose other end, *<peer_fd>,
  * the caller hands to the newer generation, then calls fc_conn_relay_start (or, if the hand-over
  * failed, fc_conn_relay_cancel). Returns 0 or -1 (nothing changed). */

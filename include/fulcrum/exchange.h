@@ -91,6 +91,10 @@ typedef struct fc_exchange {
     uint8_t end_at_up_end;        /* the response's last byte went to the client in the turn it arrived
                                      (t_up_end is the end of the exchange too) */
     uint8_t own_endpoint;         /* answered by fulcrum's health, metrics or status endpoint: not counted */
+    uint8_t upgrade;              /* the request asked to switch protocols (forwarded): a 101 makes a tunnel */
+    uint8_t set_sticky;           /* the answer sets the upstream's sticky cookie (the server chosen is
+                                     not the one the client's cookie named) */
+    int16_t sticky;               /* 1 + the server the client's sticky cookie names, 0 = none */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
     char ip[46];                  /* the client's address, kept for the log line once it left */

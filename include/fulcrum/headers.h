@@ -37,6 +37,7 @@ enum {
     FC_RESP_CLOSE = 1,      /* add "Connection: close" */
     FC_RESP_KEEPALIVE = 2,  /* add "Connection: keep-alive" (HTTP/1.0 client that asked for it) */
     FC_RESP_DECHUNK = 4,    /* the body is decoded for this client: no Transfer-Encoding */
+    FC_RESP_UPGRADE = 8,    /* a 101: the server's Upgrade and "Connection: upgrade" go with it */
 };
 /* Appends to <out> the response head for a client: the status line, the kept headers
  * (hop-by-hop, Content-Length and Transfer-Encoding removed), the framing of <v> (its

@@ -31,6 +31,8 @@ typedef struct fc_request_view {
     uint8_t has_host;        /* the request had a Host header (HTTP/1.0 may have none) */
     uint8_t local;           /* answered by fulcrum itself: OPTIONS * or OPTIONS with Max-Forwards: 0 */
     int32_t max_forwards;    /* OPTIONS with Max-Forwards: the value to forward (decremented); -1 none */
+    fc_slice_t upgrade;      /* set by the exchange: the protocol to ask the server to switch to
+                                (Upgrade + Connection: upgrade are forwarded), {NULL, 0} = none */
     const char *why;         /* a constant reason when the check refused the request, for the log */
 } fc_request_view_t;
 

@@ -37,6 +37,35 @@ typedef struct fc_shm_server {
     char key[FC_SHM_KEY];         /* "upstream/address", empty when free; master only writes */
 } fc_shm_server_t;
 
+/* Sticky "learn" mode: which server set a given value of an application's cookie, for every
+ * worker. A fixed set-associative table; a set's lock is only ever tried, never waited on, and
+ * held for a few stores (a worker that died holding one costs that set, not the process). */
+#define FC_SHM_LEARN_SETS 4096
+#define FC_SHM_LEARN_WAYS 4
+typedef struct fc_shm_learn {
+    uint64_t key;       /* a hash of upstream name and cookie value; 0 = free */
+    uint64_t expires;   /* CLOCK_MONOTONIC ms */
+    uint32_t slot;      /* the server's slot in servers[] */
+} fc_shm_learn_t;
+
+/* Rate limits: a token bucket per (policy, key), for every worker: a fixed set-associative table
+ * (the least recently used entry of a set makes room), try-locks held for a few arithmetic steps. */
+#define FC_SHM_RATE_SETS 16384
+#define FC_SHM_RATE_WAYS 4
+typedef struct fc_shm_bucket {
+    uint64_t key;       /* a hash of the policy name and the request's key; 0 = free */
+    double tokens;      /* what the bucket holds, at <at> */
+    uint64_t at;        /* CLOCK_MONOTONIC ms of the last update */
+} fc_shm_bucket_t;
+
+/* Client connections per address, for every worker (limits.max_connections_per_client). */
+#define FC_SHM_PEER_SETS 4096
+#define FC_SHM_PEER_WAYS 4
+typedef struct fc_shm_peer {
+    uint64_t key;       /* a hash of the client's address; 0 = free */
+    uint32_t count;     /* its connections open now (an entry at 0 may be taken by another address) */
+} fc_shm_peer_t;
+
 struct fc_metrics_shm;
 
 typedef struct fc_shm {
@@ -47,10 +76,36 @@ typedef struct fc_shm {
     atomic_uint ready[FC_SHM_PROCS];    /* per process slot: the generation it is ready to serve */
     atomic_uint conns[FC_SHM_PROCS];    /* per process slot: client connections open (accept balance) */
     fc_tls_cache_t sessions;            /* TLS 1.2 session IDs, for every worker */
+    atomic_uint peer_lock[FC_SHM_PEER_SETS];
+    fc_shm_peer_t peers[FC_SHM_PEER_SETS * FC_SHM_PEER_WAYS];
+    atomic_uint rate_lock[FC_SHM_RATE_SETS];
+    fc_shm_bucket_t rate[FC_SHM_RATE_SETS * FC_SHM_RATE_WAYS];
+    atomic_uint learn_lock[FC_SHM_LEARN_SETS];
+    fc_shm_learn_t learn[FC_SHM_LEARN_SETS * FC_SHM_LEARN_WAYS];
     fc_tls_tickets_t tickets;           /* TLS session ticket keys: made and rotated by the master, kept
                                            across reloads, used by every worker */
     fc_shm_server_t servers[FC_SHM_SLOTS];
 } fc_shm_t;
+
+/* Counts one more connection of the client <key> unless it has <max> already. Returns 1 (counted:
+ * fc_shm_peer_leave later), 0 (at the limit: not counted) or -1 (not counted: the set was busy or
+ * full; the connection is let in uncounted). */
+int fc_shm_peer_enter(fc_shm_t *shm, uint64_t key, uint32_t max);
+void fc_shm_peer_leave(fc_shm_t *shm, uint64_t key);
+/* Forgets every count (the master, after a worker died with connections it counted: the counts
+ * go low for a while, never stuck high). */
+void fc_shm_peer_reset(fc_shm_t *shm);
+
+/* Takes a token from the bucket of <key> (capacity <cap>, refilled at <per_ms> tokens per ms; a
+ * new key starts full) at <now>. Returns 1 (taken; *<left> tokens remain) or 0 (empty: nothing
+ * taken, *<wait_ms> until a token is back). A set found locked counts as taken (fail open). */
+int fc_shm_rate_take(fc_shm_t *shm, uint64_t key, double cap, double per_ms, uint64_t now, double *left,
+                     uint64_t *wait_ms);
+
+/* Sticky learn mode: remembers that <slot> answered with cookie value <key> until <expires>
+ * (the entry expiring first in its set makes room), or finds it (UINT32_MAX: unknown). */
+void fc_shm_learn_put(fc_shm_t *shm, uint64_t key, uint32_t slot, uint64_t expires);
+uint32_t fc_shm_learn_get(fc_shm_t *shm, uint64_t key, uint64_t now);
 
 /* Takes back the active counts process slot <proc> left behind (it exited or crashed). */
 void fc_shm_forget_proc(fc_shm_t *shm, unsigned proc);

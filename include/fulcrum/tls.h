@@ -110,7 +110,8 @@ void fc_tls_use_tickets(fc_tls_tickets_t *t);
  * worker never blocks on it, and one that died holding it costs that set, not the process. */
 #define FC_TLS_CACHE_SETS 1024
 #define FC_TLS_CACHE_WAYS 4
-#define FC_TLS_CACHE_DER 448 /* a session larger than this (one with a client certificate) is not kept */
+#define FC_TLS_CACHE_DER 2400 /* a larger session (a client certificate chain beyond ~2 KiB) is not kept;
+                                 the segment's pages are only touched as sessions fill them */
 typedef struct fc_tls_cache_slot {
     uint64_t expires;        /* realtime seconds; 0 = free */
     uint16_t len;            /* DER bytes */

@@ -25,11 +25,17 @@ struct fc_tunnel {
     uint8_t writing[2];    /* a write to io[i] is in flight (bytes of the other side's read buffer) */
     uint8_t shut[2];       /* io[i]'s write half is shut */
     uint8_t ended;
+    uint8_t paused;        /* quiesced for a hand-over: no reads, no new writes */
 };
 
 /* Starts pumping. Bytes already in either io's read buffer go first. */
 void fc_tunnel_start(fc_tunnel_t *t);
 void fc_tunnel_on_read(fc_tunnel_t *t, int side, ssize_t nread);
 void fc_tunnel_on_write(fc_tunnel_t *t, int side, int status);
+/* Stops reading both sides and starting writes; the writes in flight finish. What was read and not
+ * written stays in the ios' read buffers. */
+void fc_tunnel_pause(fc_tunnel_t *t);
+/* Paused with no write in flight: both ios may be exported. */
+static inline int fc_tunnel_quiet(const fc_tunnel_t *t) { return t->paused && !t->writing[0] && !t->writing[1]; }
 
 #endif

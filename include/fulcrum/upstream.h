@@ -38,6 +38,12 @@ typedef struct fc_server_tls {
                                      have when the upstream's tls gives no sni */
 } fc_server_tls_t;
 
+/* The server of <u> whose sticky cookie value is <v>, or -1. */
+int fc_upstream_sticky_find(const fc_upstream_t *u, const char *v, size_t n);
+
+/* The server of upstream <upstream> at <address> (as written in the config), or NULL. */
+fc_server_t *fc_server_find(fc_worker_t *w, const char *upstream, const char *address);
+
 /* Makes <io> (initialised, not connected) a TLS client connection to <s> when its upstream has
  * `tls:`. Returns 0 or a negative libuv error. */
 int fc_server_tls(fc_server_t *s, fc_io_t *io);
@@ -51,6 +57,10 @@ struct fc_upstream {
     fc_server_t *servers;           /* owned array of conf->nservers */
     fc_balance_server_t *view;      /* owned array: what the policy sees of each server */
     fc_server_tls_t *tls;           /* owned array of conf->nservers when conf->tls, else NULL */
+    char (*sticky_ids)[17];         /* owned array of conf->nservers when conf->sticky.cookie: the
+                                       cookie value naming each server (16 hex digits of a SHA-256 of
+                                       "upstream/address": opaque, and the same across reloads,
+                                       restarts and replicas), else NULL */
     fc_balancer_t *balancer;        /* owned, conf->balance's policy */
     fc_timeq_class_t *t_idle;       /* conf->keepalive_timeout */
     uv_timer_t health_timer;        /* starts a round of active checks every health.interval */
@@ -64,6 +74,7 @@ enum fc_upconn_state {
     FC_UP_CONNECTING = 0, /* connect in flight, exchange attached */
     FC_UP_ACTIVE,         /* carrying an exchange */
     FC_UP_IDLE,           /* in its server's pool, reading only to notice a close */
+    FC_UP_TUNNEL,         /* switched protocols (101): one side of a tunnel (upgrade.c) */
     FC_UP_CLOSING,        /* uv_close called; freed in the close callback */
 };
 
@@ -88,7 +99,12 @@ typedef struct fc_upconn {
                                  server announced Keep-Alive: timeout=N */
     uint32_t requests;        /* requests carried so far */
     uint8_t state;            /* enum fc_upconn_state */
+    struct fc_upgrade *upgrade; /* FC_UP_TUNNEL: the tunnel it is a side of (a reference) */
 } fc_upconn_t;
+
+/* Takes over connected socket <fd> (a tunnel's server side, handed over by an older generation)
+ * as a connection to <s>, active and not reading yet. NULL on failure (<fd> closed). */
+fc_upconn_t *fc_upconn_adopt(fc_server_t *s, int fd);
 
 /* Builds the runtime upstreams of w->cfg into w->upstreams. Returns 0 or -1 with <err>. */
 int fc_upstreams_init(fc_worker_t *w, fc_err_t *err);

@@ -68,10 +68,13 @@ struct fc_worker {
     fc_timeq_class_t **route_connect; /* owned arrays, per route: its connect, send and read timeouts */
     fc_timeq_class_t **route_send;
     fc_timeq_class_t **route_read;
+    fc_timeq_class_t **route_tunnel; /* owned array, per route: the idle timeout of its tunnels */
     fc_head_opts_t head_opts;        /* how fulcrum's own fields are written (via, underscores_in_headers) */
     fc_head_opts_t *listener_opts;   /* owned array, per cfg listener: head_opts with its https and HSTS */
     char (*hsts_lines)[96];          /* owned array, per cfg listener: the HSTS line listener_opts points at */
     fc_timeq_class_t *t_tls;         /* limits.tls_handshake_timeout */
+    fc_timeq_class_t *t_tunnel_orphan; /* shutdown_timeout: the deadline of an adopted tunnel whose
+                                          server this configuration does not have */
     fc_bufpool_t client_bufs;        /* read buffers of client connections */
     fc_bufpool_t upstream_bufs;      /* read buffers of upstream connections */
     fc_exchange_t *free_exchanges;   /* freelist, linked through next_free */
@@ -115,6 +118,12 @@ int fc_worker_run(const fc_worker_args_t *args);
  * connection: it stays here as a relay of its plaintext to the newer generation) or -1 (kept). */
 struct fc_conn;
 int fc_worker_handover(fc_worker_t *w, struct fc_conn *c);
+
+/* Sends tunnel <g> (paused, no write in flight) to the newer generation: both sockets and the
+ * bytes each side read and the other has not written. Returns 0 (sent: the caller closes its
+ * copies) or -1. */
+struct fc_upgrade;
+int fc_worker_handover_tunnel(fc_worker_t *w, struct fc_upgrade *g);
 
 /* Begins the graceful stop: stop accepting, finish in-flight requests, close idle connections. */
 void fc_worker_drain(fc_worker_t *w);

@@ -128,23 +128,23 @@ static const err_case_t unknown_key_cases[] = {
     {"# top\n" MIN "worker: 2\n",
      "t.yaml:10:1: unknown key 'worker' at the top level (expected one of: workers, shutdown_timeout, "
      "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, via, underscores_in_headers, listeners, upstreams, "
-     "routes, limits, metrics)"},
+     "rate_limits, routes, limits, ...)"},
     {"listeners:\n  - address: 127.0.0.1:8080\n    port: 80\n" UPS ROUTE,
      "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health, metrics, status, tls, hsts, redirect_https)"},
     {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
      "t.yaml:5:5: unknown key 'balancer' in upstreams.b (expected one of: balance, keepalive, "
-     "keepalive_timeout, servers, fail_on, health_check, retry, tls)"},
+     "keepalive_timeout, servers, fail_on, health_check, retry, tls, sticky)"},
     {LISTEN "upstreams:\n  b:\n    servers:\n      - address: 127.0.0.1:1\n      - address: 127.0.0.1:2\n"
             "        wieght: 2\n" ROUTE,
      "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight, backup, down, "
      "max_conns, max_fails, fail_timeout, slow_start)"},
     {LISTEN UPS "routes:\n  - upstream: b\n  - upstream: b\n    prefix: /x\n",
-     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, name, access_log, timeouts)"},
+     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, name, access_log, upgrade, rate_limit, timeouts)"},
     {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { connect: 1s, idle: 2s }\n",
-     "t.yaml:9:30: unknown key 'idle' in routes[0].timeouts (expected one of: connect, send, read)"},
+     "t.yaml:9:30: unknown key 'idle' in routes[0].timeouts (expected one of: connect, send, read, tunnel)"},
     {MIN "limits:\n  max_body: 1m\n",
      "t.yaml:10:3: unknown key 'max_body' in limits (expected one of: client_header_timeout, "
-     "client_body_timeout, send_timeout, keepalive_timeout, max_header_size, max_body_size, max_connections, tls_handshake_timeout)"},
+     "client_body_timeout, send_timeout, keepalive_timeout, max_header_size, max_body_size, max_connections, max_connections_per_client, tls_handshake_timeout)"},
 };
 
 static const err_case_t missing_key_cases[] = {
@@ -1584,6 +1584,104 @@ static void test_tls(void)
     rmdir(dir);
 }
 
+/* routes[].upgrade and timeouts.tunnel */
+static void test_upgrade_config(void)
+{
+    fc_err_t err;
+    subtest("upgrade: websocket by default, off, a list; the tunnel timeout");
+    fc_config_t *cfg = load(MIN, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        ok(cfg->routes[0].upgrade != NULL && memcmp(cfg->routes[0].upgrade, "websocket\0\0", 11) == 0);
+        ok(cfg->routes[0].tunnel_timeout == 3600000);
+        fc_config_free(cfg);
+    }
+    cfg = load(LISTEN UPS "routes:\n  - upstream: b\n    upgrade: off\n    timeouts: { tunnel: 10m }\n", &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        ok(cfg->routes[0].upgrade == NULL);
+        ok(cfg->routes[0].tunnel_timeout == 600000);
+        fc_config_free(cfg);
+    }
+    cfg = load(LISTEN UPS "routes:\n  - upstream: b\n    upgrade: [WebSocket, x-echo]\n", &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        ok(memcmp(cfg->routes[0].upgrade, "websocket\0x-echo\0\0", 18) == 0);
+        fc_config_free(cfg);
+    }
+    is_str(err_of(LISTEN UPS "routes:\n  - upstream: b\n    upgrade: [h2c]\n"),
+           "t.yaml:9:15: routes[0].upgrade: h2c is refused: fulcrum speaks HTTP/1.1 to servers, and a tunnel it cannot read could smuggle requests");
+    is_str(err_of(LISTEN UPS "routes:\n  - upstream: b\n    upgrade: [\"web socket\"]\n"),
+           "t.yaml:9:15: routes[0].upgrade: 'web socket' is not a protocol name (a token, like websocket)");
+    is_str(err_of(LISTEN UPS "routes:\n  - upstream: b\n    upgrade: yes\n"),
+           "t.yaml:9:14: routes[0].upgrade: expected a list of protocols like [websocket], or off, got 'yes'");
+}
+
+/* upstreams.<name>.sticky */
+static void test_sticky_config(void)
+{
+    fc_err_t err;
+    subtest("sticky: a cookie with its defaults, and its errors");
+    fc_config_t *cfg = load(LISTEN "upstreams:\n  b:\n    sticky: { cookie: fsrv }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        const fc_sticky_conf_t *st = &cfg->upstreams[0].sticky;
+        is_str(st->cookie, "fsrv");
+        ok(st->max_age == 0);
+        is_int(st->secure, 2);
+        is_int(st->http_only, 1);
+        is_str(st->same_site, "Lax");
+        fc_config_free(cfg);
+    }
+    cfg = load(LISTEN "upstreams:\n  b:\n    sticky: { cookie: s, max_age: 1d, secure: true, http_only: false, same_site: off }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        const fc_sticky_conf_t *st = &cfg->upstreams[0].sticky;
+        ok(st->max_age == 86400000);
+        is_int(st->secure, 1);
+        is_int(st->http_only, 0);
+        ok(st->same_site == NULL);
+        fc_config_free(cfg);
+    }
+    is_str(err_of(LISTEN "upstreams:\n  b:\n    sticky: { cookie: \"a b\" }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE),
+           "t.yaml:5:23: upstreams.b.sticky.cookie: 'a b' is not a cookie name (1 to 64 token characters)");
+    is_str(err_of(LISTEN "upstreams:\n  b:\n    sticky: { max_age: 1h }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE),
+           "t.yaml:5:13: upstreams.b.sticky: give either 'cookie' (a cookie fulcrum sets) or 'learn' (the application's cookie), not neither");
+    is_str(err_of(LISTEN "upstreams:\n  b:\n    sticky: { cookie: a, learn: b }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE),
+           "t.yaml:5:13: upstreams.b.sticky: give either 'cookie' (a cookie fulcrum sets) or 'learn' (the application's cookie), not both");
+    cfg = load(LISTEN "upstreams:\n  b:\n    sticky: { learn: io }\n    servers:\n      - address: 127.0.0.1:3000\n" ROUTE, &err);
+    ok(cfg != NULL && cfg->upstreams[0].sticky.cookie == NULL && strcmp(cfg->upstreams[0].sticky.learn, "io") == 0 &&
+       cfg->upstreams[0].sticky.learn_timeout == 3600000);
+    fc_config_free(cfg);
+}
+
+/* rate_limits and routes[].rate_limit */
+static void test_rate_limit_config(void)
+{
+    fc_err_t err;
+    subtest("rate limits: policies, rates, their use by routes");
+    fc_config_t *cfg = load(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\", rate: 600/m, burst: 5 }\n  b: { key: \"$http_x_k:$cookie_s\", rate: 2/s, dry_run: true }\nroutes:\n  - upstream: b\n    rate_limit: [a, b]\n", &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        is_int(cfg->nrate_limits, 2);
+        ok(cfg->rate_limits[0].rate == 600 && cfg->rate_limits[0].per == 60000 && cfg->rate_limits[0].burst == 5);
+        is_int(cfg->rate_limits[0].status, 429);
+        is_int(cfg->rate_limits[0].headers, 1);
+        is_int(cfg->rate_limits[1].dry_run, 1);
+        is_int(cfg->routes[0].nrate_limits, 2);
+        ok(cfg->routes[0].rate_limits[1] == &cfg->rate_limits[1]);
+        fc_config_free(cfg);
+    }
+    is_str(err_of(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\", rate: 10/d }\n" ROUTE),
+           "t.yaml:8:35: rate_limits.a.rate: expected a rate like 10/s, 600/m or 5/h, got '10/d'");
+    is_str(err_of(LISTEN UPS "rate_limits:\n  a: { key: \"fixed\", rate: 10/s }\n" ROUTE),
+           "t.yaml:8:13: rate_limits.a.key: 'fixed' has no variable, so every request would share one bucket (known: $request_uri, $remote_addr, $http_NAME, $cookie_NAME)");
+    is_str(err_of(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\" }\n" ROUTE),
+           "t.yaml:8:6: missing required key 'rate' in rate_limits.a");
+    is_str(err_of(LISTEN UPS "routes:\n  - upstream: b\n    rate_limit: x\n"),
+           "t.yaml:9:17: routes[0].rate_limit: unknown rate limit 'x' (defined: none)");
+}
+
 void test_config(void)
 {
     test_yaml_tree();
@@ -1600,4 +1698,7 @@ void test_config(void)
     test_files();
     test_doc_examples();
     test_tls();
+    test_upgrade_config();
+    test_sticky_config();
+    test_rate_limit_config();
 }
