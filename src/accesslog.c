@@ -71,22 +71,28 @@ size_t fc_accesslog_format(char *line, size_t cap, const fc_accesslog_record_t *
     char method[64], path[2048];
     size_t ml = escape_or_dash(method, sizeof(method), r->method);
     size_t pl = escape_or_dash(path, sizeof(path), r->url);
-    double dur = (double)r->request_ns / 1e6, up_ms = (double)r->upstream_ns / 1e6;
-    const char *server = r->server ? r->server : "-";
+    double dur = (double)r->request_ns / 1e6, up_ms = (double)r->upstream_ns / 1e6, conn_ms = (double)r->connect_ns / 1e6;
+    const char *server = r->server ? r->server : "-", *route = r->route ? r->route : "-";
+    const char *cause = fc_accesslog_cause_name(r->cause), *phase = fc_accesslog_phase_name(r->phase);
     int n;
     if (format == FC_LOG_FORMAT_COMBINED) {
         char ref[512], ua[512];
         size_t rl = escape_or_dash(ref, sizeof(ref), sent_header(r->head, "referer", 7));
         size_t al = escape_or_dash(ua, sizeof(ua), sent_header(r->head, "user-agent", 10));
-        n = snprintf(line, cap, "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"%.*s\" \"%.*s\" %.3f %s %.3f\n",
+        /* The combined fields, then (as nginx's $request_time $upstream_addr $upstream_response_time) fulcrum's:
+         * route, end cause/phase and connect time. */
+        n = snprintf(line, cap,
+                     "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"%.*s\" \"%.*s\" %.3f %s %.3f %s %s/%s %.3f\n",
                      r->client, time_clf, (int)ml, method, (int)pl, path, r->http10 ? 0 : 1, r->status,
-                     (unsigned long long)r->bytes_sent, (int)rl, ref, (int)al, ua, dur / 1000, server, up_ms / 1000);
+                     (unsigned long long)r->bytes_sent, (int)rl, ref, (int)al, ua, dur / 1000, server, up_ms / 1000,
+                     route, cause, phase, conn_ms / 1000);
     } else {
         n = snprintf(line, cap,
                      "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%.*s\",\"path\":\"%.*s\",\"status\":%d,"
-                     "\"bytes\":%llu,\"duration_ms\":%.3f,\"upstream\":\"%s\",\"upstream_ms\":%.3f}\n",
+                     "\"bytes\":%llu,\"duration_ms\":%.3f,\"upstream\":\"%s\",\"upstream_ms\":%.3f,"
+                     "\"route\":\"%s\",\"end\":\"%s\",\"phase\":\"%s\",\"connect_ms\":%.3f}\n",
                      time_iso, r->client, (int)ml, method, (int)pl, path, r->status,
-                     (unsigned long long)r->bytes_sent, dur, server, up_ms);
+                     (unsigned long long)r->bytes_sent, dur, server, up_ms, route, cause, phase, conn_ms);
     }
     if (n <= 0 || cap == 0) return 0;
     if ((size_t)n >= cap) { /* cut short: still one line */

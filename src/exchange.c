@@ -147,7 +147,10 @@ static void __attribute__((cold, noinline)) count_client_error(fc_exchange_t *ex
                                                              : FC_MC_SEND_TIMEOUT);
         break;
     case FC_END_CLIENT_BAD: fc_metrics_client_error(ml, FC_MC_BAD_REQUEST); break;
-    case FC_END_LIMIT: fc_metrics_client_error(ml, FC_MC_TOO_LARGE); break;
+    case FC_END_LIMIT:
+        if (ex->rate_limited) fc_metrics_rate_limited(ml, route_index(ex), ex->route->name);
+        else fc_metrics_client_error(ml, FC_MC_TOO_LARGE);
+        break;
     case FC_END_CLIENT_CLOSED: fc_metrics_client_error(ml, FC_MC_CLOSED); break;
     default: break;
     }
@@ -447,6 +450,7 @@ static int rate_limited(fc_exchange_t *ex, fc_slice_t target)
         char body[64];
         snprintf(body, sizeof(body), "%d %s\n", r->status, status_text(r->status));
         ex->cause = FC_END_LIMIT;
+        ex->rate_limited = 1;
         reply_local(ex, r->status, body, extra, ex->keepalive);
         return 1;
     }

@@ -188,6 +188,9 @@ int fc_metrics_local_init(fc_metrics_local_t *l, fc_metrics_shm_t *m, unsigned p
     l->series = fc_metrics_series_at(m, proc);
     l->conf = &cfg->metrics;
     STORE(l->block->pid, (int32_t)getpid());
+    l->nroutes = cfg->nroutes;
+    l->rate_limited = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*l->rate_limited));
+    if (l->rate_limited == NULL) return -1;
     return index_grow(l);
 }
 
@@ -195,8 +198,17 @@ void fc_metrics_local_free(fc_metrics_local_t *l)
 {
     free(l->index);
     free(l->index_keys);
+    free(l->rate_limited);
+    l->rate_limited = NULL;
     l->index = l->index_keys = NULL;
     l->shm = NULL;
+}
+
+void fc_metrics_rate_limited(fc_metrics_local_t *l, size_t route, const char *name)
+{
+    if (route >= l->nroutes) return;
+    if (l->rate_limited[route] == NULL) l->rate_limited[route] = fc_metrics_local_series(l, FC_MF_RATELIMIT, name, 0, 0);
+    if (l->rate_limited[route] != NULL) fc_metrics_add(l->rate_limited[route], 0, 1);
 }
 
 /* ---- the merged view ---- */
@@ -601,11 +613,16 @@ int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
     for (unsigned r = 0; r < FC_MC_REASONS; r++)
         put(&o, "fulcrum_client_errors_total{reason=\"%s\"} %llu\n", client_reasons[r],
             (unsigned long long)snap.client_errors[r]);
-    family(&o, "fulcrum_rate_limited_requests_total", "counter", "Requests refused by a rate limit (none exist yet).");
-    for (size_t r = 0; r < cfg->nroutes; r++) {
+    family(&o, "fulcrum_rate_limited_requests_total", "counter", "Requests a rate limit rejected, by route.");
+    family_range(&snap, FC_MF_RATELIMIT, &lo, &hi);
+    for (size_t i = lo; i < hi; i++)
+        put(&o, "fulcrum_rate_limited_requests_total{route=\"%s\"} %llu\n", esc(snap.s[i].key, e1, sizeof(e1)),
+            (unsigned long long)snap.s[i].v[0]);
+    for (size_t r = 0; r < cfg->nroutes; r++) { /* present, at 0, for the routes nothing was rejected on */
         size_t j = 0;
         while (j < r && strcmp(cfg->routes[j].name, cfg->routes[r].name) != 0) j++;
-        if (j == r) put(&o, "fulcrum_rate_limited_requests_total{route=\"%s\"} 0\n", esc(cfg->routes[r].name, e1, sizeof(e1)));
+        if (j == r && fc_metrics_find(&snap, FC_MF_RATELIMIT, cfg->routes[r].name) == NULL)
+            put(&o, "fulcrum_rate_limited_requests_total{route=\"%s\"} 0\n", esc(cfg->routes[r].name, e1, sizeof(e1)));
     }
 
     family(&o, "fulcrum_config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.");

@@ -90,6 +90,7 @@ typedef struct fc_exchange {
     uint8_t discard;              /* the client left: the answer is read and dropped to keep the connection */
     uint8_t end_at_up_end;        /* the response's last byte went to the client in the turn it arrived
                                      (t_up_end is the end of the exchange too) */
+    uint8_t rate_limited;         /* a rate limit rejected the request */
     uint8_t own_endpoint;         /* answered by fulcrum's health, metrics or status endpoint: not counted */
     uint8_t upgrade;              /* the request asked to switch protocols (forwarded): a 101 makes a tunnel */
     uint8_t set_sticky;           /* the answer sets the upstream's sticky cookie (the server chosen is

@@ -28,6 +28,7 @@ enum fc_metrics_family {
     FC_MF_SERVER,    /* key: "upstream/address"; upstream histogram, responses, errors, opened, idle */
     FC_MF_UPSTREAM,  /* key: upstream name; connect histogram, retries */
     FC_MF_LISTENER,  /* key: listener address; accepted, TLS handshakes */
+    FC_MF_RATELIMIT, /* key: route name; v[0]: requests a rate limit rejected */
 };
 
 /* Value slots of a series. A histogram keeps one count per bucket (not cumulative: each
@@ -98,6 +99,9 @@ typedef struct fc_metrics_local {
     int dropped_logged;             /* max_series was reached and said so */
     uint32_t last_key;              /* the route key looked up last (0 = none) ... */
     fc_metrics_series_t *last;      /* ... and its series */
+    fc_metrics_series_t **rate_limited; /* owned array per route: its FC_MF_RATELIMIT series, made
+                                           at the first rejection */
+    size_t nroutes;
 } fc_metrics_local_t;
 
 /* Maps the segment with room for <cap> series per block (the master, once, before forking).
@@ -123,6 +127,9 @@ fc_metrics_series_t *fc_metrics_local_series(fc_metrics_local_t *l, int family, 
                                              unsigned status);
 /* The route series of route index <route> (its <name>), <method>, <status>: found through the
  * worker's index (the hot path), made when missing. NULL when max_series is reached. */
+/* Counts a request of route index <route> (named <name>) that a rate limit rejected. */
+void fc_metrics_rate_limited(fc_metrics_local_t *l, size_t route, const char *name);
+
 fc_metrics_series_t *fc__metrics_route_slow(fc_metrics_local_t *l, uint32_t key, const char *name, unsigned method,
                                             unsigned status);
 

@@ -297,3 +297,49 @@ def test_status_page_in_chromium_shows_a_stopped_server(h):
     shot = os.path.join(ROOT, BUILD, "status-page.png")
     p = chromium([prof, "--virtual-time-budget=5000", "--window-size=1100,500", "--screenshot=" + shot, url])
     assert p.returncode == 0 and os.path.getsize(shot) > 1000, p.stderr.decode()[-2000:]
+
+
+def test_rate_limited_requests_are_counted_per_route(h):
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    text = config(port, mport, [b]).replace(
+        "routes:\n  - { path: /api, upstream: app, name: api }",
+        "rate_limits:\n  tight: { key: \"$remote_addr\", rate: 1/m, burst: 2 }\n"
+        "routes:\n  - { path: /api, upstream: app, name: api, rate_limit: tight }")
+    f = h.fulcrum(text, port)
+    wait_port(mport)
+    statuses = []
+    for _ in range(7):
+        with Client(port) as c:
+            statuses.append(c.exchange("GET", "/api/x").status)
+    assert statuses.count(200) == 3 and statuses.count(429) == 4, statuses
+    s = samples(scrape(mport).body.decode())
+    assert s['fulcrum_rate_limited_requests_total{route="api"}'] == 4
+    assert s['fulcrum_rate_limited_requests_total{route="web"}'] == 0
+    assert s['http_request_duration_seconds_count{method="GET",route="api",status="429"}'] == 4
+    assert s['fulcrum_client_errors_total{reason="too_large"}'] == 0
+
+
+def test_access_log_names_route_end_cause_phase_and_connect_time(h):
+    from conftest import dead_port
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    text = config(port, mport, [b]).replace("access_log: off", "access_log: stdout").replace(
+        "routes:\n", "  gone:\n    servers: [{ address: 127.0.0.1:%d }]\n"
+        "routes:\n  - { path: /gone, upstream: gone, name: dead-end }\n" % dead_port())
+    f = h.fulcrum(text, port)
+    with Client(port) as c:
+        assert c.exchange("GET", "/api/ok").status == 200
+    with Client(port) as c:
+        assert c.exchange("GET", "/gone").status == 502
+    lines = f.access_log(want=2)
+    ok = next(ln for ln in lines if ln["path"] == "/api/ok")
+    bad = next(ln for ln in lines if ln["path"] == "/gone")
+    assert ok["route"] == "api" and ok["end"] == "-" and ok["phase"] == "done", ok
+    assert ok["connect_ms"] > 0, ok  # a fresh connection: its connect was timed
+    assert bad["route"] == "dead-end" and bad["status"] == 502, bad
+    assert bad["end"] == "server_refused" and bad["phase"] == "connect", bad
+    s = samples(scrape(mport).body.decode())
+    assert s['http_request_duration_seconds_count{method="GET",route="dead-end",status="502"}'] == 1
+    assert s['fulcrum_upstream_errors_total{upstream="gone",server="127.0.0.1:%s",kind="error"}'
+             % bad["upstream"].split(":")[1]] == 1

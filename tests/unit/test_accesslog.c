@@ -27,6 +27,8 @@ static fc_accesslog_record_t sample(void)
     r.bytes_sent = 123;
     r.request_ns = 2500000;
     r.upstream_ns = 1250000;
+    r.connect_ns = 750000;
+    r.phase = FC_PHASE_DONE;
     return r;
 }
 
@@ -40,13 +42,22 @@ void test_accesslog(void)
     line[n] = '\0';
     is_str(line, "{\"time\":\"2026-12-01T00:00:00.000Z\",\"client\":\"127.0.0.1\",\"method\":\"GET\",\"path\":\"/a?b\","
                  "\"status\":200,\"bytes\":123,\"duration_ms\":2.500,\"upstream\":\"127.0.0.1:3000\","
-                 "\"upstream_ms\":1.250}\n");
+                 "\"upstream_ms\":1.250,\"route\":\"api\",\"end\":\"-\",\"phase\":\"done\",\"connect_ms\":0.750}\n");
 
     subtest("combined");
     n = fc_accesslog_format(line, sizeof(line), &r, FC_LOG_FORMAT_COMBINED, "x", "01/Dec/2026:00:00:00 +0000");
     line[n] = '\0';
     is_str(line, "127.0.0.1 - - [01/Dec/2026:00:00:00 +0000] \"GET /a?b HTTP/1.1\" 200 123 \"http://r/\" \"curl/8\" "
-                 "0.003 127.0.0.1:3000 0.001\n");
+                 "0.003 127.0.0.1:3000 0.001 api -/done 0.001\n");
+
+    subtest("a failure names its cause and phase");
+    r.cause = FC_END_SERVER_TIMEOUT;
+    r.phase = FC_PHASE_HEADERS;
+    n = fc_accesslog_format(line, sizeof(line), &r, FC_LOG_FORMAT_JSON, "t", "x");
+    line[n] = '\0';
+    ok(strstr(line, "\"end\":\"server_timeout\",\"phase\":\"headers\"") != NULL);
+    r.cause = FC_END_NONE;
+    r.phase = FC_PHASE_DONE;
 
     subtest("escaped, and no server");
     r.url = SL("/\"q\x01");
