@@ -24,7 +24,10 @@
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 #define STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
-#define SNAPSHOT_TRIES 1000 /* folds are short (microseconds); a scrape retries this often at most */
+#define SNAPSHOT_TRIES 20 /* a fold takes microseconds to a few ms; a scrape retries this often at most,
+                             200 us apart, then answers with what it has */
+
+static uint32_t hash_series(const fc_metrics_series_t *s);
 
 const char *const fc_metrics_method_names[FC_METRICS_METHODS] = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
                                                                  "CONNECT", "OPTIONS", "TRACE", "PATCH", "OTHER"};
@@ -108,12 +111,37 @@ void fc_metrics_fold(fc_metrics_shm_t *m, unsigned proc)
     fc_metrics_block_t *b = &m->blocks[proc], *r = &m->blocks[FC_METRICS_RETIRED];
     if (LOAD(b->folded)) return;
     fc_metrics_series_t *src = fc_metrics_series_at(m, proc), *dst = fc_metrics_series_at(m, FC_METRICS_RETIRED);
+    /* The retired block's series by key, for this fold (the master's own memory; without it, a
+     * linear search per series: 10,000 series would take the master seconds). */
+    uint32_t nr = LOAD(r->nseries), cap = 16;
+    while (cap < 2 * (nr + LOAD(b->nseries))) cap *= 2;
+    uint32_t *table = calloc(cap, sizeof(*table)); /* series index + 1 */
+    for (uint32_t i = 0; table != NULL && i < nr; i++) {
+        uint32_t h = hash_series(&dst[i]) & (cap - 1);
+        while (table[h] != 0) h = (h + 1) & (cap - 1);
+        table[h] = i + 1;
+    }
     atomic_fetch_add_explicit(&m->fold_seq, 1, memory_order_acq_rel); /* odd: a fold runs */
     uint32_t n = atomic_load_explicit(&b->nseries, memory_order_acquire);
     for (uint32_t i = 0; i < n; i++) {
-        fc_metrics_series_t *s = &src[i];
-        fc_metrics_series_t *d = find_in(dst, LOAD(r->nseries), s->family, s->key, s->method, s->status);
-        if (d == NULL) d = append(r, dst, m->cap, s->family, s->key, s->method, s->status);
+        fc_metrics_series_t *s = &src[i], *d = NULL;
+        uint32_t h = 0;
+        if (table != NULL) {
+            for (h = hash_series(s) & (cap - 1); table[h] != 0; h = (h + 1) & (cap - 1)) {
+                fc_metrics_series_t *c = &dst[table[h] - 1];
+                if (c->family == s->family && c->method == s->method && c->status == s->status &&
+                    strcmp(c->key, s->key) == 0) {
+                    d = c;
+                    break;
+                }
+            }
+        } else {
+            d = find_in(dst, LOAD(r->nseries), s->family, s->key, s->method, s->status);
+        }
+        if (d == NULL) {
+            d = append(r, dst, m->cap, s->family, s->key, s->method, s->status);
+            if (d != NULL && table != NULL) table[h] = (uint32_t)(d - dst) + 1;
+        }
         if (d == NULL) continue; /* counted as dropped in the retired block */
         for (unsigned k = 0; k < FC_METRICS_VALUES; k++) {
             if (s->family == FC_MF_SERVER && k == FC_MV_IDLE) continue; /* a gauge of a process that is gone */
@@ -125,6 +153,7 @@ void fc_metrics_fold(fc_metrics_shm_t *m, unsigned proc)
     STORE(b->pid, 0);
     atomic_store_explicit(&b->folded, 1, memory_order_release);
     atomic_fetch_add_explicit(&m->fold_seq, 1, memory_order_acq_rel); /* even: done */
+    free(table);
 }
 
 /* ---- a worker's own block ---- */
@@ -315,7 +344,11 @@ int fc_metrics_snapshot(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap)
 {
     for (int tries = 0; tries < SNAPSHOT_TRIES; tries++) {
         uint32_t before = atomic_load_explicit(&m->fold_seq, memory_order_acquire);
-        if (before & 1) continue;
+        if (before & 1) {
+            struct timespec pause = {0, 200 * 1000};
+            nanosleep(&pause, NULL);
+            continue;
+        }
         if (collect(m, snap) != 0) return -1;
         if (atomic_load_explicit(&m->fold_seq, memory_order_acquire) == before) return 0;
         fc_metrics_snapshot_free(snap);

@@ -147,6 +147,22 @@ void test_metrics(void)
         ok(ms_taken < 200); /* generous for the sanitizer build; the release build takes a few ms */
         if (getenv("FC_TEST_VERBOSE") != NULL) printf("snapshot of 3 x 10000 series: %.2f ms\n", ms_taken);
         fc_metrics_snapshot_free(&snap);
+
+        subtest("folding two blocks of 10000 series is quick, and keeps every count");
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        fc_metrics_fold(big, 0);
+        fc_metrics_fold(big, 1);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms_taken = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        ok(ms_taken < 500);
+        if (getenv("FC_TEST_VERBOSE") != NULL) printf("fold of 2 x 10000 series: %.2f ms\n", ms_taken);
+        is_int(big->blocks[FC_METRICS_RETIRED].nseries, 10000);
+        is_int(fc_metrics_snapshot(big, &snap), 0);
+        is_int(snap.n, 10000);
+        uint64_t all = 0;
+        for (size_t i = 0; i < snap.n; i++) all += total_count(&snap.s[i], mc);
+        is_int(all, 30000);
+        fc_metrics_snapshot_free(&snap);
         for (unsigned k = 0; k < 3; k++) fc_metrics_local_free(&w[k]);
         fc_metrics_shm_destroy(big);
     }
