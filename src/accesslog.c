@@ -74,6 +74,8 @@ size_t fc_accesslog_format(char *line, size_t cap, const fc_accesslog_record_t *
     double dur = (double)r->request_ns / 1e6, up_ms = (double)r->upstream_ns / 1e6, conn_ms = (double)r->connect_ns / 1e6;
     const char *server = r->server ? r->server : "-", *route = r->route ? r->route : "-";
     const char *cause = fc_accesslog_cause_name(r->cause), *phase = fc_accesslog_phase_name(r->phase);
+    char rid[300];
+    size_t il = escape_or_dash(rid, sizeof(rid), sent_header(r->head, "x-request-id", 12));
     int n;
     if (format == FC_LOG_FORMAT_COMBINED) {
         char ref[512], ua[512];
@@ -82,17 +84,17 @@ size_t fc_accesslog_format(char *line, size_t cap, const fc_accesslog_record_t *
         /* The combined fields, then (as nginx's $request_time $upstream_addr $upstream_response_time) fulcrum's:
          * route, end cause/phase and connect time. */
         n = snprintf(line, cap,
-                     "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"%.*s\" \"%.*s\" %.3f %s %.3f %s %s/%s %.3f\n",
+                     "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"%.*s\" \"%.*s\" %.3f %s %.3f %s %s/%s %.3f %.*s\n",
                      r->client, time_clf, (int)ml, method, (int)pl, path, r->http10 ? 0 : 1, r->status,
                      (unsigned long long)r->bytes_sent, (int)rl, ref, (int)al, ua, dur / 1000, server, up_ms / 1000,
-                     route, cause, phase, conn_ms / 1000);
+                     route, cause, phase, conn_ms / 1000, (int)il, rid);
     } else {
         n = snprintf(line, cap,
                      "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%.*s\",\"path\":\"%.*s\",\"status\":%d,"
                      "\"bytes\":%llu,\"duration_ms\":%.3f,\"upstream\":\"%s\",\"upstream_ms\":%.3f,"
-                     "\"route\":\"%s\",\"end\":\"%s\",\"phase\":\"%s\",\"connect_ms\":%.3f}\n",
+                     "\"route\":\"%s\",\"end\":\"%s\",\"phase\":\"%s\",\"connect_ms\":%.3f,\"request_id\":\"%.*s\"}\n",
                      time_iso, r->client, (int)ml, method, (int)pl, path, r->status,
-                     (unsigned long long)r->bytes_sent, dur, server, up_ms, route, cause, phase, conn_ms);
+                     (unsigned long long)r->bytes_sent, dur, server, up_ms, route, cause, phase, conn_ms, (int)il, rid);
     }
     if (n <= 0 || cap == 0) return 0;
     if ((size_t)n >= cap) { /* cut short: still one line */

@@ -1515,6 +1515,7 @@ static const directive_t top_keys[] = {
     {"access_log_format", set_enum, offsetof(fc_config_t, access_log_format), 0, 0, "json", 0, log_formats},
     {"via", set_via, offsetof(fc_config_t, via), 0, 0, "fulcrum", 0, NULL},
     {"underscores_in_headers", set_bool, offsetof(fc_config_t, underscores_in_headers), 0, 0, "false", 0, NULL},
+    {"request_id", set_switch, offsetof(fc_config_t, request_id), 0, 0, "on", 0, NULL},
     {"listeners", set_list, offsetof(fc_config_t, listeners), 0, 0, NULL, D_REQUIRED, &listener_list},
     /* Upstreams come before routes so that a route's upstream can be resolved as it is read. */
     {"upstreams", set_upstreams, offsetof(fc_config_t, upstreams), 0, 0, NULL, D_REQUIRED, &upstream_table},

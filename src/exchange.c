@@ -508,6 +508,31 @@ static void redirect_https(fc_exchange_t *ex, const fc_request_view_t *v)
     fc_buf_free(&loc);
 }
 
+#define REQUEST_ID_MAX 128 /* a client's X-Request-ID is kept up to this many characters */
+
+/* The client's X-Request-ID when it sent exactly one, of 1..REQUEST_ID_MAX printable characters
+ * (borrowed from its head); else the next one made here (w->rid, valid until the next request):
+ * the worker's random prefix and its count, incremented as hex text (one digit, mostly). */
+static fc_slice_t request_id(fc_worker_t *w, const fc_http_head_t *h)
+{
+    if (h->n_rid == 1) {
+        fc_slice_t v = h->headers[h->i_rid].value;
+        size_t k = 0;
+        while (k < v.n && k <= REQUEST_ID_MAX && (unsigned char)v.p[k] > 0x20 && (unsigned char)v.p[k] < 0x7f) k++;
+        if (k == v.n && k > 0 && k <= REQUEST_ID_MAX) return v;
+    }
+    for (int i = 31; i >= 16; i--) {
+        char d = w->rid[i];
+        if (d == 'f') {
+            w->rid[i] = '0'; /* carry */
+            continue;
+        }
+        w->rid[i] = d == '9' ? 'a' : (char)(d + 1);
+        break;
+    }
+    return (fc_slice_t){w->rid, 32};
+}
+
 /* 1 when the path of <target> is <path> (<n> bytes) followed by <suffix> (the query is ignored).
  * Every request on a listener with endpoints asks: no scan of the target, a compare or two. */
 static int path_is(fc_slice_t t, const char *path, size_t n, const char *suffix, size_t sn)
@@ -614,6 +639,7 @@ void fc_exchange_start(fc_exchange_t *ex)
     if (ex->route->nrate_limits > 0 && rate_limited(ex, target)) return;
     v.upgrade = upgrade_of(ex, ll, h);
     ex->upgrade = v.upgrade.n > 0;
+    if (w->cfg->request_id) v.request_id = request_id(w, h);
     ex->head_out.len = 0;
     if (fc_headers_build_request(&ex->head_out, h, &v, c->ip, ex->route->upstream->servers[0].addr.text,
                                  c->opts) != 0) {

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <string.h>
 #include <stdio.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -485,6 +486,17 @@ static void on_walk_leak(uv_handle_t *h, void *arg)
            uv_is_active(h) ? " (active)" : "");
 }
 
+/* 64 random bits as the hex prefix of the request ids this worker makes (unique across workers,
+ * restarts and hosts, as far as 64 random bits go). */
+static void request_id_prefix(fc_worker_t *w)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) r = fc_clock_ns() ^ ((uint64_t)getpid() << 32);
+    for (int i = 15; i >= 0; i--, r >>= 4) w->rid[i] = hex[r & 15];
+    memset(w->rid + 16, '0', 16);
+}
+
 static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
 {
     const fc_config_t *cfg = w->cfg;
@@ -595,6 +607,7 @@ int fc_worker_run(const fc_worker_args_t *args)
     w.master_pid = args->master_pid;
     w.handover_fd = w.handover_send_fd = -1;
     w.timing = fc_access_log_enabled();
+    request_id_prefix(&w);
     loop.data = &w;
     if (setup(&w, args->fds, &err) == 0) {
         atomic_store(&w.shm->ready[w.proc], w.generation); /* the master may retire older workers */

@@ -209,6 +209,8 @@ struct fc_config {
     char *via;                     /* owned; the name in the Via entry fulcrum adds, NULL = via: off
                                       (default "fulcrum") */
     int underscores_in_headers;    /* forward request header names with '_' (default false: dropped) */
+    int request_id;                /* `request_id: on|off` (default on): keep the client's X-Request-ID (one,
+                                      1..128 printable characters) or set one, forwarded and logged */
     fc_listener_conf_t *listeners; /* owned array, nlisteners >= 1 */
     size_t nlisteners;
     fc_upstream_conf_t *upstreams; /* owned array, in file order */

@@ -99,6 +99,8 @@ struct fc_worker {
     int exit_code;                   /* what fc_worker_run returns */
     int timing;                      /* exchanges read the clock: something reads their durations
                                         (the access log, the metrics) */
+    char rid[32];                    /* the request id made last here: 16 random hex digits, then a
+                                        count in 16 hex digits, incremented in place */
     fc_metrics_local_t metrics;      /* this worker's metric block; metrics.shm NULL = metrics off
                                         (no listener serves metrics or status) */
 };

@@ -343,3 +343,38 @@ def test_access_log_names_route_end_cause_phase_and_connect_time(h):
     assert s['http_request_duration_seconds_count{method="GET",route="dead-end",status="502"}'] == 1
     assert s['fulcrum_upstream_errors_total{upstream="gone",server="127.0.0.1:%s",kind="error"}'
              % bad["upstream"].split(":")[1]] == 1
+
+
+def test_request_id_kept_or_made_forwarded_and_logged(h):
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    f = h.fulcrum(config(port, mport, [b]).replace("access_log: off", "access_log: stdout"), port)
+
+    def sent(headers):
+        with Client(port) as c:
+            r = c.exchange("GET", "/echo", headers=headers)
+        assert r.status == 200
+        return [v for k, v in r.json()["headers"] if k.lower() == "x-request-id"]
+    assert sent([("X-Request-ID", "client-42")]) == ["client-42"]      # the client's, kept
+    made = sent([])                                                      # none: one is made
+    assert len(made) == 1 and re.match(r"^[0-9a-f]{32}$", made[0]), made
+    bad = sent([("X-Request-ID", "has space")])                         # not printable: replaced
+    assert len(bad) == 1 and re.match(r"^[0-9a-f]{32}$", bad[0]) and bad[0] != made[0], bad
+    two = sent([("X-Request-ID", "a"), ("X-Request-ID", "b")])          # two: replaced by one
+    assert len(two) == 1 and re.match(r"^[0-9a-f]{32}$", two[0]), two
+    long = sent([("X-Request-ID", "x" * 129)])                          # too long: replaced
+    assert len(long) == 1 and len(long[0]) == 32, long
+    assert sent([("X-Request-ID", "y" * 128)]) == ["y" * 128]
+    lines = f.access_log(want=6)
+    assert [ln["request_id"] for ln in lines] == ["client-42", made[0], bad[0], two[0], long[0], "y" * 128]
+
+
+def test_request_id_off_forwards_what_the_client_sent(h):
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    f = h.fulcrum("request_id: off\n" + config(port, mport, [b]).replace("access_log: off", "access_log: stdout"), port)
+    for headers, want in (([], []), ([("X-Request-ID", "has space")], ["has space"])):
+        with Client(port) as c:
+            r = c.exchange("GET", "/echo", headers=headers)
+        assert [v for k, v in r.json()["headers"] if k.lower() == "x-request-id"] == want
+    assert [ln["request_id"] for ln in f.access_log(want=2)] == ["-", "has space"]

@@ -127,8 +127,8 @@ static const err_case_t document_cases[] = {
 static const err_case_t unknown_key_cases[] = {
     {"# top\n" MIN "worker: 2\n",
      "t.yaml:10:1: unknown key 'worker' at the top level (expected one of: workers, shutdown_timeout, "
-     "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, via, underscores_in_headers, listeners, upstreams, "
-     "rate_limits, routes, limits, ...)"},
+     "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, via, underscores_in_headers, request_id, "
+     "listeners, upstreams, rate_limits, routes, ..."},
     {"listeners:\n  - address: 127.0.0.1:8080\n    port: 80\n" UPS ROUTE,
      "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health, metrics, status, tls, hsts, redirect_https)"},
     {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
@@ -1013,6 +1013,7 @@ static void test_defaults(void)
     is_int(r->access_log, 1);
     is_str(r->name, "b");
 
+    is_int(cfg->request_id, 1);
     is_int(cfg->metrics.nbuckets, 6);
     is_int(cfg->metrics.bucket_ns[0], 10000000);
     is_int(cfg->metrics.bucket_ns[5], 5000000000);
