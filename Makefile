@@ -58,7 +58,7 @@ TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 
 .PHONY: deps-check all fulcrum tools unit asan test test-unit test-integration run bench loadtest check-config deps deps-test clean help lint
-.PHONY: fuzz fuzz-long
+.PHONY: fuzz fuzz-long bench-tools
 
 all: $(BUILD)/fulcrum tools
 fulcrum: $(BUILD)/fulcrum
@@ -99,6 +99,13 @@ $(BUILD)/tools/%: tests/tools/%.c | deps-check
 	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIBS)
 
 unit: $(BUILD)/unit-tests
+
+# make bench-tools: the TLS handshake client of the TLS bench scenarios (bench/tools/tlsbench.c, OpenSSL only).
+bench-tools: $(BUILD)/tlsbench
+$(BUILD)/tlsbench: bench/tools/tlsbench.c Makefile | deps-check
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CFLAGS_BASE) $(OPT) $(WARN) -Werror $(CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(shell pkg-config --libs openssl) -lm
 
 # Fails early with the exact apt-get line when a library is missing.
 deps-check:
@@ -144,7 +151,7 @@ check-config: all
 
 bench:
 	@scripts/install-deps.sh bench
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all bench-tools
 	@bench/run.sh
 
 loadtest:

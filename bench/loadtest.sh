@@ -4,6 +4,8 @@
 # Fails (non-zero exit) when p95 latency >= 500 ms or the error rate >= 1%.
 #   LOADTEST_SCALE=1        stage length factor: 1 = the full 16 minutes, 0.02 = about 20 s (smoke run)
 #   LOADTEST_WORKERS=2      fulcrum workers;  FULCRUM=path/to/binary
+#   LOADTEST_TLS=1          over https: fulcrum terminates TLS with a self-signed ECDSA certificate made for
+#                           the run (the load generator does not verify it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,12 +32,22 @@ start_backend backend-b; b2=$PORT
 port=${LOADTEST_PORT:-$(free_port)}
 sed -e "s|@LISTEN@|127.0.0.1:$port|; s|@BACKEND1@|127.0.0.1:$b1|; s|@BACKEND2@|127.0.0.1:$b2|" \
     -e "s|@WORKERS@|$WORKERS|; s|@KEEPALIVE@|512|; s|@MAXCONN@|10000|" bench/fulcrum.yaml.in >"$tmp/fulcrum.yaml"
+scheme=http
+if [ "${LOADTEST_TLS:-0}" = 1 ]; then
+  scheme=https
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=loadtest \
+    -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
+  # the listener gets a tls block
+  sed -i "s|^  - address: 127.0.0.1:$port\$|  - address: 127.0.0.1:$port\n    tls: { certificates: [{ cert: $tmp/cert.pem, key: $tmp/key.pem }] }|" "$tmp/fulcrum.yaml"
+  grep -q "tls:" "$tmp/fulcrum.yaml" || { echo "loadtest: could not add tls to the config" >&2; exit 1; }
+  export NODE_TLS_REJECT_UNAUTHORIZED=0
+fi
 "$FULCRUM" -c "$tmp/fulcrum.yaml" 2>"$tmp/fulcrum.stderr" &
 pids+=($!)
-target="http://127.0.0.1:$port"
+target="$scheme://127.0.0.1:$port"
 ok=0
 for _ in $(seq 50); do
-  if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$target/" || true)" = 200 ]; then ok=1; break; fi
+  if [ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$target/" || true)" = 200 ]; then ok=1; break; fi
   sleep 0.1
 done
 if [ $ok = 0 ]; then
@@ -48,7 +60,7 @@ echo "loadtest: fulcrum on $target (workers: $WORKERS), backends on :$b1 and :$b
 if command -v k6 >/dev/null 2>&1; then
   echo "loadtest: running k6 bench/k6/loadtest.js" >&2
   exec_status=0
-  k6 run -e TARGET="$target" -e LOADTEST_SCALE="$SCALE" bench/k6/loadtest.js || exec_status=$?
+  k6 run --insecure-skip-tls-verify -e TARGET="$target" -e LOADTEST_SCALE="$SCALE" bench/k6/loadtest.js || exec_status=$?
   [ $exec_status = 0 ] && echo "loadtest: PASS (k6 thresholds p95 < 500 ms, errors < 1%)" >&2 \
                        || echo "loadtest: FAIL (k6 exit status $exec_status)" >&2
   exit $exec_status

@@ -12,7 +12,7 @@
 
 static const char *const cause_names[] = {"-", "client_timeout", "client_closed", "client_bad", "limit", "no_route",
                                           "server_refused", "server_timeout", "server_closed", "server_bad", "local",
-                                          "internal"};
+                                          "internal", "busy"};
 static const char *const phase_names[] = {"request", "connect", "headers", "body", "done"};
 
 const char *fc_accesslog_cause_name(unsigned cause)

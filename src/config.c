@@ -1455,6 +1455,7 @@ static const directive_t timeout_keys[] = {
     {"send", set_duration, offsetof(fc_route_conf_t, send_timeout), 1, DAY_MS, "60s", 0, NULL},
     {"read", set_duration, offsetof(fc_route_conf_t, read_timeout), 1, DAY_MS, "60s", 0, NULL},
     {"tunnel", set_duration, offsetof(fc_route_conf_t, tunnel_timeout), 1, 7 * DAY_MS, "1h", 0, NULL},
+    {"request", set_duration, offsetof(fc_route_conf_t, request_timeout), 0, DAY_MS, "0", 0, NULL},
 };
 static const table_t timeout_table = TABLE(timeout_keys);
 

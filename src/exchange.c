@@ -34,6 +34,16 @@ static void fail(fc_exchange_t *ex, int cause);
 static uint64_t learn_key(const fc_exchange_t *ex, fc_slice_t v);
 
 static fc_worker_t *W(const fc_exchange_t *ex) { return ex->w; }
+
+/* routes[].timeouts.request ran out: 504 if no answer began (retries included, nothing more is
+ * tried), else the connection is closed. */
+static void on_deadline(fc_timeout_t *t)
+{
+    fc_exchange_t *ex = fc_container_of(t, fc_exchange_t, deadline);
+    if (ex->finished) return;
+    fc_log(FC_LOG_WARN, "request from %s: the route's request timeout ran out", ex->client ? ex->client->ip : ex->ip);
+    fail(ex, FC_END_SERVER_TIMEOUT);
+}
 static fc_upstream_t *UP(const fc_exchange_t *ex) { return &W(ex)->upstreams[ex->route->upstream->index]; }
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
@@ -61,6 +71,7 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
         memset(&ex->resp_connection, 0, sizeof(ex->resp_connection));
     }
     memset(ex, 0, offsetof(fc_exchange_t, req));
+    fc_timeout_init(&ex->deadline, on_deadline);
     ex->w = w;
     ex->client = c;
     ex->refs = 1;
@@ -87,6 +98,7 @@ static void unref(fc_exchange_t *ex)
 {
     FC_ASSERT(ex->refs > 0);
     if (--ex->refs > 0) return;
+    fc_timeout_clear(&ex->deadline);
     fc_worker_t *w = W(ex);
     if (w->nfree_exchanges >= EXCHANGE_FREELIST_KEEP || ex->head_out.cap > 65536 || ex->resp_out.cap > 65536 ||
         ex->req_trailers.cap > 65536 || ex->resp_trailers.cap > 65536) {
@@ -245,6 +257,7 @@ static int cause_status(int cause)
     case FC_END_NO_ROUTE: return 404;
     case FC_END_SERVER_TIMEOUT: return 504;
     case FC_END_LOCAL: return 503;
+    case FC_END_BUSY: return 503;
     case FC_END_INTERNAL: return 500;
     default: return 502;
     }
@@ -672,6 +685,7 @@ void fc_exchange_start(fc_exchange_t *ex)
     /* A chunked body is decoded in place, so it cannot be sent a second time. */
     ex->replayable = v.framing != FC_FRAME_CHUNKED;
     ex->phase = FC_PHASE_CONNECT;
+    if (w->route_request[route_index(ex)] != NULL) fc_timeout_set(&w->tq, &ex->deadline, w->route_request[route_index(ex)]);
     if (!ex->req_done) fc_timeout_set(&w->tq, &c->timeout, w->t_body);
     connect_next(ex, ex->t_start); /* the same moment, as far as durations go: no second clock read */
 }
@@ -724,11 +738,22 @@ static void connect_next(fc_exchange_t *ex, uint64_t now)
     if (ex->t_first_try == 0) ex->t_first_try = uv_now(w->loop);
     for (;;) {
         size_t usable = fc_upstream_refresh(u);
+        if (usable == 0 && tries_used(ex) == 0 && u->all_busy) {
+            /* Alive, but every one at max_conns: not the servers' failure, and soon over. */
+            uint64_t t = uv_now(w->loop);
+            if (u->all_down_logged == 0 || t - u->all_down_logged >= 10000) {
+                fc_log(FC_LOG_WARN, "upstream %s: every usable server is at max_conns: 503", u->conf->name);
+                u->all_down_logged = t ? t : 1;
+            }
+            ex->cause = FC_END_BUSY;
+            reply_local(ex, 503, "503 Service Unavailable\n", "Retry-After: 1\r\n", 0);
+            return;
+        }
         if (usable == 0 && tries_used(ex) == 0) {
             /* Every server is down: answer at once instead of waiting for timeouts. */
             uint64_t t = uv_now(w->loop);
             if (u->all_down_logged == 0 || t - u->all_down_logged >= 10000) {
-                fc_log(FC_LOG_ERROR, "upstream %s: no usable server (all down, failed or at max_conns): 502",
+                fc_log(FC_LOG_ERROR, "upstream %s: no usable server (all down or failed): 502",
                        u->conf->name);
                 u->all_down_logged = t ? t : 1;
             }
@@ -1394,6 +1419,7 @@ static void finish(fc_exchange_t *ex)
 {
     if (ex->finished) return;
     ex->finished = 1;
+    fc_timeout_clear(&ex->deadline);
     if (ex->cause == FC_END_NONE) ex->phase = FC_PHASE_DONE; /* a failure keeps the phase it happened in */
     end_record(ex);
     fc_upconn_t *up = ex->up;

@@ -49,6 +49,14 @@ static void raise_fd_limit(uint64_t max_connections)
 
 int main(int argc, char **argv)
 {
+    /* The master takes its signals with sigtimedwait (master.c); blocked from the first
+     * instruction, a SIGTERM that comes while the config loads waits for it instead of killing
+     * the process, and the workers inherit the mask until their handlers exist. */
+    sigset_t set;
+    sigemptyset(&set);
+    int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) sigaddset(&set, sigs[i]);
+    sigprocmask(SIG_BLOCK, &set, NULL);
     const char *path = DEFAULT_CONFIG;
     const char *sig = NULL;
     int test_only = 0, opt;

@@ -216,10 +216,9 @@ static int spawn(fc_master_t *m, fc_gen_t *g, unsigned index)
         return -1;
     }
     if (pid == 0) {
-        /* The worker: its own signal handling, only its own listening sockets. */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        /* The worker: its own signal handling (the master's signals stay blocked until the
+         * worker's handlers are in place: a SIGTERM in between must not kill it by default, which
+         * the master would rightly call an unclean stop), only its own listening sockets. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         for (size_t j = 0; j < m->nsocks; j++) {
             int mine = 0;
@@ -468,7 +467,7 @@ int fc_master_run(const char *path, fc_config_t *cfg)
     fc_tls_use_cache(&m.shm->sessions);
     sigset_t set;
     sigemptyset(&set);
-    int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGCHLD};
+    int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD};
     for (size_t i = 0; i < FC_ARRAY_LEN(sigs); i++) sigaddset(&set, sigs[i]);
     sigprocmask(SIG_BLOCK, &set, NULL);
 

@@ -348,7 +348,7 @@ static int server_alive(const fc_server_t *s, uint64_t now, int ignore_failed)
 /* The view of <u>'s servers with passive failures counted or (<ignore_failed>) not. */
 static size_t refresh(fc_upstream_t *u, uint64_t now, int ignore_failed)
 {
-    size_t n = u->conf->nservers, usable = 0;
+    size_t n = u->conf->nservers, usable = 0, busy = 0;
     int primary_alive = 0;
     for (size_t i = 0; i < n; i++)
         if (!u->servers[i].conf->backup && server_alive(&u->servers[i], now, ignore_failed)) primary_alive = 1;
@@ -357,7 +357,10 @@ static size_t refresh(fc_upstream_t *u, uint64_t now, int ignore_failed)
         fc_balance_server_t *v = &u->view[i];
         v->active = LOAD(s->st->active);
         int ok = server_alive(s, now, ignore_failed) && (s->conf->backup ? !primary_alive : 1);
-        if (ok && s->conf->max_conns > 0 && v->active >= s->conf->max_conns) ok = 0;
+        if (ok && s->conf->max_conns > 0 && v->active >= s->conf->max_conns) {
+            ok = 0;
+            busy++;
+        }
         v->usable = ok;
         /* Policies only compare weights, so they run on weight x 100: slow_start can then ramp a
          * weight-1 server in a hundred steps instead of jumping from 1 to 1. */
@@ -369,6 +372,7 @@ static size_t refresh(fc_upstream_t *u, uint64_t now, int ignore_failed)
         }
         usable += (size_t)ok;
     }
+    u->all_busy = usable == 0 && busy > 0;
     return usable;
 }
 

@@ -513,11 +513,13 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     w->route_send = fc_xcalloc(cfg->nroutes, sizeof(*w->route_send));
     w->route_read = fc_xcalloc(cfg->nroutes, sizeof(*w->route_read));
     w->route_tunnel = fc_xcalloc(cfg->nroutes, sizeof(*w->route_tunnel));
+    w->route_request = fc_xcalloc(cfg->nroutes, sizeof(*w->route_request));
     for (size_t i = 0; i < cfg->nroutes; i++) {
         w->route_connect[i] = fc_timeq_class(&w->tq, cfg->routes[i].connect_timeout);
         w->route_send[i] = fc_timeq_class(&w->tq, cfg->routes[i].send_timeout);
         w->route_read[i] = fc_timeq_class(&w->tq, cfg->routes[i].read_timeout);
         w->route_tunnel[i] = fc_timeq_class(&w->tq, cfg->routes[i].tunnel_timeout);
+        if (cfg->routes[i].request_timeout > 0) w->route_request[i] = fc_timeq_class(&w->tq, cfg->routes[i].request_timeout);
     }
     w->head_opts.via = cfg->via ? (fc_slice_t){cfg->via, strlen(cfg->via)} : (fc_slice_t){NULL, 0};
     w->head_opts.allow_underscores = (uint8_t)cfg->underscores_in_headers;
@@ -609,7 +611,13 @@ int fc_worker_run(const fc_worker_args_t *args)
     w.timing = fc_access_log_enabled();
     request_id_prefix(&w);
     loop.data = &w;
-    if (setup(&w, args->fds, &err) == 0) {
+    int ok = setup(&w, args->fds, &err) == 0;
+    /* Inherited from the master, the signals were blocked until the handlers above existed; what
+     * came meanwhile is delivered now, to them. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (ok) {
         atomic_store(&w.shm->ready[w.proc], w.generation); /* the master may retire older workers */
     } else {
         fc_log(FC_LOG_ERROR, "%s", err.msg);
@@ -643,6 +651,7 @@ int fc_worker_run(const fc_worker_args_t *args)
     free(w.route_send);
     free(w.route_read);
     free(w.route_tunnel);
+    free(w.route_request);
     free(w.listener_opts);
     free(w.hsts_lines);
     free(w.listeners);

@@ -6,6 +6,8 @@ equivalent template in bench/, rendered into a temp dir, on its own loopback por
 contestants take turns: an unmeasured wrk warm-up, then a measured wrk run. Around each measured run it reads the
 proxy's CPU time (utime+stime of the process and its children, from /proc), its peak RSS (VmHWM) and the backends'
 accepted-connection counters (GET /__stats). "direct" is wrk straight at one backend: the ceiling.
+The TLS scenarios (BENCH_SCENARIOS=tls) put the proxies behind TLS listeners (the *-tls templates, certificates made
+at run time with the openssl command) and drive them with build/tlsbench (handshakes) or wrk over https.
 Every process is started by this script and stopped by PID. Results: markdown on stdout and in
 bench/results/latest.md, raw numbers in bench/results/latest.json.
 """
@@ -18,6 +20,7 @@ import resource
 import shlex
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -46,6 +49,15 @@ FULCRUM = os.environ.get("FULCRUM", os.path.join(ROOT, "build", "fulcrum"))
 FASTBACK = os.environ.get("FASTBACK", os.path.join(ROOT, "build", "tools", "fastback"))
 POOL_SLACK = 4   # backend connections a warm pool may still open during a run before the report flags it
 OUT_DIR = os.environ.get("BENCH_OUT", os.path.join(BENCH, "results"))
+TLSBENCH = os.environ.get("TLSBENCH", os.path.join(ROOT, "build", "tlsbench"))
+TLS_IDLE_CONNS = env_int("BENCH_TLS_IDLE_CONNECTIONS", 2000)
+TLS_SNI = "bench.test"
+# Every proxy gets exactly these (fulcrum's defaults): AES-128-GCM first, server preference, X25519 first.
+TLS_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+               "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+TLS_CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+TLS_GROUPS = "X25519:P-256:P-384"
+TLS_FILES = {}   # CERT_EC, KEY_EC, PEM_EC (cert + key, for HAProxy), and the same for RSA: made by make_certs()
 
 # name -> (description, settings). pin: everything on CPU 0 (taskset -c 0); workers: proxy workers/threads.
 SCENARIOS = {
@@ -67,7 +79,30 @@ SCENARIOS = {
                 dict(path="/", pin=True, workers=1, idle=True)),
     "workers2": ("2 workers unpinned: small response, keep-alive, %d connections, wrk -t2" % CONNS,
                  dict(path="/", pin=False, workers=2, threads=2)),
+    # TLS. hs: build/tlsbench, one handshake + one GET /small (Connection: close) per connection.
+    "tls13-ecdsa-full": ("TLS 1.3 full handshakes, ECDSA P-256 certificate, %d connections in flight" % CONNS,
+                         dict(tls=True, pin=True, workers=1, hs=dict(version="1.3", resume="none", sigalgs="ecdsa"))),
+    "tls13-rsa-full": ("TLS 1.3 full handshakes, RSA 2048 certificate, %d connections in flight" % CONNS,
+                       dict(tls=True, pin=True, workers=1, hs=dict(version="1.3", resume="none", sigalgs="rsa"))),
+    "tls12-ecdsa-full": ("TLS 1.2 full handshakes (ECDHE-ECDSA), %d connections in flight" % CONNS,
+                         dict(tls=True, pin=True, workers=1, hs=dict(version="1.2", resume="none", sigalgs="ecdsa"))),
+    "tls13-resume": ("TLS 1.3 resumption with tickets (psk_dhe_ke), %d connections in flight" % CONNS,
+                     dict(tls=True, pin=True, workers=1, hs=dict(version="1.3", resume="ticket", sigalgs="ecdsa"))),
+    "tls12-ticket": ("TLS 1.2 resumption with session tickets, %d connections in flight" % CONNS,
+                     dict(tls=True, pin=True, workers=1, hs=dict(version="1.2", resume="ticket", sigalgs="ecdsa"))),
+    "tls12-sessid": ("TLS 1.2 resumption with session IDs (client sends no ticket extension), %d connections in "
+                     "flight" % CONNS,
+                     dict(tls=True, pin=True, workers=1, hs=dict(version="1.2", resume="id", sigalgs="ecdsa"))),
+    "tls-small": ("https: small response (~25 B), keep-alive, %d connections (wrk)" % CONNS,
+                  dict(tls=True, path="/", pin=True, workers=1)),
+    "tls-256k": ("https: 256 KiB response, keep-alive, %d connections (wrk)" % CONNS,
+                 dict(tls=True, path="/size/262144", pin=True, workers=1)),
+    "tls-idle": ("%d idle TLS keep-alive client connections held open (memory per connection)" % TLS_IDLE_CONNS,
+                 dict(tls=True, path="/", pin=True, workers=1, idle=True)),
 }
+TLS_SCENARIOS = [k for k, (_, sc) in SCENARIOS.items() if sc.get("tls")]
+PLAIN_SCENARIOS = [k for k in SCENARIOS if k not in TLS_SCENARIOS]
+SCENARIO_GROUPS = {"plain": PLAIN_SCENARIOS, "tls": TLS_SCENARIOS, "all": list(SCENARIOS)}
 CONTESTANTS = ["direct", "fulcrum", "nginx", "haproxy"]
 PRETTY = {"direct": "direct (no proxy)", "fulcrum": "fulcrum", "nginx": "nginx", "haproxy": "HAProxy"}
 
@@ -84,13 +119,23 @@ def free_port():
     return port
 
 
-def http_get(port, path="/", timeout=2.0):
-    """One GET on a fresh connection; returns (status, body) or raises OSError."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+def http_get(port, path="/", timeout=2.0, tls=False):
+    """One GET on a fresh connection (over TLS, certificate not checked, if <tls>); returns (status, body) or
+    raises OSError (ssl.SSLError is one)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        s = raw
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = ctx.wrap_socket(raw, server_hostname=TLS_SNI)
         s.sendall(("GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" % path).encode())
         data = b""
         while True:
-            chunk = s.recv(65536)
+            try:
+                chunk = s.recv(65536)
+            except ssl.SSLEOFError:   # closed without close_notify
+                break
             if not chunk:
                 break
             data += chunk
@@ -217,8 +262,32 @@ def render(template, out, values):
     return out
 
 
-def start_contestant(name, tmp, backends, workers, pin, nofile):
-    """Starts one proxy; returns (Proc, port) or (None, reason)."""
+def make_certs(tmp):
+    """An ECDSA P-256 and an RSA 2048 self-signed pair with the same names (bench.test, localhost, 127.0.0.1),
+    made fresh for each run (never stored in the repository). Fills TLS_FILES."""
+    cdir = os.path.join(tmp, "certs")
+    os.makedirs(cdir, mode=0o755, exist_ok=True)
+    for kind, newkey in (("EC", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+                         ("RSA", ["-newkey", "rsa:2048"])):
+        cert, key = os.path.join(cdir, kind.lower() + ".crt"), os.path.join(cdir, kind.lower() + ".key")
+        r = subprocess.run(["openssl", "req", "-x509", "-nodes", "-days", "365", "-subj", "/CN=" + TLS_SNI,
+                            "-addext", "subjectAltName=DNS:%s,DNS:localhost,IP:127.0.0.1" % TLS_SNI] + newkey +
+                           ["-keyout", key, "-out", cert], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise SystemExit("bench: openssl req failed: %s" % r.stderr.strip()[-300:])
+        pem = os.path.join(cdir, kind.lower() + ".pem")
+        with open(pem, "w") as out:
+            for part in (cert, key):
+                with open(part) as f:
+                    out.write(f.read())
+        for path in (cert, key, pem):
+            os.chmod(path, 0o644)   # read by nginx workers under `user`
+        TLS_FILES.update({"CERT_" + kind: cert, "KEY_" + kind: key, "PEM_" + kind: pem})
+
+
+def start_contestant(name, tmp, backends, workers, pin, nofile, tls=False):
+    """Starts one proxy (behind a TLS listener from the *-tls templates if <tls>); returns (Proc, port) or
+    (None, reason)."""
     port = free_port()
     cdir = tempfile.mkdtemp(prefix=name + "-", dir=tmp)
     os.chmod(cdir, 0o755)
@@ -227,15 +296,19 @@ def start_contestant(name, tmp, backends, workers, pin, nofile):
                   BACKEND2="127.0.0.1:%d" % backends[1].port, WORKERS=workers, KEEPALIVE=KEEPALIVE,
                   TMPDIR=cdir, NOFILE=nofile, MAXCONN=maxconn,
                   USER_LINE="user root;" if os.geteuid() == 0 else "")
+    suffix = "-tls" if tls else ""
+    if tls:
+        values.update(TLS_FILES, TLS_CIPHERS=TLS_CIPHERS, TLS_CIPHERSUITES=TLS_CIPHERSUITES, TLS_GROUPS=TLS_GROUPS)
     if name == "fulcrum":
         if not os.access(FULCRUM, os.X_OK):
             return None, "%s not found or not executable (run make)" % os.path.relpath(FULCRUM, ROOT)
-        argv = [FULCRUM, "-c", render("fulcrum.yaml.in", os.path.join(cdir, "fulcrum.yaml"), values)]
+        argv = [FULCRUM, "-c", render("fulcrum%s.yaml.in" % suffix, os.path.join(cdir, "fulcrum.yaml"), values)]
     elif name == "nginx":
-        conf = render("nginx.conf.in", os.path.join(cdir, "nginx.conf"), values)
+        conf = render("nginx%s.conf.in" % suffix, os.path.join(cdir, "nginx.conf"), values)
         argv = ["nginx", "-p", cdir, "-c", conf, "-g", "daemon off;"]
     elif name == "haproxy":
-        argv = ["haproxy", "-f", render("haproxy.cfg.in", os.path.join(cdir, "haproxy.cfg"), values), "-db"]
+        argv = ["haproxy", "-f", render("haproxy%s.cfg.in" % suffix, os.path.join(cdir, "haproxy.cfg"), values),
+                "-db"]
     else:
         raise ValueError(name)
     proc = Proc(name, argv, cdir, pin)
@@ -246,7 +319,7 @@ def start_contestant(name, tmp, backends, workers, pin, nofile):
             last = "exited with status %d" % proc.p.returncode
             break
         try:
-            status, body = http_get(port, "/", timeout=1)
+            status, body = http_get(port, "/", timeout=1, tls=tls)
             if status == 200 and body.startswith(b"hello from"):
                 return proc, port
             last = "answered %d %r" % (status, body[:60])
@@ -254,8 +327,8 @@ def start_contestant(name, tmp, backends, workers, pin, nofile):
             last = str(e)
         time.sleep(0.1)
     proc.stop()
-    return None, "did not answer GET / on 127.0.0.1:%d within 5 s (%s; stderr: %s)" % (
-        port, last, proc.stderr_tail() or "empty")
+    return None, "did not answer GET /%s within 5 s (%s; stderr: %s)" % (
+        " over TLS" if tls else "", last.replace(str(port), "PORT"), proc.stderr_tail() or "empty")
 
 
 # ---------------------------------------------------------------- measurements
@@ -269,7 +342,7 @@ def wrk(port, sc, duration, pin, script=True, latency=False):
         argv += ["-H", h]
     if script:
         argv += ["-s", os.path.join(LIB, "report.lua")]
-    argv.append("http://127.0.0.1:%d%s" % (port, sc["path"]))
+    argv.append("%s://127.0.0.1:%d%s" % ("https" if sc.get("tls") else "http", port, sc["path"]))
     if pin:
         argv = ["taskset", "-c", "0"] + argv
     env = dict(os.environ, BENCH_POST_BYTES=str(sc.get("post", 0)), BENCH_POST_CHUNK=str(sc.get("post_chunk", 0)))
@@ -280,11 +353,14 @@ def wrk(port, sc, duration, pin, script=True, latency=False):
     raise RuntimeError("wrk printed no summary: %s %s" % (r.stdout[-300:], r.stderr[-300:]))
 
 
-def settle(port, pin):
+def settle(port, pin, tls=False):
     """Refills the proxy's upstream pool after a wrk run: wrk's exit aborts up to CONNS requests in flight, and
     a proxy may close those upstream connections. CONNS concurrent requests that all complete bring the pool back
     to CONNS idle connections, so the measured run starts with a full pool."""
-    argv = ["/usr/bin/python3", os.path.join(LIB, "idle_clients.py"), "127.0.0.1", str(port), str(CONNS)]
+    if tls:
+        argv = [TLSBENCH, "--port", str(port), "--path", "/", "--hold", str(CONNS), "-c", str(CONNS)]
+    else:
+        argv = ["/usr/bin/python3", os.path.join(LIB, "idle_clients.py"), "127.0.0.1", str(port), str(CONNS)]
     if pin:
         argv = ["taskset", "-c", "0"] + argv
     client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -299,7 +375,7 @@ def settle(port, pin):
 def measure_load(name, proc, port, sc, backends):
     wrk(port, sc, WARMUP, sc["pin"])
     if proc:
-        settle(port, sc["pin"])
+        settle(port, sc["pin"], sc.get("tls", False))
     pids = proc_tree(proc.pid) if proc else []
     conns0 = backend_connections(backends)
     cpu0 = cpu_ticks(pids)
@@ -316,7 +392,56 @@ def measure_load(name, proc, port, sc, backends):
         tree = proc_tree(proc.pid)
         out["rss_peak_kib"] = status_kib(tree, "VmHWM")
         out["processes"] = len(tree)
+    if sc.get("tls"):
+        # What a default OpenSSL client (as wrk is) negotiates with this proxy: one connection.
+        probe = tlsbench(port, ["-n", "1", "-c", "1", "--path", sc["path"]], 10, sc["pin"])
+        out["negotiated"] = probe["negotiated"]
+        out["tickets_per_conn"] = probe["tickets_per_conn"]
     return out
+
+
+def tlsbench(port, args, duration, pin):
+    """Runs build/tlsbench against <port> and returns its BENCHJSON summary."""
+    argv = [TLSBENCH, "--port", str(port), "--json"] + args
+    if pin:
+        argv = ["taskset", "-c", "0"] + argv
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    for line in r.stdout.splitlines():
+        if line.startswith("BENCHJSON "):
+            return json.loads(line[len("BENCHJSON "):])
+    raise RuntimeError("tlsbench printed no summary (status %d): %s %s" % (r.returncode, r.stdout[-300:],
+                                                                          r.stderr[-300:]))
+
+
+def tlsbench_args(hs, sessions):
+    args = ["-c", str(CONNS), "--tls" + hs["version"], "--sigalgs=" + hs["sigalgs"], "--resume=" + hs["resume"],
+            "--path", "/small"]
+    if hs["resume"] != "none":
+        args += ["--sessions", sessions]
+    return args
+
+
+def measure_handshakes(name, proc, port, sc, backends, tmp):
+    """A tlsbench warm-up (which also saves each slot's session for the resuming scenarios), then the measured
+    tlsbench run between two CPU snapshots of the proxy. The warm-up's sessions are offered from the first
+    connection of the measured run on, so a resuming run counts no full handshake of its own making."""
+    args = tlsbench_args(sc["hs"], os.path.join(tmp, name + ".sessions"))
+    tlsbench(port, args + ["-d", str(WARMUP)], WARMUP, sc["pin"])
+    pids = proc_tree(proc.pid)
+    conns0 = backend_connections(backends)
+    cpu0 = cpu_ticks(pids)
+    res = tlsbench(port, args + ["-d", str(DURATION)], DURATION, sc["pin"])
+    cpu1 = cpu_ticks(proc_tree(proc.pid))
+    conns1 = backend_connections(backends)
+    ok = res["ok"]
+    tree = proc_tree(proc.pid)
+    return dict(rps=res["rate"], requests=ok, errors=res["errors"], p50_us=res["p50_us"], p99_us=res["p99_us"],
+                backend_conns=conns1 - conns0, resumed=res["resumed"], resumed_ticket=res["resumed_ticket"],
+                offered=res["offered"], aborted=res["aborted"], negotiated=res["negotiated"],
+                tickets_per_conn=res["tickets_per_conn"], clean_close=res["clean_close"],
+                error_kinds=res["error_kinds"], error_texts=res["error_texts"],
+                cpu_us_per_req=(cpu1 - cpu0) * 1e6 / CLK_TCK / ok if ok else None,
+                rss_peak_kib=status_kib(tree, "VmHWM"), processes=len(tree))
 
 
 def measure_idle(name, proc, port, sc, backends, tmp):
@@ -325,7 +450,11 @@ def measure_idle(name, proc, port, sc, backends, tmp):
     time.sleep(0.3)
     pids = proc_tree(proc.pid)
     rss0 = status_kib(pids, "VmRSS")
-    argv = ["/usr/bin/python3", os.path.join(LIB, "idle_clients.py"), "127.0.0.1", str(port), str(IDLE_CONNS)]
+    if sc.get("tls"):
+        # Default client settings (TLS 1.3, the certificate the proxy picks); one keep-alive GET / each.
+        argv = [TLSBENCH, "--port", str(port), "--path", "/", "--hold", str(TLS_IDLE_CONNS), "-c", "256"]
+    else:
+        argv = ["/usr/bin/python3", os.path.join(LIB, "idle_clients.py"), "127.0.0.1", str(port), str(IDLE_CONNS)]
     if pin:
         argv = ["taskset", "-c", "0"] + argv
     client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -351,9 +480,17 @@ def measure_idle(name, proc, port, sc, backends, tmp):
 
 # ---------------------------------------------------------------- driver
 
+def skip(skipped, name, key, why):
+    """Notes that <name> was not measured in scenario <key>, and why (the report groups scenarios by reason)."""
+    skipped.setdefault(name, {}).setdefault(why, [])
+    if key not in skipped[name][why]:
+        skipped[name][why].append(key)
+
+
 def run_scenario(key, contestants, tmp, nofile, results, skipped):
     desc, sc = SCENARIOS[key]
     idle = sc.get("idle", False)
+    tls = sc.get("tls", False)
     log("scenario %s: %s" % (key, desc))
     sdir = tempfile.mkdtemp(prefix=key + "-", dir=tmp)
     backends = [start_backend("backend-a", sdir, sc["pin"]), start_backend("backend-b", sdir, sc["pin"])]
@@ -362,16 +499,16 @@ def run_scenario(key, contestants, tmp, nofile, results, skipped):
         active = []
         for name in contestants:
             if name == "direct":
-                if not idle:
+                if not idle and not tls:   # the backends speak no TLS
                     active.append(name)
                 continue
             if idle:
                 active.append(name)   # started fresh for each measurement, so RSS starts from a clean state
                 continue
-            proc, port = start_contestant(name, sdir, backends, sc["workers"], sc["pin"], nofile)
+            proc, port = start_contestant(name, sdir, backends, sc["workers"], sc["pin"], nofile, tls)
             if proc is None:
                 log("%s: skipped in %s: %s" % (name, key, port))
-                skipped.setdefault(name, port)
+                skip(skipped, name, key, port)
                 continue
             procs[name] = (proc, port)
             active.append(name)
@@ -379,37 +516,47 @@ def run_scenario(key, contestants, tmp, nofile, results, skipped):
             shift = rnd % len(active) if active else 0
             for name in active[shift:] + active[:shift]:
                 if idle:
-                    proc, port = start_contestant(name, sdir, backends, sc["workers"], sc["pin"], nofile)
+                    proc, port = start_contestant(name, sdir, backends, sc["workers"], sc["pin"], nofile, tls)
                     if proc is None:
                         log("%s: skipped in %s: %s" % (name, key, port))
-                        skipped.setdefault(name, port)
+                        skip(skipped, name, key, port)
                         continue
                     try:
                         res = measure_idle(name, proc, port, sc, backends, sdir)
                     except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as e:
                         log("%s: measurement failed in %s round %d: %s" % (name, key, rnd + 1, e))
-                        skipped.setdefault(name, "measurement failed in %s: %s" % (key, e))
+                        skip(skipped, name, key, "measurement failed: %s" % e)
                         continue
                     finally:
                         proc.stop()
                 else:
                     proc, port = procs.get(name, (None, backends[0].port))
                     if proc is not None and proc.p.poll() is not None:
-                        why = "exited during %s (status %s): %s" % (key, proc.p.returncode, proc.stderr_tail())
-                        log("%s %s" % (name, why))
-                        skipped.setdefault(name, why)
+                        why = "exited (status %s): %s" % (proc.p.returncode, proc.stderr_tail())
+                        log("%s %s in %s" % (name, why, key))
+                        skip(skipped, name, key, why)
                         continue
                     try:
-                        res = measure_load(name, proc, port, sc, backends)
+                        if sc.get("hs"):
+                            res = measure_handshakes(name, proc, port, sc, backends, sdir)
+                        else:
+                            res = measure_load(name, proc, port, sc, backends)
                     except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as e:
                         log("%s: measurement failed in %s round %d: %s" % (name, key, rnd + 1, e))
-                        skipped.setdefault(name, "measurement failed in %s: %s" % (key, e))
+                        skip(skipped, name, key, "measurement failed: %s" % e)
                         continue
                 res.update(scenario=key, contestant=name, round=rnd + 1)
                 results.append(res)
                 if idle:
                     log("  round %d %-8s held %d (failed %d), %s B/conn" % (
                         rnd + 1, name, res["held"], res["failed"], fmt_num(res["bytes_per_conn"], 0)))
+                elif sc.get("hs"):
+                    log("  round %d %-8s %9.0f handshakes/s  resumed %d/%d  CPU %s us/handshake  p99 %s  "
+                        "errors %d%s  %s" % (
+                            rnd + 1, name, res["rps"], res["resumed"], res["requests"],
+                            fmt_num(res["cpu_us_per_req"], 1), fmt_us(res["p99_us"]), res["errors"],
+                            (" (%s)" % "; ".join(res["error_texts"])) if res["errors"] else "",
+                            negotiated_text(res)))
                 else:
                     log("  round %d %-8s %9.0f req/s  p50 %s  p99 %s  errors %d  backend conns +%d" % (
                         rnd + 1, name, res["rps"], fmt_us(res["p50_us"]), fmt_us(res["p99_us"]),
@@ -444,12 +591,12 @@ def med(values):
     return statistics.median(values) if values else None
 
 
-def ratio_cell(rows_by_round, name, ref):
+def ratio_cell(rows_by_round, name, ref, field="rps"):
     ratios = []
     for rnd in sorted(rows_by_round):
         r = rows_by_round[rnd]
-        if name in r and ref in r and r[ref]["rps"]:
-            ratios.append(r[name]["rps"] / r[ref]["rps"])
+        if name in r and ref in r and r[ref].get(field) and r[name].get(field) is not None:
+            ratios.append(r[name][field] / r[ref][field])
     if not ratios:
         return "n/a"
     if len(ratios) == 1:
@@ -488,6 +635,7 @@ def environment():
         haproxy=" ".join(cmd_output(["haproxy", "-v"]).split()[:3]),
         wrk=" ".join(cmd_output(["wrk", "-v"]).split()[:2]),
         libuv="libuv " + cmd_output(["pkg-config", "--modversion", "libuv"]),
+        openssl=cmd_output(["openssl", "version"]),
     )
 
 
@@ -505,19 +653,47 @@ def report(results, scenarios, contestants, skipped, started, env):
     w("- Date: %s (%.1f minutes)" % (started.strftime("%Y-%m-%d %H:%M UTC"),
                                      (datetime.datetime.utcnow() - started).total_seconds() / 60))
     w("- Machine: %s" % env["machine"])
-    w("- Versions: %s; %s; %s; %s; %s (backends: build/tools/fastback)" % (
-        env["fulcrum"], env["nginx"], env["haproxy"], env["wrk"], env["libuv"]))
+    w("- Versions: %s; %s; %s; %s; %s; %s, the library every proxy and client ran with (backends: "
+      "build/tools/fastback)" % (env["fulcrum"], env["nginx"], env["haproxy"], env["wrk"], env["libuv"],
+                                 env.get("openssl", "OpenSSL n/a")))
     w("- Command: `%s`" % command_line())
     w("- Settings: %d round(s), %d s measured + %d s warm-up per contestant and round, %d client connections, "
       "upstream keep-alive pool %d, contestants alternate within each round" % (
           ROUNDS, DURATION, WARMUP, CONNS, KEEPALIVE))
     measured = sorted({r["contestant"] for r in results}, key=CONTESTANTS.index)
     w("- Measured: %s" % ", ".join(PRETTY[c] for c in measured))
-    for name, why in skipped.items():
-        w("- **Not measured: %s** — %s" % (PRETTY[name], why))
+    for name, whys in skipped.items():
+        for why, keys in whys.items():
+            w("- **Not measured: %s** in %s — %s" % (PRETTY[name], ", ".join(keys), why))
+    if any(SCENARIOS[k][1].get("tls") for k in scenarios):
+        w("- TLS (every proxy the same): an ECDSA P-256 and an RSA 2048 certificate made at run time; TLSv1.2 + "
+          "TLSv1.3; ciphers `%s`; TLS 1.3 suites `%s`; groups `%s`; server preference; session tickets on; "
+          "TLS 1.2 session cache shared by workers" % (TLS_CIPHERS, TLS_CIPHERSUITES, TLS_GROUPS))
     w("")
 
-    load_keys = [k for k in scenarios if not SCENARIOS[k][1].get("idle")]
+    tls_keys = [k for k in scenarios if SCENARIOS[k][1].get("tls") and not SCENARIOS[k][1].get("idle")]
+    if tls_keys:
+        proxies = [c for c in contestants if c != "direct"]
+        w("## Summary: TLS (median per second: handshakes for tls1*, requests for tls-small/tls-256k)")
+        w("")
+        w("| scenario | " + " | ".join(PRETTY[c] for c in proxies) + " | CPU µs/op (" +
+          " / ".join(PRETTY[c] for c in proxies) + ") | fulcrum / nginx | fulcrum / HAProxy | "
+          "CPU fulcrum / nginx | CPU fulcrum / HAProxy |")
+        w("|---|" + "---:|" * (len(proxies) + 5))
+        for key in tls_keys:
+            rows = [r for r in results if r["scenario"] == key]
+            rates = [fmt_num(med([r["rps"] for r in rows if r["contestant"] == c])) for c in proxies]
+            cpus = [fmt_num(med([r.get("cpu_us_per_req") for r in rows if r["contestant"] == c]), 1)
+                    for c in proxies]
+            by_round = rounds_of(results, key)
+            w("| %s | %s | %s | %s | %s | %s | %s |" % (
+                key, " | ".join(rates), " / ".join(cpus), ratio_cell(by_round, "fulcrum", "nginx"),
+                ratio_cell(by_round, "fulcrum", "haproxy"),
+                ratio_cell(by_round, "fulcrum", "nginx", "cpu_us_per_req"),
+                ratio_cell(by_round, "fulcrum", "haproxy", "cpu_us_per_req")))
+        w("")
+
+    load_keys = [k for k in scenarios if not SCENARIOS[k][1].get("idle") and not SCENARIOS[k][1].get("tls")]
     if load_keys:
         w("## Summary: median req/s")
         w("")
@@ -559,6 +735,9 @@ def report(results, scenarios, contestants, skipped, started, env):
             w("")
             continue
         by_round = rounds_of(results, key)
+        if sc.get("hs"):
+            report_handshakes(w, rows, by_round, contestants)
+            continue
         w("| contestant | req/s (median) | req/s per round | p50 | p99 | CPU µs/req | peak RSS | "
           "backend conns opened | errors | vs nginx | vs HAProxy |")
         w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -578,6 +757,10 @@ def report(results, scenarios, contestants, skipped, started, env):
                 "—" if c in ("nginx", "direct") else ratio_cell(by_round, c, "nginx"),
                 "—" if c in ("haproxy", "direct") else ratio_cell(by_round, c, "haproxy")))
         w("")
+        if sc.get("tls"):
+            report_negotiated(w, rows, contestants, "one build/tlsbench connection with OpenSSL's default client "
+                              "settings after each measured run; wrk is an OpenSSL client with default settings too, "
+                              "without ALPN")
     w("Ratios are req/s of the row's proxy divided by nginx's (or HAProxy's) in the same round: the median, then "
       "each round. \"backend conns opened\" is the rise of the backends' accepted-connection counters during the "
       "measured run (the largest over rounds); for direct it counts wrk's own connections. CPU µs/req is "
@@ -585,6 +768,68 @@ def report(results, scenarios, contestants, skipped, started, env):
       "peak RSS is the sum of VmHWM over those processes (how many in parentheses). ⚠ marks a proxy that opened more than %d backend "
       "connections during a measured run (its upstream pool did not absorb the load)." % POOL_SLACK)
     return "\n".join(out) + "\n"
+
+
+def negotiated_text(res):
+    return "; ".join("%d x %s" % (n["count"], n["what"]) for n in res.get("negotiated", [])) or "nothing"
+
+
+def report_negotiated(w, rows, contestants, how):
+    """What each proxy negotiated, so the reader can check they were given the same work."""
+    w("Negotiated (%s):" % how)
+    w("")
+    for c in contestants:
+        cr = [r for r in rows if r["contestant"] == c and "negotiated" in r]
+        if not cr:
+            continue
+        seen = {}
+        for r in cr:
+            for n in r["negotiated"]:
+                seen[n["what"]] = seen.get(n["what"], 0) + n["count"]
+        tickets = med([r.get("tickets_per_conn") for r in cr])
+        ok = sum(r["requests"] for r in cr)
+        close = ("; close_notify before the proxy's close on %.0f%% of connections" %
+                 (100.0 * sum(r["clean_close"] for r in cr) / ok)) if ok and "clean_close" in cr[0] else ""
+        w("- %s: %s; tickets received per connection: %s%s" % (
+            PRETTY[c], "; ".join("`%s` %s" % (k, fmt_num(v)) for k, v in seen.items()) or "nothing",
+            fmt_num(tickets, 2), close))
+    w("")
+
+
+def report_handshakes(w, rows, by_round, contestants):
+    w("| contestant | handshakes/s (median) | per round | resumed | p50 | p99 | CPU µs/handshake | peak RSS | "
+      "backend conns opened | errors | vs nginx | vs HAProxy | CPU vs nginx | CPU vs HAProxy |")
+    w("|---|" + "---:|" * 13)
+    for c in contestants:
+        cr = sorted((r for r in rows if r["contestant"] == c), key=lambda r: r["round"])
+        if not cr:
+            continue
+        ok = sum(r["requests"] for r in cr)
+        resumed = sum(r["resumed"] for r in cr)
+        w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            PRETTY[c], fmt_num(med([r["rps"] for r in cr])), " / ".join(fmt_num(r["rps"]) for r in cr),
+            "%s of %s (%.1f%%)" % (fmt_num(resumed), fmt_num(ok), 100.0 * resumed / ok if ok else 0),
+            fmt_us(med([r["p50_us"] for r in cr])), fmt_us(med([r["p99_us"] for r in cr])),
+            fmt_num(med([r.get("cpu_us_per_req") for r in cr]), 1),
+            "%s (%d proc)" % (fmt_kib(max(r.get("rss_peak_kib", 0) for r in cr)), max(r.get("processes", 1)
+                                                                                     for r in cr)),
+            conns_cell(max(r["backend_conns"] for r in cr)),
+            "%d%s" % (sum(r["errors"] for r in cr), error_note(cr)),
+            "—" if c == "nginx" else ratio_cell(by_round, c, "nginx"),
+            "—" if c == "haproxy" else ratio_cell(by_round, c, "haproxy"),
+            "—" if c == "nginx" else ratio_cell(by_round, c, "nginx", "cpu_us_per_req"),
+            "—" if c == "haproxy" else ratio_cell(by_round, c, "haproxy", "cpu_us_per_req")))
+    w("")
+    report_negotiated(w, rows, contestants, "every connection of the measured runs, counted")
+    w("Handshakes/s counts connections that completed the handshake, the GET /small and the proxy's close "
+      "(build/tlsbench, one connection per handshake, `Connection: close`); CPU µs/handshake is the proxy's "
+      "CPU over the measured run divided by those. \"resumed\" is `SSL_session_reused()` on the client.")
+    w("")
+
+
+def error_note(cr):
+    texts = sorted({t for r in cr for t in r.get("error_texts", [])})
+    return " (%s)" % "; ".join(texts[:3]) if texts else ""
 
 
 def conns_cell(conns):
@@ -602,12 +847,17 @@ def rounds_of(results, key):
 
 def main():
     started = datetime.datetime.utcnow()
-    scenarios = [s.strip() for s in os.environ.get("BENCH_SCENARIOS", ",".join(SCENARIOS)).split(",") if s.strip()]
+    scenarios = []
+    for s in os.environ.get("BENCH_SCENARIOS", "plain").split(","):
+        for k in SCENARIO_GROUPS.get(s.strip(), [s.strip()] if s.strip() else []):
+            if k not in scenarios:
+                scenarios.append(k)
     contestants = [c.strip() for c in os.environ.get("BENCH_CONTESTANTS", ",".join(CONTESTANTS)).split(",")
                    if c.strip()]
     for s in scenarios:
         if s not in SCENARIOS:
-            raise SystemExit("bench: unknown scenario %r (known: %s)" % (s, ", ".join(SCENARIOS)))
+            raise SystemExit("bench: unknown scenario %r (known: %s, and the groups %s)" % (
+                s, ", ".join(SCENARIOS), ", ".join(SCENARIO_GROUPS)))
     for c in contestants:
         if c not in CONTESTANTS:
             raise SystemExit("bench: unknown contestant %r (known: %s)" % (c, ", ".join(CONTESTANTS)))
@@ -620,9 +870,13 @@ def main():
     log("%d round(s), %d s + %d s warm-up, scenarios: %s, contestants: %s" % (
         ROUNDS, DURATION, WARMUP, ",".join(scenarios), ",".join(contestants)))
 
+    if any(SCENARIOS[k][1].get("tls") for k in scenarios) and not os.access(TLSBENCH, os.X_OK):
+        raise SystemExit("bench: %s is missing (run make bench-tools)" % os.path.relpath(TLSBENCH, ROOT))
     results, skipped = [], {}
     with tempfile.TemporaryDirectory(prefix="fulcrum-bench-") as tmp:
         os.chmod(tmp, 0o755)
+        if any(SCENARIOS[k][1].get("tls") for k in scenarios):
+            make_certs(tmp)
         for key in scenarios:
             run_scenario(key, contestants, tmp, nofile, results, skipped)
     env = environment()

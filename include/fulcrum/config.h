@@ -130,6 +130,7 @@ typedef struct fc_route_conf {
     uint64_t read_timeout;        /* ms, default 60000 */
     int access_log;               /* `access_log: off` on a route -> 0; default 1 */
     uint64_t tunnel_timeout;      /* ms, default 1h: idle timeout of an upgraded connection (a tunnel) */
+    uint64_t request_timeout;     /* ms, 0 = none (default): the whole exchange, retries included */
     const fc_rate_limit_conf_t **rate_limits; /* owned array of borrowed policies: all apply */
     size_t nrate_limits;
     char *upgrade;                /* owned: the protocols a client may upgrade to, lower case, each

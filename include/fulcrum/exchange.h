@@ -34,6 +34,7 @@ enum fc_end_cause {
     FC_END_SERVER_BAD,     /* malformed response */
     FC_END_LOCAL,          /* this process ran out of descriptors or memory connecting (503) */
     FC_END_INTERNAL,       /* out of memory or a libuv error */
+    FC_END_BUSY,           /* every server that may be chosen is at max_conns (503, Retry-After) */
 };
 
 /* Where it was when it ended. */
@@ -96,6 +97,7 @@ typedef struct fc_exchange {
     uint8_t set_sticky;           /* the answer sets the upstream's sticky cookie (the server chosen is
                                      not the one the client's cookie named) */
     int16_t sticky;               /* 1 + the server the client's sticky cookie names, 0 = none */
+    fc_timeout_t deadline;        /* routes[].timeouts.request, armed from routing to the end */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
     char ip[46];                  /* the client's address, kept for the log line once it left */

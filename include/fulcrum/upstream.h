@@ -68,6 +68,8 @@ struct fc_upstream {
     uint64_t all_down_logged;       /* loop time "no usable server" was last said, 0 = taken back */
     fc_metrics_series_t *ms;        /* its series in this worker's metric block, NULL = metrics off */
     uint8_t all_failed;             /* every server is out through passive failures: all are tried */
+    uint8_t all_busy;               /* the last refresh found no usable server only because those alive
+                                       are at max_conns (a 503, not a 502) */
 };
 
 enum fc_upconn_state {

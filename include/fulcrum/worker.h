@@ -69,6 +69,7 @@ struct fc_worker {
     fc_timeq_class_t **route_send;
     fc_timeq_class_t **route_read;
     fc_timeq_class_t **route_tunnel; /* owned array, per route: the idle timeout of its tunnels */
+    fc_timeq_class_t **route_request; /* owned array, per route: its request deadline, or NULL (none) */
     fc_head_opts_t head_opts;        /* how fulcrum's own fields are written (via, underscores_in_headers) */
     fc_head_opts_t *listener_opts;   /* owned array, per cfg listener: head_opts with its https and HSTS */
     char (*hsts_lines)[96];          /* owned array, per cfg listener: the HSTS line listener_opts points at */

@@ -425,3 +425,22 @@ def test_all_failed_servers_are_tried_again(h):
     r = one(f.port)
     assert r.status == 200 and r.header("x-backend") == back.name, r
     assert time.monotonic() - t0 < 2
+
+
+def test_all_at_max_conns_is_503_not_502(h):
+    """Every server alive but at max_conns: 503 with Retry-After at once (busy, soon over), not the
+    502 of "every server is down"; the error log says which."""
+    a = h.backend()
+    f = start(h, {"servers": [{"address": a.address, "max_conns": 1}]})
+    ts, res = in_background(lambda i: one(f.port, "/slow?ms=800", timeout=15), 1)
+    time.sleep(0.3)                       # the one slot is taken
+    r = one(f.port, "/echo")
+    assert r.status == 503 and r.header("retry-after") == "1", r
+    join(ts)
+    assert [getattr(x, "status", x) for x in res.values()] == [200], res
+    assert "every usable server is at max_conns: 503" in f.stderr()
+    stop_pid(a.proc)
+    for _ in range(3):
+        one(f.port, "/echo")
+    r = one(f.port, "/echo")
+    assert r.status == 502, r

@@ -170,3 +170,41 @@ def test_max_connections_per_client_across_workers(h):
     assert wait_for(lambda: one(port)[0] == 200, 3)
     for s in held:
         s.close()
+
+
+def test_request_deadline_bounds_the_whole_exchange(h):
+    """routes[].timeouts.request: 1s bounds the exchange, retries included: two servers that each
+    take 3 s, a read timeout of 2 s and retries on timeouts would take 4 s and more; the client
+    gets 504 after about 1 s. A route without it waits for the answer."""
+    b1, b2 = h.backend("one"), h.backend("two")
+    port = free_port()
+    cfg = """workers: 1
+access_log: off
+listeners:
+  - address: 127.0.0.1:%d
+upstreams:
+  b:
+    retry: { tries: 2, on: [error, timeout] }
+    servers: [ { address: %s }, { address: %s } ]
+routes:
+  - host: bounded.test
+    upstream: b
+    timeouts: { read: 2s, request: 1s }
+  - path: /
+    upstream: b
+""" % (port, b1.address, b2.address)
+    h.fulcrum(cfg, port)
+    t0 = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /slow?ms=3000 HTTP/1.1\r\nHost: bounded.test\r\n\r\n")
+    data = s.recv(65536)
+    took = time.monotonic() - t0
+    s.close()
+    assert data.startswith(b"HTTP/1.1 504"), data
+    assert 0.9 <= took <= 1.8, took
+    t0 = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
+    data = s.recv(65536)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200") and time.monotonic() - t0 >= 1.4, data

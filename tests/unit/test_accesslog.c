@@ -76,6 +76,7 @@ void test_accesslog(void)
     is_str(fc_accesslog_cause_name(FC_END_NONE), "-");
     is_str(fc_accesslog_cause_name(FC_END_SERVER_TIMEOUT), "server_timeout");
     is_str(fc_accesslog_cause_name(FC_END_INTERNAL), "internal");
+    is_str(fc_accesslog_cause_name(FC_END_BUSY), "busy");
     is_str(fc_accesslog_cause_name(200), "-");
     is_str(fc_accesslog_phase_name(FC_PHASE_CONNECT), "connect");
     is_str(fc_accesslog_phase_name(FC_PHASE_DONE), "done");
