@@ -652,6 +652,22 @@ static int check_listener(loader_t *ld, const fc_yaml_node_t *list, void *items,
         path_pop(ld, saved);
         return -1;
     }
+    fc_listener_conf_t *lw = (fc_listener_conf_t *)items + i;
+    lw->health_path_len = l->health_path ? strlen(l->health_path) : 0;
+    lw->metrics_path_len = l->metrics_path ? strlen(l->metrics_path) : 0;
+    lw->status_path_len = l->status_path ? strlen(l->status_path) : 0;
+    const char *eps[] = {l->health_path, l->metrics_path, l->status_path};
+    const char *names[] = {"health", "metrics", "status"};
+    for (size_t a = 0; a < 3; a++)
+        for (size_t b = a + 1; b < 3; b++) {
+            if (eps[a] == NULL || eps[b] == NULL || strcmp(eps[a], eps[b]) != 0) continue;
+            size_t saved = path_push(ld, ".%s.path", names[b]);
+            const fc_yaml_node_t *sec = fc_yaml_map_get(list->seq.items[i], names[b]);
+            const fc_yaml_node_t *at = fc_yaml_map_get(sec, "path");
+            fail(ld, at ? at : sec, "'%s' is already the %s path of this listener", eps[b], names[a]);
+            path_pop(ld, saved);
+            return -1;
+        }
     return check_addr_unique(ld, list, items, sizeof(fc_listener_conf_t), i, "listeners", "");
 }
 
@@ -687,6 +703,58 @@ static int set_route_upstream(loader_t *ld, const directive_t *d, const fc_yaml_
     if (r->upstream != NULL) return 0;
     join_names(names, sizeof(names), ld->cfg->nupstreams, upstream_at, ld->cfg);
     return fail(ld, v, "unknown upstream '%s' (defined: %s)", r->upstream_name, names);
+}
+
+/* `name` of a route: the `route` label. Absent: the upstream's name (set before it, in the table). */
+static int set_route_name(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_route_conf_t *r = base;
+    if (v == NULL) {
+        r->name = fc_xstrdup(r->upstream_name);
+        return 0;
+    }
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    size_t n = strlen(t);
+    if (n == 0 || n > FC_ROUTE_NAME_MAX ||
+        strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != n)
+        return fail(ld, v, "invalid route name '%s': use 1 to %d letters, digits, '-', '_' and '.' (it is a metric "
+                    "label: never a path or a host)", t, FC_ROUTE_NAME_MAX);
+    store_string(d, base, t);
+    return 0;
+}
+
+/* `buckets` of `metrics`: upper bounds in seconds, increasing. Absent: 0.01 0.05 0.1 0.5 1 5. */
+static int set_buckets(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    static const double defaults[] = {0.01, 0.05, 0.1, 0.5, 1, 5};
+    fc_metrics_conf_t *m = base;
+    if (v == NULL) {
+        m->nbuckets = FC_ARRAY_LEN(defaults);
+        for (size_t i = 0; i < m->nbuckets; i++) m->buckets[i] = defaults[i];
+    } else {
+        if (expect_kind(ld, v, FC_YAML_SEQUENCE) < 0) return -1;
+        if (v->seq.n == 0 || v->seq.n > FC_METRICS_MAX_BUCKETS)
+            return fail(ld, v, "expected 1 to %d bucket bounds, got %zu", FC_METRICS_MAX_BUCKETS, v->seq.n);
+        for (size_t i = 0; i < v->seq.n; i++) {
+            size_t saved = path_push(ld, "[%zu]", i);
+            const char *t = scalar_text(ld, v->seq.items[i]);
+            char *end = NULL;
+            double b = t ? strtod(t, &end) : 0;
+            int rc = 0;
+            if (t == NULL) rc = -1;
+            else if (end == t || *end != '\0' || !(b >= 0.000001 && b <= 100000))
+                rc = fail(ld, v->seq.items[i], "expected a number of seconds from 0.000001 to 100000, got '%s'", t);
+            else if (i > 0 && b <= m->buckets[i - 1])
+                rc = fail(ld, v->seq.items[i], "%s is not above the bucket before it: bounds must increase", t);
+            path_pop(ld, saved);
+            if (rc < 0) return -1;
+            m->buckets[i] = b;
+        }
+        m->nbuckets = v->seq.n;
+    }
+    for (size_t i = 0; i < m->nbuckets; i++) m->bucket_ns[i] = (uint64_t)(m->buckets[i] * 1e9 + 0.5);
+    return 0;
 }
 
 /* ---- balancing, passive and active health, retries ---- */
@@ -1311,12 +1379,22 @@ static const directive_t endpoint_keys[] = {
     {"path", set_endpoint_path, offsetof(fc_listener_conf_t, health_path), 0, 0, "/healthz", 0, NULL},
 };
 static const table_t endpoint_table = TABLE(endpoint_keys);
+static const directive_t metrics_endpoint_keys[] = {
+    {"path", set_endpoint_path, offsetof(fc_listener_conf_t, metrics_path), 0, 0, "/metrics", 0, NULL},
+};
+static const table_t metrics_endpoint_table = TABLE(metrics_endpoint_keys);
+static const directive_t status_endpoint_keys[] = {
+    {"path", set_endpoint_path, offsetof(fc_listener_conf_t, status_path), 0, 0, "/status", 0, NULL},
+};
+static const table_t status_endpoint_table = TABLE(status_endpoint_keys);
 
 static const directive_t listener_keys[] = {
     {"address", set_addr, offsetof(fc_listener_conf_t, addr), 0, 0, NULL, D_REQUIRED, NULL},
     /* Its path lives directly in the listener struct, so the section's base is the listener; when
      * the key is absent nothing is set and there is no endpoint. */
     {"health", set_section, 0, 0, 0, NULL, 0, &endpoint_table},
+    {"metrics", set_section, 0, 0, 0, NULL, 0, &metrics_endpoint_table},
+    {"status", set_section, 0, 0, 0, NULL, 0, &status_endpoint_table},
     {"tls", set_listen_tls, offsetof(fc_listener_conf_t, tls), 0, 0, NULL, 0, NULL},
     {"hsts", set_hsts, 0, 0, 0, NULL, 0, NULL},
     {"redirect_https", set_redirect_https, offsetof(fc_listener_conf_t, redirect_https), 0, 0, NULL, 0, NULL},
@@ -1385,6 +1463,8 @@ static const directive_t route_keys[] = {
     {"host", set_host, offsetof(fc_route_conf_t, host), 0, 0, NULL, 0, NULL},
     {"path", set_path, offsetof(fc_route_conf_t, path), 0, 0, "/", 0, NULL},
     {"upstream", set_route_upstream, offsetof(fc_route_conf_t, upstream_name), 0, 0, NULL, D_REQUIRED, NULL},
+    /* After `upstream`: its default is the upstream's name. */
+    {"name", set_route_name, offsetof(fc_route_conf_t, name), 0, 0, NULL, D_DEFAULTS, NULL},
     {"access_log", set_switch, offsetof(fc_route_conf_t, access_log), 0, 0, "on", 0, NULL},
     {"upgrade", set_upgrade, offsetof(fc_route_conf_t, upgrade), 0, 0, NULL, D_DEFAULTS, NULL},
     {"rate_limit", set_route_rate_limit, 0, 0, 0, NULL, 0, NULL},
@@ -1412,6 +1492,12 @@ static const directive_t limit_keys[] = {
 };
 static const table_t limit_table = TABLE(limit_keys);
 
+static const directive_t metrics_keys[] = {
+    {"buckets", set_buckets, 0, 0, 0, NULL, D_DEFAULTS, NULL},
+    {"max_series", set_uint, offsetof(fc_metrics_conf_t, max_series), 100, 1000000, "10000", 0, NULL},
+};
+static const table_t metrics_table = TABLE(metrics_keys);
+
 static const char *const log_levels[] = {"error", "warn", "notice", "info", "debug", NULL};
 static const char *const log_formats[] = {"json", "combined", NULL};
 _Static_assert(FC_LOG_FORMAT_JSON == 0 && FC_LOG_FORMAT_COMBINED == 1, "log_formats[] follows the enum");
@@ -1430,6 +1516,7 @@ static const directive_t top_keys[] = {
     {"access_log_format", set_enum, offsetof(fc_config_t, access_log_format), 0, 0, "json", 0, log_formats},
     {"via", set_via, offsetof(fc_config_t, via), 0, 0, "fulcrum", 0, NULL},
     {"underscores_in_headers", set_bool, offsetof(fc_config_t, underscores_in_headers), 0, 0, "false", 0, NULL},
+    {"request_id", set_switch, offsetof(fc_config_t, request_id), 0, 0, "on", 0, NULL},
     {"listeners", set_list, offsetof(fc_config_t, listeners), 0, 0, NULL, D_REQUIRED, &listener_list},
     /* Upstreams come before routes so that a route's upstream can be resolved as it is read. */
     {"upstreams", set_upstreams, offsetof(fc_config_t, upstreams), 0, 0, NULL, D_REQUIRED, &upstream_table},
@@ -1437,6 +1524,7 @@ static const directive_t top_keys[] = {
     {"rate_limits", set_rate_limits, 0, 0, 0, NULL, 0, NULL},
     {"routes", set_list, offsetof(fc_config_t, routes), 0, 0, NULL, D_REQUIRED, &route_list},
     {"limits", set_section, offsetof(fc_config_t, limits), 0, 0, NULL, D_DEFAULTS, &limit_table},
+    {"metrics", set_section, offsetof(fc_config_t, metrics), 0, 0, NULL, D_DEFAULTS, &metrics_table},
 };
 static const table_t top_table = TABLE(top_keys);
 
@@ -1595,6 +1683,7 @@ void fc_config_free(fc_config_t *cfg)
         }
     }
     for (size_t i = 0; i < cfg->nroutes; i++) {
+        free(cfg->routes[i].name);
         free(cfg->routes[i].host);
         free(cfg->routes[i].path);
         free(cfg->routes[i].upstream_name);
@@ -1603,6 +1692,8 @@ void fc_config_free(fc_config_t *cfg)
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         free(cfg->listeners[i].health_path);
+        free(cfg->listeners[i].metrics_path);
+        free(cfg->listeners[i].status_path);
         fc_listen_tls_conf_t *t = cfg->listeners[i].tls;
         if (t == NULL) continue;
         fc_tls_ctx_free(t->ctx);

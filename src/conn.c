@@ -180,6 +180,14 @@ static void on_timeout(fc_timeout_t *t)
 
 /* New bytes are at the end of io.rbuf (lingering, they were dropped); reading stopped by itself
  * if the buffer is full, or on an error or EOF. */
+/* The metric series of the listener <c> was accepted on (its TLS handshakes), or NULL. */
+static fc_metrics_series_t *tls_series(const fc_conn_t *c)
+{
+    fc_worker_t *w = c->w;
+    if (w->metrics.shm == NULL || c->listener == NULL) return NULL;
+    return w->listeners[c->listener - w->cfg->listeners].ms;
+}
+
 static void on_read(fc_io_t *io, ssize_t nread)
 {
     fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
@@ -204,10 +212,13 @@ static void on_read(fc_io_t *io, ssize_t nread)
     }
     if (c->handshaking) {
         c->handshaking = 0;
+        fc_metrics_series_t *ms = tls_series(c);
         if (nread == 0) { /* the TLS handshake is done: the request head's own time begins */
+            if (ms != NULL) fc_metrics_add(ms, FC_MV_TLS_OK, 1);
             fc_timeout_set(&c->w->tq, &c->timeout, c->w->t_header);
             return;
         }
+        if (ms != NULL) fc_metrics_add(ms, FC_MV_TLS_FAIL, 1);
         const char *why = fc_io_tls_error(io);
         fc_log(FC_LOG_INFO, "tls handshake from %s failed: %s", c->ip, why != NULL ? why : uv_strerror((int)nread));
         c->eof = 1;
@@ -534,6 +545,7 @@ void fc_conn_accept(fc_worker_t *w, const fc_listener_t *l, int fd, const struct
     c->peer_counted = counted == 1;
     c->peer_key = peer_key;
     c->listener = l->conf;
+    if (l->ms != NULL) fc_metrics_add(l->ms, FC_MV_ACCEPTED, 1);
     if (l->conf->tls != NULL) {
         if (fc_io_tls_server(&c->io, l->conf->tls->ctx) != 0) {
             fc_conn_close(c);

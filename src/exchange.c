@@ -11,18 +11,21 @@
 #include <strings.h>
 #include <ctype.h>
 
+#include "fulcrum/accesslog.h"
 #include "fulcrum/conn.h"
 #include "fulcrum/headers.h"
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/upgrade.h"
 #include "fulcrum/message.h"
+#include "fulcrum/metrics.h"
+#include "fulcrum/status.h"
 #include "fulcrum/upstream.h"
 
 #define EXCHANGE_FREELIST_KEEP 64 /* beyond this many idle exchanges, free them: idle memory stays small */
 
-static void connect_next(fc_exchange_t *ex);
-static void send_request(fc_exchange_t *ex);
+static void connect_next(fc_exchange_t *ex, uint64_t now);
+static void send_request(fc_exchange_t *ex, uint64_t t);
 static void pump_request(fc_exchange_t *ex);
 static void pump_response(fc_exchange_t *ex);
 static void flush_client(fc_exchange_t *ex);
@@ -136,84 +139,85 @@ static void detach_upstream(fc_exchange_t *ex, int reusable)
 
 static size_t route_index(const fc_exchange_t *ex) { return (size_t)(ex->route - W(ex)->cfg->routes); }
 
-/* ---- access log ---------------------------------------------------------------------------- */
+/* ---- the end-of-exchange record ----------------------------------------------------------- */
 
-static size_t json_escape(char *out, size_t cap, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 7 < cap; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)ch;
-        } else if (ch < 0x20 || ch >= 0x7f) {
-            memcpy(out + o, "\\u00", 4);
-            out[o + 4] = hex[ch >> 4];
-            out[o + 5] = hex[ch & 15];
-            o += 6;
-        } else out[o++] = (char)ch;
-    }
-    return o;
-}
-
-/* The value of header <name> in the head we sent upstream (combined log format only). */
-static fc_slice_t sent_header(const fc_exchange_t *ex, const char *name, size_t namelen)
-{
-    const char *p = ex->head_out.base, *end = p + ex->head_out.len;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (eol == NULL) break;
-        p = eol + 1;
-        if ((size_t)(end - p) > namelen + 1 && strncasecmp(p, name, namelen) == 0 && p[namelen] == ':') {
-            const char *v = p + namelen + 2, *ve = memchr(v, '\r', (size_t)(end - v));
-            return ve ? (fc_slice_t){v, (size_t)(ve - v)} : (fc_slice_t){NULL, 0};
-        }
-    }
-    return (fc_slice_t){NULL, 0};
-}
-
-/* A timestamp for the access log (uv_hrtime), or 1 when no access log is written: the clock is then
+/* A timestamp (fc_clock_ns), or 1 when nothing reads durations (no access log, no metrics): the clock is then
  * not read at all, and a nonzero t_start still says "the exchange has started". */
-static uint64_t stamp(void)
+static uint64_t stamp(const fc_exchange_t *ex)
 {
-    return fc_access_log_enabled() ? uv_hrtime() : 1;
+    return W(ex)->timing ? fc_clock_ns() : 1;
 }
 
-static void access_log(fc_exchange_t *ex)
+/* Why the client's request ended early, counted (<cause> is not FC_END_NONE). */
+static void __attribute__((cold, noinline)) count_client_error(fc_exchange_t *ex, unsigned cause, unsigned phase)
 {
-    if (!fc_access_log_enabled() || (ex->t_start == 0 && ex->status == 0)) return;
-    if (ex->route != NULL && !ex->route->access_log) return;
-    char line[4096], method[64], path[2048];
-    fc_slice_t m = ex->req.method, u = ex->req.url;
+    fc_metrics_local_t *ml = &W(ex)->metrics;
+    switch (cause) {
+    case FC_END_CLIENT_TIMEOUT:
+        fc_metrics_client_error(ml, phase == FC_PHASE_REQUEST ? FC_MC_HEADER_TIMEOUT
+                                    : !ex->req_done          ? FC_MC_BODY_TIMEOUT
+                                                             : FC_MC_SEND_TIMEOUT);
+        break;
+    case FC_END_CLIENT_BAD: fc_metrics_client_error(ml, FC_MC_BAD_REQUEST); break;
+    case FC_END_LIMIT:
+        if (ex->rate_limited) fc_metrics_rate_limited(ml, route_index(ex), ex->route->name);
+        else fc_metrics_client_error(ml, FC_MC_TOO_LARGE);
+        break;
+    case FC_END_CLIENT_CLOSED: fc_metrics_client_error(ml, FC_MC_CLOSED); break;
+    default: break;
+    }
+}
+
+/* Counts the record <r> of <ex> in this worker's metric block: a few adds, no lock, no allocation
+ * (but the first time a route, method and status are seen together). */
+static void record_metrics(fc_exchange_t *ex, const fc_accesslog_record_t *r)
+{
+    fc_worker_t *w = W(ex);
+    fc_metrics_local_t *ml = &w->metrics;
+    uint32_t ri = ex->route ? (uint32_t)route_index(ex) : (uint32_t)w->cfg->nroutes;
+    unsigned method = ex->t_start != 0 ? fc_metrics_method(ex->parser.ll.method) : FC_METRICS_METHODS - 1;
+    fc_metrics_series_t *s = fc_metrics_route(ml, ri, ex->route ? ex->route->name : "", method, (unsigned)r->status);
+    if (s != NULL) fc_metrics_observe(s, ml->conf, r->request_ns);
+    if (ex->server != NULL && ex->server->ms != NULL && ex->t_up_start > 1)
+        fc_metrics_observe(ex->server->ms, ml->conf, r->upstream_ns);
+    if (FC_UNLIKELY(r->cause != FC_END_NONE)) count_client_error(ex, r->cause, r->phase);
+}
+
+/* Fills the record of <ex> with one clock read and hands it to the access log and the metrics. */
+static void end_record(fc_exchange_t *ex)
+{
+    if (ex->t_start == 0 && ex->status == 0) return; /* never started: nothing to tell */
+    fc_worker_t *w = W(ex);
+    int log = fc_access_log_enabled() && (ex->route == NULL || ex->route->access_log);
+    int count = w->metrics.shm != NULL && !ex->own_endpoint && ex->status != 0;
+    if (!log && !count) return;
+    fc_accesslog_record_t r;
+    r.status = ex->status;
+    r.cause = ex->cause;
+    r.phase = ex->cause == FC_END_NONE ? FC_PHASE_DONE : ex->phase;
+    /* The answer went out in the turn its last byte came in: that moment is its end too. */
+    r.now = !w->timing ? 0 : ex->end_at_up_end && ex->t_up_end > 1 ? ex->t_up_end : fc_clock_ns();
+    r.request_ns = r.now && ex->t_start > 1 ? r.now - ex->t_start : 0;
+    r.upstream_ns = r.now && ex->t_up_start > 1 ? (ex->t_up_end > 1 ? ex->t_up_end : r.now) - ex->t_up_start : 0;
+    r.connect_ns = ex->connect_ns;
+    if (count) record_metrics(ex, &r);
+    if (!log) return;
+    /* What only the log line reads. */
+    r.method = ex->req.method;
+    r.url = ex->req.url;
+    r.head = (fc_slice_t){NULL, 0};
     if (ex->head_out.len > 0) {
-        m = (fc_slice_t){ex->head_out.base, ex->log_method_len};
-        u = (fc_slice_t){ex->head_out.base + ex->log_url_off, ex->log_url_len};
+        r.method = (fc_slice_t){ex->head_out.base, ex->log_method_len};
+        r.url = (fc_slice_t){ex->head_out.base + ex->log_url_off, ex->log_url_len};
+        r.head = (fc_slice_t){ex->head_out.base, ex->head_out.len};
     }
-    size_t ml = json_escape(method, sizeof(method), m.p ? m.p : "-", m.p ? m.n : 1);
-    size_t pl = json_escape(path, sizeof(path), u.p ? u.p : "-", u.p ? u.n : 1);
-    uint64_t now = uv_hrtime();
-    double dur = ex->t_start ? (double)(now - ex->t_start) / 1e6 : 0.0;
-    double up_ms = ex->t_up_start ? (double)((ex->t_up_end ? ex->t_up_end : now) - ex->t_up_start) / 1e6 : 0.0;
-    const char *server = ex->server ? ex->server->conf->addr.text : "-";
-    const char *ip = ex->client ? ex->client->ip : ex->discard ? ex->ip : "-";
-    int n;
-    if (W(ex)->cfg->access_log_format == FC_LOG_FORMAT_COMBINED) {
-        char ref[512], ua[512];
-        fc_slice_t r = sent_header(ex, "referer", 7), a = sent_header(ex, "user-agent", 10);
-        size_t rl = r.p ? json_escape(ref, sizeof(ref), r.p, r.n) : json_escape(ref, sizeof(ref), "-", 1);
-        size_t al = a.p ? json_escape(ua, sizeof(ua), a.p, a.n) : json_escape(ua, sizeof(ua), "-", 1);
-        n = snprintf(line, sizeof(line), "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"%.*s\" \"%.*s\" %.3f %s %.3f\n",
-                     ip, fc_log_time_clf(), (int)ml, method, (int)pl, path, ex->http10 ? 0 : 1, ex->status, (unsigned long long)ex->bytes_sent, (int)rl, ref, (int)al, ua,
-                     dur / 1000, server, up_ms / 1000);
-    } else {
-        n = snprintf(line, sizeof(line),
-                     "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%.*s\",\"path\":\"%.*s\",\"status\":%d,"
-                     "\"bytes\":%llu,\"duration_ms\":%.3f,\"upstream\":\"%s\",\"upstream_ms\":%.3f}\n",
-                     fc_log_time_iso(), ip, (int)ml, method, (int)pl, path, ex->status,
-                     (unsigned long long)ex->bytes_sent, dur, server, up_ms);
-    }
-    if (n > 0) fc_access_log_write(line, FC_MIN((size_t)n, sizeof(line) - 1));
+    r.client = ex->client ? ex->client->ip : ex->discard ? ex->ip : "-";
+    r.upstream = ex->route ? ex->route->upstream->name : NULL;
+    r.route = ex->route ? ex->route->name : NULL;
+    r.server = ex->server ? ex->server->conf->addr.text : NULL;
+    r.http10 = ex->http10;
+    r.bytes_sent = ex->bytes_sent;
+    fc_accesslog_write(&r, w->cfg->access_log_format);
 }
 
 /* ---- error responses ----------------------------------------------------------------------- */
@@ -261,7 +265,17 @@ static int cause_status(int cause)
 
 /* Answers the client from fulcrum itself: <status> with the short plain-text <body>, and the
  * header lines <extra> ("Name: value\r\n" each, or ""). */
+static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const char *body, size_t blen,
+                        const char *extra, int keepalive);
+
 static void reply_local(fc_exchange_t *ex, int status, const char *body, const char *extra, int keepalive)
+{
+    reply_typed(ex, status, "text/plain", body, strlen(body), extra, keepalive);
+}
+
+/* The same with Content-Type <ctype> and a body of <blen> bytes. */
+static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const char *body, size_t blen,
+                        const char *extra, int keepalive)
 {
     fc_conn_t *c = ex->client;
     detach_upstream(ex, 0);
@@ -274,11 +288,10 @@ static void reply_local(fc_exchange_t *ex, int status, const char *body, const c
     /* An unread request body would be taken for the next request: close instead. */
     if (!ex->req_done) keepalive = 0;
     ex->keepalive = (uint8_t)keepalive;
-    size_t blen = strlen(body);
     const fc_head_opts_t *o = c->opts;
-    char buf[320];
+    char buf[384];
     int n = snprintf(buf, sizeof(buf),
-                     "Content-Type: text/plain\r\nContent-Length: %zu\r\nDate: %s\r\nConnection: %s\r\n%.*s\r\n",
+                     "Content-Type: %s\r\nContent-Length: %zu\r\nDate: %s\r\nConnection: %s\r\n%.*s\r\n", ctype,
                      blen, fc_log_time_http(), keepalive ? "keep-alive" : "close", (int)o->hsts.n,
                      o->hsts.n ? o->hsts.p : "");
     char line[64];
@@ -450,6 +463,7 @@ static int rate_limited(fc_exchange_t *ex, fc_slice_t target)
         char body[64];
         snprintf(body, sizeof(body), "%d %s\n", r->status, status_text(r->status));
         ex->cause = FC_END_LIMIT;
+        ex->rate_limited = 1;
         reply_local(ex, r->status, body, extra, ex->keepalive);
         return 1;
     }
@@ -507,6 +521,86 @@ static void redirect_https(fc_exchange_t *ex, const fc_request_view_t *v)
     fc_buf_free(&loc);
 }
 
+#define REQUEST_ID_MAX 128 /* a client's X-Request-ID is kept up to this many characters */
+
+/* The client's X-Request-ID when it sent exactly one, of 1..REQUEST_ID_MAX printable characters
+ * (borrowed from its head); else the next one made here (w->rid, valid until the next request):
+ * the worker's random prefix and its count, incremented as hex text (one digit, mostly). */
+static fc_slice_t request_id(fc_worker_t *w, const fc_http_head_t *h)
+{
+    if (h->n_rid == 1) {
+        fc_slice_t v = h->headers[h->i_rid].value;
+        size_t k = 0;
+        while (k < v.n && k <= REQUEST_ID_MAX && (unsigned char)v.p[k] > 0x20 && (unsigned char)v.p[k] < 0x7f) k++;
+        if (k == v.n && k > 0 && k <= REQUEST_ID_MAX) return v;
+    }
+    for (int i = 31; i >= 16; i--) {
+        char d = w->rid[i];
+        if (d == 'f') {
+            w->rid[i] = '0'; /* carry */
+            continue;
+        }
+        w->rid[i] = d == '9' ? 'a' : (char)(d + 1);
+        break;
+    }
+    return (fc_slice_t){w->rid, 32};
+}
+
+/* 1 when the path of <target> is <path> (<n> bytes) followed by <suffix> (the query is ignored).
+ * Every request on a listener with endpoints asks: no scan of the target, a compare or two. */
+static int path_is(fc_slice_t t, const char *path, size_t n, const char *suffix, size_t sn)
+{
+    if (t.n < n + sn || memcmp(t.p, path, n) != 0 || memcmp(t.p + n, suffix, sn) != 0) return 0;
+    return t.n == n + sn || t.p[n + sn] == '?';
+}
+
+/* Answers a request for one of the listener's own endpoints (health, metrics, status) and returns
+ * 1, or returns 0 when <target> is none of them. These reach no route and are not counted. */
+static int own_endpoint(fc_exchange_t *ex, const fc_listener_conf_t *l, fc_slice_t target)
+{
+    fc_worker_t *w = W(ex);
+    if (l->health_path != NULL && path_is(target, l->health_path, l->health_path_len, "", 0)) {
+        /* fulcrum's own health: 503 from the moment a graceful stop begins. */
+        ex->own_endpoint = 1;
+        ex->status = w->stopping ? 503 : 200;
+        reply_local(ex, ex->status, w->stopping ? "stopping\n" : "ok\n", "", ex->keepalive);
+        return 1;
+    }
+    if (l->metrics_path != NULL && path_is(target, l->metrics_path, l->metrics_path_len, "", 0)) {
+        ex->own_endpoint = 1;
+        fc_buf_t body = {0};
+        if (fc_metrics_render(w, &body) != 0) {
+            fc_buf_free(&body);
+            fc_exchange_reply_error(ex, 500, 0);
+            return 1;
+        }
+        ex->status = 200;
+        reply_typed(ex, 200, "text/plain; version=0.0.4; charset=utf-8", body.base ? body.base : "", body.len, "",
+                    ex->keepalive);
+        fc_buf_free(&body);
+        return 1;
+    }
+    int json = 0;
+    if (l->status_path != NULL && (path_is(target, l->status_path, l->status_path_len, "", 0) ||
+                                   (json = path_is(target, l->status_path, l->status_path_len, ".json", 5)))) {
+        ex->own_endpoint = 1;
+        fc_buf_t body = {0};
+        char jp[160];
+        snprintf(jp, sizeof(jp), "%s.json", l->status_path);
+        if ((json ? fc_status_render_json(w, &body) : fc_status_render_html(w, jp, &body)) != 0) {
+            fc_buf_free(&body);
+            fc_exchange_reply_error(ex, 500, 0);
+            return 1;
+        }
+        ex->status = 200;
+        reply_typed(ex, 200, json ? "application/json" : "text/html; charset=utf-8", body.base ? body.base : "",
+                    body.len, "Cache-Control: no-store\r\n", ex->keepalive);
+        fc_buf_free(&body);
+        return 1;
+    }
+    return 0;
+}
+
 void fc_exchange_start(fc_exchange_t *ex)
 {
     fc_conn_t *c = ex->client;
@@ -514,7 +608,7 @@ void fc_exchange_start(fc_exchange_t *ex)
     llhttp_t *ll = &ex->parser.ll;
     fc_http_head_t *h = &ex->req;
     fc_request_view_t v;
-    ex->t_start = stamp();
+    ex->t_start = stamp(ex);
     ex->http10 = h->major == 1 && h->minor == 0;
     ex->is_head = ll->method == HTTP_HEAD;
     ex->idempotent = ll->method == HTTP_GET || ll->method == HTTP_HEAD || ll->method == HTTP_PUT ||
@@ -539,18 +633,7 @@ void fc_exchange_start(fc_exchange_t *ex)
         return;
     }
     fc_slice_t target = v.target;
-    const char *hp = c->listener ? c->listener->health_path : NULL;
-    if (hp != NULL && !v.target_slash) {
-        size_t plen = target.n;
-        const char *q = memchr(target.p, '?', target.n);
-        if (q != NULL) plen = (size_t)(q - target.p);
-        if (plen == strlen(hp) && memcmp(target.p, hp, plen) == 0) {
-            /* fulcrum's own health: 503 from the moment a graceful stop begins. */
-            ex->status = w->stopping ? 503 : 200;
-            reply_local(ex, ex->status, w->stopping ? "stopping\n" : "ok\n", "", ex->keepalive);
-            return;
-        }
-    }
+    if (c->listener != NULL && !v.target_slash && own_endpoint(ex, c->listener, target)) return;
     if (c->listener != NULL && c->listener->redirect_https) {
         redirect_https(ex, &v);
         return;
@@ -569,6 +652,7 @@ void fc_exchange_start(fc_exchange_t *ex)
     if (ex->route->nrate_limits > 0 && rate_limited(ex, target)) return;
     v.upgrade = upgrade_of(ex, ll, h);
     ex->upgrade = v.upgrade.n > 0;
+    if (w->cfg->request_id) v.request_id = request_id(w, h);
     ex->head_out.len = 0;
     if (fc_headers_build_request(&ex->head_out, h, &v, c->ip, ex->route->upstream->servers[0].addr.text,
                                  c->opts) != 0) {
@@ -603,7 +687,7 @@ void fc_exchange_start(fc_exchange_t *ex)
     ex->phase = FC_PHASE_CONNECT;
     if (w->route_request[route_index(ex)] != NULL) fc_timeout_set(&w->tq, &ex->deadline, w->route_request[route_index(ex)]);
     if (!ex->req_done) fc_timeout_set(&w->tq, &c->timeout, w->t_body);
-    connect_next(ex);
+    connect_next(ex, ex->t_start); /* the same moment, as far as durations go: no second clock read */
 }
 
 /* ---- connecting ---------------------------------------------------------------------------- */
@@ -645,7 +729,8 @@ static int local_failure(int r)
     return r == UV_EMFILE || r == UV_ENFILE || r == UV_ENOMEM || r == UV_ENOBUFS;
 }
 
-static void connect_next(fc_exchange_t *ex)
+/* <now>: stamp() already taken in this callback, or 0 to read the clock when needed. */
+static void connect_next(fc_exchange_t *ex, uint64_t now)
 {
     fc_worker_t *w = W(ex);
     fc_upstream_t *u = UP(ex);
@@ -655,10 +740,10 @@ static void connect_next(fc_exchange_t *ex)
         size_t usable = fc_upstream_refresh(u);
         if (usable == 0 && tries_used(ex) == 0 && u->all_busy) {
             /* Alive, but every one at max_conns: not the servers' failure, and soon over. */
-            uint64_t now = uv_now(w->loop);
-            if (u->all_down_logged == 0 || now - u->all_down_logged >= 10000) {
+            uint64_t t = uv_now(w->loop);
+            if (u->all_down_logged == 0 || t - u->all_down_logged >= 10000) {
                 fc_log(FC_LOG_WARN, "upstream %s: every usable server is at max_conns: 503", u->conf->name);
-                u->all_down_logged = now ? now : 1;
+                u->all_down_logged = t ? t : 1;
             }
             ex->cause = FC_END_BUSY;
             reply_local(ex, 503, "503 Service Unavailable\n", "Retry-After: 1\r\n", 0);
@@ -666,11 +751,11 @@ static void connect_next(fc_exchange_t *ex)
         }
         if (usable == 0 && tries_used(ex) == 0) {
             /* Every server is down: answer at once instead of waiting for timeouts. */
-            uint64_t now = uv_now(w->loop);
-            if (u->all_down_logged == 0 || now - u->all_down_logged >= 10000) {
+            uint64_t t = uv_now(w->loop);
+            if (u->all_down_logged == 0 || t - u->all_down_logged >= 10000) {
                 fc_log(FC_LOG_ERROR, "upstream %s: no usable server (all down or failed): 502",
                        u->conf->name);
-                u->all_down_logged = now ? now : 1;
+                u->all_down_logged = t ? t : 1;
             }
             fail(ex, FC_END_SERVER_REFUSED);
             return;
@@ -705,9 +790,10 @@ static void connect_next(fc_exchange_t *ex)
         fc_upconn_t *up = fc_pool_acquire(s, ex);
         if (up != NULL) {
             ex->up = up;
-            send_request(ex);
+            send_request(ex, now ? now : stamp(ex));
             return;
         }
+        ex->t_conn_start = now ? now : stamp(ex);
         int r = fc_upconn_connect(s, ex, &up);
         if (r == 0) {
             ex->up = up;
@@ -740,8 +826,9 @@ static void next_or_fail(fc_exchange_t *ex, int kind, int status, int cause)
 {
     detach_upstream(ex, 0);
     if (may_retry(ex, kind, status)) {
+        if (UP(ex)->ms != NULL) fc_metrics_add(UP(ex)->ms, FC_MV_RETRIES, 1);
         ex->try_cause = (uint8_t)cause;
-        connect_next(ex);
+        connect_next(ex, 0);
         return;
     }
     fail(ex, cause);
@@ -750,7 +837,11 @@ static void next_or_fail(fc_exchange_t *ex, int kind, int status, int cause)
 void fc_exchange_on_connect(fc_exchange_t *ex, int status)
 {
     if (status == 0) {
-        send_request(ex);
+        uint64_t t = stamp(ex);
+        ex->connect_ns = t > 1 && ex->t_conn_start > 1 ? t - ex->t_conn_start : 0;
+        fc_metrics_series_t *ums = ex->server->upstream->ms;
+        if (ums != NULL) fc_metrics_observe(ums, W(ex)->metrics.conf, ex->connect_ns);
+        send_request(ex, t);
         return;
     }
     fc_server_t *s = ex->server;
@@ -764,14 +855,15 @@ void fc_exchange_on_connect(fc_exchange_t *ex, int status)
     next_or_fail(ex, kind, 0, FC_END_SERVER_REFUSED);
 }
 
-static void send_request(fc_exchange_t *ex)
+/* <t>: stamp() taken by the caller, the moment the request is handed to the connection. */
+static void send_request(fc_exchange_t *ex, uint64_t t)
 {
     fc_upconn_t *up = ex->up;
     ex->phase = FC_PHASE_HEADERS;
     ex->head_sent = ex->req_sent = 0;
     ex->fwd = ex->body_start;
     ex->resp_began = 0;
-    ex->t_up_start = stamp();
+    ex->t_up_start = t;
     up->requests++;
     up->parser.head = &ex->resp;
     up->parser.skip_body = ex->is_head;
@@ -947,7 +1039,8 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
     if (status == UV_EOF && ex->resp_head_done && !ex->resp_done && ex->resp_body.framing == FC_FRAME_EOF) {
         if (fc_body_eof(&ex->resp_body) == FC_BODY_DONE) { /* a close-delimited body ended */
             ex->resp_done = 1;
-            ex->t_up_end = stamp();
+            ex->t_up_end = stamp(ex);
+            ex->end_at_up_end = 1;
             ex->keepalive = 0;
             pump_response(ex);
             return;
@@ -965,8 +1058,10 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
      * same server, and the server is not blamed. */
     if (!ex->resp_began && up->requests > 1 && !ex->retried && ex->replayable && ex->idempotent) {
         ex->retried = 1;
+        if (s->upstream->ms != NULL) fc_metrics_add(s->upstream->ms, FC_MV_RETRIES, 1);
         detach_upstream(ex, 0);
         fc_server_picked(s);
+        ex->t_conn_start = stamp(ex);
         int r = fc_upconn_connect(s, ex, &ex->up);
         if (r == 0) {
             ex->phase = FC_PHASE_CONNECT;
@@ -1089,8 +1184,8 @@ static void upgrade_to_tunnel(fc_exchange_t *ex)
     g->route_index = route_index(ex);
     g->t_start = ex->t_start;
     g->log = ex->route->access_log;
-    size_t ml = json_escape(g->method, sizeof(g->method) - 1, ex->head_out.base, ex->log_method_len);
-    size_t pl = json_escape(g->path, sizeof(g->path) - 1, ex->head_out.base + ex->log_url_off, ex->log_url_len);
+    size_t ml = fc_accesslog_escape(g->method, sizeof(g->method) - 1, ex->head_out.base, ex->log_method_len);
+    size_t pl = fc_accesslog_escape(g->path, sizeof(g->path) - 1, ex->head_out.base + ex->log_url_off, ex->log_url_len);
     g->method[ml] = g->path[pl] = '\0';
     fc_server_report(ex->server, 0, 101, "");
     /* The exchange lets go of both connections without closing them, and of the server without
@@ -1158,6 +1253,7 @@ static void pump_response(fc_exchange_t *ex)
             char why[32] = "";
             if (failed) snprintf(why, sizeof(why), "status %d", st); /* read only for a failure */
             fc_server_report(srv, failed ? FC_FAIL_STATUS : 0, st, why);
+            if (srv->ms != NULL) fc_metrics_add(srv->ms, FC_MV_RESP + (unsigned)st / 100 - 1, 1);
             if (st >= 500 && may_retry(ex, FC_FAIL_STATUS, st) && has_candidate(ex)) {
                 fc_log(FC_LOG_WARN, "upstream %s: %s answered %d: trying the next server", srv->upstream->conf->name,
                        srv->conf->addr.text, st);
@@ -1210,7 +1306,8 @@ static void pump_response(fc_exchange_t *ex)
         up->fwd_end = decode ? up->fwd_end + made : up->pos;
         if (ev == FC_BODY_DONE) {
             ex->resp_done = 1;
-            ex->t_up_end = stamp();
+            ex->t_up_end = stamp(ex);
+            ex->end_at_up_end = 1;
         } else if (ev == FC_BODY_ERROR) {
             fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad body: %s", ex->server->upstream->conf->name,
                    ex->server->conf->addr.text, ex->resp_body.error);
@@ -1273,6 +1370,7 @@ static void flush_client(fc_exchange_t *ex)
         if (r == 1) {
             c->wex = ex; /* the callback comes to this connection, which finds the exchange here */
             ex->cl_writing = 1;
+            ex->end_at_up_end = 0; /* the answer's end is when this write completes */
             ex->refs++;
             if (up != NULL) fc_upconn_read_stop(up);
             fc_timeout_set(&w->tq, &c->timeout, w->t_send);
@@ -1322,8 +1420,8 @@ static void finish(fc_exchange_t *ex)
     if (ex->finished) return;
     ex->finished = 1;
     fc_timeout_clear(&ex->deadline);
-    ex->phase = FC_PHASE_DONE;
-    access_log(ex);
+    if (ex->cause == FC_END_NONE) ex->phase = FC_PHASE_DONE; /* a failure keeps the phase it happened in */
+    end_record(ex);
     fc_upconn_t *up = ex->up;
     if (up != NULL) {
         /* Reused only when this request went out whole and its answer was read to the byte: a

@@ -51,7 +51,8 @@ static int kind_of(const fc_http_head_t *h, size_t i)
     int kind = h->kind[i] & ~FC_FIELD_UNDERSCORE;
     /* The fixed hop-by-hop names are FC_FIELD_HOP already; framing and Host are immune. */
     if (h->has_connection && (kind == FC_FIELD_OTHER || kind == FC_FIELD_MAX_FORWARDS || kind == FC_FIELD_VIA ||
-                              kind == FC_FIELD_DATE || kind == FC_FIELD_XFF || kind == FC_FIELD_XFWD) &&
+                              kind == FC_FIELD_DATE || kind == FC_FIELD_XFF || kind == FC_FIELD_XFWD ||
+                              kind == FC_FIELD_REQUEST_ID) &&
         named_by_connection(h, h->headers[i].name))
         kind = FC_FIELD_HOP;
     return kind;
@@ -117,7 +118,7 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_re
     /* The request line, the fields, Host, framing, Max-Forwards, the X-Forwarded family (its
      * earlier values are among the fields), Via and the blank line. */
     size_t need = h->method.n + v->target.n + 16 + fields_size(h) + FC_MAX(v->host.n, fallback_len) + 8 + 48 + 40 +
-                  2 * iplen + 64 + (o ? o->via.n : 0) + 16 + v->upgrade.n + 40;
+                  2 * iplen + 64 + (o ? o->via.n : 0) + 16 + v->upgrade.n + 40 + v->request_id.n + 16;
     if (fc_buf_reserve(out, need) != 0) return -1;
     char *p = out->base + out->len;
     p = put(p, h->method.p, h->method.n);
@@ -130,6 +131,9 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_re
         case FC_FIELD_OTHER:
         case FC_FIELD_VIA:
         case FC_FIELD_DATE: break;
+        case FC_FIELD_REQUEST_ID:
+            if (v->request_id.n > 0) continue; /* replaced by the one below */
+            break;
         case FC_FIELD_HOST:
             if (v->host_from_target) continue; /* replaced by the target's authority below */
             break;
@@ -164,6 +168,7 @@ int fc_headers_build_request(fc_buf_t *out, const fc_http_head_t *h, const fc_re
     p = PUT_LIT(p, "\r\nX-Real-IP: ");
     p = put(p, client_ip, iplen);
     p = o != NULL && o->https ? PUT_LIT(p, "\r\nX-Forwarded-Proto: https\r\n") : PUT_LIT(p, "\r\nX-Forwarded-Proto: http\r\n");
+    if (v->request_id.n > 0) p = put_header(p, (fc_slice_t){"X-Request-ID", 12}, v->request_id);
     p = put_via(p, o, h->minor);
     p = PUT_LIT(p, "\r\n");
     out->len = (size_t)(p - out->base);

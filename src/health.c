@@ -18,6 +18,7 @@ typedef struct fc_probe {
     char req[512];         /* the request, owned */
     char resp[32];         /* the first bytes of the response: "HTTP/1.1 200" (io.rbuf's memory) */
     int done;              /* the result has been reported */
+    uint64_t started;      /* loop time (ms) the probe began, for its latency */
 } fc_probe_t;
 
 static void on_probe_closed(fc_io_t *io) { free(fc_container_of(io, fc_probe_t, io)); }
@@ -31,7 +32,7 @@ static void probe_end(fc_probe_t *p, int ok, const char *why)
     fc_server_t *s = p->server;
     if (s != NULL) {
         s->probe = NULL;
-        fc_server_check_result(s, ok, why);
+        fc_server_check_result(s, ok, why, uv_now(s->upstream->w->loop) - p->started);
     }
     fc_io_close(&p->io, on_probe_closed);
 }
@@ -91,6 +92,7 @@ static void probe_start(fc_server_t *s)
     }
     p->io.rbuf = (fc_buf_t){p->resp, 0, sizeof(p->resp) - 1};
     p->server = s;
+    p->started = uv_now(u->w->loop);
     s->probe = p;
     fc_timeout_init(&p->timeout, on_probe_timeout);
     snprintf(p->req, sizeof(p->req),

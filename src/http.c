@@ -30,7 +30,7 @@ static int on_message_begin(llhttp_t *ll)
         h->method.n = h->url.n = h->reason.n = 0;
         h->nheaders = 0;
         h->has_connection = 0;
-        h->n_host = h->n_cl = h->n_te = 0;
+        h->n_host = h->n_cl = h->n_te = h->n_rid = 0;
         h->has_maxfwd = 0;
         h->status = 0;
     }
@@ -177,6 +177,10 @@ static int on_header_value_complete(llhttp_t *ll)
     case 'x':
         if (FC_SLICE_IEQ(name, "x-forwarded-for")) kind = FC_FIELD_XFF;
         else if (FC_SLICE_IEQ(name, "x-real-ip") || FC_SLICE_IEQ(name, "x-forwarded-proto")) kind = FC_FIELD_XFWD;
+        else if (FC_SLICE_IEQ(name, "x-request-id")) {
+            kind = FC_FIELD_REQUEST_ID;
+            if (h->n_rid++ == 0) h->i_rid = i;
+        }
         break;
     default: break;
     }

@@ -9,12 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fulcrum/cpus.h"
 #include "fulcrum/log.h"
+#include "fulcrum/metrics.h"
 #include "fulcrum/tls.h"
 #include "fulcrum/shm.h"
 #include "fulcrum/worker.h"
@@ -207,6 +209,7 @@ static int spawn(fc_master_t *m, fc_gen_t *g, unsigned index)
         return -1;
     }
     fc_shm_forget_proc(m->shm, slot);
+    if (m->shm->metrics != NULL) fc_metrics_claim(m->shm->metrics, slot);
     pid_t pid = fork();
     if (pid < 0) {
         fc_log(FC_LOG_ERROR, "cannot start worker %u: fork: %s", index, strerror(errno));
@@ -230,6 +233,7 @@ static int spawn(fc_master_t *m, fc_gen_t *g, unsigned index)
         int rc = fc_worker_run(&args);
         master_free_copy(m, g);
         gen_free(m, g, 0);
+        fc_metrics_shm_destroy(m->shm->metrics);
         fc_shm_destroy(m->shm);
         fc_log_close();
         exit(rc);
@@ -257,13 +261,22 @@ static void reap(fc_master_t *m)
 {
     int status;
     pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    struct rusage ru;
+    fc_metrics_shm_t *ms = m->shm->metrics;
+    while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
         unsigned slot;
         for (slot = 0; slot < FC_SHM_PROCS && m->procs[slot].pid != pid; slot++) continue;
         if (slot == FC_SHM_PROCS) continue;
         fc_proc_t p = m->procs[slot];
         m->procs[slot].pid = 0;
         fc_shm_forget_proc(m->shm, slot); /* what it counted as active is not active any more */
+        if (ms != NULL) {
+            /* Its counters and CPU time stay in the totals: no counter goes down when a worker leaves. */
+            fc_metrics_fold(ms, slot);
+            uint64_t us = (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
+                          (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
+            atomic_fetch_add(&ms->retired_cpu_us, us);
+        }
         /* A worker that did not exit cleanly may have left client connections counted: the
          * per-client counts start over (low for a while, never stuck high). */
         if (status != 0) fc_shm_peer_reset(m->shm);
@@ -275,6 +288,7 @@ static void reap(fc_master_t *m)
         if (g == m->gens && !g->retiring && !m->stopping) {
             /* A worker of the serving generation died: replace it, at once the first time, with a
              * growing delay while it keeps dying young. */
+            if (ms != NULL) atomic_fetch_add(&ms->worker_restarts, 1);
             uint32_t *c = &g->crashes[p.index];
             *c = now - p.started < 10000 ? *c + 1 : 1;
             uint64_t delay = *c <= 1 ? 0 : FC_MIN((uint64_t)100 << FC_MIN(*c - 2, 9), 30000);
@@ -350,6 +364,16 @@ void fc_config_log_warnings(const fc_config_t *cfg)
     }
 }
 
+/* A reload's result, for the metrics. */
+static void reload_counted(fc_master_t *m, int ok)
+{
+    fc_metrics_shm_t *ms = m->shm->metrics;
+    if (ms == NULL) return;
+    atomic_fetch_add(ok ? &ms->reloads_ok : &ms->reloads_failed, 1);
+    atomic_store(&ms->last_reload_ok, (uint64_t)ok);
+    if (ok) atomic_store(&ms->last_reload_ok_time, (uint64_t)time(NULL));
+}
+
 static void reload(fc_master_t *m)
 {
     fc_config_t *cfg = NULL;
@@ -358,14 +382,17 @@ static void reload(fc_master_t *m)
     if (fc_config_load(m->path, &cfg, &err) != 0) {
         fc_err_format(&err, line, sizeof(line));
         fc_log(FC_LOG_ERROR, "reload failed, still serving the previous configuration: %s", line);
+        reload_counted(m, 0);
         return;
     }
     fc_gen_t *g = gen_new(m, cfg, &err);
     if (g == NULL) {
         fc_log(FC_LOG_ERROR, "reload failed, still serving the previous configuration: %s", err.msg);
         fc_config_free(cfg);
+        reload_counted(m, 0);
         return;
     }
+    reload_counted(m, 1);
     /* The new generation's workers are forked from here, so they log at the new level, and so
      * does the master; the old generation keeps its level until it leaves. */
     int level = fc_log_level_parse(cfg->error_log_level);
@@ -432,6 +459,10 @@ int fc_master_run(const char *path, fc_config_t *cfg)
         fc_shm_destroy(m.shm);
         return 1;
     }
+    /* Sized by the first configuration's max_series (a reload keeps the mapping). Without it the
+     * proxy runs on, without metrics. */
+    m.shm->metrics = fc_metrics_shm_create(cfg->metrics.max_series);
+    if (m.shm->metrics == NULL) fc_log(FC_LOG_ERROR, "cannot map the metrics segment: %s: metrics are off", strerror(errno));
     fc_tls_use_tickets(&m.shm->tickets); /* the workers inherit both */
     fc_tls_use_cache(&m.shm->sessions);
     sigset_t set;
@@ -444,6 +475,7 @@ int fc_master_run(const char *path, fc_config_t *cfg)
     if (g == NULL) {
         fc_log(FC_LOG_ERROR, "%s", err.msg);
         fc_config_free(cfg);
+        fc_metrics_shm_destroy(m.shm->metrics);
         fc_shm_destroy(m.shm);
         return 1;
     }
@@ -494,6 +526,7 @@ int fc_master_run(const char *path, fc_config_t *cfg)
     }
     if (m.pid_file != NULL) unlink(m.pid_file);
     free(m.pid_file);
+    fc_metrics_shm_destroy(m.shm->metrics);
     fc_shm_destroy(m.shm);
     if (m.exit_code != 0) fc_log(FC_LOG_ERROR, "stopped, but a worker did not stop cleanly (see above): exit status 1");
     else fc_log(FC_LOG_NOTICE, "stopped");

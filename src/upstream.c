@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/sha.h>
@@ -16,7 +17,14 @@
 #include "fulcrum/upgrade.h"
 
 #define UPSTREAM_BUF_SIZE (64 * 1024)
-#define FC_WEIGHT_SCALE 100
+
+/* A server's state changed (<up> 1: usable again, 0: out): counted and stamped in shm, by the one
+ * worker that made the change. */
+static void transition(fc_shm_server_t *st, int up)
+{
+    atomic_fetch_add_explicit(up ? &st->to_up : &st->to_down, 1, memory_order_relaxed);
+    atomic_store_explicit(&st->last_transition, (unsigned long long)time(NULL), memory_order_relaxed);
+}
 
 int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
 {
@@ -65,6 +73,14 @@ int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
             return fc_err_set(err, "upstream %s: cannot create balancer %s", uc->name, uc->balance);
         u->t_idle = uc->keepalive_timeout > 0 ? fc_timeq_class(&w->tq, uc->keepalive_timeout) : NULL;
         for (size_t s = 0; s < uc->nservers; s++) u->servers[s].st = &w->shm->servers[w->slots[slot++]];
+        if (w->metrics.shm != NULL) {
+            u->ms = fc_metrics_local_series(&w->metrics, FC_MF_UPSTREAM, uc->name, 0, 0);
+            for (size_t s = 0; s < uc->nservers; s++) {
+                char key[FC_SHM_KEY];
+                snprintf(key, sizeof(key), "%s/%s", uc->name, uc->servers[s].addr.text);
+                u->servers[s].ms = fc_metrics_local_series(&w->metrics, FC_MF_SERVER, key, 0, 0);
+            }
+        }
         fc_upstream_refresh(u);
     }
     fc_bufpool_init(&w->upstream_bufs, UPSTREAM_BUF_SIZE, 64);
@@ -196,6 +212,7 @@ int fc_upconn_connect(fc_server_t *s, fc_exchange_t *ex, fc_upconn_t **out)
         fc_upconn_close(up);
         return r;
     }
+    if (s->ms != NULL) fc_metrics_add(s->ms, FC_MV_OPENED, 1);
     *out = up;
     return 0;
 }
@@ -412,12 +429,14 @@ void fc_server_report(fc_server_t *s, int kind, int status, const char *why)
         if (LOAD(st->failed_until) != 0 && atomic_exchange_explicit(&st->failed_until, 0, memory_order_relaxed) != 0) {
             fc_log(FC_LOG_NOTICE, "upstream %s: server %s is back (a request succeeded after fail_timeout)",
                    u->conf->name, s->conf->addr.text);
+            transition(st, 1);
             STORE(st->up_since, now);
         }
         if (LOAD(st->fails) != 0) STORE(st->fails, 0);
         if (LOAD(st->probing) != 0) STORE(st->probing, 0);
         return;
     }
+    if (s->ms != NULL) fc_metrics_add(s->ms, FC_MV_ERR + (unsigned)kind - 1, 1);
     if (!fc_fail_set_has(&u->conf->fail_on, kind, status)) return; /* neither a failure nor a success */
     if (atomic_exchange_explicit(&st->probing, 0, memory_order_relaxed)) {
         /* The probe after fail_timeout failed: out for another fail_timeout. */
@@ -440,14 +459,18 @@ void fc_server_report(fc_server_t *s, int kind, int status, const char *why)
         atomic_compare_exchange_strong(&st->failed_until, &zero, now + s->conf->fail_timeout)) {
         fc_log(FC_LOG_WARN, "upstream %s: server %s marked failed for %llu ms after %u failure(s) (last: %s)",
                u->conf->name, s->conf->addr.text, (unsigned long long)s->conf->fail_timeout, fails, why);
+        transition(st, 0);
     }
 }
 
-void fc_server_check_result(fc_server_t *s, int ok, const char *why)
+void fc_server_check_result(fc_server_t *s, int ok, const char *why, uint64_t took_ms)
 {
     fc_upstream_t *u = s->upstream;
     fc_shm_server_t *st = s->st;
     const fc_health_conf_t *hc = &u->conf->health;
+    atomic_fetch_add_explicit(ok ? &st->checks_ok : &st->checks_failed, 1, memory_order_relaxed);
+    STORE(st->last_check_ms, took_ms);
+    STORE(st->last_check_ok, (unsigned)ok);
     if (ok) {
         STORE(st->hc_fail, 0);
         if (!LOAD(st->healthy) && atomic_fetch_add(&st->hc_ok, 1) + 1 >= hc->healthy_threshold) {
@@ -457,6 +480,7 @@ void fc_server_check_result(fc_server_t *s, int ok, const char *why)
             STORE(st->probing, 0);
             STORE(st->up_since, now_ms(u));
             STORE(st->healthy, 1);
+            transition(st, 1);
             fc_log(FC_LOG_NOTICE, "upstream %s: server %s is healthy (%u consecutive successful checks)",
                    u->conf->name, s->conf->addr.text, hc->healthy_threshold);
         }
@@ -466,6 +490,7 @@ void fc_server_check_result(fc_server_t *s, int ok, const char *why)
     if (LOAD(st->healthy) && atomic_fetch_add(&st->hc_fail, 1) + 1 >= hc->unhealthy_threshold) {
         STORE(st->hc_fail, 0);
         STORE(st->healthy, 0);
+        transition(st, 0);
         fc_log(FC_LOG_WARN, "upstream %s: server %s is unhealthy (%u consecutive failed checks, last: %s)",
                u->conf->name, s->conf->addr.text, hc->unhealthy_threshold, why);
     }

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <string.h>
 #include <stdio.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -177,6 +178,18 @@ static void close_if_open(uv_handle_t *h)
     if (h->loop != NULL && !uv_is_closing(h)) uv_close(h, NULL);
 }
 
+/* Every second: this worker's idle pooled connections per server, into its metric block (a
+ * gauge; published here rather than on every pool change, which is per request). */
+static void on_metrics_timer(uv_timer_t *t)
+{
+    fc_worker_t *w = fc_container_of(t, fc_worker_t, metrics_timer);
+    for (size_t i = 0; i < w->cfg->nupstreams; i++) {
+        fc_upstream_t *u = &w->upstreams[i];
+        for (size_t k = 0; k < u->conf->nservers; k++)
+            if (u->servers[k].ms != NULL) fc_metrics_set(u->servers[k].ms, FC_MV_IDLE, u->servers[k].nidle);
+    }
+}
+
 static void stop_everything(fc_worker_t *w)
 {
     if (w->stopped) return;
@@ -186,7 +199,8 @@ static void stop_everything(fc_worker_t *w)
     uv_handle_t *hs[] = {(uv_handle_t *)&w->sig_term,    (uv_handle_t *)&w->sig_int,     (uv_handle_t *)&w->sig_quit,
                          (uv_handle_t *)&w->sig_usr1,    (uv_handle_t *)&w->sig_usr2,    (uv_handle_t *)&w->drain_timer,
                          (uv_handle_t *)&w->delay_timer, (uv_handle_t *)&w->handover_poll,
-                         (uv_handle_t *)&w->accept_timer, (uv_handle_t *)&w->accept_check};
+                         (uv_handle_t *)&w->accept_timer, (uv_handle_t *)&w->accept_check,
+                         (uv_handle_t *)&w->metrics_timer};
     for (size_t i = 0; i < FC_ARRAY_LEN(hs); i++) close_if_open(hs[i]);
     if (w->handover_fd >= 0) close(w->handover_fd);
     if (w->handover_send_fd >= 0) close(w->handover_send_fd);
@@ -472,6 +486,17 @@ static void on_walk_leak(uv_handle_t *h, void *arg)
            uv_is_active(h) ? " (active)" : "");
 }
 
+/* 64 random bits as the hex prefix of the request ids this worker makes (unique across workers,
+ * restarts and hosts, as far as 64 random bits go). */
+static void request_id_prefix(fc_worker_t *w)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) r = fc_clock_ns() ^ ((uint64_t)getpid() << 32);
+    for (int i = 15; i >= 0; i--, r >>= 4) w->rid[i] = hex[r & 15];
+    memset(w->rid + 16, '0', 16);
+}
+
 static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
 {
     const fc_config_t *cfg = w->cfg;
@@ -517,6 +542,13 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     size_t bufsize = FC_MAX((size_t)32768, (size_t)lim->max_header_size + 1024);
     fc_bufpool_init(&w->client_bufs, bufsize, 64);
     if (fc_router_init(&w->router, cfg) != 0) return fc_err_set(err, "out of memory");
+    int metrics_on = 0;
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        metrics_on |= cfg->listeners[i].metrics_path != NULL || cfg->listeners[i].status_path != NULL;
+    if (metrics_on && w->shm->metrics != NULL) {
+        if (fc_metrics_local_init(&w->metrics, w->shm->metrics, w->proc, cfg) != 0) return fc_err_set(err, "out of memory");
+        w->timing = 1;
+    }
     if (fc_upstreams_init(w, err) != 0) return -1;
     if (w->index == 0) fc_health_start(w); /* one worker checks for the whole group */
     uv_timer_init(w->loop, &w->drain_timer);
@@ -524,6 +556,11 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     uv_check_init(w->loop, &w->accept_check);
     uv_unref((uv_handle_t *)&w->accept_check);
     uv_timer_init(w->loop, &w->delay_timer);
+    uv_timer_init(w->loop, &w->metrics_timer);
+    if (w->metrics.shm != NULL) {
+        uv_timer_start(&w->metrics_timer, on_metrics_timer, 1000, 1000);
+        uv_unref((uv_handle_t *)&w->metrics_timer);
+    }
     uv_signal_t *sigs[] = {&w->sig_term, &w->sig_int, &w->sig_quit, &w->sig_usr1, &w->sig_usr2};
     int nums[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
     for (size_t i = 0; i < FC_ARRAY_LEN(sigs); i++) {
@@ -539,6 +576,7 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
         l->w = w;
         l->conf = &cfg->listeners[i];
         l->fd = fds[i]; /* the fork's copy: this process closes it, the master keeps its own */
+        if (w->metrics.shm != NULL) l->ms = fc_metrics_local_series(&w->metrics, FC_MF_LISTENER, l->conf->addr.text, 0, 0);
         int r = uv_poll_init(w->loop, &l->poll, l->fd);
         if (r != 0) {
             close(l->fd);
@@ -570,6 +608,8 @@ int fc_worker_run(const fc_worker_args_t *args)
     w.proc = args->proc;
     w.master_pid = args->master_pid;
     w.handover_fd = w.handover_send_fd = -1;
+    w.timing = fc_access_log_enabled();
+    request_id_prefix(&w);
     loop.data = &w;
     int ok = setup(&w, args->fds, &err) == 0;
     /* Inherited from the master, the signals were blocked until the handlers above existed; what
@@ -602,6 +642,7 @@ int fc_worker_run(const fc_worker_args_t *args)
     if (leaked > 0) w.exit_code = 1;
     fc_upstreams_free(&w);
     fc_router_free(&w.router);
+    fc_metrics_local_free(&w.metrics);
     fc_exchange_freelist_drain(&w);
     fc_io_freelist_drain();
     fc_tls_freelist_drain();

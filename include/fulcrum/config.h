@@ -116,7 +116,11 @@ typedef struct fc_rate_limit_conf {
     size_t index;        /* position in fc_config_t.rate_limits */
 } fc_rate_limit_conf_t;
 
+#define FC_ROUTE_NAME_MAX 64 /* characters in a route name (the `route` label), at most */
+
 typedef struct fc_route_conf {
+    char *name;                   /* owned; the `route` label of the metrics and the access log, default the
+                                     upstream's name; 1..FC_ROUTE_NAME_MAX letters, digits, '-', '_', '.' */
     char *host;                   /* owned, lower-cased; NULL = any host. "*.example.com" is stored whole */
     char *path;                   /* owned; prefix beginning with '/', default "/" */
     char *upstream_name;          /* owned */
@@ -153,6 +157,10 @@ typedef struct fc_listener_conf {
     fc_addr_t addr;    /* "0.0.0.0:8080", "[::]:8080", "127.0.0.1:8080"; "*:8080" means 0.0.0.0 */
     char *health_path; /* owned; `health: { path: /healthz }`: fulcrum's own health endpoint on this
                           listener (200 while serving, 503 once a graceful stop began), or NULL */
+    char *metrics_path; /* owned; `metrics: { path: /metrics }`: Prometheus metrics of every worker on this
+                           listener, or NULL */
+    char *status_path;  /* owned; `status: { path: /status }`: the status page (and <path>.json), or NULL */
+    size_t health_path_len, metrics_path_len, status_path_len; /* their lengths (0 when NULL) */
     fc_listen_tls_conf_t *tls; /* owned; NULL = plain HTTP */
     int hsts;                  /* `hsts:` is set (TLS listeners only) */
     uint64_t hsts_max_age;     /* ms (written in whole seconds), default 1y */
@@ -175,6 +183,17 @@ typedef struct fc_limits_conf {
                                             together; 0 = unlimited (default) */
 } fc_limits_conf_t;
 
+#define FC_METRICS_MAX_BUCKETS 16 /* finite histogram buckets, at most */
+
+/* `metrics:` at the top level: how the metrics are kept (where they are served: listeners[].metrics). */
+typedef struct fc_metrics_conf {
+    double buckets[FC_METRICS_MAX_BUCKETS]; /* `buckets`: upper bounds in seconds, increasing; default
+                                               0.01 0.05 0.1 0.5 1 5 (prom-client's users' buckets) */
+    uint64_t bucket_ns[FC_METRICS_MAX_BUCKETS]; /* the same in nanoseconds */
+    size_t nbuckets;
+    uint64_t max_series;      /* `max_series`: series kept at most, default 10000 (100..1000000) */
+} fc_metrics_conf_t;
+
 enum fc_log_format { FC_LOG_FORMAT_JSON = 0, FC_LOG_FORMAT_COMBINED = 1 };
 
 struct fc_config {
@@ -191,6 +210,8 @@ struct fc_config {
     char *via;                     /* owned; the name in the Via entry fulcrum adds, NULL = via: off
                                       (default "fulcrum") */
     int underscores_in_headers;    /* forward request header names with '_' (default false: dropped) */
+    int request_id;                /* `request_id: on|off` (default on): keep the client's X-Request-ID (one,
+                                      1..128 printable characters) or set one, forwarded and logged */
     fc_listener_conf_t *listeners; /* owned array, nlisteners >= 1 */
     size_t nlisteners;
     fc_upstream_conf_t *upstreams; /* owned array, in file order */
@@ -200,6 +221,7 @@ struct fc_config {
     fc_route_conf_t *routes;       /* owned array, in file order, nroutes >= 1 */
     size_t nroutes;
     fc_limits_conf_t limits;
+    fc_metrics_conf_t metrics;
     char *warnings;                /* owned; "FILE:LINE:COLUMN: message" lines (a certificate about to
                                       expire), NULL when none: the caller logs them */
 };

@@ -54,7 +54,9 @@ typedef struct fc_exchange {
     struct fc_server *server;     /* the server in use, or NULL */
     uint64_t tried[FC_TRIED_WORDS]; /* servers already tried for this request */
     uint64_t bytes_sent;          /* bytes written to the client */
-    uint64_t t_start;             /* uv_hrtime() at the request head; 1 without an access log */
+    uint64_t t_start;             /* uv_hrtime() at the request head; 1 when timing is off (w->timing) */
+    uint64_t t_conn_start;        /* uv_hrtime() when the last fresh connect began (or 1) */
+    uint64_t connect_ns;          /* how long the last successful fresh connect took; 0 = pooled */
     uint64_t t_up_start;          /* uv_hrtime() when the request was handed to a server (or 1) */
     uint64_t t_up_end;            /* uv_hrtime() when the response completed (or 1) */
     uint64_t t_first_try;         /* uv_now() (ms) of the first attempt, for retry.timeout */
@@ -67,7 +69,7 @@ typedef struct fc_exchange {
     int status;                   /* status sent to the client, 0 until a head goes out */
     uint16_t refs;                /* client attachment + writes in flight */
     uint8_t cause;                /* enum fc_end_cause */
-    uint8_t phase;                /* enum fc_end_phase */
+    uint8_t phase;                /* enum fc_end_phase: kept as it was when a failure ended the exchange */
     uint8_t try_cause;            /* why the last server tried failed (becomes cause if none is left) */
     uint8_t cl_writing;           /* a write to the client is in flight */
     uint8_t head_sent;            /* head_out handed to the current upstream connection */
@@ -87,6 +89,10 @@ typedef struct fc_exchange {
     uint8_t finished;             /* fc_exchange_finish ran */
     uint8_t error_reply;          /* resp_out holds a generated error response */
     uint8_t discard;              /* the client left: the answer is read and dropped to keep the connection */
+    uint8_t end_at_up_end;        /* the response's last byte went to the client in the turn it arrived
+                                     (t_up_end is the end of the exchange too) */
+    uint8_t rate_limited;         /* a rate limit rejected the request */
+    uint8_t own_endpoint;         /* answered by fulcrum's health, metrics or status endpoint: not counted */
     uint8_t upgrade;              /* the request asked to switch protocols (forwarded): a 101 makes a tunnel */
     uint8_t set_sticky;           /* the answer sets the upstream's sticky cookie (the server chosen is
                                      not the one the client's cookie named) */

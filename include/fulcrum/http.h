@@ -34,7 +34,8 @@ typedef struct fc_http_head {
     int has_connection;  /* a Connection header is present (it may name more hop-by-hop headers) */
     /* The fields message.c judges, noted once as each field completes (no second pass over the
      * head): how many there are and the index of the first. */
-    uint16_t n_host, n_cl, n_te;
+    uint16_t n_host, n_cl, n_te, n_rid;
+    uint16_t i_rid;      /* the first X-Request-ID, valid when n_rid > 0 */
     uint16_t i_host, i_cl, i_maxfwd; /* valid when the count is > 0 (i_maxfwd: when has_maxfwd) */
     uint8_t has_maxfwd;
     fc_header_t headers[FC_HTTP_MAX_HEADERS];
@@ -54,6 +55,7 @@ enum fc_field_kind {
     FC_FIELD_HOP,               /* Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade */
     FC_FIELD_XFF,               /* X-Forwarded-For: a request's values are merged into fulcrum's */
     FC_FIELD_XFWD,              /* X-Real-IP, X-Forwarded-Proto: fulcrum sets them in requests */
+    FC_FIELD_REQUEST_ID,        /* X-Request-ID: forwarded, or replaced by the one fulcrum sets */
     FC_FIELD_UNDERSCORE = 0x80, /* flag (requests): the name contains '_' */
 };
 

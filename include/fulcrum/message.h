@@ -33,6 +33,8 @@ typedef struct fc_request_view {
     int32_t max_forwards;    /* OPTIONS with Max-Forwards: the value to forward (decremented); -1 none */
     fc_slice_t upgrade;      /* set by the exchange: the protocol to ask the server to switch to
                                 (Upgrade + Connection: upgrade are forwarded), {NULL, 0} = none */
+    fc_slice_t request_id;   /* set by the exchange: the X-Request-ID to send, replacing the client's
+                                fields of that name; {NULL, 0} = forward those as they are */
     const char *why;         /* a constant reason when the check refused the request, for the log */
 } fc_request_view_t;
 

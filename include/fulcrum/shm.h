@@ -28,6 +28,11 @@ typedef struct fc_shm_server {
     atomic_uint healthy;          /* active health state */
     atomic_uint hc_ok, hc_fail;   /* consecutive check results (written by the checking worker) */
     atomic_ullong up_since;       /* monotonic ms it became usable again (slow_start) */
+    atomic_ullong to_up, to_down; /* state changes (active health, passive failure and recovery) */
+    atomic_ullong last_transition; /* unix seconds of the last change, 0 = none */
+    atomic_ullong checks_ok, checks_failed; /* active checks (written by the checking worker) */
+    atomic_ullong last_check_ms;  /* how long the last check took */
+    atomic_uint last_check_ok;    /* 1: the last check passed; 0 failed or none */
     uint32_t refs;                /* configs (generations) using the slot; master only */
     char key[FC_SHM_KEY];         /* "upstream/address", empty when free; master only writes */
 } fc_shm_server_t;
@@ -61,7 +66,11 @@ typedef struct fc_shm_peer {
     uint32_t count;     /* its connections open now (an entry at 0 may be taken by another address) */
 } fc_shm_peer_t;
 
+struct fc_metrics_shm;
+
 typedef struct fc_shm {
+    struct fc_metrics_shm *metrics;     /* the metric blocks (metrics.h): a mapping of their own,
+                                           sized by max_series */
     atomic_uint generation;             /* the newest generation of workers */
     atomic_uint nworkers;               /* how many workers the newest generation has */
     atomic_uint ready[FC_SHM_PROCS];    /* per process slot: the generation it is ready to serve */

@@ -12,9 +12,12 @@
 #include "fulcrum/http.h"
 #include "fulcrum/io.h"
 #include "fulcrum/list.h"
+#include "fulcrum/metrics.h"
 #include "fulcrum/shm.h"
 #include "fulcrum/timeq.h"
 #include "fulcrum/worker.h"
+
+#define FC_WEIGHT_SCALE 100 /* policies run on weight x 100, so slow_start ramps in small steps */
 
 typedef struct fc_server {
     const fc_server_conf_t *conf; /* borrowed from the config */
@@ -23,6 +26,7 @@ typedef struct fc_server {
     size_t nidle;
     fc_shm_server_t *st;          /* shared state (health, failures, active count): in the shm segment */
     struct fc_probe *probe;       /* the active check in flight, or NULL */
+    fc_metrics_series_t *ms;      /* its series in this worker's metric block, NULL = metrics off */
 } fc_server_t;
 
 /* What a server of an upstream with `tls:` needs besides (kept apart: the hot loops over
@@ -62,6 +66,7 @@ struct fc_upstream {
     uv_timer_t health_timer;        /* starts a round of active checks every health.interval */
     fc_timeq_class_t *t_health;     /* health.timeout */
     uint64_t all_down_logged;       /* loop time "no usable server" was last said, 0 = taken back */
+    fc_metrics_series_t *ms;        /* its series in this worker's metric block, NULL = metrics off */
     uint8_t all_failed;             /* every server is out through passive failures: all are tried */
     uint8_t all_busy;               /* the last refresh found no usable server only because those alive
                                        are at max_conns (a 503, not a 502) */
@@ -134,7 +139,7 @@ void fc_server_picked(fc_server_t *s);
 /* The request picked on <s> is over (or moved elsewhere). */
 void fc_server_done(fc_server_t *s);
 /* The result of one active check of <s> (<ok> 1 or 0, <why> says what happened). */
-void fc_server_check_result(fc_server_t *s, int ok, const char *why);
+void fc_server_check_result(fc_server_t *s, int ok, const char *why, uint64_t took_ms);
 /* 1 if <kind>/<status> is in <set>. */
 int fc_fail_set_has(const fc_fail_set_t *set, int kind, int status);
 

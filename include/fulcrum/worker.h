@@ -10,6 +10,7 @@
 #include "fulcrum/config.h"
 #include "fulcrum/headers.h"
 #include "fulcrum/list.h"
+#include "fulcrum/metrics.h"
 #include "fulcrum/router.h"
 #include "fulcrum/shm.h"
 #include "fulcrum/timeq.h"
@@ -25,6 +26,7 @@ typedef struct fc_listener {
                             in the close callback (the master and the other workers have their own) */
     fc_worker_t *w;      /* owner */
     const fc_listener_conf_t *conf; /* borrowed from w->cfg */
+    fc_metrics_series_t *ms;        /* its series in the worker's metric block, NULL = metrics off */
 } fc_listener_t;
 
 /* What the master hands a worker process. */
@@ -88,6 +90,7 @@ struct fc_worker {
     uv_signal_t sig_term, sig_int, sig_quit; /* graceful stop */
     uv_timer_t drain_timer;          /* bounds the graceful stop by shutdown_timeout */
     uv_timer_t accept_timer;         /* resumes accepting after running out of descriptors */
+    uv_timer_t metrics_timer;        /* publishes the pool's idle counts to the metric block, every second */
     uint64_t yield_since;            /* uv_hrtime() since waiting connections are left to a less
                                         loaded worker (0: not yielding) */
     uv_check_t accept_check;         /* ends a yielding episode once the socket was not readable */
@@ -95,6 +98,12 @@ struct fc_worker {
     int draining;                    /* a graceful stop has begun */
     int stopped;                     /* everything has been asked to close */
     int exit_code;                   /* what fc_worker_run returns */
+    int timing;                      /* exchanges read the clock: something reads their durations
+                                        (the access log, the metrics) */
+    char rid[32];                    /* the request id made last here: 16 random hex digits, then a
+                                        count in 16 hex digits, incremented in place */
+    fc_metrics_local_t metrics;      /* this worker's metric block; metrics.shm NULL = metrics off
+                                        (no listener serves metrics or status) */
 };
 
 /* Opens the listening sockets of <cfg> (SO_REUSEADDR, non-blocking, listening) into <fds>

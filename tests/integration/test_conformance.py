@@ -293,6 +293,9 @@ def check_forwarded(req, fwd):
     got = dict(fields)
     if "via" not in {k.lower() for k in fwd["fields"]}:
         got.pop("via", None)
+    if "x-request-id" not in {k.lower() for k in fwd["fields"]}:
+        rid = got.pop("x-request-id", [])  # fulcrum's own, made for a request without one
+        assert len(rid) == 1 and re.match(rb"^[0-9a-f]{32}$", rid[0]), "forwarded X-Request-ID %r" % rid
     if "connection" not in {k.lower() for k in fwd["fields"]}:
         for v in got.pop("connection", []):
             toks = {t.strip().lower() for t in v.split(b",")}

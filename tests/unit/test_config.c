@@ -127,10 +127,10 @@ static const err_case_t document_cases[] = {
 static const err_case_t unknown_key_cases[] = {
     {"# top\n" MIN "worker: 2\n",
      "t.yaml:10:1: unknown key 'worker' at the top level (expected one of: workers, shutdown_timeout, "
-     "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, via, underscores_in_headers, listeners, upstreams, "
-     "rate_limits, routes, limits)"},
+     "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, via, underscores_in_headers, request_id, "
+     "listeners, upstreams, rate_limits, routes, ..."},
     {"listeners:\n  - address: 127.0.0.1:8080\n    port: 80\n" UPS ROUTE,
-     "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health, tls, hsts, redirect_https)"},
+     "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health, metrics, status, tls, hsts, redirect_https)"},
     {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
      "t.yaml:5:5: unknown key 'balancer' in upstreams.b (expected one of: balance, keepalive, "
      "keepalive_timeout, servers, fail_on, health_check, retry, tls, sticky)"},
@@ -139,7 +139,7 @@ static const err_case_t unknown_key_cases[] = {
      "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight, backup, down, "
      "max_conns, max_fails, fail_timeout, slow_start)"},
     {LISTEN UPS "routes:\n  - upstream: b\n  - upstream: b\n    prefix: /x\n",
-     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, access_log, upgrade, rate_limit, timeouts)"},
+     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, name, access_log, upgrade, rate_limit, timeouts)"},
     {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { connect: 1s, idle: 2s }\n",
      "t.yaml:9:30: unknown key 'idle' in routes[0].timeouts (expected one of: connect, send, read, tunnel, request)"},
     {MIN "limits:\n  max_body: 1m\n",
@@ -587,6 +587,62 @@ static const err_case_t listener_health_cases[] = {
      "t.yaml:3:12: listeners[0].health: missing value (expected a mapping)"},
 };
 
+/* A listener with metrics and status sections (from column 41 of line 2) the case writes out. */
+#define LM(keys) "listeners:\n  - { address: 127.0.0.1:8080, " keys " }\n" UPS ROUTE
+
+static const err_case_t listener_metrics_cases[] = {
+    {LM("metrics: {}, status: {}"), "ok"},
+    {LM("metrics: { path: /m }, status: { path: /s }, health: { path: /h }"), "ok"},
+    {LM("metrics: { path: m }"), "t.yaml:2:49: listeners[0].metrics.path: 'm' must start with '/'"},
+    {LM("status: { path: '/s?x' }"),
+     "t.yaml:2:48: listeners[0].status.path: '/s?x' must not contain a query ('?') or fragment ('#'); the endpoint "
+     "is matched by path only"},
+    {LM("metrics: { url: /m }"), "t.yaml:2:43: unknown key 'url' in listeners[0].metrics (expected one of: path)"},
+    {LM("metrics: true"), "t.yaml:2:41: listeners[0].metrics: expected a mapping, got a value"},
+    {LM("health: { path: /x }, metrics: { path: /x }"),
+     "t.yaml:2:71: listeners[0].metrics.path: '/x' is already the health path of this listener"},
+    {LM("metrics: {}, status: { path: /metrics }"),
+     "t.yaml:2:61: listeners[0].status.path: '/metrics' is already the metrics path of this listener"},
+};
+
+/* A route with `name: <v>` at column 26 of line 8. */
+#define RN(v) LISTEN UPS "routes:\n  - { upstream: b, name: " v " }\n"
+
+static const err_case_t route_name_cases[] = {
+    {RN("api"), "ok"},
+    {RN("api-v2.public_x"), "ok"},
+    {RN("'/api'"),
+     "t.yaml:8:26: routes[0].name: invalid route name '/api': use 1 to 64 letters, digits, '-', '_' and '.' (it is "
+     "a metric label: never a path or a host)"},
+    {RN("''"), "t.yaml:8:26: routes[0].name: invalid route name '': use 1 to 64 letters, digits, '-', '_' and '.' (it "
+               "is a metric label: never a path or a host)"},
+    {RN("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+     "t.yaml:8:26: routes[0].name: invalid route name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa': "
+     "use 1 to 64 letters, digits, '-', '_' and '.' (it is a metric label: never a path or a host)"},
+    {RN("[a]"), "t.yaml:8:26: routes[0].name: expected a single value, got a list"},
+};
+
+/* `metrics: { <keys> }` at the top level, from column 12 of line 1. */
+#define MB(keys) "metrics: { " keys " }\n" MIN
+
+static const err_case_t metrics_cases[] = {
+    {MB(""), "ok"},
+    {MB("buckets: [0.005, 0.25, 2.5], max_series: 100"), "ok"},
+    {MB("buckets: [1, 1]"), "t.yaml:1:25: metrics.buckets[1]: 1 is not above the bucket before it: bounds must increase"},
+    {MB("buckets: [0.5, 0.1]"),
+     "t.yaml:1:27: metrics.buckets[1]: 0.1 is not above the bucket before it: bounds must increase"},
+    {MB("buckets: [10ms]"),
+     "t.yaml:1:22: metrics.buckets[0]: expected a number of seconds from 0.000001 to 100000, got '10ms'"},
+    {MB("buckets: [0]"), "t.yaml:1:22: metrics.buckets[0]: expected a number of seconds from 0.000001 to 100000, got '0'"},
+    {MB("buckets: []"), "t.yaml:1:21: metrics.buckets: expected 1 to 16 bucket bounds, got 0"},
+    {MB("buckets: [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]"),
+     "t.yaml:1:21: metrics.buckets: expected 1 to 16 bucket bounds, got 17"},
+    {MB("buckets: 1"), "t.yaml:1:21: metrics.buckets: expected a list, got a value"},
+    {MB("max_series: 99"), "t.yaml:1:24: metrics.max_series: 99 is out of range (100..1000000)"},
+    {MB("series: 1"),
+     "t.yaml:1:12: unknown key 'series' in metrics (expected one of: buckets, max_series)"},
+};
+
 /* A route with `access_log: <v>` at column 32 of line 8. */
 #define RA(v) LISTEN UPS "routes:\n  - { upstream: b, access_log: " v " }\n"
 
@@ -614,6 +670,27 @@ static void test_process_keys(void)
     CHECK_ERRORS("process: a listener's health endpoint", listener_health_cases);
 
     CHECK_ERRORS("process: access_log on a route", route_access_log_cases);
+
+    CHECK_ERRORS("metrics: a listener's metrics and status endpoints", listener_metrics_cases);
+
+    CHECK_ERRORS("metrics: a route's name", route_name_cases);
+
+    CHECK_ERRORS("metrics: buckets and max_series", metrics_cases);
+
+    subtest("metrics: a route's name defaults to its upstream's; buckets are kept in ns");
+    cfg = load(LISTEN UPS "routes:\n  - { path: /a, upstream: b, name: api }\n  - { path: /b, upstream: b }\n"
+                          "metrics: { buckets: [0.005, 2.5] }\n",
+               &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        is_str(cfg->routes[0].name, "api");
+        is_str(cfg->routes[1].name, "b");
+        is_int(cfg->metrics.nbuckets, 2);
+        is_int(cfg->metrics.bucket_ns[0], 5000000);
+        is_int(cfg->metrics.bucket_ns[1], 2500000000);
+        is_int(cfg->metrics.max_series, 10000);
+        fc_config_free(cfg);
+    }
 
     subtest("process: on and off, true and false read as 1 and 0");
     cfg = load(LISTEN UPS "routes:\n  - { path: /a, upstream: b, access_log: on }\n"
@@ -888,6 +965,8 @@ static void test_defaults(void)
     is_int(port_of(&cfg->listeners[0].addr), 8080);
     is_str(ip_of(&cfg->listeners[0].addr), "127.0.0.1");
     ok(cfg->listeners[0].health_path == NULL);
+    ok(cfg->listeners[0].metrics_path == NULL);
+    ok(cfg->listeners[0].status_path == NULL);
 
     is_int(cfg->nupstreams, 1);
     const fc_upstream_conf_t *u = &cfg->upstreams[0];
@@ -932,6 +1011,13 @@ static void test_defaults(void)
     is_int(r->send_timeout, 60000);
     is_int(r->read_timeout, 60000);
     is_int(r->access_log, 1);
+    is_str(r->name, "b");
+
+    is_int(cfg->request_id, 1);
+    is_int(cfg->metrics.nbuckets, 6);
+    is_int(cfg->metrics.bucket_ns[0], 10000000);
+    is_int(cfg->metrics.bucket_ns[5], 5000000000);
+    is_int(cfg->metrics.max_series, 10000);
 
     is_int(cfg->limits.client_header_timeout, 10000);
     is_int(cfg->limits.client_body_timeout, 60000);

@@ -1,0 +1,381 @@
+"""Metrics, the status page and their consumers (issue 12): the Prometheus text exposition checked by
+`promtool check metrics`, exact totals summed over two workers (and kept when a worker is killed),
+a real Prometheus scraping two workers through load and a reload, and the status page in headless
+Chromium. Prometheus and Chromium are Debian packages (scripts/install-deps.sh test installs them);
+a test that cannot find one fails and says so, it is never skipped."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import BUILD, ROOT, Client, child_pids, free_port, socket_owner, stop_pid, wait_for, wait_port
+
+WORKERS = 2
+
+
+def need(exe):
+    path = shutil.which(exe)
+    if path is None:
+        pytest.fail("%s is not installed: run scripts/install-deps.sh test (as root) to install the Debian "
+                    "package; this test is not skipped" % exe)
+    return path
+
+
+def config(port, mport, backends, workers=WORKERS, extra_listener="", health=None):
+    servers = "\n".join("      - address: %s" % b.address for b in backends)
+    hc = ("    health_check: { path: /health, interval: %s, timeout: 500ms, healthy_threshold: 1, "
+          "unhealthy_threshold: 1 }\n" % health) if health else ""
+    return ("workers: %d\nerror_log: stderr\nerror_log_level: info\naccess_log: off\nshutdown_timeout: 5s\n"
+            "listeners:\n  - address: 127.0.0.1:%d\n  - address: 127.0.0.1:%d\n    metrics: {}\n%s"
+            "upstreams:\n  app:\n    servers:\n%s\n%s"
+            "routes:\n  - { path: /api, upstream: app, name: api }\n  - { path: /, upstream: app, name: web }\n"
+            % (workers, port, mport, extra_listener, servers, hc))
+
+
+def scrape(mport, path="/metrics"):
+    with Client(mport, timeout=10) as c:
+        r = c.exchange("GET", path, host="127.0.0.1")
+    assert r.status == 200, r
+    return r
+
+
+def samples(text):
+    """{series line without the value: value} of a text exposition."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def request_count(text, route=None):
+    return sum(v for k, v in samples(text).items()
+               if k.startswith("http_request_duration_seconds_count{") and (route is None or 'route="%s"' % route in k))
+
+
+def workers_of(f, n, timeout=5):
+    pids = wait_for(lambda: len(child_pids(f.pid)) == n and child_pids(f.pid), timeout)
+    assert pids and len(pids) == n, "expected %d workers, have %r" % (n, child_pids(f.pid))
+    return pids
+
+
+def test_exposition_passes_promtool(h):
+    promtool = need("promtool")
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    f = h.fulcrum(config(port, mport, [b]), port)
+    wait_port(mport)
+    for target in ("/api/x", "/", "/nothing-else"):
+        with Client(port) as c:
+            assert c.exchange("GET", target).status == 200
+    with Client(port) as c:
+        assert c.exchange("POST", "/api/y", body=b"abc").status == 200
+    r = scrape(mport)
+    assert r.header("content-type") == "text/plain; version=0.0.4; charset=utf-8"
+    text = r.body.decode()
+    path = os.path.join(h.tmp, "scrape.txt")
+    with open(path, "w") as out:
+        out.write(text)
+    p = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    assert p.returncode == 0, "promtool check metrics failed on %s:\n%s%s" % (path, p.stdout.decode(), p.stderr.decode())
+    s = samples(text)
+    # The users' names, labels and buckets.
+    for le in ("0.01", "0.05", "0.1", "0.5", "1", "5", "+Inf"):
+        assert 'http_request_duration_seconds_bucket{method="GET",route="web",status="200",le="%s"}' % le in s
+    assert s['http_request_duration_seconds_count{method="GET",route="web",status="200"}'] == 2
+    assert s['http_request_duration_seconds_count{method="GET",route="api",status="200"}'] == 1
+    assert s['http_request_duration_seconds_count{method="POST",route="api",status="200"}'] == 1
+    assert s['http_request_duration_seconds_bucket{method="GET",route="web",status="200",le="+Inf"}'] == 2
+    assert "http_active_connections" in s
+    assert s['queue_size{queue="app"}'] == 0
+    assert s['fulcrum_upstream_responses_total{upstream="app",server="%s",code_class="2xx"}' % b.address] == 4
+    assert s['fulcrum_upstream_connections_opened_total{upstream="app",server="%s"}' % b.address] >= 1
+    assert s['fulcrum_server_up{upstream="app",server="%s"}' % b.address] == 1
+    assert s['fulcrum_workers'] == WORKERS
+    # Our four, and the connection the harness made to see the port listening.
+    assert s['fulcrum_connections_accepted_total{listener="127.0.0.1:%d"}' % port] == 5
+    assert s['process_start_time_seconds'] > 0 and s['process_open_fds'] > 0
+    for family in ("http_request_duration_seconds", "fulcrum_upstream_errors_total", "fulcrum_tls_handshakes_total",
+                   "fulcrum_config_reloads_total", "fulcrum_build_info", "process_cpu_seconds_total"):
+        assert text.count("# TYPE %s " % family) == 1, family
+    # The scrapes themselves reach no route and are not counted.
+    assert request_count(scrape(mport).body.decode()) == 4
+
+
+def test_totals_are_exact_over_workers_and_survive_a_killed_worker(h):
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    f = h.fulcrum(config(port, mport, [b]), port)
+    wait_port(mport)
+    pids = workers_of(f, WORKERS)
+    # New connections until both workers served some: the sum must still be exactly what was sent.
+    served = {p: 0 for p in pids}
+    sent = 0
+    deadline = time.monotonic() + 20
+    while (sent < 40 or min(served.values()) < 5) and sent < 400 and time.monotonic() < deadline:
+        with Client(port) as c:
+            assert c.exchange("GET", "/api/n").status == 200
+            owner = socket_owner(c, pids)
+        if owner in served:
+            served[owner] += 1
+        sent += 1
+    assert min(served.values()) >= 5, "requests did not reach both workers: %r" % served
+    text = scrape(mport).body.decode()
+    assert request_count(text, "api") == sent
+    assert sum(v for k, v in samples(text).items() if k.startswith("fulcrum_upstream_responses_total{")) == sent
+    assert sum(v for k, v in samples(text).items() if k.startswith("fulcrum_upstream_request_duration_seconds_count{")) == sent
+    # kill -9 a worker that served requests: its counts stay in the totals.
+    victim = max(served, key=served.get)
+    os.kill(victim, signal.SIGKILL)
+    assert wait_for(lambda: victim not in child_pids(f.pid) and len(child_pids(f.pid)) == WORKERS, 10), \
+        "the killed worker was not replaced"
+    text = scrape(mport).body.decode()
+    assert request_count(text, "api") == sent, "a killed worker's requests were lost"
+    assert samples(text)["fulcrum_worker_restarts_total"] == 1
+    for _ in range(10):
+        with Client(port) as c:
+            assert c.exchange("GET", "/api/n").status == 200
+    assert request_count(scrape(mport).body.decode(), "api") == sent + 10
+
+
+class Load(threading.Thread):
+    """Keep-alive GETs to both routes until stopped (bounded: at most 60 s and 100000 requests)."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port, self.stop_flag, self.errors, self.done = port, threading.Event(), [], 0
+
+    def run(self):
+        deadline = time.monotonic() + 60
+        c = None
+        while not self.stop_flag.is_set() and time.monotonic() < deadline and self.done < 100000:
+            try:
+                if c is None:
+                    c = Client(self.port, timeout=10)
+                r = c.exchange("GET", "/api/load" if self.done % 2 else "/page")
+                if r.status != 200:
+                    self.errors.append(r.status)
+                self.done += 1
+                if r.header("connection") == "close":
+                    c.close()
+                    c = None
+                time.sleep(0.005)
+            except Exception as e:  # a connection closed by a reload: count it, reconnect
+                self.errors.append(repr(e))
+                if c is not None:
+                    c.close()
+                c = None
+        if c is not None:
+            c.close()
+
+
+def prom_query(pport, q):
+    url = "http://127.0.0.1:%d/api/v1/query?%s" % (pport, urllib.parse.urlencode({"query": q}))
+    with urllib.request.urlopen(url, timeout=10) as r:
+        d = json.loads(r.read())
+    assert d["status"] == "success", d
+    return d["data"]["result"]
+
+
+def test_prometheus_scrapes_two_workers_through_load_and_reloads(h):
+    prometheus = need("prometheus")
+    b = h.backend()
+    port, mport, pport = free_port(), free_port(), free_port()
+    f = h.fulcrum(config(port, mport, [b]), port)
+    wait_port(mport)
+    pdir = os.path.join(h.tmp, "prometheus")
+    os.makedirs(pdir)
+    with open(os.path.join(pdir, "prometheus.yml"), "w") as out:
+        out.write("global: { scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s }\n"
+                  "scrape_configs:\n  - job_name: fulcrum\n    static_configs: [{ targets: ['127.0.0.1:%d'] }]\n"
+                  % mport)
+    perr = open(os.path.join(pdir, "stderr"), "wb")
+    proc = subprocess.Popen([prometheus, "--config.file=" + os.path.join(pdir, "prometheus.yml"),
+                             "--storage.tsdb.path=" + os.path.join(pdir, "data"),
+                             "--web.listen-address=127.0.0.1:%d" % pport], stdout=perr, stderr=perr,
+                            stdin=subprocess.DEVNULL)
+    perr.close()
+    h.others.append(proc)
+    assert wait_port(pport, timeout=30, proc=proc), "prometheus did not start"
+    load = Load(port)
+    load.start()
+    try:
+        # Two reloads: the third generation's workers take the process slots of the first, whose
+        # counts must have been kept by then.
+        time.sleep(4)
+        os.kill(f.pid, signal.SIGHUP)
+        time.sleep(4)
+        os.kill(f.pid, signal.SIGHUP)
+        time.sleep(4)
+    finally:
+        load.stop_flag.set()
+        load.join(15)
+    assert load.done > 100
+    assert not load.errors, "requests failed during the load: %r" % load.errors[:5]
+
+    def target_up():
+        with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/targets" % pport, timeout=10) as r:
+            t = json.loads(r.read())["data"]["activeTargets"]
+        return t and t[0]["health"] == "up" and t[0]["lastError"] == "" and t[0]
+    t = wait_for(target_up, 5, 0.2)
+    assert t, "the target is not up without error"
+    up = prom_query(pport, 'up{job="fulcrum"}')
+    assert up and up[0]["value"][1] == "1"
+    assert prom_query(pport, "fulcrum_config_reloads_total{result=\"success\"}")[0]["value"][1] == "2"
+    q = 'histogram_quantile(0.95, sum by (le, route) (rate(http_request_duration_seconds_bucket[1m])))'
+    routes = {r["metric"].get("route"): r["value"][1] for r in prom_query(pport, q)}
+    for route in ("api", "web"):
+        assert route in routes, "no p95 for route %s: %r" % (route, routes)
+        assert routes[route] not in ("NaN", "+Inf"), routes
+        assert float(routes[route]) < 0.5
+    # No counter (nor histogram bucket or count) went down across the reload.
+    names = sorted({k.split("{")[0] for k in samples(scrape(mport).body.decode())
+                    if re.match(r"^[a-z_]+(_total|_bucket|_count|_sum)\b", k)})
+    assert "http_request_duration_seconds_bucket" in names and "fulcrum_upstream_responses_total" in names
+    for name in names:
+        resets = prom_query(pport, "sum(resets(%s[1m]))" % name)
+        assert resets, "Prometheus has no samples of %s" % name
+        assert float(resets[0]["value"][1]) == 0, "%s went down across the reload: %r" % (name, resets)
+    err = prom_query(pport, '(sum(rate(http_request_duration_seconds_count{status=~"5.."}[1m])) or vector(0)) / '
+                            'sum(rate(http_request_duration_seconds_count[1m]))')
+    assert err and float(err[0]["value"][1]) == 0
+    stop_pid(proc, signal.SIGTERM, 10)
+
+
+def chromium(args, timeout=60):
+    exe = need("chromium")
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+           "--user-data-dir=" + args.pop(0)] + args
+    p = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    return p
+
+
+def test_status_page_in_chromium_shows_a_stopped_server(h):
+    b1, b2 = h.backend(name="alpha"), h.backend(name="beta")
+    port, mport, sport = free_port(), free_port(), free_port()
+    f = h.fulcrum(config(port, mport, [b1, b2], extra_listener="  - address: 127.0.0.1:%d\n    status: {}\n" % sport,
+                         health="500ms"), port)
+    wait_port(sport)
+    for _ in range(6):
+        with Client(port) as c:
+            assert c.exchange("GET", "/").status == 200
+    stop_pid(b2.proc, signal.SIGTERM, 5)
+
+    def beta_down():
+        d = json.loads(scrape(sport, "/status.json").body)
+        s = {x["address"]: x for x in d["upstreams"][0]["servers"]}
+        return s[b2.address]["state"] == "DOWN" and d
+    d = wait_for(beta_down, 5, 0.1)
+    assert d, "the stopped server is not DOWN in /status.json within 5 s"
+    s = {x["address"]: x for x in d["upstreams"][0]["servers"]}
+    assert s[b1.address]["state"] == "UP" and s[b1.address]["requests"] >= 3
+    assert s[b2.address]["last_check"]["result"] == "failure" and s[b2.address]["last_transition"] > 0
+    assert d["workers"] == WORKERS and d["version"]
+    # The page without JavaScript already has the table.
+    html = scrape(sport, "/status").body.decode()
+    assert "<h2>app</h2>" in html and b2.address in html and 'class="DOWN"' in html
+    url = "http://127.0.0.1:%d/status" % sport
+    prof = os.path.join(h.tmp, "chromium")
+    p = chromium([prof, "--virtual-time-budget=5000", "--dump-dom", url])
+    dom = p.stdout.decode("utf-8", "replace")
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    assert "data-updated" in dom, "the page's script did not refresh from /status.json:\n" + dom[-2000:]
+    rows = re.findall(r'<tr class="([A-Z_]+)"><td>([^<]+)</td><td>([^<]+)</td>', dom)
+    states = {addr: (cls, text) for cls, addr, text in rows}
+    assert states.get(b1.address) == ("UP", "UP"), states
+    assert states.get(b2.address) == ("DOWN", "DOWN"), states
+    assert "app" in dom and "version" in dom
+    shot = os.path.join(ROOT, BUILD, "status-page.png")
+    p = chromium([prof, "--virtual-time-budget=5000", "--window-size=1100,500", "--screenshot=" + shot, url])
+    assert p.returncode == 0 and os.path.getsize(shot) > 1000, p.stderr.decode()[-2000:]
+
+
+def test_rate_limited_requests_are_counted_per_route(h):
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    text = config(port, mport, [b]).replace(
+        "routes:\n  - { path: /api, upstream: app, name: api }",
+        "rate_limits:\n  tight: { key: \"$remote_addr\", rate: 1/m, burst: 2 }\n"
+        "routes:\n  - { path: /api, upstream: app, name: api, rate_limit: tight }")
+    f = h.fulcrum(text, port)
+    wait_port(mport)
+    statuses = []
+    for _ in range(7):
+        with Client(port) as c:
+            statuses.append(c.exchange("GET", "/api/x").status)
+    assert statuses.count(200) == 3 and statuses.count(429) == 4, statuses
+    s = samples(scrape(mport).body.decode())
+    assert s['fulcrum_rate_limited_requests_total{route="api"}'] == 4
+    assert s['fulcrum_rate_limited_requests_total{route="web"}'] == 0
+    assert s['http_request_duration_seconds_count{method="GET",route="api",status="429"}'] == 4
+    assert s['fulcrum_client_errors_total{reason="too_large"}'] == 0
+
+
+def test_access_log_names_route_end_cause_phase_and_connect_time(h):
+    from conftest import dead_port
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    text = config(port, mport, [b]).replace("access_log: off", "access_log: stdout").replace(
+        "routes:\n", "  gone:\n    servers: [{ address: 127.0.0.1:%d }]\n"
+        "routes:\n  - { path: /gone, upstream: gone, name: dead-end }\n" % dead_port())
+    f = h.fulcrum(text, port)
+    with Client(port) as c:
+        assert c.exchange("GET", "/api/ok").status == 200
+    with Client(port) as c:
+        assert c.exchange("GET", "/gone").status == 502
+    lines = f.access_log(want=2)
+    ok = next(ln for ln in lines if ln["path"] == "/api/ok")
+    bad = next(ln for ln in lines if ln["path"] == "/gone")
+    assert ok["route"] == "api" and ok["end"] == "-" and ok["phase"] == "done", ok
+    assert ok["connect_ms"] > 0, ok  # a fresh connection: its connect was timed
+    assert bad["route"] == "dead-end" and bad["status"] == 502, bad
+    assert bad["end"] == "server_refused" and bad["phase"] == "connect", bad
+    s = samples(scrape(mport).body.decode())
+    assert s['http_request_duration_seconds_count{method="GET",route="dead-end",status="502"}'] == 1
+    assert s['fulcrum_upstream_errors_total{upstream="gone",server="127.0.0.1:%s",kind="error"}'
+             % bad["upstream"].split(":")[1]] == 1
+
+
+def test_request_id_kept_or_made_forwarded_and_logged(h):
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    f = h.fulcrum(config(port, mport, [b]).replace("access_log: off", "access_log: stdout"), port)
+
+    def sent(headers):
+        with Client(port) as c:
+            r = c.exchange("GET", "/echo", headers=headers)
+        assert r.status == 200
+        return [v for k, v in r.json()["headers"] if k.lower() == "x-request-id"]
+    assert sent([("X-Request-ID", "client-42")]) == ["client-42"]      # the client's, kept
+    made = sent([])                                                      # none: one is made
+    assert len(made) == 1 and re.match(r"^[0-9a-f]{32}$", made[0]), made
+    bad = sent([("X-Request-ID", "has space")])                         # not printable: replaced
+    assert len(bad) == 1 and re.match(r"^[0-9a-f]{32}$", bad[0]) and bad[0] != made[0], bad
+    two = sent([("X-Request-ID", "a"), ("X-Request-ID", "b")])          # two: replaced by one
+    assert len(two) == 1 and re.match(r"^[0-9a-f]{32}$", two[0]), two
+    long = sent([("X-Request-ID", "x" * 129)])                          # too long: replaced
+    assert len(long) == 1 and len(long[0]) == 32, long
+    assert sent([("X-Request-ID", "y" * 128)]) == ["y" * 128]
+    lines = f.access_log(want=6)
+    # Two workers write their lines as their exchanges end: compare without the order.
+    assert sorted(ln["request_id"] for ln in lines) == sorted(["client-42", made[0], bad[0], two[0], long[0], "y" * 128])
+
+
+def test_request_id_off_forwards_what_the_client_sent(h):
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    f = h.fulcrum("request_id: off\n" + config(port, mport, [b]).replace("access_log: off", "access_log: stdout"), port)
+    for headers, want in (([], []), ([("X-Request-ID", "has space")], ["has space"])):
+        with Client(port) as c:
+            r = c.exchange("GET", "/echo", headers=headers)
+        assert [v for k, v in r.json()["headers"] if k.lower() == "x-request-id"] == want
+    assert sorted(ln["request_id"] for ln in f.access_log(want=2)) == ["-", "has space"]
