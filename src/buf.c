@@ -1,6 +1,9 @@
 /* buf.c: fc_buf_t growth and fixed-size block freelists (see buf.h). */
 #include "fulcrum/buf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,4 +76,18 @@ void fc_bufpool_drain(fc_bufpool_t *p)
         free(b);
     }
     p->nfree = 0;
+}
+
+int fc_buf_printf(fc_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || fc_buf_reserve(b, (size_t)n + 1) != 0) return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->base + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
 }

@@ -388,16 +388,10 @@ typedef struct out {
     int failed;
 } out_t;
 
-__attribute__((format(printf, 2, 3))) static void put(out_t *o, const char *fmt, ...)
-{
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if (fc_buf_append(o->b, tmp, FC_MIN((size_t)n, sizeof(tmp) - 1)) != 0) o->failed = 1;
-}
+#define put(o, ...)                                                                                \
+    do {                                                                                           \
+        if (fc_buf_printf((o)->b, __VA_ARGS__) != 0) (o)->failed = 1;                              \
+    } while (0)
 
 static void family(out_t *o, const char *name, const char *type, const char *help)
 {

@@ -17,6 +17,8 @@ int fc_buf_reserve(fc_buf_t *b, size_t extra);
 int fc_buf_append(fc_buf_t *b, const void *p, size_t n);
 #define FC_BUF_APPEND_LIT(b, lit) fc_buf_append((b), (lit), sizeof(lit) - 1)
 void fc_buf_free(fc_buf_t *b);
+/* Appends printf-style text (growing as needed); returns 0 or -1 (out of memory, or a bad format). */
+int fc_buf_printf(fc_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* A freelist of equally sized blocks. Blocks come back through fc_bufpool_put. */
 typedef struct fc_bufpool {
