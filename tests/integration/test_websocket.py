@@ -268,3 +268,24 @@ def test_sockets_survive_reloads_and_the_old_generation_leaves(h):
     assert r.get("error") is None, (r, err)
     assert r["open"] == 100 and r["closed"] == 0, r
     assert r["mismatched"] == 0 and r["echoes"] == r["sent"] and r["sent"] > 100 * 30, r
+
+
+def test_kill_9_of_a_worker_ends_only_its_tunnels(h):
+    """Two workers hold 40 WebSockets between them; a SIGKILL of one worker ends the sockets it
+    held, and every socket the other holds keeps echoing."""
+    from conftest import child_pids
+    _, sport = ws_server(h)
+    f, port = proxy(h, [sport], workers=2, access_log="off")
+    workers = wait_for(lambda: len(child_pids(f.pid)) == 2 and child_pids(f.pid), 5)
+    client = subprocess.Popen([node(), os.path.join(TOOLS, "ws_client.js"), "ws://127.0.0.1:%d/k" % port, "hold",
+                               "40", "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    h.others.append(client)
+    time.sleep(2)
+    victim = workers[0]
+    os.kill(victim, signal.SIGKILL)
+    out, err = client.communicate(timeout=30)
+    r = json.loads(out.decode().strip().splitlines()[-1])
+    assert r.get("error") is None, (r, err)
+    # some sockets ended with the killed worker, the rest stayed open and kept echoing
+    assert 0 < r["closed"] < 40 and r["open"] == 40 - r["closed"], r
+    assert r["mismatched"] == 0, r
