@@ -488,9 +488,7 @@ static uint64_t address_key(const struct sockaddr *sa)
         p = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
         n = 4;
     }
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h;
+    return fc_fnv1a(FC_FNV_INIT, p, n);
 }
 
 /* limits.max_connections_per_client reached: 503 and close at once, before any request is read
@@ -558,11 +556,8 @@ void fc_conn_accept(fc_worker_t *w, const fc_listener_t *l, int fd, const struct
 
 fc_conn_t *fc_conn_adopt_tunnel(fc_worker_t *w, int fd, const char *ip)
 {
-    int copy = dup(fd); /* conn_new closes what it is given on failure; the caller keeps <fd> then */
-    if (copy < 0) return NULL;
-    fc_conn_t *c = conn_new(w, copy);
+    fc_conn_t *c = conn_new(w, fd); /* (on failure it closed <fd>) */
     if (c == NULL) return NULL;
-    close(fd);
     snprintf(c->ip, sizeof(c->ip), "%s", ip);
     struct sockaddr_storage ss;
     if (fc_io_address(&c->io, 0, &ss) == 0) c->listener = find_listener(w, &ss);

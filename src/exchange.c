@@ -440,10 +440,8 @@ static int rate_limited(fc_exchange_t *ex, fc_slice_t target)
         const fc_rate_limit_conf_t *r = ex->route->rate_limits[i];
         expand_key(ex, r->key, target, b);
         if (b->len == 0) continue;
-        uint64_t h = 1469598103934665603ull; /* FNV-1a of the policy name, a NUL, the key */
-        for (const char *p = r->name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
-        h *= 1099511628211ull;
-        for (size_t k = 0; k < b->len; k++) h = (h ^ (unsigned char)b->base[k]) * 1099511628211ull;
+        /* the policy name, a NUL, the key */
+        uint64_t h = fc_fnv1a(fc_fnv1a(FC_FNV_INIT, r->name, strlen(r->name) + 1), b->base, b->len);
         double left;
         uint64_t wait_ms;
         if (fc_shm_rate_take(w->shm, h, (double)r->burst + 1, (double)r->rate / (double)r->per, uv_now(w->loop), &left,
@@ -1098,11 +1096,8 @@ static void bad_response(fc_exchange_t *ex, const char *why)
 /* The learn table's key for value <v> of this upstream's learned cookie. */
 static uint64_t learn_key(const fc_exchange_t *ex, fc_slice_t v)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const char *p = ex->route->upstream->name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    h = (h ^ 0) * 1099511628211ull;
-    for (size_t i = 0; i < v.n; i++) h = (h ^ (unsigned char)v.p[i]) * 1099511628211ull;
-    return h;
+    const char *name = ex->route->upstream->name; /* the upstream's name, a NUL, the value */
+    return fc_fnv1a(fc_fnv1a(FC_FNV_INIT, name, strlen(name) + 1), v.p, v.n);
 }
 
 /* Sticky learn mode: a Set-Cookie of the learned cookie in this answer ties its value to the

@@ -1,6 +1,7 @@
 /* shm.c: the shared segment and its slot table (see shm.h). Only the master assigns and frees
  * slots, always before it forks the workers that use them, so the key table needs no lock. */
 #include "fulcrum/shm.h"
+#include "fulcrum/trylock.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -82,22 +83,11 @@ void fc_shm_forget_proc(fc_shm_t *shm, unsigned proc)
     atomic_store(&shm->conns[proc], 0);
 }
 
-static int learn_lock(fc_shm_t *shm, size_t set)
-{
-    for (int spin = 0; spin < 64; spin++) {
-        unsigned free_ = 0;
-        if (atomic_compare_exchange_weak_explicit(&shm->learn_lock[set], &free_, 1, memory_order_acquire,
-                                                  memory_order_relaxed))
-            return 0;
-    }
-    return -1;
-}
-
 void fc_shm_learn_put(fc_shm_t *shm, uint64_t key, uint32_t slot, uint64_t expires)
 {
     if (key == 0) key = 1;
     size_t set = (size_t)(key % FC_SHM_LEARN_SETS);
-    if (learn_lock(shm, set) < 0) return;
+    if (fc_trylock(&shm->learn_lock[set], 64) < 0) return;
     fc_shm_learn_t *ways = &shm->learn[set * FC_SHM_LEARN_WAYS], *pick = &ways[0];
     for (size_t i = 0; i < FC_SHM_LEARN_WAYS; i++) {
         if (ways[i].key == key || ways[i].key == 0) {
@@ -109,7 +99,7 @@ void fc_shm_learn_put(fc_shm_t *shm, uint64_t key, uint32_t slot, uint64_t expir
     pick->key = key;
     pick->slot = slot;
     pick->expires = expires;
-    atomic_store_explicit(&shm->learn_lock[set], 0, memory_order_release);
+    fc_unlock(&shm->learn_lock[set]);
 }
 
 uint32_t fc_shm_learn_get(fc_shm_t *shm, uint64_t key, uint64_t now)
@@ -117,11 +107,11 @@ uint32_t fc_shm_learn_get(fc_shm_t *shm, uint64_t key, uint64_t now)
     if (key == 0) key = 1;
     size_t set = (size_t)(key % FC_SHM_LEARN_SETS);
     uint32_t slot = UINT32_MAX;
-    if (learn_lock(shm, set) < 0) return slot;
+    if (fc_trylock(&shm->learn_lock[set], 64) < 0) return slot;
     fc_shm_learn_t *ways = &shm->learn[set * FC_SHM_LEARN_WAYS];
     for (size_t i = 0; i < FC_SHM_LEARN_WAYS; i++)
         if (ways[i].key == key && ways[i].expires > now) slot = ways[i].slot;
-    atomic_store_explicit(&shm->learn_lock[set], 0, memory_order_release);
+    fc_unlock(&shm->learn_lock[set]);
     return slot;
 }
 
@@ -132,13 +122,7 @@ int fc_shm_rate_take(fc_shm_t *shm, uint64_t key, double cap, double per_ms, uin
     size_t set = (size_t)(key % FC_SHM_RATE_SETS);
     *left = cap - 1;
     *wait_ms = 0;
-    int locked = 0;
-    for (int spin = 0; spin < 64 && !locked; spin++) {
-        unsigned free_ = 0;
-        locked = atomic_compare_exchange_weak_explicit(&shm->rate_lock[set], &free_, 1, memory_order_acquire,
-                                                       memory_order_relaxed);
-    }
-    if (!locked) return 1;
+    if (fc_trylock(&shm->rate_lock[set], 64) < 0) return 1;
     fc_shm_bucket_t *ways = &shm->rate[set * FC_SHM_RATE_WAYS], *b = NULL, *lru = &ways[0];
     for (size_t i = 0; i < FC_SHM_RATE_WAYS && b == NULL; i++) {
         if (ways[i].key == key) b = &ways[i];
@@ -158,26 +142,15 @@ int fc_shm_rate_take(fc_shm_t *shm, uint64_t key, double cap, double per_ms, uin
     else *wait_ms = (uint64_t)((1.0 - t) / per_ms) + 1;
     b->tokens = t;
     *left = t;
-    atomic_store_explicit(&shm->rate_lock[set], 0, memory_order_release);
+    fc_unlock(&shm->rate_lock[set]);
     return ok;
-}
-
-static int peer_lock(fc_shm_t *shm, size_t set)
-{
-    for (int spin = 0; spin < 256; spin++) {
-        unsigned free_ = 0;
-        if (atomic_compare_exchange_weak_explicit(&shm->peer_lock[set], &free_, 1, memory_order_acquire,
-                                                  memory_order_relaxed))
-            return 0;
-    }
-    return -1;
 }
 
 int fc_shm_peer_enter(fc_shm_t *shm, uint64_t key, uint32_t max)
 {
     if (key == 0) key = 1;
     size_t set = (size_t)(key % FC_SHM_PEER_SETS);
-    if (peer_lock(shm, set) < 0) return -1;
+    if (fc_trylock(&shm->peer_lock[set], 256) < 0) return -1;
     fc_shm_peer_t *ways = &shm->peers[set * FC_SHM_PEER_WAYS], *p = NULL, *empty = NULL;
     for (size_t i = 0; i < FC_SHM_PEER_WAYS && p == NULL; i++) {
         if (ways[i].key == key) p = &ways[i];
@@ -195,7 +168,7 @@ int fc_shm_peer_enter(fc_shm_t *shm, uint64_t key, uint32_t max)
         p->count++;
         rc = 1;
     }
-    atomic_store_explicit(&shm->peer_lock[set], 0, memory_order_release);
+    fc_unlock(&shm->peer_lock[set]);
     return rc;
 }
 
@@ -205,27 +178,21 @@ void fc_shm_peer_leave(fc_shm_t *shm, uint64_t key)
     size_t set = (size_t)(key % FC_SHM_PEER_SETS);
     /* Waited for (a leave should not be lost; the lock is held for a few stores), but bounded: a
      * worker that died holding it must not hang the others. */
-    int got = 0;
-    for (long spin = 0; spin < 1000000 && !got; spin++) {
-        unsigned free_ = 0;
-        got = atomic_compare_exchange_weak_explicit(&shm->peer_lock[set], &free_, 1, memory_order_acquire,
-                                                    memory_order_relaxed);
-    }
-    if (!got) return;
+    if (fc_trylock(&shm->peer_lock[set], 1000000) < 0) return;
     fc_shm_peer_t *ways = &shm->peers[set * FC_SHM_PEER_WAYS];
     for (size_t i = 0; i < FC_SHM_PEER_WAYS; i++)
         if (ways[i].key == key && ways[i].count > 0) {
             ways[i].count--;
             break;
         }
-    atomic_store_explicit(&shm->peer_lock[set], 0, memory_order_release);
+    fc_unlock(&shm->peer_lock[set]);
 }
 
 void fc_shm_peer_reset(fc_shm_t *shm)
 {
     for (size_t set = 0; set < FC_SHM_PEER_SETS; set++) {
-        peer_lock(shm, set); /* taken if it can be; a dead holder's lock is simply overwritten */
+        (void)fc_trylock(&shm->peer_lock[set], 256); /* a dead holder's lock is simply overwritten */
         memset(&shm->peers[set * FC_SHM_PEER_WAYS], 0, FC_SHM_PEER_WAYS * sizeof(fc_shm_peer_t));
-        atomic_store_explicit(&shm->peer_lock[set], 0, memory_order_release);
+        fc_unlock(&shm->peer_lock[set]);
     }
 }

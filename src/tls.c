@@ -19,6 +19,7 @@
 
 #include "fulcrum/io.h"
 #include "fulcrum/list.h"
+#include "fulcrum/trylock.h"
 
 #define TLS_BUF 17408          /* a pooled ciphertext buffer: one whole record (16 KiB + overhead) fits */
 #define TLS_BUFS_KEEP 64
@@ -146,19 +147,9 @@ static size_t cache_set(const unsigned char *id, size_t n)
     return h % FC_TLS_CACHE_SETS;
 }
 
-static int cache_lock(size_t set)
-{
-    unsigned free_ = 0;
-    for (int spin = 0; spin < 64; spin++) {
-        if (atomic_compare_exchange_weak_explicit(&cache->lock[set], &free_, 1, memory_order_acquire,
-                                                  memory_order_relaxed))
-            return 0;
-        free_ = 0;
-    }
-    return -1;
-}
+static int cache_lock(size_t set) { return fc_trylock(&cache->lock[set], 64); }
 
-static void cache_unlock(size_t set) { atomic_store_explicit(&cache->lock[set], 0, memory_order_release); }
+static void cache_unlock(size_t set) { fc_unlock(&cache->lock[set]); }
 
 static int cache_new(SSL *ssl, SSL_SESSION *sess)
 {

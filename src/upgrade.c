@@ -158,10 +158,14 @@ void fc_upgrade_adopt(fc_worker_t *w, int cfd, int ufd, const fc_upgrade_t *from
 {
     fc_server_t *s = fc_server_find(w, upstream, address);
     fc_upgrade_t *g = calloc(1, sizeof(*g));
-    fc_conn_t *c = g != NULL ? fc_conn_adopt_tunnel(w, cfd, from->ip) : NULL;
-    if (c == NULL) { /* (g, if any, is freed; both sockets are still ours) */
-        free(g);
+    if (g == NULL) {
         close(cfd);
+        close(ufd);
+        return;
+    }
+    fc_conn_t *c = fc_conn_adopt_tunnel(w, cfd, from->ip); /* owns cfd from here */
+    if (c == NULL) {
+        free(g);
         close(ufd);
         return;
     }

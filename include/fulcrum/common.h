@@ -37,6 +37,15 @@ static inline uint64_t fc_clock_ns(void)
 #endif
 _Noreturn void fc__assert_fail(const char *expr, const char *file, int line);
 
+/* 64-bit FNV-1a: <h> (FC_FNV_INIT to begin) folded with <n> bytes at <p>. For keys of the shared
+ * tables; a NUL between the parts of a key is fc_fnv1a(h, "", 1). */
+#define FC_FNV_INIT UINT64_C(1469598103934665603)
+static inline uint64_t fc_fnv1a(uint64_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * UINT64_C(1099511628211);
+    return h;
+}
+
 /* Step results for functions that consume bytes. */
 enum { FC_OK = 0, FC_AGAIN = 1, FC_DONE = 2, FC_ERROR = -1 };
 

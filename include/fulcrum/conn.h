@@ -64,7 +64,7 @@ void fc_conn_adopt(fc_worker_t *w, int fd, const char *bytes, size_t len);
 void fc_conn_adopt_relayed(fc_worker_t *w, int fd, const char *ip, const struct sockaddr_storage *local,
                            const char *bytes, size_t len);
 /* Takes over client socket <fd> of a tunnel an older generation hands over (not reading yet;
- * fc_upgrade_begin makes it a tunnel side). NULL on failure (<fd> is then still the caller's). */
+ * fc_upgrade_begin makes it a tunnel side). NULL on failure (<fd> is closed). */
 fc_conn_t *fc_conn_adopt_tunnel(fc_worker_t *w, int fd, const char *ip);
 /* Makes TLS connection <c> (between requests) a relay: a socketpair whose other end, *<peer_fd>,
  * the caller hands to the newer generation, then calls fc_conn_relay_start (or, if the hand-over
