@@ -510,6 +510,12 @@ static void too_many(fc_worker_t *w, const fc_listener_t *l, int fd, const struc
                (unsigned long long)w->cfg->limits.max_connections_per_client, ip);
         last_log = uv_now(w->loop);
     }
+    /* A request that arrived with the connection would turn the close into a reset that can
+     * destroy the 503 before the client reads it: drop what is there already (one bounded read,
+     * never waiting), then send FIN before closing. */
+    char sink[4096];
+    (void)!recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+    shutdown(fd, SHUT_WR);
     close(fd);
 }
 
