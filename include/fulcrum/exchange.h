@@ -14,6 +14,7 @@
 #include "fulcrum/buf.h"
 #include "fulcrum/config.h"
 #include "fulcrum/http.h"
+#include "fulcrum/queue.h"
 #include "fulcrum/worker.h"
 
 struct fc_conn;
@@ -97,6 +98,12 @@ typedef struct fc_exchange {
     uint8_t set_sticky;           /* the answer sets the upstream's sticky cookie (the server chosen is
                                      not the one the client's cookie named) */
     int16_t sticky;               /* 1 + the server the client's sticky cookie names, 0 = none */
+    int16_t granted;              /* 1 + the server the queue gave this request a place on (counted
+                                     active for it already), 0 = none */
+    uint64_t queue_ms;            /* how long it waited in its upstream's queue (ms) */
+    uint64_t body_t0;             /* loop time (ms) the request body began to go to a server, 0 = not
+                                     yet (limits.client_body_min_rate) */
+    fc_queue_wait_t qw;           /* its place in the upstream's queue while all servers are at max_conns */
     fc_timeout_t deadline;        /* routes[].timeouts.request, armed from routing to the end */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
