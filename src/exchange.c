@@ -71,6 +71,7 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
         memset(&ex->resp_connection, 0, sizeof(ex->resp_connection));
     }
     memset(ex, 0, offsetof(fc_exchange_t, req));
+    ex->qw.q = NULL;
     fc_timeout_init(&ex->deadline, on_deadline);
     ex->w = w;
     ex->client = c;
@@ -1126,8 +1127,8 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
     if (!ex->resp_began && up->requests > 1 && !ex->retried && ex->replayable && ex->idempotent) {
         ex->retried = 1;
         if (s->upstream->ms != NULL) fc_metrics_add(s->upstream->ms, FC_MV_RETRIES, 1);
+        fc_server_picked(s); /* first: the place stays this request's, not the next waiter's */
         detach_upstream(ex, 0);
-        fc_server_picked(s);
         ex->t_conn_start = stamp(ex);
         int r = fc_upconn_connect(s, ex, &ex->up);
         if (r == 0) {

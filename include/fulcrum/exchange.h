@@ -103,7 +103,6 @@ typedef struct fc_exchange {
     uint64_t queue_ms;            /* how long it waited in its upstream's queue (ms) */
     uint64_t body_t0;             /* loop time (ms) the request body began to go to a server, 0 = not
                                      yet (limits.client_body_min_rate) */
-    fc_queue_wait_t qw;           /* its place in the upstream's queue while all servers are at max_conns */
     fc_timeout_t deadline;        /* routes[].timeouts.request, armed from routing to the end */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
@@ -119,6 +118,8 @@ typedef struct fc_exchange {
         fc_http_head_t req;       /* slices borrowed from client->io.rbuf, valid until head_out is built */
         fc_http_head_t resp;      /* slices borrowed from up->io.rbuf, valid until resp_out is built */
     };
+    fc_queue_wait_t qw;           /* its place in the upstream's queue while all servers are at
+                                     max_conns (qw.q NULL, set for each request, when not waiting) */
     fc_buf_t head_out;            /* owned: the request head as sent upstream (kept for a retry and the log) */
     fc_buf_t resp_out;            /* owned: the response head for the client, while being written */
     fc_buf_t key_buf;             /* owned: the hash key of this request (hash policy only) */
