@@ -329,3 +329,23 @@ def test_a_body_trickled_below_the_minimum_rate_is_cut_with_408(h):
 def select_readable(sock, timeout):
     import select
     return select.select([sock], [], [], timeout)
+
+
+def test_a_killed_worker_gives_its_place_to_the_other_workers_waiter(h):
+    """The place is held in worker A (3 s), a request waits in worker B; kill -9 of A: the master
+    takes back what A held and wakes B, whose request is served at once, not after 3 s."""
+    a = h.backend()
+    f = config(h, [a], queue={"max": 10, "timeout": "10s"})
+    conns = per_worker(f, f.port)
+    (pa, ca), (pb, cb) = list(conns.items())
+    holder = go(f.port, "/slow?ms=3000", client=ca)
+    time.sleep(0.2)
+    waiter = go(f.port, "/echo", client=cb)
+    time.sleep(0.2)
+    t_kill = time.monotonic()
+    os.kill(pa, signal.SIGKILL)
+    done([waiter], timeout=5)
+    assert waiter.status == 200, waiter.status
+    assert waiter.t1 - t_kill < 1.0, waiter.t1 - t_kill
+    done([holder])
+    assert wait_for(lambda: len(child_pids(f.pid)) == WORKERS, 10)
