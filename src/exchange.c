@@ -790,7 +790,7 @@ static void connect_next(fc_exchange_t *ex, uint64_t now)
             busy(ex, u, "every usable server is at max_conns");
             return;
         }
-        if (u->queue != NULL && tries_used(ex) == 0 && fc_queue_busy(u->queue)) {
+        if (usable > 0 && u->queue != NULL && tries_used(ex) == 0 && fc_queue_busy(u->queue)) {
             busy(ex, u, "requests are waiting for a server"); /* first come, first served */
             return;
         }
