@@ -15,6 +15,7 @@ Output: a markdown report on stdout and in bench/results/queue.md.
 import http.client
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -273,6 +274,7 @@ def main():
                 procs.stop(p)
     finally:
         procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
     report(results, contestants)
 
 
