@@ -283,7 +283,7 @@ static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const 
         finish(ex);
         return;
     }
-    c->state = FC_CONN_ACTIVE;
+    fc_conn_set_state(c, FC_CONN_ACTIVE);
     fc_timeout_clear(&c->timeout);
     /* An unread request body would be taken for the next request: close instead. */
     if (!ex->req_done) keepalive = 0;

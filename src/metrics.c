@@ -74,6 +74,7 @@ void fc_metrics_claim(fc_metrics_shm_t *m, unsigned proc)
     STORE(b->dropped, 0);
     STORE(b->pid, 0);
     for (unsigned r = 0; r < FC_MC_REASONS; r++) STORE(b->client_errors[r], 0);
+    for (unsigned k = 0; k < FC_MCS_STATES; k++) STORE(b->client_conns[k], 0);
     atomic_store_explicit(&b->folded, 0, memory_order_release);
 }
 
@@ -231,6 +232,7 @@ void fc_metrics_local_free(fc_metrics_local_t *l)
     l->rate_limited = NULL;
     l->index = l->index_keys = NULL;
     l->shm = NULL;
+    l->block = NULL;
 }
 
 void fc_metrics_rate_limited(fc_metrics_local_t *l, size_t route, const char *name)
@@ -288,6 +290,7 @@ static int collect(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap)
         snap->pids[b] = LOAD(blk->pid);
         snap->dropped += LOAD(blk->dropped);
         for (unsigned k = 0; k < FC_MC_REASONS; k++) snap->client_errors[k] += LOAD(blk->client_errors[k]);
+        for (unsigned k = 0; k < FC_MCS_STATES; k++) snap->client_conns[k] += LOAD(blk->client_conns[k]);
         uint32_t ns = atomic_load_explicit(&blk->nseries, memory_order_acquire);
         fc_metrics_series_t *s = fc_metrics_series_at(m, b);
         for (uint32_t i = 0; i < ns && n < total; i++) {
@@ -517,6 +520,13 @@ int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
     for (unsigned p = 0; p < FC_SHM_PROCS; p++) conns += LOAD(w->shm->conns[p]);
     family(&o, "http_active_connections", "gauge", "Open client connections, all workers together.");
     put(&o, "http_active_connections %u\n", conns);
+
+    static const char *const conn_states[FC_MCS_STATES] = {"reading", "writing", "idle", "tls_handshake", "tunnel"};
+    family(&o, "fulcrum_client_connections", "gauge",
+           "Open client connections by state: reading a request head, writing (a request in progress), idle "
+           "(keep-alive), tls_handshake, tunnel (after a 101).");
+    for (unsigned k = 0; k < FC_MCS_STATES; k++)
+        put(&o, "fulcrum_client_connections{state=\"%s\"} %llu\n", conn_states[k], (unsigned long long)snap.client_conns[k]);
 
     family(&o, "queue_size", "gauge", "Requests waiting for a server of the upstream named by queue.");
     for (size_t u = 0; u < cfg->nupstreams; u++) put(&o, "queue_size{queue=\"%s\"} 0\n", esc(cfg->upstreams[u].name, e1, sizeof(e1)));

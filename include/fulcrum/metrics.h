@@ -54,6 +54,19 @@ enum fc_metrics_client_reason {
     FC_MC_CLOSED, FC_MC_REASONS
 };
 
+/* What a client connection is doing, for fulcrum_client_connections{state} (a gauge: each worker
+ * keeps the counts of its own connections in its block, a scrape sums them). */
+enum fc_metrics_conn_state {
+    FC_MCS_READING = 0, /* reading a request head */
+    FC_MCS_WRITING,     /* an exchange in progress (its body read, the server asked, the answer
+                           written), or its answer out and the connection lingering to close */
+    FC_MCS_IDLE,        /* keep-alive, between requests (a new connection before its first byte too) */
+    FC_MCS_HANDSHAKE,   /* a TLS handshake in progress */
+    FC_MCS_TUNNEL,      /* a side of a tunnel after a 101, or a TLS connection relayed to a newer generation */
+    FC_MCS_STATES,
+    FC_MCS_NONE = 0xff, /* not counted (closing) */
+};
+
 typedef struct fc_metrics_series {
     uint8_t family;           /* enum fc_metrics_family; 0 = unused */
     uint8_t method;           /* route: index in the method names (FC_METRICS_METHODS - 1 = OTHER) */
@@ -69,6 +82,8 @@ typedef struct fc_metrics_block {
     _Atomic int32_t pid;       /* the worker's pid (process metrics), 0 = none */
     _Atomic uint64_t dropped;  /* series not made because max_series was reached */
     _Atomic uint64_t client_errors[FC_MC_REASONS];
+    _Atomic uint32_t client_conns[FC_MCS_STATES]; /* a gauge: the owner's client connections by state
+                                                     (not folded: a gone process has none) */
 } __attribute__((aligned(64))) fc_metrics_block_t;
 
 /* The segment: written per request only in the blocks; the rest by the master. */
@@ -174,6 +189,17 @@ static inline void fc_metrics_observe(fc_metrics_series_t *s, const fc_metrics_c
     fc_metrics_add(s, FC_MV_SUM, ns);
 }
 
+/* A client connection of this worker went from state <from> to <to> (enum fc_metrics_conn_state). */
+static inline void fc_metrics_conn_move(fc_metrics_local_t *l, unsigned from, unsigned to)
+{
+    if (l->block == NULL || from == to) return;
+    _Atomic uint32_t *v = l->block->client_conns;
+    if (from != FC_MCS_NONE)
+        atomic_store_explicit(&v[from], atomic_load_explicit(&v[from], memory_order_relaxed) - 1, memory_order_relaxed);
+    if (to != FC_MCS_NONE)
+        atomic_store_explicit(&v[to], atomic_load_explicit(&v[to], memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
 static inline void fc_metrics_client_error(fc_metrics_local_t *l, unsigned reason)
 {
     _Atomic uint64_t *v = &l->block->client_errors[reason];
@@ -204,6 +230,7 @@ typedef struct fc_metrics_snapshot {
     size_t n;
     uint64_t dropped;                /* summed over the blocks */
     uint64_t client_errors[FC_MC_REASONS];
+    uint64_t client_conns[FC_MCS_STATES];
     int32_t pids[FC_METRICS_BLOCKS]; /* worker pids of the live blocks, 0 = none */
 } fc_metrics_snapshot_t;
 

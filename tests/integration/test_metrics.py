@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -145,6 +146,105 @@ def test_totals_are_exact_over_workers_and_survive_a_killed_worker(h):
         with Client(port) as c:
             assert c.exchange("GET", "/api/n").status == 200
     assert request_count(scrape(mport).body.decode(), "api") == sent + 10
+
+
+class Upgrader(threading.Thread):
+    """A server that answers every request with 101 and then holds the connection: the other end of
+    a tunnel."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.ls.settimeout(0.2)
+        self.port = self.ls.getsockname()[1]
+        self.held = []
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            try:
+                s, _ = self.ls.accept()
+            except OSError:
+                continue
+            s.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = s.recv(4096)
+                if not d:
+                    break
+                data += d
+            s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            self.held.append(s)
+
+    def close(self):
+        self.stop_flag.set()
+        self.join(5)
+        for s in self.held + [self.ls]:
+            s.close()
+
+
+def conn_states(text):
+    s = samples(text)
+    return {k: int(s['fulcrum_client_connections{state="%s"}' % k])
+            for k in ("reading", "writing", "idle", "tls_handshake", "tunnel")}
+
+
+def test_client_connections_by_state(h):
+    b = h.backend()
+    up = Upgrader()
+    up.start()
+    h.tmp_cert = os.path.join(h.tmp, "c.pem"), os.path.join(h.tmp, "c.key")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", h.tmp_cert[1], "-out", h.tmp_cert[0], "-days", "2", "-subj", "/CN=localhost"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    port, mport, tport = free_port(), free_port(), free_port()
+    text = config(port, mport, [b], extra_listener="  - address: 127.0.0.1:%d\n    tls:\n      certificates:\n"
+                  "        - { cert: %s, key: %s }\n" % ((tport,) + h.tmp_cert))
+    text = text.replace("upstreams:\n", "upstreams:\n  ws:\n    servers:\n      - address: 127.0.0.1:%d\n" % up.port)
+    text = text.replace("routes:\n", "routes:\n  - { path: /ws, upstream: ws, name: ws }\n")
+    f = h.fulcrum(text, port)
+    wait_port(mport)
+    socks = []
+    try:
+        # The scrape's own connection is the one "writing" when nothing else is.
+        assert wait_for(lambda: conn_states(scrape(mport).body.decode()) ==
+                        {"reading": 0, "writing": 1, "idle": 0, "tls_handshake": 0, "tunnel": 0}, 5)
+        for _ in range(2):  # idle: kept alive after an answer
+            c = Client(port)
+            assert c.exchange("GET", "/").status == 200
+            socks.append(c)
+        socks.append(socket.create_connection(("127.0.0.1", port)))  # idle: nothing sent yet
+        for _ in range(2):  # reading: half a head
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            socks.append(s)
+        s = socket.create_connection(("127.0.0.1", port))  # writing: the server takes its time
+        s.sendall(b"GET /slow?ms=8000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        socks.append(s)
+        socks.append(socket.create_connection(("127.0.0.1", tport)))  # a TLS handshake not begun
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)  # a tunnel
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 101")
+        socks.append(s)
+        want = {"reading": 2, "writing": 2, "idle": 3, "tls_handshake": 1, "tunnel": 1}
+        seen = []
+
+        def matches():
+            t = scrape(mport).body.decode()
+            seen.append((conn_states(t), samples(t)["http_active_connections"]))
+            return seen[-1][0] == want and seen[-1][1] == sum(want.values())
+        assert wait_for(matches, 5, 0.2), "states: %r" % seen[-3:]
+    finally:
+        for s in socks:
+            s.close()
+        up.close()
+    # Every one of them is uncounted when it closes.
+    assert wait_for(lambda: conn_states(scrape(mport).body.decode()) ==
+                    {"reading": 0, "writing": 1, "idle": 0, "tls_handshake": 0, "tunnel": 0}, 5, 0.2), \
+        conn_states(scrape(mport).body.decode())
 
 
 class Load(threading.Thread):
