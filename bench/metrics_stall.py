@@ -95,8 +95,9 @@ def probe(port, seconds):
 
 def summary(lat):
     lat = sorted(lat)
-    return "n=%d p50=%.3f ms p99=%.3f ms max=%.3f ms" % (len(lat), lat[len(lat) // 2] * 1e3,
-                                                       lat[int(len(lat) * 0.99)] * 1e3, lat[-1] * 1e3)
+    return "n=%d p50=%.3f ms p99=%.3f ms max=%.3f ms, over 10 ms: %d, over 30 ms: %d" % (
+        len(lat), lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3, lat[-1] * 1e3,
+        sum(1 for x in lat if x > 0.010), sum(1 for x in lat if x > 0.030))
 
 
 def main():

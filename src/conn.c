@@ -271,6 +271,8 @@ void fc_conn_read_start(fc_conn_t *c)
 
 void fc_conn_nodelay(fc_conn_t *c) { fc_io_nodelay(&c->io); }
 
+void fc_conn_sndbuf(fc_conn_t *c, int bytes) { (void)fc_io_sndbuf(&c->io, bytes); }
+
 void fc_conn_read_stop(fc_conn_t *c) { fc_io_read_stop(&c->io); }
 
 /* Parses request heads from the buffer while the connection is between exchanges. */

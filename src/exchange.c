@@ -69,6 +69,7 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
         memset(&ex->resp_trailers, 0, sizeof(ex->resp_trailers));
         memset(&ex->req_connection, 0, sizeof(ex->req_connection));
         memset(&ex->resp_connection, 0, sizeof(ex->resp_connection));
+        memset(&ex->local_body, 0, sizeof(ex->local_body));
     }
     memset(ex, 0, offsetof(fc_exchange_t, req));
     fc_timeout_init(&ex->deadline, on_deadline);
@@ -91,6 +92,7 @@ static void free_exchange(fc_exchange_t *ex)
     fc_buf_free(&ex->resp_trailers);
     fc_buf_free(&ex->req_connection);
     fc_buf_free(&ex->resp_connection);
+    fc_buf_free(&ex->local_body);
     free(ex);
 }
 
@@ -99,6 +101,7 @@ static void unref(fc_exchange_t *ex)
     FC_ASSERT(ex->refs > 0);
     if (--ex->refs > 0) return;
     fc_timeout_clear(&ex->deadline);
+    fc_buf_free(&ex->local_body); /* not all written: the client left */
     fc_worker_t *w = W(ex);
     if (w->nfree_exchanges >= EXCHANGE_FREELIST_KEEP || ex->head_out.cap > 65536 || ex->resp_out.cap > 65536 ||
         ex->req_trailers.cap > 65536 || ex->resp_trailers.cap > 65536) {
@@ -267,13 +270,16 @@ static int cause_status(int cause)
  * header lines <extra> ("Name: value\r\n" each, or ""). */
 static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const char *body, size_t blen,
                         const char *extra, int keepalive);
+/* The send buffer a connection gets for a large local answer: the most written to it per loop turn. */
+#define LOCAL_SNDBUF (256 * 1024)
 
 static void reply_local(fc_exchange_t *ex, int status, const char *body, const char *extra, int keepalive)
 {
     reply_typed(ex, status, "text/plain", body, strlen(body), extra, keepalive);
 }
 
-/* The same with Content-Type <ctype> and a body of <blen> bytes. */
+/* The same with Content-Type <ctype> and a body of <blen> bytes (<body> NULL: they are in
+ * ex->local_body, or none for a HEAD). */
 static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const char *body, size_t blen,
                         const char *extra, int keepalive)
 {
@@ -299,12 +305,12 @@ static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const 
     ex->resp_out.len = 0;
     if (n < 0 || (size_t)n >= sizeof(buf) || fc_buf_append(&ex->resp_out, line, (size_t)ln) != 0 ||
         fc_buf_append(&ex->resp_out, extra, strlen(extra)) != 0 || fc_buf_append(&ex->resp_out, buf, (size_t)n) != 0 ||
-        fc_buf_append(&ex->resp_out, body, blen) != 0) {
+        (body != NULL && fc_buf_append(&ex->resp_out, body, blen) != 0)) {
         ex->cause = FC_END_INTERNAL;
         finish(ex); /* closes the connection: a cause is set and no answer went out */
         return;
     }
-    if (ex->is_head) ex->resp_out.len -= blen; /* HEAD: the same head, no body */
+    if (ex->is_head && body != NULL) ex->resp_out.len -= blen; /* HEAD: the same head, no body */
     ex->status = status;
     ex->error_reply = 1;
     ex->resp_head_done = ex->resp_done = 1;
@@ -552,6 +558,26 @@ static int path_is(fc_slice_t t, const char *path, size_t n, const char *suffix,
     return t.n == n + sn || t.p[n + sn] == '?';
 }
 
+/* The metrics exposition for <arg> (an exchange) is ready: answered unless the exchange ended
+ * meanwhile (the client left). */
+static void on_metrics_rendered(void *arg, fc_buf_t *text, const char *content_type)
+{
+    fc_exchange_t *ex = arg;
+    if (!ex->finished && text == NULL) fc_exchange_reply_error(ex, 500, 0);
+    else if (!ex->finished) {
+        /* Written from the render's own memory (no copy), a send buffer's worth per loop turn. */
+        size_t len = text->len;
+        if (!ex->is_head) {
+            ex->local_body = *text;
+            *text = (fc_buf_t){0};
+        }
+        if (ex->client != NULL) fc_conn_sndbuf(ex->client, LOCAL_SNDBUF);
+        ex->status = 200;
+        reply_typed(ex, 200, content_type, NULL, len, "", ex->keepalive);
+    }
+    unref(ex);
+}
+
 /* Answers a request for one of the listener's own endpoints (health, metrics, status) and returns
  * 1, or returns 0 when <target> is none of them. These reach no route and are not counted. */
 static int own_endpoint(fc_exchange_t *ex, const fc_listener_conf_t *l, fc_slice_t target)
@@ -565,17 +591,12 @@ static int own_endpoint(fc_exchange_t *ex, const fc_listener_conf_t *l, fc_slice
         return 1;
     }
     if (l->metrics_path != NULL && path_is(target, l->metrics_path, l->metrics_path_len, "", 0)) {
+        /* Rendered off the loop: the answer comes in on_metrics_rendered, holding a reference. */
         ex->own_endpoint = 1;
-        fc_buf_t body = {0};
-        if (fc_metrics_render(w, &body) != 0) {
-            fc_buf_free(&body);
-            fc_exchange_reply_error(ex, 500, 0);
-            return 1;
-        }
-        ex->status = 200;
-        reply_typed(ex, 200, "text/plain; version=0.0.4; charset=utf-8", body.base ? body.base : "", body.len, "",
-                    ex->keepalive);
-        fc_buf_free(&body);
+        const fc_header_t *accept = fc_http_find(&ex->req, "accept", 6);
+        int om = accept != NULL && fc_metrics_wants_openmetrics(accept->value.p, accept->value.n);
+        if (fc_metrics_render_start(w, om, on_metrics_rendered, ex) != 0) fc_exchange_reply_error(ex, 500, 0);
+        else ex->refs++;
         return 1;
     }
     int json = 0;
@@ -1332,6 +1353,10 @@ static void flush_client(fc_exchange_t *ex)
         size_t data = up != NULL && ex->resp_head_done ? up->fwd_end - up->fwd : 0;
         int last = ex->rechunk && ex->resp_done && !ex->resp_last_sent;
         char *dp = data > 0 ? up->io.rbuf.base + up->fwd : NULL;
+        if (up == NULL && ex->local_body.len > 0) { /* a large local answer's body, after its head */
+            data = ex->local_body.len;
+            dp = ex->local_body.base;
+        }
         size_t plen = ex->rechunk && data > 0 ? fc_chunk_prefix(ex->cl_prefix, data) : 0;
         ex->resp_tail.len = 0;
         if ((ex->rechunk && (data > 0 || last)) && fc_chunk_suffix(&ex->resp_tail, &ex->resp_body, data, last) != 0) {
@@ -1373,6 +1398,7 @@ static void flush_client(fc_exchange_t *ex)
         }
         ex->resp_out.len = 0;
         if (up != NULL) up->fwd = up->fwd_end;
+        fc_buf_free(&ex->local_body);
         break;
     }
     if (up != NULL && up->fwd == up->fwd_end && up->pos == up->io.rbuf.len && ex->resp_head_done) {
@@ -1401,6 +1427,7 @@ static void on_cl_write(fc_io_t *io, int status)
         else {
             ex->resp_out.len = 0;
             if (ex->up != NULL) ex->up->fwd = ex->up->fwd_end;
+            fc_buf_free(&ex->local_body);
             if (ex->client != NULL) fc_timeout_clear(&ex->client->timeout);
             flush_client(ex);
         }

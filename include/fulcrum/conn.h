@@ -82,6 +82,9 @@ void fc_conn_close(fc_conn_t *c);
  * connection; a lone final answer on a closing connection does without (one syscall less per
  * short-lived connection; nginx likewise sets it only on keep-alive connections). */
 void fc_conn_nodelay(fc_conn_t *c);
+/* Caps <c>'s socket send buffer (fc_io_sndbuf), so a large local answer is written a piece per
+ * loop turn. */
+void fc_conn_sndbuf(fc_conn_t *c, int bytes);
 /* Called by the exchange when it has finished with <c>: keep-alive or close. */
 void fc_conn_exchange_done(fc_conn_t *c, int keepalive);
 /* Called by the exchange after a final error response: shut down writing, linger, close. */

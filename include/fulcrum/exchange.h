@@ -121,6 +121,8 @@ typedef struct fc_exchange {
     fc_buf_t resp_trailers;       /* owned: the response trailer lines that are forwarded */
     fc_buf_t req_connection;      /* owned: a chunked request's Connection options (req_body.connection) */
     fc_buf_t resp_connection;     /* owned: the same for a chunked response */
+    fc_buf_t local_body;          /* owned: the body of a large local answer (the metrics exposition),
+                                     written after resp_out from where it was made, freed once written */
     struct fc_exchange *next_free; /* freelist link */
 } fc_exchange_t;
 

@@ -112,6 +112,88 @@ def test_exposition_passes_promtool(h):
     assert request_count(scrape(mport).body.decode()) == 4
 
 
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",), "info": ("_info",),
+            "histogram": ("_bucket", "_sum", "_count", "_created")}
+
+
+def check_openmetrics(text):
+    """The OpenMetrics rules promtool's parser does not check: every sample belongs to the family declared
+    last (no interleaving), named as its type says (a counter family without _total, its samples with it);
+    HELP before TYPE, each family once; the text ends with '# EOF'. Returns {family: type}."""
+    assert text.endswith("\n# EOF\n"), text[-200:]
+    types, current = {}, None
+    for line in text.splitlines()[:-1]:
+        if line.startswith("# HELP "):
+            name = line.split(" ", 3)[2]
+            assert name not in types, "family %s declared twice" % name
+            current = name
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name == current, "TYPE of %s without its HELP first" % name
+            assert kind in SUFFIXES, line
+            types[name] = kind
+        else:
+            assert not line.startswith("#"), line
+            sample = line.split("{")[0].split(" ")[0]
+            assert current in types, line
+            assert any(sample == current + sfx for sfx in SUFFIXES[types[current]]), \
+                "sample %s in family %s (%s)" % (sample, current, types[current])
+    return types
+
+
+def curl_scrape(mport, accept):
+    r = subprocess.run([need("curl"), "-s", "-S", "-D", "-", "-H", "Accept: " + accept,
+                        "http://127.0.0.1:%d/metrics" % mport], capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    head, body = r.stdout.split(b"\r\n\r\n", 1)
+    ctype = [ln.split(b":", 1)[1].strip().decode() for ln in head.split(b"\r\n")
+             if ln.lower().startswith(b"content-type:")]
+    return ctype[0], body.decode()
+
+
+def test_openmetrics_when_the_scraper_asks_for_it(h):
+    promtool = need("promtool")
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    h.fulcrum(config(port, mport, [b]), port)
+    wait_port(mport)
+    for target in ("/api/x", "/"):
+        with Client(port) as c:
+            assert c.exchange("GET", target).status == 200
+    ctype, om = curl_scrape(mport, PROMETHEUS_ACCEPT)
+    assert ctype == "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    types = check_openmetrics(om)
+    assert types["fulcrum_config_reloads"] == "counter" and "fulcrum_config_reloads_total" not in types
+    assert types["process_cpu_seconds"] == "counter"
+    assert types["fulcrum_build"] == "info"
+    assert types["http_request_duration_seconds"] == "histogram"
+    assert types["fulcrum_client_connections"] == "gauge"
+    # OpenMetrics' own parser (promtool's backfill, which wants a timestamp on every sample): the
+    # grammar, the types, the escaping and the # EOF.
+    stamped = "".join(line + ("" if line.startswith("#") else " 1700000000") + "\n" for line in om.splitlines())
+    path = os.path.join(h.tmp, "scrape.om")
+    with open(path, "w") as out:
+        out.write(stamped)
+    p = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", path, os.path.join(h.tmp, "om-tsdb")],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, "promtool's OpenMetrics parser refused %s:\n%s%s" % (path, p.stdout.decode(),
+                                                                                   p.stderr.decode())
+    # The sample lines are those of the text format (the same series, whichever format a scraper
+    # takes); only families are named differently.
+    ctype, text = curl_scrape(mport, "text/plain")
+    assert ctype == "text/plain; version=0.0.4; charset=utf-8"
+    assert "# EOF" not in text and "# TYPE fulcrum_config_reloads_total counter" in text
+    assert "# TYPE fulcrum_build_info gauge" in text
+    volatile = ("process_", "fulcrum_client_connections", "http_active_connections", "fulcrum_upstream_connections")
+    stable = lambda t: {k for k in samples(t) if not k.startswith(volatile)}
+    assert stable(om.replace("# EOF\n", "")) == stable(text)
+    # A scraper that prefers the text format gets it.
+    ctype, _ = curl_scrape(mport, "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5")
+    assert ctype == "text/plain; version=0.0.4; charset=utf-8"
+
+
 def test_totals_are_exact_over_workers_and_survive_a_killed_worker(h):
     b = h.backend()
     port, mport = free_port(), free_port()
@@ -328,6 +410,11 @@ def test_prometheus_scrapes_two_workers_through_load_and_reloads(h):
         return t and t[0]["health"] == "up" and t[0]["lastError"] == "" and t[0]
     t = wait_for(target_up, 5, 0.2)
     assert t, "the target is not up without error"
+    # Prometheus asks for OpenMetrics first: the counter families it learnt are named without _total.
+    with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/targets/metadata?metric=fulcrum_config_reloads" % pport,
+                                timeout=10) as r:
+        meta = json.loads(r.read())["data"]
+    assert meta and meta[0]["type"] == "counter", meta
     up = prom_query(pport, 'up{job="fulcrum"}')
     assert up and up[0]["value"][1] == "1"
     assert prom_query(pport, "fulcrum_config_reloads_total{result=\"success\"}")[0]["value"][1] == "2"

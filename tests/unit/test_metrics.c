@@ -167,6 +167,31 @@ void test_metrics(void)
         fc_metrics_shm_destroy(big);
     }
 
+    subtest("Accept: OpenMetrics 1.0.0 only when it is preferred to the text format");
+    {
+        static const struct {
+            const char *accept;
+            int om;
+        } cases[] = {
+            /* Prometheus 2.x's own Accept */
+            {"application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+             "text/plain;version=0.0.4;q=0.5,*/*;q=0.1", 1},
+            {"application/openmetrics-text", 1},
+            {"Application/OpenMetrics-Text; version=\"1.0.0\"; charset=utf-8", 1},
+            {"text/plain;version=0.0.4;q=0.9, application/openmetrics-text;version=1.0.0;q=0.8", 0},
+            {"application/openmetrics-text;version=0.0.1", 0},  /* a version this does not write */
+            {"application/openmetrics-text;q=0", 0},
+            {"text/plain", 0},
+            {"*/*", 0},
+            {"", 0},
+            {"application/openmetrics-text;q=0.5, */*;q=0.4", 1},
+            {";;;,,=,;q=,application/openmetrics-text;q", 1},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+            is_int(fc_metrics_wants_openmetrics(cases[i].accept, strlen(cases[i].accept)), cases[i].om);
+        is_int(fc_metrics_wants_openmetrics(NULL, 0), 0);
+    }
+
     fc_metrics_local_free(&a);
     fc_metrics_local_free(&b);
     fc_metrics_shm_destroy(m);
