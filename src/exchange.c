@@ -181,8 +181,8 @@ static void record_metrics(fc_exchange_t *ex, const fc_accesslog_record_t *r)
     unsigned method = ex->t_start != 0 ? fc_metrics_method(ex->parser.ll.method) : FC_METRICS_METHODS - 1;
     fc_metrics_series_t *s = fc_metrics_route(ml, ri, ex->route ? ex->route->name : "", method, (unsigned)r->status);
     if (s != NULL) fc_metrics_observe(s, ml->conf, r->request_ns);
-    if (ex->server != NULL && ex->server->ms != NULL && ex->t_up_start > 1)
-        fc_metrics_observe(ex->server->ms, ml->conf, r->upstream_ns);
+    if (ex->server != NULL && ex->server->ms != NULL && ex->t_up_head > 1 && ex->t_up_start > 1)
+        fc_metrics_observe(ex->server->ms, ml->conf, r->upstream_header_ns);
     if (FC_UNLIKELY(r->cause != FC_END_NONE)) count_client_error(ex, r->cause, r->phase);
 }
 
@@ -202,6 +202,7 @@ static void end_record(fc_exchange_t *ex)
     r.now = !w->timing ? 0 : ex->end_at_up_end && ex->t_up_end > 1 ? ex->t_up_end : fc_clock_ns();
     r.request_ns = r.now && ex->t_start > 1 ? r.now - ex->t_start : 0;
     r.upstream_ns = r.now && ex->t_up_start > 1 ? (ex->t_up_end > 1 ? ex->t_up_end : r.now) - ex->t_up_start : 0;
+    r.upstream_header_ns = ex->t_up_head > 1 && ex->t_up_start > 1 ? ex->t_up_head - ex->t_up_start : 0;
     r.connect_ns = ex->connect_ns;
     if (count) record_metrics(ex, &r);
     if (!log) return;
@@ -883,6 +884,7 @@ static void send_request(fc_exchange_t *ex, uint64_t t)
     ex->fwd = ex->body_start;
     ex->resp_began = 0;
     ex->t_up_start = t;
+    ex->t_up_head = 0;
     up->requests++;
     up->parser.head = &ex->resp;
     up->parser.skip_body = ex->is_head;
@@ -1222,6 +1224,7 @@ static void pump_response(fc_exchange_t *ex)
     fc_worker_t *w = W(ex);
     fc_upconn_t *up = ex->up;
     int kick = 0; /* read the body once with no bytes: a bodiless response ends right after its head */
+    int head_now = 0; /* the final head came in this turn: its clock read is the end's too */
     while (up != NULL && !ex->cl_writing && !ex->finished && !ex->resp_done) {
         size_t avail = up->io.rbuf.len - up->pos;
         if (avail == 0 && !kick) break;
@@ -1309,6 +1312,8 @@ static void pump_response(fc_exchange_t *ex)
             if (!ex->discard) ex->status = st; /* a client that left is logged 499 */
             up->parser.head = NULL;
             ex->resp_head_done = 1;
+            ex->t_up_head = stamp(ex);
+            head_now = 1;
             ex->phase = FC_PHASE_BODY;
             up->fwd = up->fwd_end = up->pos;
             kick = 1;
@@ -1322,7 +1327,7 @@ static void pump_response(fc_exchange_t *ex)
         up->fwd_end = decode ? up->fwd_end + made : up->pos;
         if (ev == FC_BODY_DONE) {
             ex->resp_done = 1;
-            ex->t_up_end = stamp(ex);
+            ex->t_up_end = head_now ? ex->t_up_head : stamp(ex);
             ex->end_at_up_end = 1;
         } else if (ev == FC_BODY_ERROR) {
             fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad body: %s", ex->server->upstream->conf->name,

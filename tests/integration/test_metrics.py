@@ -194,6 +194,99 @@ def test_openmetrics_when_the_scraper_asks_for_it(h):
     assert ctype == "text/plain; version=0.0.4; charset=utf-8"
 
 
+def test_large_exposition_is_written_in_pieces_while_the_worker_serves_others(h):
+    """One worker, 1,600 request series (over 1 MB of exposition): a scraper that does not read yet
+    holds the answer in the worker while other requests on the same worker are answered; the answer
+    then arrives whole and right; a scraper that leaves in the middle costs nothing."""
+    promtool = need("promtool")
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    routes = "".join("  - { path: /r%d/, upstream: app, name: r%d }\n" % (i, i) for i in range(200))
+    text = ("workers: 1\nerror_log: stderr\naccess_log: off\nmetrics: { max_series: 5000 }\n"
+            "listeners:\n  - address: 127.0.0.1:%d\n  - address: 127.0.0.1:%d\n"
+            "    metrics: {}\n    health: { path: /healthz }\n"
+            "upstreams:\n  app:\n    servers:\n      - address: %s\nroutes:\n%s" % (port, mport, b.address, routes))
+    h.fulcrum(text, port)
+    wait_port(mport)
+    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "PURGE", "LINK", "UNLINK"]
+    c = Client(port)
+    for i in range(200):
+        for m in methods:
+            r = c.exchange(m, "/r%d/x" % i, body=b"x" if m in ("POST", "PUT", "PATCH") else None)
+            assert r.status == 200, (m, r)
+    c.close()
+    slow = socket.create_connection(("127.0.0.1", mport))
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    leaver = socket.create_connection(("127.0.0.1", mport))
+    leaver.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    leaver.close()
+    with Client(mport) as other:
+        for _ in range(20):
+            t = time.monotonic()
+            assert other.exchange("GET", "/healthz").status == 200
+            assert time.monotonic() - t < 2
+    data = b""
+    slow.settimeout(10)
+    while b"\r\n\r\n" not in data:
+        data += slow.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    assert length > 1000000
+    while len(body) < length:
+        d = slow.recv(1 << 20)
+        assert d, "the answer stopped at %d of %d bytes" % (len(body), length)
+        body += d
+    assert len(body) == length
+    # Nothing after the answer: the same connection answers its next request cleanly.
+    slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    rest = b""
+    while not rest.endswith(b"ok\n") and len(rest) < 4096:
+        d = slow.recv(65536)
+        assert d
+        rest += d
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:200]
+    slow.close()
+    exposition = body.decode()
+    assert request_count(exposition) == 2000
+    assert len([k for k in samples(exposition) if k.startswith("http_request_duration_seconds_count{")]) == 200 * 8  # 3 methods are OTHER
+    p = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stdout.decode()[-2000:] + p.stderr.decode()[-2000:]
+
+
+def test_upstream_duration_ends_at_the_response_head(h):
+    """fulcrum_upstream_request_duration_seconds is the request written to the response head (the
+    issue's definition); the request histogram runs to the last byte; the access log has both."""
+    def head_then_slow_body(s):
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        time.sleep(0.7)
+        s.sendall(b"cd")
+    srv = RawServer(head_then_slow_body)
+    srv.start()
+    try:
+        port, mport = free_port(), free_port()
+        text = config(port, mport, [type("B", (), {"address": "127.0.0.1:%d" % srv.port})()], workers=1)
+        text = text.replace("access_log: off", "access_log: stdout")
+        f = h.fulcrum(text, port)
+        wait_port(mport)
+        with Client(port) as c:
+            r = c.exchange("GET", "/api/slow-body")
+            assert r.status == 200 and r.body == b"abcd"
+        s = samples(scrape(mport).body.decode())
+        srv_labels = 'upstream="app",server="127.0.0.1:%d"' % srv.port
+        assert s['fulcrum_upstream_request_duration_seconds_count{%s}' % srv_labels] == 1
+        assert s['fulcrum_upstream_request_duration_seconds_bucket{%s,le="0.5"}' % srv_labels] == 1
+        assert s['fulcrum_upstream_request_duration_seconds_sum{%s}' % srv_labels] < 0.5
+        route = 'method="GET",route="api",status="200"'
+        assert s['http_request_duration_seconds_bucket{%s,le="0.5"}' % route] == 0
+        assert s['http_request_duration_seconds_sum{%s}' % route] >= 0.7
+        line = [e for e in f.access_log(1) if e.get("route") == "api"][0]
+        assert line["upstream_ms"] >= 700 and line["upstream_header_ms"] < 500, line
+    finally:
+        srv.close()
+
+
 def test_totals_are_exact_over_workers_and_survive_a_killed_worker(h):
     b = h.backend()
     port, mport = free_port(), free_port()
@@ -230,12 +323,13 @@ def test_totals_are_exact_over_workers_and_survive_a_killed_worker(h):
     assert request_count(scrape(mport).body.decode(), "api") == sent + 10
 
 
-class Upgrader(threading.Thread):
-    """A server that answers every request with 101 and then holds the connection: the other end of
-    a tunnel."""
+class RawServer(threading.Thread):
+    """A server that reads each request head and hands the socket to respond(sock), then holds the
+    connection until close(): the other end of a tunnel, or a server that takes its time."""
 
-    def __init__(self):
+    def __init__(self, respond):
         super().__init__(daemon=True)
+        self.respond = respond
         self.ls = socket.socket()
         self.ls.bind(("127.0.0.1", 0))
         self.ls.listen(16)
@@ -257,14 +351,19 @@ class Upgrader(threading.Thread):
                 if not d:
                     break
                 data += d
-            s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
             self.held.append(s)
+            threading.Thread(target=self.respond, args=(s,), daemon=True).start()
 
     def close(self):
         self.stop_flag.set()
         self.join(5)
         for s in self.held + [self.ls]:
             s.close()
+
+
+def upgrader():
+    return RawServer(lambda s: s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                         b"Connection: Upgrade\r\n\r\n"))
 
 
 def conn_states(text):
@@ -275,7 +374,7 @@ def conn_states(text):
 
 def test_client_connections_by_state(h):
     b = h.backend()
-    up = Upgrader()
+    up = upgrader()
     up.start()
     h.tmp_cert = os.path.join(h.tmp, "c.pem"), os.path.join(h.tmp, "c.key")
     r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
@@ -484,6 +583,36 @@ def test_status_page_in_chromium_shows_a_stopped_server(h):
     shot = os.path.join(ROOT, BUILD, "status-page.png")
     p = chromium([prof, "--virtual-time-budget=5000", "--window-size=1100,500", "--screenshot=" + shot, url])
     assert p.returncode == 0 and os.path.getsize(shot) > 1000, p.stderr.decode()[-2000:]
+
+
+def test_status_shows_a_server_taken_down_with_requests_on_it_as_draining(h):
+    b1, b2 = h.backend(name="alpha"), h.backend(name="beta")
+    port, mport, sport = free_port(), free_port(), free_port()
+    listener = "  - address: 127.0.0.1:%d\n    status: {}\n" % sport
+    text = config(port, mport, [b1, b2], workers=1, extra_listener=listener)
+    f = h.fulcrum(text, port)
+    wait_port(sport)
+
+    def states():
+        d = json.loads(scrape(sport, "/status.json").body)
+        return {x["address"]: x["state"] for x in d["upstreams"][0]["servers"]}
+    # A slow request on each server (round robin), then beta is taken down by a reload.
+    slow = []
+    for _ in range(2):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /slow?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        slow.append(s)
+    assert wait_for(lambda: b1.stats().get("slow_inflight", 0) == 1 and b2.stats().get("slow_inflight", 0) == 1, 5)
+    with open(f.config_path, "w") as out:
+        out.write(text.replace("      - address: %s\n" % b2.address, "      - address: %s\n        down: true\n" % b2.address))
+    os.kill(f.pid, signal.SIGHUP)
+    assert wait_for(lambda: states() == {b1.address: "UP", b2.address: "DRAINING"}, 5, 0.1), states()
+    # Once its request is answered it is simply DOWN.
+    for s in slow:
+        s.settimeout(10)
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        s.close()
+    assert wait_for(lambda: states() == {b1.address: "UP", b2.address: "DOWN"}, 5, 0.1), states()
 
 
 def test_rate_limited_requests_are_counted_per_route(h):
