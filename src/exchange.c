@@ -1258,7 +1258,10 @@ static void pump_response(fc_exchange_t *ex)
             if (st < 200) {
                 if (st == 101) {
                     if (!ex->upgrade) bad_response(ex, "101 to a request that asked for no upgrade");
-                    else upgrade_to_tunnel(ex);
+                    else {
+                        if (ex->server->ms != NULL) fc_metrics_add(ex->server->ms, FC_MV_RESP, 1); /* a 1xx */
+                        upgrade_to_tunnel(ex);
+                    }
                     return;
                 }
                 if (!ex->http10 && fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, 0, NULL, &w->head_opts) != 0) {

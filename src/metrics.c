@@ -827,19 +827,6 @@ static const char *content_type(const fc_metrics_job_t *j)
                           : "text/plain; version=0.0.4; charset=utf-8";
 }
 
-int fc_metrics_render(fc_worker_t *w, int openmetrics, fc_buf_t *out)
-{
-    fc_metrics_job_t *j = job_new(w, openmetrics);
-    if (j == NULL) return -1;
-    job_format(j);
-    int failed = j->failed;
-    fc_buf_free(out);
-    *out = j->out;
-    j->out = (fc_buf_t){0};
-    job_free(j);
-    return failed ? -1 : 0;
-}
-
 static void on_job_work(uv_work_t *req) { job_format(fc_container_of(req, fc_metrics_job_t, req)); }
 
 static void on_job_done(uv_work_t *req, int status)

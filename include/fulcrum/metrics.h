@@ -4,8 +4,8 @@
  * master reaps a worker it folds that worker's block into the retired block, so no counter goes
  * down across a reload or a crash. Series are keyed by names (route name, "upstream/server",
  * upstream name, listener address), never by positions, so a reload keeps the series that stay.
- * This module also renders the Prometheus text exposition (0.0.4) and the merged view the status
- * page reads (status.c). */
+ * This module also renders the exposition (Prometheus text 0.0.4 or OpenMetrics 1.0.0) and the
+ * merged view the status page reads (status.c). */
 #ifndef FULCRUM_METRICS_H
 #define FULCRUM_METRICS_H
 
@@ -242,21 +242,16 @@ void fc_metrics_snapshot_free(fc_metrics_snapshot_t *snap);
 const fc_metrics_merged_t *fc_metrics_find(const fc_metrics_snapshot_t *snap, int family, const char *key);
 
 struct fc_worker;
-/* Renders the exposition of everything, as seen by worker <w>, into <out> (replacing what it held):
- * the Prometheus text format 0.0.4, or OpenMetrics 1.0.0 when <openmetrics>. Returns 0 or -1 (out
- * of memory). Runs on the caller's thread: for tests and tools; a worker answers a scrape with
- * fc_metrics_render_start. */
-int fc_metrics_render(struct fc_worker *w, int openmetrics, fc_buf_t *out);
-
 /* Called on the worker's loop with the rendered <text> (NULL when out of memory) and its
  * <content_type>, valid until this returns; the callee may take the memory of <text> (and leave
  * *<text> empty), which saves copying megabytes. */
 typedef void (*fc_metrics_done_cb)(void *arg, fc_buf_t *text, const char *content_type);
 typedef struct fc_metrics_job fc_metrics_job_t;
-/* The same off the event loop, so that a scrape of many series never stalls the worker's other
- * connections: what only the loop may read (the balancer's view of each server) is copied now;
- * summing the blocks and formatting run on libuv's thread pool, which reads only the shared
- * segment, the configuration and the copy. Returns 0, and <done>(<arg>, ...) is called exactly
+/* Renders the exposition of everything, as seen by worker <w>: the Prometheus text format 0.0.4,
+ * or OpenMetrics 1.0.0 when <openmetrics>. Off the event loop, so that a scrape of many series
+ * never stalls the worker's other connections: what only the loop may read (the balancer's view
+ * of each server) is copied now; summing the blocks and formatting run on libuv's thread pool,
+ * which reads only the shared segment, the configuration and the copy. Returns 0, and <done>(<arg>, ...) is called exactly
  * once, later, on the loop; or a negative libuv code, and <done> is never called. */
 int fc_metrics_render_start(struct fc_worker *w, int openmetrics, fc_metrics_done_cb done, void *arg);
 

@@ -418,6 +418,9 @@ def test_client_connections_by_state(h):
             seen.append((conn_states(t), samples(t)["http_active_connections"]))
             return seen[-1][0] == want and seen[-1][1] == sum(want.values())
         assert wait_for(matches, 5, 0.2), "states: %r" % seen[-3:]
+        # The tunnel's 101 is a response of its server.
+        s = samples(scrape(mport).body.decode())
+        assert s['fulcrum_upstream_responses_total{upstream="ws",server="127.0.0.1:%d",code_class="1xx"}' % up.port] == 1
     finally:
         for s in socks:
             s.close()
