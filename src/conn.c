@@ -128,6 +128,7 @@ static unsigned counted_state(const fc_conn_t *c)
 /* Counts <c> under the state it is in now (a gauge in this worker's metric block). */
 static void recount(fc_conn_t *c)
 {
+    if (c->w->metrics.block == NULL) return; /* metrics are off in this worker, for its whole life */
     unsigned k = counted_state(c);
     if (k == c->counted_as) return;
     fc_metrics_conn_move(&c->w->metrics, c->counted_as, k);
@@ -275,8 +276,18 @@ void fc_conn_sndbuf(fc_conn_t *c, int bytes) { (void)fc_io_sndbuf(&c->io, bytes)
 
 void fc_conn_read_stop(fc_conn_t *c) { fc_io_read_stop(&c->io); }
 
-/* Parses request heads from the buffer while the connection is between exchanges. */
+static void parse_heads(fc_conn_t *c);
+
+/* Parses request heads; a connection left with half a head is counted as reading only now, so a
+ * head that came whole in one read costs one move of the gauges (idle to writing), not two. */
 static void process(fc_conn_t *c)
+{
+    parse_heads(c);
+    if (c->state == FC_CONN_HEAD) recount(c);
+}
+
+/* Parses request heads from the buffer while the connection is between exchanges. */
+static void parse_heads(fc_conn_t *c)
 {
     fc_worker_t *w = c->w;
     while (c->state == FC_CONN_IDLE || c->state == FC_CONN_HEAD) {
@@ -295,7 +306,7 @@ static void process(fc_conn_t *c)
                 c->pos = 0;
                 fc_conn_read_start(c);
             }
-            fc_conn_set_state(c, FC_CONN_HEAD);
+            c->state = FC_CONN_HEAD; /* counted by process() if the head is not complete */
             fc_timeout_set(&w->tq, &c->timeout, w->t_header);
         }
         if (c->ex == NULL) {

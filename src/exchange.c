@@ -101,7 +101,7 @@ static void unref(fc_exchange_t *ex)
     FC_ASSERT(ex->refs > 0);
     if (--ex->refs > 0) return;
     fc_timeout_clear(&ex->deadline);
-    fc_buf_free(&ex->local_body); /* not all written: the client left */
+    if (ex->local_body.base != NULL) fc_buf_free(&ex->local_body); /* not all written: the client left */
     fc_worker_t *w = W(ex);
     if (w->nfree_exchanges >= EXCHANGE_FREELIST_KEEP || ex->head_out.cap > 65536 || ex->resp_out.cap > 65536 ||
         ex->req_trailers.cap > 65536 || ex->resp_trailers.cap > 65536) {
@@ -1406,7 +1406,7 @@ static void flush_client(fc_exchange_t *ex)
         }
         ex->resp_out.len = 0;
         if (up != NULL) up->fwd = up->fwd_end;
-        fc_buf_free(&ex->local_body);
+        else if (ex->local_body.base != NULL) fc_buf_free(&ex->local_body);
         break;
     }
     if (up != NULL && up->fwd == up->fwd_end && up->pos == up->io.rbuf.len && ex->resp_head_done) {
@@ -1435,7 +1435,7 @@ static void on_cl_write(fc_io_t *io, int status)
         else {
             ex->resp_out.len = 0;
             if (ex->up != NULL) ex->up->fwd = ex->up->fwd_end;
-            fc_buf_free(&ex->local_body);
+            else if (ex->local_body.base != NULL) fc_buf_free(&ex->local_body);
             if (ex->client != NULL) fc_timeout_clear(&ex->client->timeout);
             flush_client(ex);
         }

@@ -74,7 +74,8 @@ int fc_conn_relay(fc_conn_t *c, int *peer_fd);
 void fc_conn_relay_start(fc_conn_t *c);
 void fc_conn_relay_cancel(fc_conn_t *c);
 /* Moves <c> to state <s> (enum fc_conn_state), counting it under its new state for
- * fulcrum_client_connections. Every change of c->state goes through here. */
+ * fulcrum_client_connections. Every change of c->state goes through here but one: conn.c's
+ * parser loop enters FC_CONN_HEAD directly and counts it only if the head stays incomplete. */
 void fc_conn_set_state(fc_conn_t *c, unsigned s);
 /* Closes <c> (idempotent). Its exchange, if any, must be detached first. */
 void fc_conn_close(fc_conn_t *c);
