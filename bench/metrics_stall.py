@@ -10,6 +10,7 @@ it can (one scrape at a time). The longest probe round trip during the scrapes, 
 without, is the loop stall a scrape causes. Every process is started here and stopped by PID.
 
 Usage: bench/metrics_stall.py [--routes 1000] [--seconds 5] [--fulcrum build/fulcrum] [--openmetrics]
+       [--path /metrics|/status|/status.json]
 """
 import argparse
 import os
@@ -107,6 +108,7 @@ def main():
     ap.add_argument("--fulcrum", default=os.path.join(ROOT, "build", "fulcrum"))
     ap.add_argument("--fastback", default=os.path.join(ROOT, "build", "tools", "fastback"))
     ap.add_argument("--openmetrics", action="store_true", help="scrape with Prometheus's Accept header")
+    ap.add_argument("--path", default="/metrics", help="what to fetch: /metrics, /status or /status.json")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="fc-stall-")
     procs = []
@@ -117,7 +119,7 @@ def main():
         routes = "".join("  - { path: /r%d/, upstream: app, name: r%d }\n" % (i, i) for i in range(a.routes))
         cfg = ("workers: 1\nerror_log: stderr\naccess_log: off\nmetrics: { max_series: %d }\n"
                "listeners:\n  - address: 127.0.0.1:%d\n  - address: 127.0.0.1:%d\n"
-               "    metrics: {}\n    health: { path: /healthz }\n"
+               "    metrics: {}\n    status: {}\n    health: { path: /healthz }\n"
                "upstreams:\n  app:\n    servers:\n      - address: 127.0.0.1:%d\nroutes:\n%s"
                % (a.routes * len(METHODS) + 100, port, mport, bport, routes))
         path = os.path.join(tmp, "fulcrum.yaml")
@@ -139,7 +141,7 @@ def main():
         accept = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
                   "text/plain;version=0.0.4;q=0.5,*/*;q=0.1") if a.openmetrics else "*/*"
         scrape = ["curl", "-s", "-o", os.path.join(tmp, "scrape"), "-w", "%{time_total} %{size_download}\n",
-                  "-H", "Accept: " + accept, "http://127.0.0.1:%d/metrics" % mport]
+                  "-H", "Accept: " + accept, "http://127.0.0.1:%d%s" % (mport, a.path)]
         once = subprocess.run(scrape, capture_output=True, text=True, timeout=60).stdout.split()
         with open(os.path.join(tmp, "scrape"), "rb") as f:
             series = sum(1 for line in f if line.startswith(b"http_request_duration_seconds_count{"))

@@ -267,8 +267,9 @@ static uint32_t hash_series(const fc_metrics_series_t *s)
     return h;
 }
 
-/* One pass over the blocks into <snap>; the caller checks fold_seq around it. */
-static int collect(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap)
+/* One pass over the blocks into <snap>, of the series whose family is in <families> (a bit per
+ * family); the caller checks fold_seq around it. */
+static int collect(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap, uint32_t families)
 {
     size_t total = 0;
     for (unsigned b = 0; b < FC_METRICS_BLOCKS; b++)
@@ -295,6 +296,7 @@ static int collect(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap)
         uint32_t ns = atomic_load_explicit(&blk->nseries, memory_order_acquire);
         fc_metrics_series_t *s = fc_metrics_series_at(m, b);
         for (uint32_t i = 0; i < ns && n < total; i++) {
+            if (!(families >> s[i].family & 1)) continue;
             uint32_t h = hash_series(&s[i]) & (uint32_t)(cap - 1);
             fc_metrics_merged_t *d = NULL;
             while (table[h] != 0) {
@@ -346,6 +348,11 @@ static int collect(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap)
 
 int fc_metrics_snapshot(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap)
 {
+    return fc_metrics_snapshot_of(m, snap, UINT32_MAX);
+}
+
+int fc_metrics_snapshot_of(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap, uint32_t families)
+{
     for (int tries = 0; tries < SNAPSHOT_TRIES; tries++) {
         uint32_t before = atomic_load_explicit(&m->fold_seq, memory_order_acquire);
         if (before & 1) {
@@ -353,11 +360,11 @@ int fc_metrics_snapshot(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap)
             nanosleep(&pause, NULL);
             continue;
         }
-        if (collect(m, snap) != 0) return -1;
+        if (collect(m, snap, families) != 0) return -1;
         if (atomic_load_explicit(&m->fold_seq, memory_order_acquire) == before) return 0;
         fc_metrics_snapshot_free(snap);
     }
-    return collect(m, snap); /* a master stuck mid-fold: answer with what is there */
+    return collect(m, snap, families); /* a master stuck mid-fold: answer with what is there */
 }
 
 void fc_metrics_snapshot_free(fc_metrics_snapshot_t *snap)

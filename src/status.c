@@ -84,7 +84,7 @@ static int render(fc_worker_t *w, out_t *o, int html)
     fc_metrics_shm_t *m = w->metrics.shm;
     if (m == NULL) return -1;
     fc_metrics_snapshot_t snap;
-    if (fc_metrics_snapshot(m, &snap) != 0) return -1;
+    if (fc_metrics_snapshot_of(m, &snap, 1u << FC_MF_SERVER) != 0) return -1;
     const fc_config_t *cfg = w->cfg;
     char n1[160], n2[160];
     unsigned long long now = (unsigned long long)time(NULL);

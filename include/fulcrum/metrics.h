@@ -237,6 +237,9 @@ typedef struct fc_metrics_snapshot {
 /* Sums the blocks of <m> into <snap> (consistent with the folds: retried while one runs). Returns
  * 0 or -1 (out of memory). */
 int fc_metrics_snapshot(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap);
+/* The same with only the series of the families in <families> (bit 1 << FC_MF_x each): the status
+ * page reads the servers' series only, and skips the cost of the route series. */
+int fc_metrics_snapshot_of(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap, uint32_t families);
 void fc_metrics_snapshot_free(fc_metrics_snapshot_t *snap);
 /* The merged series of <family> and <key> (method and status 0 for the others), or NULL. */
 const fc_metrics_merged_t *fc_metrics_find(const fc_metrics_snapshot_t *snap, int family, const char *key);
