@@ -81,6 +81,22 @@ void test_metrics(void)
     if (ms != NULL) is_int(total_count(ms, mc), 10);
     fc_metrics_snapshot_free(&snap);
 
+    subtest("a snapshot of some families has their series only, summed the same");
+    fc_metrics_add(fc_metrics_local_series(&a, FC_MF_SERVER, "app/127.0.0.1:3000", 0, 0), FC_MV_OPENED, 2);
+    fc_metrics_add(fc_metrics_local_series(&b, FC_MF_SERVER, "app/127.0.0.1:3000", 0, 0), FC_MV_OPENED, 3);
+    is_int(fc_metrics_snapshot(m, &snap), 0);
+    size_t all_series = snap.n;
+    fc_metrics_snapshot_free(&snap);
+    is_int(fc_metrics_snapshot_of(m, &snap, 1u << FC_MF_SERVER), 0);
+    size_t servers = 0;
+    for (size_t i = 0; i < snap.n; i++) servers += snap.s[i].family == FC_MF_SERVER;
+    ok(snap.n > 0 && snap.n < all_series);
+    is_int(servers, snap.n);
+    const fc_metrics_merged_t *srv = fc_metrics_find(&snap, FC_MF_SERVER, "app/127.0.0.1:3000");
+    ok(srv != NULL);
+    if (srv != NULL) is_int(srv->v[FC_MV_OPENED], 5);
+    fc_metrics_snapshot_free(&snap);
+
     subtest("a reaped worker's counts move to the retired block: the total stays");
     fc_metrics_fold(m, 1);
     ok(m->blocks[1].folded);
