@@ -14,6 +14,7 @@ Usage: bench/metrics_stall.py [--routes 1000] [--seconds 5] [--fulcrum build/ful
 """
 import argparse
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -171,6 +172,8 @@ def main():
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+        if "STALL_ERR" not in os.environ:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
