@@ -567,6 +567,7 @@ int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
         fc_upstream_t *up = &w->upstreams[u];
         for (size_t k = 0; k < up->conf->nservers; k++) {
             fc_server_t *s = &up->servers[k];
+            if (s->vacant) continue; /* a position of a resolving name with no address now */
             char key[FC_METRICS_KEY];
             snprintf(key, sizeof(key), "%s/%s", up->conf->name, s->conf->addr.text);
             const fc_metrics_merged_t *ms = fc_metrics_find(&snap, FC_MF_SERVER, key);
@@ -593,6 +594,7 @@ int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
             fc_upstream_t *up = &w->upstreams[u];
             for (size_t k = 0; k < up->conf->nservers; k++) {
                 fc_server_t *s = &up->servers[k];
+                if (s->vacant) continue;
                 fc_shm_server_t *st = s->st;
                 char key[FC_METRICS_KEY];
                 snprintf(key, sizeof(key), "%s/%s", up->conf->name, s->conf->addr.text);

@@ -128,16 +128,16 @@ static const err_case_t unknown_key_cases[] = {
     {"# top\n" MIN "worker: 2\n",
      "t.yaml:10:1: unknown key 'worker' at the top level (expected one of: workers, shutdown_timeout, "
      "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, via, underscores_in_headers, request_id, "
-     "listeners, upstreams, rate_limits, routes, ..."},
+     "resolver, listeners, upstreams, ...)"},
     {"listeners:\n  - address: 127.0.0.1:8080\n    port: 80\n" UPS ROUTE,
      "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health, metrics, status, tls, hsts, redirect_https)"},
     {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
      "t.yaml:5:5: unknown key 'balancer' in upstreams.b (expected one of: balance, keepalive, "
-     "keepalive_timeout, servers, fail_on, health_check, retry, tls, sticky)"},
+     "keepalive_timeout, servers, fail_on, health_check, retry, tls, sticky, resolve, resolve_interval, max_addresses)"},
     {LISTEN "upstreams:\n  b:\n    servers:\n      - address: 127.0.0.1:1\n      - address: 127.0.0.1:2\n"
             "        wieght: 2\n" ROUTE,
      "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight, backup, down, "
-     "max_conns, max_fails, fail_timeout, slow_start)"},
+     "max_conns, max_fails, fail_timeout, slow_start, resolve, resolve_interval, max_addresses)"},
     {LISTEN UPS "routes:\n  - upstream: b\n  - upstream: b\n    prefix: /x\n",
      "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, name, access_log, upgrade, rate_limit, timeouts)"},
     {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { connect: 1s, idle: 2s }\n",
