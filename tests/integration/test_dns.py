@@ -1,0 +1,294 @@
+"""Upstreams that follow DNS (issue 14): a server written as a host name, resolved with c-ares
+against a DNS server of the test's own (tests/tools/dnsserver.py on loopback, `resolver:`), whose
+answers the test changes while requests run. Each "pod" is a backend on its own loopback address
+(127.0.0.2, .3, ...) and the same port, as a Kubernetes headless Service's pods are."""
+import json
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+
+from conftest import PYTHON, START_TIMEOUT, TOOLS, Client, free_port, get, stop_pid, wait_for, yaml_config
+
+import pytest
+
+
+class Dns:
+    """The test's DNS server: set() rewrites its zone (it reads the zone for every query)."""
+
+    def __init__(self, h):
+        self.zone = os.path.join(h.tmp, "zone.json")
+        self.log = os.path.join(h.tmp, "dns-queries.log")
+        self.set({})
+        proc = subprocess.Popen([PYTHON, os.path.join(TOOLS, "dnsserver.py"), "--zone", self.zone, "--log", self.log],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        h.others.append(proc)
+        r, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
+        line = proc.stdout.readline().decode() if r else ""
+        if not line.startswith("ready "):
+            stop_pid(proc, signal.SIGKILL)
+            raise RuntimeError("dnsserver did not start: %r" % line)
+        self.port = int(line.split()[1])
+        self.address = "127.0.0.1:%d" % self.port
+
+    def set(self, names, ttl=30, mode="answer"):
+        """names: {"app.test": ["127.0.0.2", ...]}."""
+        zone = {"mode": mode, "names": {n: {"a": a, "ttl": ttl} for n, a in names.items()}}
+        tmp = self.zone + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(zone, f)
+        os.rename(tmp, self.zone)
+
+    def queries(self, name, qtype="A"):
+        """Monotonic times of the queries for <name> of type <qtype> so far."""
+        try:
+            with open(self.log) as f:
+                rows = [ln.split() for ln in f if ln.strip()]
+        except FileNotFoundError:
+            return []
+        return [float(t) for t, n, ty in rows if n == name and ty == qtype]
+
+
+def pods(h, n, first=2):
+    """<n> backends on 127.0.0.<first>, <first + 1>, ... all on one port (named after their address)."""
+    out = [h.backend(name="pod%d" % first, host="127.0.0.%d" % first)]
+    for i in range(first + 1, first + n):
+        out.append(h.backend(name="pod%d" % i, host="127.0.0.%d" % i, port=out[0].port))
+    return out
+
+
+def start(h, dns, upstream, workers=2, extra_top=""):
+    port = free_port()
+    text = yaml_config(port, {"app": upstream}, [{"path": "/", "upstream": "app"}], workers=workers,
+                       access_log="off")
+    text = "resolver: %s\n%s" % (dns.address, extra_top) + text
+    return h.fulcrum(text, port), port
+
+
+class Load:
+    """<n> keep-alive clients sending GET /echo until stop(), at most <limit> seconds. Every
+    answer is recorded (status, the backend that gave it); an exception is a failure."""
+
+    def __init__(self, port, n=4, limit=60.0):
+        self.port, self.limit = port, limit
+        self.results, self.failures = [], []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def run(self):
+        deadline = time.monotonic() + self.limit
+        c = None
+        while not self.done.is_set() and time.monotonic() < deadline:
+            try:
+                if c is None:
+                    c = Client(self.port, timeout=10)
+                r = c.exchange("GET", "/echo")
+                name = r.json()["name"] if r.status == 200 else None
+                with self.lock:
+                    self.results.append((time.monotonic(), r.status, name))
+                if r.status != 200:
+                    self.failures.append("status %s: %r" % (r.status, r.body[:200]))
+                if (r.header("connection") or "").lower() == "close":
+                    c.close()
+                    c = None
+            except Exception as e:  # a failed request: the test asserts there is none
+                self.failures.append(repr(e))
+                if c is not None:
+                    c.close()
+                c = None
+            time.sleep(0.002)
+        if c is not None:
+            c.close()
+
+    def served_by(self, since=0.0):
+        with self.lock:
+            return {n for t, s, n in self.results if t >= since and n is not None}
+
+    def stop(self):
+        self.done.set()
+        for t in self.threads:
+            t.join(15)
+        return self.results
+
+
+def requests_of(b):
+    return b.stats()["requests"]
+
+
+def test_headless_service_scaled_up_then_down_under_load(h):
+    """2 pods, then 4 (the new ones get traffic without a reload), then 2 others: the two that went
+    get no request any more, and not one request of the load fails."""
+    dns = Dns(h)
+    p2, p3, p4, p5 = pods(h, 4)
+    dns.set({"app.test": ["127.0.0.2", "127.0.0.3"]})
+    f, port = start(h, dns, {"resolve": True, "resolve_interval": "1s", "servers": ["app.test:%d" % p2.port]})
+    load = Load(port)
+    try:
+        assert wait_for(lambda: load.served_by() >= {"pod2", "pod3"}, 10), load.served_by()
+        assert "pod4" not in load.served_by() and "pod5" not in load.served_by()
+        dns.set({"app.test": ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]})
+        t_up = time.monotonic()
+        assert wait_for(lambda: load.served_by(t_up) >= {"pod2", "pod3", "pod4", "pod5"}, 10), load.served_by(t_up)
+        dns.set({"app.test": ["127.0.0.4", "127.0.0.5"]})
+        # Followed within an interval (1 s) and a round trip; then the pods that went get nothing.
+        wait_for(lambda: "now resolves to 127.0.0.4:%d 127.0.0.5:%d" % (p2.port, p2.port) in f.stderr(), 10)
+        time.sleep(0.5)
+        gone = (requests_of(p2), requests_of(p3))
+        t_down = time.monotonic()
+        time.sleep(2.0)
+        assert (requests_of(p2), requests_of(p3)) == gone
+        assert load.served_by(t_down) == {"pod4", "pod5"}
+    finally:
+        results = load.stop()
+    assert load.failures == []
+    assert len(results) > 200
+    log = f.stderr()
+    assert "(2 joined, 0 left, 2 kept)" in log and "(0 joined, 2 left, 2 kept)" in log, log[-3000:]
+
+
+def test_an_address_that_goes_is_drained(h):
+    """Requests in flight to a pod that leaves DNS finish (200), and no new one goes there."""
+    dns = Dns(h)
+    p2, p3 = pods(h, 2)
+    dns.set({"app.test": ["127.0.0.2", "127.0.0.3"]})
+    f, port = start(h, dns, {"resolve": True, "resolve_interval": "1s", "servers": ["app.test:%d" % p2.port]},
+                    workers=1)
+    slow = []
+
+    def one():
+        slow.append(get(port, "/slow?ms=2500&only=pod2", timeout=15))
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    assert wait_for(lambda: p2.stats().get("slow_inflight", 0) >= 1, 5)
+    dns.set({"app.test": ["127.0.0.3"]})
+    assert wait_for(lambda: "(0 joined, 1 left, 1 kept)" in f.stderr(), 5), f.stderr()[-2000:]
+    before = requests_of(p2)
+    for _ in range(20):
+        r = get(port, "/echo")
+        assert r.status == 200 and r.json()["name"] == "pod3"
+    for t in threads:
+        t.join(15)
+    assert [r.status for r in slow] == [200] * 4
+    assert {r.json()["name"] for r in slow} >= {"pod2"}
+    assert requests_of(p2) == before
+
+
+def test_resolution_failure_keeps_the_last_addresses_and_logs_once(h):
+    """SERVFAIL, no answer at all (timeouts), NXDOMAIN: each keeps the last set, said once; an
+    answer again is followed."""
+    dns = Dns(h)
+    p2, p3, p4 = pods(h, 3)
+    dns.set({"app.test": ["127.0.0.2", "127.0.0.3"]})
+    f, port = start(h, dns, {"resolve": True, "resolve_interval": "1s", "servers": ["app.test:%d" % p2.port]})
+    load = Load(port, n=2)
+    try:
+        assert wait_for(lambda: load.served_by() >= {"pod2", "pod3"}, 10)
+        failures = [("servfail", {}, "Could not contact DNS servers"), ("drop", {}, "Timeout"),
+                    ("answer", {"other.test": ["127.0.0.4"]}, "Domain name not found")]
+        for k, (mode, names, why) in enumerate(failures, 1):
+            dns.set(names, mode=mode)
+            assert wait_for(lambda: f.stderr().count("cannot resolve app.test") == k, 10), f.stderr()[-2000:]
+            assert "cannot resolve app.test:%d: %s" % (p2.port, why) in f.stderr()
+            t0 = time.monotonic()
+            time.sleep(3.5)  # three more intervals without an address
+            assert load.served_by(t0) == {"pod2", "pod3"}
+            assert f.stderr().count("cannot resolve app.test") == k, f.stderr()[-3000:]
+            dns.set({"app.test": ["127.0.0.2", "127.0.0.3"]})
+            assert wait_for(lambda: f.stderr().count("resolves again") == k, 10)
+        # Answers again with another set: followed.
+        dns.set({"app.test": ["127.0.0.4"]})
+        assert wait_for(lambda: "(1 joined, 2 left, 0 kept)" in f.stderr(), 10)
+        t2 = time.monotonic() + 0.3
+        time.sleep(1.5)
+        assert load.served_by(t2) == {"pod4"}
+    finally:
+        load.stop()
+    assert load.failures == []
+
+
+def test_a_ttl_shorter_than_the_interval_wins(h):
+    dns = Dns(h)
+    p2, p3 = pods(h, 2)
+    dns.set({"app.test": ["127.0.0.2"]}, ttl=1)
+    f, port = start(h, dns, {"resolve": True, "resolve_interval": "1h", "servers": ["app.test:%d" % p2.port]},
+                    workers=1)
+    t0 = time.monotonic()
+    time.sleep(4.2)
+    asked = [t for t in dns.queries("app.test") if t >= t0]
+    assert 3 <= len(asked) <= 6, asked  # once a second, not once an hour
+    dns.set({"app.test": ["127.0.0.3"]}, ttl=1)
+    assert wait_for(lambda: get(port, "/echo").json()["name"] == "pod3", 5)
+    # And with a TTL longer than the interval, the interval: ttl 30, interval 1h -> nothing more
+    # than the one query after the change... (the next one is due in 30 s).
+    dns.set({"app.test": ["127.0.0.3"]}, ttl=30)
+    time.sleep(1.5)
+    t1 = time.monotonic()
+    time.sleep(2.5)
+    assert [t for t in dns.queries("app.test") if t >= t1] == []
+
+
+def test_without_resolve_a_name_is_resolved_once_at_load(h):
+    dns = Dns(h)
+    p2, p3 = pods(h, 2)
+    dns.set({"app.test": ["127.0.0.2"]}, ttl=1)
+    f, port = start(h, dns, {"servers": ["app.test:%d" % p2.port]}, workers=1)
+    loaded = len(dns.queries("app.test"))
+    assert loaded >= 1
+    dns.set({"app.test": ["127.0.0.3"]}, ttl=1)
+    time.sleep(2.5)
+    for _ in range(10):
+        assert get(port, "/echo").json()["name"] == "pod2"
+    assert len(dns.queries("app.test")) == loaded
+
+
+def test_a_name_that_does_not_resolve_is_a_config_error(h):
+    dns = Dns(h)
+    dns.set({"app.test": ["127.0.0.2"]})
+    port = free_port()
+    text = "resolver: %s\n" % dns.address + yaml_config(
+        port, {"app": {"servers": ["app.test:3000", "nope.test:3000"]}}, [{"path": "/", "upstream": "app"}])
+    path = os.path.join(h.tmp, "bad.yaml")
+    with open(path, "w") as fh:
+        fh.write(text)
+    from conftest import FULCRUM
+    r = subprocess.run([FULCRUM, "-t", "-c", path], capture_output=True, timeout=30)
+    err = r.stderr.decode()
+    line = [i + 1 for i, ln in enumerate(text.splitlines()) if "nope.test" in ln][0]
+    assert r.returncode != 0
+    assert "%s:%d:18: upstreams.app.servers[1].address: cannot resolve 'nope.test': Domain name not found" % (
+        path, line) in err, err
+    # With resolve: true it is a warning, and fulcrum starts (the name may resolve later).
+    text2 = text.replace("    servers:", "    resolve: true\n    servers:")
+    with open(path, "w") as fh:
+        fh.write(text2)
+    r = subprocess.run([FULCRUM, "-t", "-c", path], capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "warning: cannot resolve 'nope.test' now: Domain name not found" in r.stderr.decode()
+
+
+def test_health_checks_cover_new_addresses_and_state_that_stays_is_kept(h):
+    """A pod that fails its checks stays out when DNS adds another (its state is kept); the new pod
+    is checked, and gets traffic only once it passes (start_unhealthy)."""
+    dns = Dns(h)
+    p2, p3, p4 = pods(h, 3)
+    dns.set({"app.test": ["127.0.0.2", "127.0.0.3"]})
+    p3.control(health=500)
+    f, port = start(h, dns, {
+        "resolve": True, "resolve_interval": "1s", "servers": ["app.test:%d" % p2.port],
+        "health_check": {"path": "/health", "interval": "200ms", "timeout": "150ms", "unhealthy_threshold": 1,
+                         "healthy_threshold": 1}})
+    assert wait_for(lambda: "127.0.0.3:%d is unhealthy" % p2.port in f.stderr(), 5)
+    dns.set({"app.test": ["127.0.0.2", "127.0.0.3", "127.0.0.4"]})
+    assert wait_for(lambda: len(p4.health_log()) >= 2, 5), "the new address is not checked"
+    seen = set()
+    for _ in range(60):
+        seen.add(get(port, "/echo").json()["name"])
+    assert seen == {"pod2", "pod4"}
+    assert f.stderr().count("127.0.0.3:%d is unhealthy" % p2.port) == 1  # not re-judged as new
