@@ -128,11 +128,12 @@ int fc_resolve_once(const char *servers, const char *host, uint16_t port, fc_add
             break;
         }
         ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-        int bits = ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
+        /* ARES_GETSOCK_WRITABLE shifts a signed 1 into the sign bit: the same test, unsigned. */
+        unsigned bits = (unsigned)ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
         struct pollfd pfd[ARES_GETSOCK_MAXNUM];
         nfds_t np = 0;
-        for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-            short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) | (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+        for (unsigned i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+            short ev = (short)((bits & (1u << i) ? POLLIN : 0) | (bits & (1u << (i + ARES_GETSOCK_MAXNUM)) ? POLLOUT : 0));
             if (ev != 0) pfd[np++] = (struct pollfd){.fd = socks[i], .events = ev};
         }
         struct timeval tv, *tvp = ares_timeout(ch, NULL, &tv);
@@ -149,7 +150,7 @@ int fc_resolve_once(const char *servers, const char *host, uint16_t port, fc_add
     }
     ares_destroy(ch);
     if (!o.done || o.status == ARES_ECANCELLED || o.status == ARES_ETIMEOUT)
-        return fc_err_set(err, "no answer from the DNS server%s", servers != NULL ? " (resolver)" : "s of /etc/resolv.conf");
+        return fc_err_set(err, "no answer from %s", servers != NULL ? servers : "the DNS servers of /etc/resolv.conf");
     if (o.status != ARES_SUCCESS) return fc_err_set(err, "%s", ares_strerror(o.status));
     if (o.n == 0) return fc_err_set(err, "it has no address");
     *n = o.n;
