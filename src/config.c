@@ -495,7 +495,8 @@ static int set_server_addr(loader_t *ld, const directive_t *d, const fc_yaml_nod
     if (strlen(t) >= sizeof(a->text))
         return fail(ld, v, "'%s' is too long: a host name and its port take %zu characters at most", t,
                     sizeof(a->text) - 1);
-    if (check_host_name(ld, v, t, t, hl) < 0) return -1;
+    /* A trailing dot (an absolute name, not tried with the search domains) is fine. */
+    if (check_host_name(ld, v, t, t, hl > 1 && t[hl - 1] == '.' ? hl - 1 : hl) < 0) return -1;
     memset(a, 0, sizeof(*a));
     a->ss.ss_family = AF_UNSPEC;
     memcpy(a->text, t, strlen(t) + 1);

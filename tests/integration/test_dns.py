@@ -282,7 +282,7 @@ def test_health_checks_cover_new_addresses_and_state_that_stays_is_kept(h):
     p3.control(health=500)
     f, port = start(h, dns, {
         "resolve": True, "resolve_interval": "1s", "servers": ["app.test:%d" % p2.port],
-        "health_check": {"path": "/health", "interval": "200ms", "timeout": "150ms", "unhealthy_threshold": 1,
+        "health_check": {"path": "/health", "interval": "300ms", "timeout": "250ms", "unhealthy_threshold": 1,
                          "healthy_threshold": 1}})
     assert wait_for(lambda: "127.0.0.3:%d is unhealthy" % p2.port in f.stderr(), 5)
     dns.set({"app.test": ["127.0.0.2", "127.0.0.3", "127.0.0.4"]})
@@ -292,3 +292,36 @@ def test_health_checks_cover_new_addresses_and_state_that_stays_is_kept(h):
         seen.add(get(port, "/echo").json()["name"])
     assert seen == {"pod2", "pod4"}
     assert f.stderr().count("127.0.0.3:%d is unhealthy" % p2.port) == 1  # not re-judged as new
+
+
+def test_reload_keeps_the_positions_and_the_new_generation_resolves(h):
+    """After a SIGHUP the new generation starts from the addresses in shm (their state with them:
+    a pod out after failing checks stays out) and resolves from then on; no request fails."""
+    dns = Dns(h)
+    p2, p3, p4 = pods(h, 3)
+    dns.set({"app.test": ["127.0.0.2", "127.0.0.3"]})
+    p3.control(health=500)
+    f, port = start(h, dns, {
+        "resolve": True, "resolve_interval": "1s", "servers": ["app.test:%d" % p2.port],
+        "health_check": {"path": "/health", "interval": "10s", "timeout": "2s", "unhealthy_threshold": 1,
+                         "healthy_threshold": 1}})
+    assert wait_for(lambda: "127.0.0.3:%d is unhealthy" % p2.port in f.stderr(), 5)
+    load = Load(port, n=2)
+    try:
+        assert wait_for(lambda: load.served_by() == {"pod2"}, 5)
+        with open(f.config_path) as fh:
+            text = fh.read()
+        with open(f.config_path, "w") as fh:
+            fh.write(text.replace("shutdown_timeout: 10s", "shutdown_timeout: 9s"))
+        os.kill(f.pid, signal.SIGHUP)
+        assert wait_for(lambda: "reload: generation 2 serving" in f.stderr(), 10), f.stderr()[-3000:]
+        t0 = time.monotonic()
+        time.sleep(1.0)
+        assert load.served_by(t0) == {"pod2"}  # pod3 is still out: its slot kept its health
+        dns.set({"app.test": ["127.0.0.2", "127.0.0.3", "127.0.0.4"]})
+        t1 = time.monotonic()
+        assert wait_for(lambda: load.served_by(t1) == {"pod2", "pod4"}, 10), load.served_by(t1)
+    finally:
+        load.stop()
+    assert load.failures == []
+    assert f.stderr().count("127.0.0.3:%d is unhealthy" % p2.port) == 1

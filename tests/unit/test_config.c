@@ -1694,6 +1694,7 @@ static void test_names(void)
          "t.yaml:7:18: upstreams.b.servers[0].address: cannot resolve 'app.test': Could not contact DNS servers "
          "(with resolve: true it would be looked up again while serving)"},
         {NOWHERE NAMED("    resolve: true\n", "app.test:3000"), "ok"},
+        {NOWHERE NAMED("    resolve: true\n", "app.test.:3000"), "ok"},
         {NAMED("", "app..test:3000"),
          "t.yaml:6:18: upstreams.b.servers[0].address: 'app..test:3000' is not a valid host name (empty or over-long label)"},
         {NAMED("", "app.test:99999"),
