@@ -273,39 +273,40 @@ def test_a_name_that_does_not_resolve_is_a_config_error(h):
     assert "warning: cannot resolve 'nope.test' now: Domain name not found" in r.stderr.decode()
 
 
-def test_health_checks_cover_new_addresses_and_state_that_stays_is_kept(h):
-    """A pod that fails its checks stays out when DNS adds another (its state is kept); the new pod
-    is checked, and gets traffic only once it passes (start_unhealthy)."""
+def checked(h, interval, timeout):
+    """Pods .2, .3, .4 with app.test -> .2, .3 and active checks, of which .3 fails (500): it is out."""
     dns = Dns(h)
-    p2, p3, p4 = pods(h, 3)
+    ps = pods(h, 3)
     dns.set({"app.test": ["127.0.0.2", "127.0.0.3"]})
-    p3.control(health=500)
-    f, port = start(h, dns, {
-        "resolve": True, "resolve_interval": "1s", "servers": ["app.test:%d" % p2.port],
-        "health_check": {"path": "/health", "interval": "300ms", "timeout": "250ms", "unhealthy_threshold": 1,
-                         "healthy_threshold": 1}})
-    assert wait_for(lambda: "127.0.0.3:%d is unhealthy" % p2.port in f.stderr(), 5)
-    dns.set({"app.test": ["127.0.0.2", "127.0.0.3", "127.0.0.4"]})
-    assert wait_for(lambda: len(p4.health_log()) >= 2, 5), "the new address is not checked"
+    ps[1].control(health=500)
+    hc = {"path": "/health", "interval": interval, "timeout": timeout, "unhealthy_threshold": 1,
+          "healthy_threshold": 1}
+    f, port = start(h, dns, {"resolve": True, "resolve_interval": "1s", "servers": ["app.test:%d" % ps[0].port],
+                             "health_check": hc})
+    assert wait_for(lambda: "127.0.0.3:%d is unhealthy" % ps[0].port in f.stderr(), 5), f.stderr()[-2000:]
+    return dns, ps, f, port
+
+
+def test_health_checks_cover_new_addresses_and_state_that_stays_is_kept(h):
+    """A pod that fails its checks stays out when DNS adds others (its state is kept, not judged
+    anew); each new pod is checked: the one that fails is taken out, the one that passes serves."""
+    dns, (p2, p3, p4), f, port = checked(h, "300ms", "250ms")
+    p5 = h.backend(name="pod5", host="127.0.0.5", port=p2.port)
+    p4.control(health=500)
+    dns.set({"app.test": ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]})
+    assert wait_for(lambda: "127.0.0.4:%d is unhealthy" % p2.port in f.stderr(), 5), "the new address is not checked"
+    assert wait_for(lambda: len(p5.health_log()) >= 2, 5)
     seen = set()
     for _ in range(60):
         seen.add(get(port, "/echo").json()["name"])
-    assert seen == {"pod2", "pod4"}
-    assert f.stderr().count("127.0.0.3:%d is unhealthy" % p2.port) == 1  # not re-judged as new
+    assert seen == {"pod2", "pod5"}
+    assert f.stderr().count("127.0.0.3:%d is unhealthy" % p2.port) == 1
 
 
 def test_reload_keeps_the_positions_and_the_new_generation_resolves(h):
     """After a SIGHUP the new generation starts from the addresses in shm (their state with them:
     a pod out after failing checks stays out) and resolves from then on; no request fails."""
-    dns = Dns(h)
-    p2, p3, p4 = pods(h, 3)
-    dns.set({"app.test": ["127.0.0.2", "127.0.0.3"]})
-    p3.control(health=500)
-    f, port = start(h, dns, {
-        "resolve": True, "resolve_interval": "1s", "servers": ["app.test:%d" % p2.port],
-        "health_check": {"path": "/health", "interval": "10s", "timeout": "2s", "unhealthy_threshold": 1,
-                         "healthy_threshold": 1}})
-    assert wait_for(lambda: "127.0.0.3:%d is unhealthy" % p2.port in f.stderr(), 5)
+    dns, (p2, p3, p4), f, port = checked(h, "10s", "2s")
     load = Load(port, n=2)
     try:
         assert wait_for(lambda: load.served_by() == {"pod2"}, 5)
