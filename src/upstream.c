@@ -505,6 +505,14 @@ void fc_server_done(fc_server_t *s)
     atomic_fetch_sub_explicit(&st->active_by[s->upstream->w->proc], 1, memory_order_relaxed);
 }
 
+/* How many of <u>'s servers have an address now (vacant positions of resolving names do not). */
+static size_t servers_with_address(const fc_upstream_t *u)
+{
+    size_t n = u->conf->nservers;
+    for (size_t i = 0; u->dconf != NULL && i < u->conf->nservers; i++) n -= u->servers[i].vacant;
+    return n;
+}
+
 void fc_server_report(fc_server_t *s, int kind, int status, const char *why)
 {
     fc_upstream_t *u = s->upstream;
@@ -532,7 +540,7 @@ void fc_server_report(fc_server_t *s, int kind, int status, const char *why)
         return;
     }
     /* As in nginx, an upstream's only server is never taken out: there is nowhere else to go. */
-    if (s->conf->max_fails == 0 || u->conf->nservers == 1 || LOAD(st->failed_until) != 0) return;
+    if (s->conf->max_fails == 0 || servers_with_address(u) == 1 || LOAD(st->failed_until) != 0) return;
     uint64_t window = LOAD(st->fail_window);
     if (window == 0 || now - window >= s->conf->fail_timeout) {
         STORE(st->fail_window, now);

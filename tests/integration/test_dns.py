@@ -326,3 +326,16 @@ def test_reload_keeps_the_positions_and_the_new_generation_resolves(h):
         load.stop()
     assert load.failures == []
     assert f.stderr().count("127.0.0.3:%d is unhealthy" % p2.port) == 1
+
+
+def test_a_name_with_one_address_is_the_only_server_and_never_taken_out(h):
+    """One pod behind a resolving name (16 places): it is the upstream's only server, so a failure
+    does not take it out (nginx's rule for a single server): the next request still goes to it."""
+    dns = Dns(h)
+    (p2,) = pods(h, 1)
+    dns.set({"app.test": ["127.0.0.2"]})
+    f, port = start(h, dns, {"resolve": True, "servers": [{"address": "app.test:%d" % p2.port, "max_fails": 1}],
+                             "fail_on": ["error", "timeout", 502]}, workers=1)
+    assert get(port, "/status/502").status == 502
+    assert get(port, "/echo").status == 200
+    assert "marked failed" not in f.stderr()
