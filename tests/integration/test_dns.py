@@ -339,3 +339,34 @@ def test_a_name_with_one_address_is_the_only_server_and_never_taken_out(h):
     assert get(port, "/status/502").status == 502
     assert get(port, "/echo").status == 200
     assert "marked failed" not in f.stderr()
+
+
+def test_hash_ring_follows_the_addresses(h):
+    """balance: hash over a resolving name: a pod that joins takes keys only for itself (no key
+    moves between the pods that stay), and the keys of a pod that goes move to the others."""
+    dns = Dns(h)
+    ps = pods(h, 4)
+    dns.set({"app.test": ["127.0.0.2", "127.0.0.3", "127.0.0.4"]})
+    f, port = start(h, dns, {"resolve": True, "resolve_interval": "1s", "balance": {"hash": {"key": "$request_uri"}},
+                             "servers": ["app.test:%d" % ps[0].port]}, workers=2)
+    keys = ["/echo?k=%d" % i for i in range(60)]
+
+    def mapping():
+        return {k: get(port, k).json()["name"] for k in keys}
+
+    before = mapping()
+    assert set(before.values()) == {"pod2", "pod3", "pod4"}
+    assert mapping() == before  # stable, in both workers
+    dns.set({"app.test": ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]})
+    assert wait_for(lambda: "1 joined, 0 left, 3 kept" in f.stderr(), 10)
+    time.sleep(0.3)
+    after = mapping()
+    moved = [k for k in keys if after[k] != before[k]]
+    assert moved and all(after[k] == "pod5" for k in moved), (before, after)
+    assert len(moved) < 30
+    dns.set({"app.test": ["127.0.0.2", "127.0.0.4", "127.0.0.5"]})
+    assert wait_for(lambda: "0 joined, 1 left, 3 kept" in f.stderr(), 10)
+    time.sleep(0.3)
+    last = mapping()
+    assert all(last[k] == after[k] for k in keys if after[k] != "pod3")
+    assert "pod3" not in last.values()
