@@ -370,3 +370,30 @@ def test_hash_ring_follows_the_addresses(h):
     last = mapping()
     assert all(last[k] == after[k] for k in keys if after[k] != "pod3")
     assert "pod3" not in last.values()
+
+
+def test_sticky_cookie_names_an_address(h):
+    """sticky: { cookie } over a resolving name: the cookie keeps a client on its pod while DNS adds
+    others; once its pod is gone the client goes elsewhere and gets a new cookie."""
+    dns = Dns(h)
+    ps = pods(h, 3)
+    dns.set({"app.test": ["127.0.0.2", "127.0.0.3"]})
+    f, port = start(h, dns, {"resolve": True, "resolve_interval": "1s", "sticky": {"cookie": "fsrv"},
+                             "servers": ["app.test:%d" % ps[0].port]})
+    r = get(port, "/echo")
+    cookie = r.header("set-cookie").split(";")[0]
+    pod = r.json()["name"]
+    for _ in range(10):
+        r = get(port, "/echo", headers=[("Cookie", cookie)])
+        assert r.json()["name"] == pod and r.header("set-cookie") is None
+    dns.set({"app.test": ["127.0.0.2", "127.0.0.3", "127.0.0.4"]})
+    assert wait_for(lambda: "1 joined, 0 left, 2 kept" in f.stderr(), 10)
+    for _ in range(10):
+        assert get(port, "/echo", headers=[("Cookie", cookie)]).json()["name"] == pod
+    others = [a for a in ("127.0.0.2", "127.0.0.3", "127.0.0.4") if a != "127.0.0.%s" % pod[3:]]
+    dns.set({"app.test": others})
+    assert wait_for(lambda: "0 joined, 1 left, 2 kept" in f.stderr(), 10)
+    time.sleep(0.3)
+    r = get(port, "/echo", headers=[("Cookie", cookie)])
+    assert r.json()["name"] != pod
+    assert r.header("set-cookie") is not None and r.header("set-cookie").split(";")[0] != cookie
