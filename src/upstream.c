@@ -150,6 +150,7 @@ int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
             const fc_server_conf_t *sc = &uc->servers[s];
             const char *t = sc->name ? uc->names[sc->name - 1].text : sc->addr.text, *colon = strrchr(t, ':');
             size_t n = colon != NULL ? (size_t)(colon - t) : strlen(t);
+            if (n > 1 && t[n - 1] == '.') n--; /* an absolute name: SNI never carries the dot */
             if (n >= 2 && t[0] == '[') {
                 t++;
                 n -= 2;
