@@ -4,15 +4,12 @@ answers the test changes while requests run. Each "pod" is a backend on its own 
 (127.0.0.2, .3, ...) and the same port, as a Kubernetes headless Service's pods are."""
 import json
 import os
-import select
 import signal
 import subprocess
 import threading
 import time
 
-from conftest import PYTHON, START_TIMEOUT, TOOLS, Client, free_port, get, stop_pid, wait_for, yaml_config
-
-import pytest
+from conftest import PYTHON, TOOLS, Client, free_port, get, spawn_ready, wait_for, yaml_config
 
 
 class Dns:
@@ -22,15 +19,8 @@ class Dns:
         self.zone = os.path.join(h.tmp, "zone.json")
         self.log = os.path.join(h.tmp, "dns-queries.log")
         self.set({})
-        proc = subprocess.Popen([PYTHON, os.path.join(TOOLS, "dnsserver.py"), "--zone", self.zone, "--log", self.log],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        h.others.append(proc)
-        r, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
-        line = proc.stdout.readline().decode() if r else ""
-        if not line.startswith("ready "):
-            stop_pid(proc, signal.SIGKILL)
-            raise RuntimeError("dnsserver did not start: %r" % line)
-        self.port = int(line.split()[1])
+        _, self.port = spawn_ready(h, [PYTHON, os.path.join(TOOLS, "dnsserver.py"), "--zone", self.zone, "--log",
+                                       self.log])
         self.address = "127.0.0.1:%d" % self.port
 
     def set(self, names, ttl=30, mode="answer"):
@@ -397,3 +387,54 @@ def test_sticky_cookie_names_an_address(h):
     r = get(port, "/echo", headers=[("Cookie", cookie)])
     assert r.json()["name"] != pod
     assert r.header("set-cookie") is not None and r.header("set-cookie").split(";")[0] != cookie
+
+
+WHO = r"""
+const path = require('path');
+const WebSocket = require(path.join(process.argv[1], 'tests', 'node', 'node_modules', 'ws'));
+const ws = new WebSocket(process.argv[2]);
+ws.once('open', () => { ws.once('message', (d) => { console.log(d.toString()); ws.close(); }); ws.send('who'); });
+ws.once('error', (e) => { console.log('error ' + e.message); process.exit(0); });
+"""
+
+
+def ws_pod(h, last, port=0):
+    from test_websocket import node
+    return spawn_ready(h, [node(), os.path.join(TOOLS, "ws_server.js"), "--port", str(port), "--name", "pod%d" % last,
+                           "--host", "127.0.0.%d" % last])[1]
+
+
+def test_websockets_to_a_pod_that_left_stay_open_and_keep_its_place(h):
+    """Tunnels to a pod that left DNS keep echoing; its place is not given to a new address while
+    they are open (they count on it), and is once they have closed."""
+    from conftest import ROOT
+    from test_websocket import node
+    dns = Dns(h)
+    port_ = ws_pod(h, 2)
+    ws_pod(h, 3, port_)
+    ws_pod(h, 4, port_)
+    dns.set({"app.test": ["127.0.0.2"]})
+    f, port = start(h, dns, {"resolve": True, "resolve_interval": "1s", "max_addresses": 2,
+                             "servers": ["app.test:%d" % port_]}, workers=1)
+    url = "ws://127.0.0.1:%d/ws" % port
+
+    def who():
+        p = subprocess.run([node(), "-e", WHO, ROOT, url], capture_output=True, timeout=20)
+        return p.stdout.decode().strip()
+
+    assert who() == "pod2"
+    hold = subprocess.Popen([node(), os.path.join(TOOLS, "ws_client.js"), url, "hold", "3", "6"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    h.others.append(hold)
+    time.sleep(1.0)
+    dns.set({"app.test": ["127.0.0.3"]})
+    assert wait_for(lambda: "(1 joined, 1 left, 0 kept)" in f.stderr(), 10), f.stderr()[-2000:]
+    assert who() == "pod3"
+    dns.set({"app.test": ["127.0.0.3", "127.0.0.4"]})
+    assert wait_for(lambda: "1 not used" in f.stderr(), 10), f.stderr()[-2000:]  # pod2's place is busy
+    out, _ = hold.communicate(timeout=30)
+    res = json.loads(out.decode().strip().splitlines()[-1])
+    assert res["open"] == 3 and res["closed"] == 0 and res["mismatched"] == 0, res
+    assert res["echoes"] == res["sent"], res
+    assert wait_for(lambda: "(1 joined, 0 left, 1 kept)" in f.stderr(), 10), f.stderr()[-2000:]
+    assert wait_for(lambda: who() == "pod4", 10)
