@@ -24,8 +24,9 @@ class Dns:
         self.address = "127.0.0.1:%d" % self.port
 
     def set(self, names, ttl=30, mode="answer"):
-        """names: {"app.test": ["127.0.0.2", ...]}."""
-        zone = {"mode": mode, "names": {n: {"a": a, "ttl": ttl} for n, a in names.items()}}
+        """names: {"app.test": ["127.0.0.2", "::1", ...]} (A and AAAA records)."""
+        zone = {"mode": mode, "names": {n: {"a": [x for x in a if ":" not in x], "aaaa": [x for x in a if ":" in x],
+                                            "ttl": ttl} for n, a in names.items()}}
         tmp = self.zone + ".tmp"
         with open(tmp, "w") as f:
             json.dump(zone, f)
@@ -438,3 +439,16 @@ def test_websockets_to_a_pod_that_left_stay_open_and_keep_its_place(h):
     assert res["echoes"] == res["sent"], res
     assert wait_for(lambda: "(1 joined, 0 left, 1 kept)" in f.stderr(), 10), f.stderr()[-2000:]
     assert wait_for(lambda: who() == "pod4", 10)
+
+
+def test_a_and_aaaa_records_are_both_servers(h):
+    dns = Dns(h)
+    (p2,) = pods(h, 1)
+    p6 = h.backend(name="pod6", host="::1", port=p2.port)
+    dns.set({"app.test": ["127.0.0.2", "::1"]})
+    f, port = start(h, dns, {"resolve": True, "servers": ["app.test:%d" % p2.port]}, workers=1)
+    assert {get(port, "/echo").json()["name"] for _ in range(10)} == {"pod2", "pod6"}
+    dns.set({"app.test": ["::1"]})
+    assert wait_for(lambda: "now resolves to [::1]:%d (0 joined, 1 left, 1 kept)" % p2.port in f.stderr(), 10), \
+        f.stderr()[-2000:]
+    assert {get(port, "/echo").json()["name"] for _ in range(6)} == {"pod6"}
