@@ -628,15 +628,18 @@ static fc_metrics_job_t *job_new(fc_worker_t *w, int openmetrics)
     for (size_t u = 0; u < cfg->nupstreams; u++) {
         fc_upstream_t *up = &w->upstreams[u];
         fc_upstream_refresh(up);
-        for (size_t k = 0; k < up->conf->nservers; k++, rs++) {
+        for (size_t k = 0; k < up->conf->nservers; k++) {
             fc_server_t *s = &up->servers[k];
+            if (s->vacant) continue; /* a position of a resolving name with no address now */
             uint64_t until = LOAD(s->st->failed_until);
             snprintf(rs->key, sizeof(rs->key), "%s/%s", up->conf->name, s->conf->addr.text);
             rs->st = s->st;
             rs->up = !s->conf->down && LOAD(s->st->healthy) && (until == 0 || now_ms >= until);
             rs->weight = s->conf->down ? 0.0 : (double)up->view[k].weight / FC_WEIGHT_SCALE;
+            rs++;
         }
     }
+    j->nservers = (size_t)(rs - j->servers);
     return j;
 }
 

@@ -18,6 +18,7 @@
 #include "fulcrum/conn.h"
 #include "fulcrum/exchange.h"
 #include "fulcrum/health.h"
+#include "fulcrum/resolve.h"
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/queue.h"
@@ -202,6 +203,7 @@ static void stop_everything(fc_worker_t *w)
     w->stopped = 1;
     fc_pool_close_idle(w);
     fc_health_stop(w);
+    fc_resolver_stop(w);
     uv_handle_t *hs[] = {(uv_handle_t *)&w->sig_term,    (uv_handle_t *)&w->sig_int,     (uv_handle_t *)&w->sig_quit,
                          (uv_handle_t *)&w->sig_usr1,    (uv_handle_t *)&w->sig_usr2,    (uv_handle_t *)&w->drain_timer,
                          (uv_handle_t *)&w->delay_timer, (uv_handle_t *)&w->handover_poll,
@@ -239,6 +241,7 @@ void fc_worker_drain(fc_worker_t *w)
     w->draining = 1;
     w->stopping = 1;
     fc_health_stop(w); /* the newer generation's first worker checks from now on */
+    fc_resolver_stop(w); /* and resolves */
     fc_log(FC_LOG_NOTICE, "%s: %zu connections open, waiting up to %llu ms",
            w->handover_gen ? "reload: handing connections to the new generation" : "graceful stop", w->nconns,
            (unsigned long long)w->cfg->shutdown_timeout);
@@ -560,6 +563,7 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     if (fc_upstreams_init(w, err) != 0) return -1;
     if (fc_queues_init(w, err) != 0) return -1;
     if (w->index == 0) fc_health_start(w); /* one worker checks for the whole group */
+    if (w->index == 0) fc_resolver_start(w); /* and resolves the names that follow DNS */
     uv_timer_init(w->loop, &w->drain_timer);
     uv_timer_init(w->loop, &w->accept_timer);
     uv_check_init(w->loop, &w->accept_check);

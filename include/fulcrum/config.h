@@ -33,7 +33,28 @@ typedef struct fc_server_conf {
     uint32_t max_fails;    /* failures within fail_timeout that take it out; 0 = never (default 1) */
     uint64_t fail_timeout; /* ms, default 10000: the failure window and how long it stays out */
     uint64_t slow_start;   /* ms, default 0: ramp its weight from ~0 to full after it comes back */
+    uint32_t name;         /* 1 + the index in its upstream's names[] when the address was written as a
+                              host name, else 0 */
+    int resolve;           /* as read: `resolve` of the entry, -1 = the upstream's */
+    uint64_t resolve_interval; /* as read: ms, 0 = the upstream's */
+    uint32_t max_addresses;    /* as read: 0 = the upstream's */
 } fc_server_conf_t;
+
+/* A server entry whose address is a host name (`address: app.default.svc.cluster.local:3000`). It
+ * became servers[first .. first + count) of its upstream: one per address it resolved to at load
+ * (resolve off), or max_addresses positions whose address follows DNS while serving (resolve on:
+ * see resolve.h and shm.h). */
+typedef struct fc_name_conf {
+    char host[254];        /* the name as written, without the port */
+    char text[64];         /* "name:port" as written */
+    uint16_t port;
+    int resolve;           /* re-resolved while serving */
+    uint64_t interval;     /* ms: resolve_interval (a shorter TTL wins) */
+    size_t first, count;   /* its servers in fc_upstream_conf_t.servers */
+    fc_addr_t *initial;    /* owned (resolve on): the addresses it had at load, ninitial of them (at most
+                              count); the master publishes them before the first fork */
+    size_t ninitial;
+} fc_name_conf_t;
 
 /* What counts as a failed attempt: bits for connect/IO errors, timeouts, and listed statuses. */
 typedef struct fc_fail_set {
@@ -110,6 +131,12 @@ struct fc_upstream_conf {
     fc_upstream_tls_conf_t *tls;  /* owned; NULL = plain TCP to the servers */
     fc_sticky_conf_t sticky;      /* sticky: { cookie: ... } */
     fc_queue_conf_t queue;        /* queue: { max: 100, timeout: 5s } */
+    int resolve;                  /* `resolve`: default for its servers written as names (default false) */
+    uint64_t resolve_interval;    /* ms, default 5000 */
+    uint32_t max_addresses;       /* positions per resolving name, default 16 */
+    fc_name_conf_t *names;        /* owned array of nnames: the entries written as host names */
+    size_t nnames;
+    size_t ndynamic;              /* servers that are positions of a resolving name */
 };
 
 /* One policy under `rate_limits:`: a token bucket per key, shared by every worker. */
@@ -256,6 +283,8 @@ struct fc_config {
     size_t nroutes;
     fc_limits_conf_t limits;
     fc_metrics_conf_t metrics;
+    char *resolver;                /* owned; `resolver`: the DNS servers to ask, "IP:port,IP:port" as c-ares
+                                      takes them, NULL = those of /etc/resolv.conf */
     char *warnings;                /* owned; "FILE:LINE:COLUMN: message" lines (a certificate about to
                                       expire), NULL when none: the caller logs them */
 };

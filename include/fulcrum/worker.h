@@ -111,6 +111,8 @@ struct fc_worker {
                                         (the access log, the metrics) */
     char rid[32];                    /* the request id made last here: 16 random hex digits, then a
                                         count in 16 hex digits, incremented in place */
+    struct fc_resolver *resolver;    /* owned (resolve.c): re-resolves the names with resolve: true, in
+                                        the worker that runs the active checks; NULL elsewhere */
     fc_metrics_local_t metrics;      /* this worker's metric block; metrics.shm NULL = metrics off
                                         (no listener serves metrics or status) */
 };
