@@ -19,6 +19,7 @@
 #include "fulcrum/upgrade.h"
 #include "fulcrum/message.h"
 #include "fulcrum/metrics.h"
+#include "fulcrum/ratelimit.h"
 #include "fulcrum/status.h"
 #include "fulcrum/upstream.h"
 
@@ -31,6 +32,7 @@ static void pump_response(fc_exchange_t *ex);
 static void flush_client(fc_exchange_t *ex);
 static void finish(fc_exchange_t *ex);
 static void fail(fc_exchange_t *ex, int cause);
+static void on_rate_wait(fc_rl_wait_t *wt);
 static uint64_t learn_key(const fc_exchange_t *ex, fc_slice_t v);
 
 static fc_worker_t *W(const fc_exchange_t *ex) { return ex->w; }
@@ -427,15 +429,18 @@ static void build_hash_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target
     ex->hash_key = (fc_slice_t){b->base ? b->base : "", b->len};
 }
 
-/* The route's rate limits (a token bucket per policy and key, shared by every worker): 1 when
- * one rejected the request, which has been answered (status, Retry-After: seconds until a token
- * is back, and the RateLimit-Policy and RateLimit fields of draft-ietf-httpapi-ratelimit-headers).
- * A rejected request takes no token, so a client above the rate still gets the rate. An empty key
- * is not limited. */
-static int rate_limited(fc_exchange_t *ex, fc_slice_t target)
+/* The route's rate limits (ratelimit.c: a token bucket per policy and key, shared by every
+ * worker): 1 when one rejected the request, which has been answered (status, Retry-After: seconds
+ * until a token is back, and the RateLimit-Policy and RateLimit fields of
+ * draft-ietf-httpapi-ratelimit-headers); else 0 and *<delay_ms> is how long the request waits its
+ * turn (`delay`), before any server is picked. A rejected request takes no token, so a client
+ * above the rate still gets the rate. An empty key is not limited. */
+static int rate_limited(fc_exchange_t *ex, fc_slice_t target, uint64_t *delay_ms)
 {
     fc_worker_t *w = W(ex);
     fc_buf_t *b = &ex->key_buf;
+    uint64_t now = uv_now(w->loop);
+    *delay_ms = 0;
     for (size_t i = 0; i < ex->route->nrate_limits; i++) {
         const fc_rate_limit_conf_t *r = ex->route->rate_limits[i];
         expand_key(ex, r->key, target, b);
@@ -444,9 +449,9 @@ static int rate_limited(fc_exchange_t *ex, fc_slice_t target)
         uint64_t h = fc_fnv1a(fc_fnv1a(FC_FNV_INIT, r->name, strlen(r->name) + 1), b->base, b->len);
         double left;
         uint64_t wait_ms;
-        if (fc_shm_rate_take(w->shm, h, (double)r->burst + 1, (double)r->rate / (double)r->per, uv_now(w->loop), &left,
-                             &wait_ms))
-            continue;
+        int v = fc_rl_admit(w->rl_tables[r->index], r, ex->route, h, now, &left, &wait_ms);
+        if (v == FC_RL_DELAY && !r->dry_run && wait_ms > *delay_ms) *delay_ms = wait_ms;
+        if (v != FC_RL_REJECT) continue;
         uint64_t secs = (wait_ms + 999) / 1000;
         if (r->dry_run) {
             fc_log(FC_LOG_INFO, "rate limit %s: would reject a request of %s (dry_run)", r->name, ex->client->ip);
@@ -647,7 +652,8 @@ void fc_exchange_start(fc_exchange_t *ex)
         fc_exchange_reply_error(ex, 413, 0);
         return;
     }
-    if (ex->route->nrate_limits > 0 && rate_limited(ex, target)) return;
+    uint64_t delay_ms = 0;
+    if (ex->route->nrate_limits > 0 && rate_limited(ex, target, &delay_ms)) return;
     v.upgrade = upgrade_of(ex, ll, h);
     ex->upgrade = v.upgrade.n > 0;
     if (w->cfg->request_id) v.request_id = request_id(w, h);
@@ -685,7 +691,15 @@ void fc_exchange_start(fc_exchange_t *ex)
     ex->phase = FC_PHASE_CONNECT;
     if (w->route_request[route_index(ex)] != NULL) fc_timeout_set(&w->tq, &ex->deadline, w->route_request[route_index(ex)]);
     if (!ex->req_done) fc_timeout_set(&w->tq, &c->timeout, w->t_body);
+    /* A request that waits its turn (rate_limits.delay) holds no server connection meanwhile. */
+    if (delay_ms > 0 && fc_rl_wait(w->rl_waitq, &ex->rl_wait, delay_ms, on_rate_wait) == 0) return;
     connect_next(ex, ex->t_start); /* the same moment, as far as durations go: no second clock read */
+}
+
+static void on_rate_wait(fc_rl_wait_t *wt)
+{
+    fc_exchange_t *ex = fc_container_of(wt, fc_exchange_t, rl_wait);
+    connect_next(ex, stamp(ex));
 }
 
 /* ---- connecting ---------------------------------------------------------------------------- */
@@ -1415,6 +1429,7 @@ static void finish(fc_exchange_t *ex)
     if (ex->finished) return;
     ex->finished = 1;
     fc_timeout_clear(&ex->deadline);
+    fc_rl_wait_cancel(W(ex)->rl_waitq, &ex->rl_wait); /* a client that left while waiting its turn */
     if (ex->cause == FC_END_NONE) ex->phase = FC_PHASE_DONE; /* a failure keeps the phase it happened in */
     end_record(ex);
     fc_upconn_t *up = ex->up;

@@ -3,6 +3,7 @@
  * part of metrics.h; what is here runs at start, at a new (route, method, status), at a reap and
  * at a scrape. */
 #include "fulcrum/metrics.h"
+#include "fulcrum/ratelimit.h"
 
 #include <dirent.h>
 #include <stdarg.h>
@@ -492,6 +493,32 @@ static void family_range(const fc_metrics_snapshot_t *snap, int fam, size_t *lo,
     *hi = i;
 }
 
+/* The rate limits' own counters, kept in their tables (ratelimit.h), by policy. */
+static void rate_limit_families(out_t *o, const fc_worker_t *w)
+{
+    const fc_config_t *cfg = w->cfg;
+    char e[FC_METRICS_KEY * 2];
+    family(o, "fulcrum_rate_limit_delayed_total", "counter", "Requests that waited their turn (delay), by policy.");
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        put(o, "fulcrum_rate_limit_delayed_total{policy=\"%s\"} %llu\n", esc(cfg->rate_limits[i].name, e, sizeof(e)),
+            (unsigned long long)atomic_load_explicit(&w->rl_tables[i]->delayed, memory_order_relaxed));
+    family(o, "fulcrum_rate_limit_evictions_total", "counter", "Buckets that made room for another key (max_keys), by policy.");
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        put(o, "fulcrum_rate_limit_evictions_total{policy=\"%s\"} %llu\n", esc(cfg->rate_limits[i].name, e, sizeof(e)),
+            (unsigned long long)atomic_load_explicit(&w->rl_tables[i]->evicted, memory_order_relaxed));
+    family(o, "fulcrum_rate_limit_store_errors_total", "counter",
+           "Failed connections to and reconciliations with a policy's Redis store, by policy.");
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        if (cfg->rate_limits[i].store != NULL)
+            put(o, "fulcrum_rate_limit_store_errors_total{policy=\"%s\"} %llu\n", esc(cfg->rate_limits[i].name, e, sizeof(e)),
+                (unsigned long long)atomic_load_explicit(&w->rl_tables[i]->store_errors, memory_order_relaxed));
+    family(o, "fulcrum_rate_limit_store_up", "gauge", "1 while a policy's Redis store answers, by policy.");
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        if (cfg->rate_limits[i].store != NULL)
+            put(o, "fulcrum_rate_limit_store_up{policy=\"%s\"} %u\n", esc(cfg->rate_limits[i].name, e, sizeof(e)),
+                atomic_load_explicit(&w->rl_tables[i]->store_down, memory_order_relaxed) ? 0u : 1u);
+}
+
 int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
 {
     fc_metrics_shm_t *m = w->metrics.shm;
@@ -651,6 +678,8 @@ int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
         if (j == r && fc_metrics_find(&snap, FC_MF_RATELIMIT, cfg->routes[r].name) == NULL)
             put(&o, "fulcrum_rate_limited_requests_total{route=\"%s\"} 0\n", esc(cfg->routes[r].name, e1, sizeof(e1)));
     }
+
+    rate_limit_families(&o, w);
 
     family(&o, "fulcrum_config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.");
     put(&o, "fulcrum_config_reloads_total{result=\"success\"} %llu\n", (unsigned long long)LOAD(m->reloads_ok));

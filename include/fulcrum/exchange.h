@@ -14,6 +14,7 @@
 #include "fulcrum/buf.h"
 #include "fulcrum/config.h"
 #include "fulcrum/http.h"
+#include "fulcrum/ratelimit.h"
 #include "fulcrum/worker.h"
 
 struct fc_conn;
@@ -98,6 +99,7 @@ typedef struct fc_exchange {
                                      not the one the client's cookie named) */
     int16_t sticky;               /* 1 + the server the client's sticky cookie names, 0 = none */
     fc_timeout_t deadline;        /* routes[].timeouts.request, armed from routing to the end */
+    fc_rl_wait_t rl_wait;         /* waiting its turn (rate_limits.delay) before a server is picked */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
     char ip[46];                  /* the client's address, kept for the log line once it left */
