@@ -53,7 +53,9 @@ struct policy {
     fc_rl_table_t *t;     /* borrowed: the policy's table */
     uv_timer_t timer;     /* the interval; closed by stop (the last close frees the store) */
     redisAsyncContext *ac; /* NULL while not connected (hiredis frees it) */
+    int connected;        /* the connection is up */
     int ready;            /* connected and the script loaded */
+    uint64_t connect_at;  /* uv_now() ms the connection attempt began */
     char sha[48];         /* the script's SHA1, from SCRIPT LOAD */
     char host[INET6_ADDRSTRLEN];
     int port;
@@ -91,7 +93,7 @@ static void came_up(policy_t *p)
 static void drop(policy_t *p, const char *why)
 {
     went_down(p, why);
-    p->ready = 0;
+    p->ready = p->connected = 0;
     p->next_connect = uv_now(p->timer.loop) + RECONNECT_MS;
     if (p->ac != NULL) {
         redisAsyncContext *ac = p->ac;
@@ -159,6 +161,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         drop(p, ac->errstr[0] ? ac->errstr : "cannot connect");
         return;
     }
+    p->connected = 1;
     redisAsyncCommand(p->ac, on_script, p, "SCRIPT LOAD %s", SCRIPT);
 }
 
@@ -191,6 +194,7 @@ static void connect_store(policy_t *p)
     }
     ac->data = p;
     p->ac = ac;
+    p->connect_at = uv_now(p->timer.loop);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
 }
@@ -224,6 +228,31 @@ static void send_batch(policy_t *p, size_t n)
     p->sent_at = uv_now(p->timer.loop);
 }
 
+/* An interval with nothing to reconcile still proves the connection alive (a reset one is not
+ * always seen otherwise, see on_tick): a PING is a batch of none. */
+static void on_pong(redisAsyncContext *ac, void *reply, void *priv)
+{
+    batch_t *b = priv;
+    redisReply *rp = reply;
+    (void)ac;
+    b->failed = rp == NULL || rp->type != REDIS_REPLY_STATUS;
+    if (b->failed && b->p != NULL && rp != NULL && rp->type == REDIS_REPLY_ERROR) went_down(b->p, rp->str);
+    batch_done(b);
+}
+
+static void send_ping(policy_t *p)
+{
+    batch_t *b = malloc(sizeof(*b));
+    if (b == NULL) return;
+    *b = (batch_t){.p = p, .n = 0};
+    if (redisAsyncCommand(p->ac, on_pong, b, "PING") != REDIS_OK) {
+        free(b);
+        return;
+    }
+    p->inflight = b;
+    p->sent_at = uv_now(p->timer.loop);
+}
+
 static void on_tick(uv_timer_t *timer)
 {
     policy_t *p = fc_container_of(timer, policy_t, timer);
@@ -236,11 +265,21 @@ static void on_tick(uv_timer_t *timer)
         p->inflight = NULL;
         drop(p, why);
     }
+    if (p->ac != NULL && !p->connected && now - p->connect_at >= p->r->store->timeout) {
+        /* hiredis 0.14's libuv adapter ignores a poll error (a refused or reset connection), so
+         * an attempt that has not succeeded in time is given up here. */
+        char why[64];
+        snprintf(why, sizeof(why), "cannot connect within %llu ms", (unsigned long long)p->r->store->timeout);
+        drop(p, why);
+    }
     if (p->ac == NULL && now >= p->next_connect) connect_store(p);
     size_t n = fc_rl_collect(p->t, p->scratch, BATCH_MAX);
     /* Not ready: what was taken meanwhile is forgotten, not charged to the shared bucket later
      * (while Redis was away the local buckets decided alone). */
-    if (n > 0 && p->ready && p->ac != NULL) send_batch(p, n);
+    if (p->ready && p->ac != NULL) {
+        if (n > 0) send_batch(p, n);
+        else send_ping(p);
+    }
 }
 
 int fc_redis_store_start(fc_worker_t *w, fc_err_t *err)
