@@ -1306,6 +1306,7 @@ static int set_rate_limits(loader_t *ld, const directive_t *d, const fc_yaml_nod
         int rc = apply_table(ld, &rate_limit_table, v->map.pairs[i].value, r);
         path_pop(ld, saved);
         if (rc < 0) return -1;
+        r->key_addr = strcmp(r->key, "$remote_addr") == 0;
     }
     return 0;
 }

@@ -443,13 +443,18 @@ static int rate_limited(fc_exchange_t *ex, fc_slice_t target, uint64_t *delay_ms
     *delay_ms = 0;
     for (size_t i = 0; i < ex->route->nrate_limits; i++) {
         const fc_rate_limit_conf_t *r = ex->route->rate_limits[i];
-        expand_key(ex, r->key, target, b);
-        if (b->len == 0) continue;
-        /* the policy name, a NUL, the key */
-        uint64_t h = fc_fnv1a(fc_fnv1a(FC_FNV_INIT, r->name, strlen(r->name) + 1), b->base, b->len);
+        fc_rl_table_t *t = w->rl_tables[r->index];
+        uint64_t h; /* the policy name, a NUL, the key (t->seed holds the first two) */
+        if (r->key_addr) {
+            h = fc_fnv1a(t->seed, ex->client->ip, strlen(ex->client->ip)); /* the usual key, without the template */
+        } else {
+            expand_key(ex, r->key, target, b);
+            if (b->len == 0) continue;
+            h = fc_fnv1a(t->seed, b->base, b->len);
+        }
         double left;
         uint64_t wait_ms;
-        int v = fc_rl_admit(w->rl_tables[r->index], r, ex->route, h, now, &left, &wait_ms);
+        int v = fc_rl_admit(t, r, ex->route, h, now, &left, &wait_ms);
         if (v == FC_RL_DELAY && !r->dry_run && wait_ms > *delay_ms) *delay_ms = wait_ms;
         if (v != FC_RL_REJECT) continue;
         uint64_t secs = (wait_ms + 999) / 1000;
@@ -1429,7 +1434,7 @@ static void finish(fc_exchange_t *ex)
     if (ex->finished) return;
     ex->finished = 1;
     fc_timeout_clear(&ex->deadline);
-    fc_rl_wait_cancel(W(ex)->rl_waitq, &ex->rl_wait); /* a client that left while waiting its turn */
+    if (ex->rl_wait.pos != 0) fc_rl_wait_cancel(W(ex)->rl_waitq, &ex->rl_wait); /* it left while waiting its turn */
     if (ex->cause == FC_END_NONE) ex->phase = FC_PHASE_DONE; /* a failure keeps the phase it happened in */
     end_record(ex);
     fc_upconn_t *up = ex->up;

@@ -8,11 +8,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #include "fulcrum/trylock.h"
 
-#define TAKE_TRIES 64   /* a set's lock is tried this often before the request is let through */
+#define TAKE_TRIES 64   /* a set's lock is tried this often in a row ... */
+#define TAKE_YIELDS 256 /* ... and after each of this many sched_yield()s, before the request is let through */
 #define APPLY_TRIES 4096 /* the reconciliation may try harder: it is not on a request's path */
 
 /* ---- tables ---- */
@@ -34,6 +36,7 @@ static fc_rl_table_t *table_map(const char *name, uint32_t max_keys)
     t->sets = (fc_rl_set_t *)((char *)p + head);
     t->marks = (atomic_ullong *)((char *)p + head + sets);
     snprintf(t->name, sizeof(t->name), "%s", name);
+    t->seed = fc_fnv1a(FC_FNV_INIT, name, strlen(name) + 1);
     return t;
 }
 
@@ -88,6 +91,20 @@ void fc_rl_registry_free(fc_rl_registry_t *reg, int unmap)
     reg->n = 0;
 }
 
+/* Takes the lock of set <s> for a request. A holder is only ever a few arithmetic steps from
+ * letting go, unless it was descheduled there: so after the spin the CPU is given up a bounded
+ * number of times before the request is let through unlimited (fail open; a holder that died
+ * costs that set this wait, never a stuck worker). */
+static int lock_set(fc_rl_set_t *s)
+{
+    if (fc_trylock(&s->lock, TAKE_TRIES) == 0) return 0;
+    for (int i = 0; i < TAKE_YIELDS; i++) {
+        sched_yield();
+        if (fc_trylock(&s->lock, TAKE_TRIES) == 0) return 0;
+    }
+    return -1;
+}
+
 /* The bucket of <key> in set <s> (locked), made from the least recently used one when the key
  * is new: a full bucket. */
 static fc_rl_bucket_t *find_bucket(fc_rl_table_t *t, fc_rl_set_t *s, uint64_t key, double cap, uint64_t now)
@@ -114,7 +131,7 @@ int fc_rl_take(fc_rl_table_t *t, uint64_t key, const fc_rate_limit_conf_t *r, ui
     fc_rl_set_t *s = &t->sets[si];
     *left = cap - 1;
     *wait_ms = 0;
-    if (fc_trylock(&s->lock, TAKE_TRIES) < 0) return FC_RL_PASS;
+    if (lock_set(s) < 0) return FC_RL_PASS;
     fc_rl_bucket_t *b = find_bucket(t, s, key, cap, now);
     b->used = ++s->tick;
     double tk = b->tokens;

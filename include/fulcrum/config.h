@@ -133,6 +133,7 @@ typedef struct fc_rate_limit_conf {
                             rejection */
     uint32_t max_keys;   /* buckets kept (default 65536): the least recently used key makes room */
     fc_rate_store_conf_t *store; /* owned; NULL = this process's buckets only */
+    int key_addr;        /* <key> is exactly "$remote_addr": hashed as it is, without expanding the template */
     size_t index;        /* position in fc_config_t.rate_limits */
 } fc_rate_limit_conf_t;
 

@@ -44,6 +44,7 @@ typedef struct fc_rl_table {
     uint32_t nsets;             /* max_keys / FC_RL_WAYS, rounded up */
     uint32_t refs;              /* generations using it; master only */
     char name[FC_UPSTREAM_NAME_MAX + 1]; /* the policy's name; master only */
+    uint64_t seed;              /* FNV-1a of the name and a NUL: a key's hash goes on from here */
     atomic_uint store_down;     /* 1 while the Redis store is unreachable (written by its syncer) */
     atomic_ullong store_errors; /* failed connections and batches, all time (written by its syncer) */
     atomic_ullong delayed;      /* requests that waited their turn (delay), all workers */
