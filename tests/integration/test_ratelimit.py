@@ -367,3 +367,16 @@ def test_a_bigger_table_keeps_every_key(h):
     for i in range(100):
         assert one(port, headers="X-Key: k%d\r\n" % i)[0] == 200
     assert all(one(port, headers="X-Key: k%d\r\n" % i)[0] == 429 for i in range(100))
+
+
+def test_a_reload_that_changes_max_keys_starts_afresh(h):
+    b = h.backend()
+    port = free_port()
+    f = h.fulcrum(config(port, b, "    key: \"$remote_addr\"\n    rate: 1/m\n    burst: 1"), port)
+    assert [one(port)[0] for _ in range(3)] == [200, 200, 429]
+    with open(f.config_path, "w") as fh:
+        fh.write(config(port, b, "    key: \"$remote_addr\"\n    rate: 1/m\n    burst: 1\n    max_keys: 1024"))
+    os.kill(f.pid, signal.SIGHUP)
+    assert wait_for(lambda: "generation 2 serving" in f.stderr(), 10), f.stderr()
+    time.sleep(0.3)
+    assert one(port)[0] == 200   # a new table: a full bucket

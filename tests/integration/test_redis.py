@@ -205,3 +205,25 @@ def test_reload_keeps_the_store_and_leaks_nothing(h):
     status(port2)            # its first request passes (a full local bucket) and is reconciled
     time.sleep(0.4)
     assert status(port2)[0] == 429
+
+
+def test_the_reconciliation_survives_a_killed_worker(h):
+    """kill -9 of every worker: the master starts new ones, the first of them reconciles again,
+    and the bucket is still shared (a second instance sees what the first spent)."""
+    from conftest import child_pids
+    _, rport = start_redis(h)
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    f = h.fulcrum(config(port, mport, b, rport, rate="1/m", burst=2), port)
+    assert [status(port)[0] for _ in range(4)] == [200, 200, 200, 429]
+    old = child_pids(f.pid)
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: len(set(child_pids(f.pid)) - set(old)) == 2, 10), child_pids(f.pid)
+    assert wait_for(lambda: status(port)[0] == 429, 5)     # the local table outlived its workers
+    port2, mport2 = free_port(), free_port()
+    h.fulcrum(config(port2, mport2, b, rport, rate="1/m", burst=2), port2)
+    status(port2)
+    time.sleep(0.4)
+    assert status(port2)[0] == 429
+    assert metric(mport, "fulcrum_rate_limit_store_up") == 1
