@@ -334,6 +334,8 @@ static void fail(fc_exchange_t *ex, int cause)
 {
     if (ex->finished) return;
     if (ex->cause == FC_END_NONE) ex->cause = (uint8_t)cause;
+    /* Answered while waiting its turn (a client timeout): its turn must not send it on meanwhile. */
+    if (ex->rl_wait.pos != 0) fc_rl_wait_cancel(W(ex)->rl_waitq, &ex->rl_wait);
     if (ex->status == 0 && !ex->cl_writing && ex->client != NULL) {
         /* A server's failure is not the client's: like nginx and HAProxy, its connection stays
          * open after a 502/504 when the request was read whole. */

@@ -380,3 +380,27 @@ def test_a_reload_that_changes_max_keys_starts_afresh(h):
     assert wait_for(lambda: "generation 2 serving" in f.stderr(), 10), f.stderr()
     time.sleep(0.3)
     assert one(port)[0] == 200   # a new table: a full bucket
+
+
+def test_a_request_answered_while_it_waits_is_not_sent_on(h):
+    """A request waiting its turn whose client is too slow with its body gets 408 (body timeout)
+    during the wait; when its turn comes nothing more happens: the server never sees it."""
+    b = h.backend()
+    port = free_port()
+    f = h.fulcrum(config(port, b, "    key: \"$remote_addr\"\n    rate: 2/s\n    burst: 5\n    delay: all") +
+                  "limits: { client_body_timeout: 200ms }\n", port)
+    assert one(port)[0] == 200                      # the next one waits 500 ms
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n")
+    data = b""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    s.close()
+    assert data.startswith(b"HTTP/1.1 408"), data
+    time.sleep(0.6)                                 # past its turn
+    assert b.stats()["requests"] == 1
+    assert one(port, "127.0.0.8")[0] == 200 and f.proc.poll() is None
