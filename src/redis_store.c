@@ -66,7 +66,6 @@ struct policy {
 };
 
 struct fc_redis_store {
-    fc_worker_t *w;
     size_t n;             /* policies */
     size_t open;          /* timers not closed yet */
     policy_t p[];
@@ -265,11 +264,13 @@ static void on_tick(uv_timer_t *timer)
         p->inflight = NULL;
         drop(p, why);
     }
-    if (p->ac != NULL && !p->connected && now - p->connect_at >= p->r->store->timeout) {
-        /* hiredis 0.14's libuv adapter ignores a poll error (a refused or reset connection), so
-         * an attempt that has not succeeded in time is given up here. */
-        char why[64];
-        snprintf(why, sizeof(why), "cannot connect within %llu ms", (unsigned long long)p->r->store->timeout);
+    if (p->ac != NULL && !p->ready && now - p->connect_at >= p->r->store->timeout) {
+        /* hiredis 0.14's libuv adapter ignores a poll error (a refused or reset connection), and a
+         * frozen server still completes the TCP handshake: an attempt that is not connected with
+         * its script loaded in time is given up here. */
+        char why[80];
+        snprintf(why, sizeof(why), "%s within %llu ms", p->connected ? "no answer to SCRIPT LOAD" : "cannot connect",
+                 (unsigned long long)p->r->store->timeout);
         drop(p, why);
     }
     if (p->ac == NULL && now >= p->next_connect) connect_store(p);
@@ -290,7 +291,6 @@ int fc_redis_store_start(fc_worker_t *w, fc_err_t *err)
     if (n == 0) return 0;
     fc_redis_store_t *s = calloc(1, sizeof(*s) + n * sizeof(s->p[0]));
     if (s == NULL) return fc_err_set(err, "out of memory");
-    s->w = w;
     for (size_t i = 0; i < cfg->nrate_limits; i++) {
         const fc_rate_limit_conf_t *r = &cfg->rate_limits[i];
         if (r->store == NULL) continue;
