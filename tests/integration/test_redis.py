@@ -117,6 +117,13 @@ def test_two_instances_share_the_limit(h):
     assert ok_a >= 20 and ok_b >= 20, (ok_a, ok_b)   # both get a share
     assert metric(m1, "fulcrum_rate_limit_store_up") == 1
     assert metric(m1, "fulcrum_rate_limit_store_errors_total") == 0
+    assert metric(m1, "fulcrum_rate_limit_delayed_total") == 0 and metric(m1, "fulcrum_rate_limit_evictions_total") == 0
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed (scripts/install-deps.sh test)")
+    text = get(m1, "/metrics", timeout=5).body
+    p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
 
 
 def test_without_the_store_each_instance_has_its_own_limit(h):
