@@ -1426,6 +1426,36 @@ static int set_rate(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
     return 0;
 }
 
+/* `delay`: a number of requests, or `all`. */
+static int set_delay(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    if (v->kind == FC_YAML_SCALAR && strcmp(v->scalar.text, "all") == 0) {
+        FIELD(uint32_t, base, d) = FC_RATE_DELAY_ALL;
+        return 0;
+    }
+    if (v->kind == FC_YAML_SCALAR && !fc_yaml_is_null(v) && strspn(v->scalar.text, "-0123456789") != v->scalar.len)
+        return fail(ld, v, "expected 'all' or a number of requests, got '%s'", v->scalar.text);
+    return set_u32(ld, d, v, base);
+}
+
+static const char *const on_error_words[] = {"allow", "deny", NULL};
+static const directive_t store_keys[] = {
+    {"redis", set_addr, offsetof(fc_rate_store_conf_t, redis), 0, 0, NULL, D_REQUIRED, NULL},
+    {"on_error", set_enum, offsetof(fc_rate_store_conf_t, on_error), 0, 0, "allow", 0, on_error_words},
+    {"sync", set_duration, offsetof(fc_rate_store_conf_t, sync), 10, 60000, "100ms", 0, NULL},
+    {"timeout", set_duration, offsetof(fc_rate_store_conf_t, timeout), 10, 60000, "1s", 0, NULL},
+};
+static const table_t store_table = TABLE(store_keys);
+
+/* `store: { redis: ... }` of a rate limit. */
+static int set_store(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_rate_limit_conf_t *r = base;
+    (void)d;
+    r->store = fc_xcalloc(1, sizeof(*r->store));
+    return apply_table(ld, &store_table, v, r->store);
+}
+
 static const directive_t rate_limit_keys[] = {
     {"key", set_hash_key, offsetof(fc_rate_limit_conf_t, key), 0, 0, NULL, D_REQUIRED,
      "every request would share one bucket"},
@@ -1434,6 +1464,10 @@ static const directive_t rate_limit_keys[] = {
     {"status", set_int, offsetof(fc_rate_limit_conf_t, status), 400, 599, "429", 0, NULL},
     {"dry_run", set_bool, offsetof(fc_rate_limit_conf_t, dry_run), 0, 0, "false", 0, NULL},
     {"headers", set_bool, offsetof(fc_rate_limit_conf_t, headers), 0, 0, "true", 0, NULL},
+    {"delay", set_delay, offsetof(fc_rate_limit_conf_t, delay), 0, 100000, "0", 0, NULL},
+    {"max_delay", set_duration, offsetof(fc_rate_limit_conf_t, max_delay), 1, HOUR_MS, "30s", 0, NULL},
+    {"max_keys", set_u32, offsetof(fc_rate_limit_conf_t, max_keys), 8, 16777216, "65536", 0, NULL},
+    {"store", set_store, 0, 0, 0, NULL, 0, NULL},
 };
 static const table_t rate_limit_table = TABLE(rate_limit_keys);
 
@@ -1459,6 +1493,7 @@ static int set_rate_limits(loader_t *ld, const directive_t *d, const fc_yaml_nod
         int rc = apply_table(ld, &rate_limit_table, v->map.pairs[i].value, r);
         path_pop(ld, saved);
         if (rc < 0) return -1;
+        r->key_addr = strcmp(r->key, "$remote_addr") == 0;
     }
     return 0;
 }
@@ -2108,6 +2143,7 @@ void fc_config_free(fc_config_t *cfg)
     for (size_t i = 0; i < cfg->nrate_limits; i++) {
         free(cfg->rate_limits[i].name);
         free(cfg->rate_limits[i].key);
+        free(cfg->rate_limits[i].store);
     }
     free(cfg->rate_limits);
     free(cfg->upstreams);

@@ -3,6 +3,7 @@
  * part of metrics.h; what is here runs at start, at a new (route, method, status), at a reap and
  * at a scrape. */
 #include "fulcrum/metrics.h"
+#include "fulcrum/ratelimit.h"
 
 #include <dirent.h>
 #include <stdarg.h>
@@ -523,6 +524,31 @@ static void family_range(const fc_metrics_snapshot_t *snap, int fam, size_t *lo,
     *hi = i;
 }
 
+/* The rate limits' own counters, kept in their tables (ratelimit.h), by policy. */
+static void rate_limit_families(out_t *o, const fc_config_t *cfg, struct fc_rl_table *const *tables)
+{
+    char e[FC_METRICS_KEY * 2];
+    family(o, "fulcrum_rate_limit_delayed_total", "counter", "Requests that waited their turn (delay), by policy.");
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        put(o, "fulcrum_rate_limit_delayed_total{policy=\"%s\"} %llu\n", esc(cfg->rate_limits[i].name, e, sizeof(e)),
+            (unsigned long long)atomic_load_explicit(&tables[i]->delayed, memory_order_relaxed));
+    family(o, "fulcrum_rate_limit_evictions_total", "counter", "Buckets that made room for another key (max_keys), by policy.");
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        put(o, "fulcrum_rate_limit_evictions_total{policy=\"%s\"} %llu\n", esc(cfg->rate_limits[i].name, e, sizeof(e)),
+            (unsigned long long)atomic_load_explicit(&tables[i]->evicted, memory_order_relaxed));
+    family(o, "fulcrum_rate_limit_store_errors_total", "counter",
+           "Failed connections to and reconciliations with a policy's Redis store, by policy.");
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        if (cfg->rate_limits[i].store != NULL)
+            put(o, "fulcrum_rate_limit_store_errors_total{policy=\"%s\"} %llu\n", esc(cfg->rate_limits[i].name, e, sizeof(e)),
+                (unsigned long long)atomic_load_explicit(&tables[i]->store_errors, memory_order_relaxed));
+    family(o, "fulcrum_rate_limit_store_up", "gauge", "1 while a policy's Redis store answers, by policy.");
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        if (cfg->rate_limits[i].store != NULL)
+            put(o, "fulcrum_rate_limit_store_up{policy=\"%s\"} %u\n", esc(cfg->rate_limits[i].name, e, sizeof(e)),
+                atomic_load_explicit(&tables[i]->store_down, memory_order_relaxed) ? 0u : 1u);
+}
+
 /* ---- content negotiation ---- */
 
 static int is_ows(char c) { return c == ' ' || c == '\t'; }
@@ -594,6 +620,8 @@ struct fc_metrics_job {
     int openmetrics;               /* OpenMetrics 1.0.0 rather than the text format 0.0.4 */
     render_server_t *servers;      /* owned: the servers of cfg, in order */
     unsigned *queue_sizes;         /* owned: requests waiting per upstream of cfg, taken on the loop */
+    struct fc_rl_table *const *rl_tables; /* borrowed from the worker: the rate limits' tables (shared
+                                      mappings read with atomics), which outlive the job */
     size_t nservers;
     fc_buf_t out;                  /* owned: the text */
     int failed;                    /* out of memory: out is not to be sent */
@@ -618,6 +646,7 @@ static fc_metrics_job_t *job_new(fc_worker_t *w, int openmetrics)
     }
     for (size_t u = 0; u < cfg->nupstreams; u++) qs[u] = fc_queue_size(&w->upstreams[u]);
     j->queue_sizes = qs;
+    j->rl_tables = w->rl_tables;
     j->m = w->metrics.shm;
     j->shm = w->shm;
     j->cfg = cfg;
@@ -812,6 +841,8 @@ static void job_format(fc_metrics_job_t *j)
         if (prev == r && fc_metrics_find(&snap, FC_MF_RATELIMIT, cfg->routes[r].name) == NULL)
             put(&o, "fulcrum_rate_limited_requests_total{route=\"%s\"} 0\n", esc(cfg->routes[r].name, e1, sizeof(e1)));
     }
+
+    rate_limit_families(&o, cfg, j->rl_tables);
 
     family(&o, "fulcrum_config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.");
     put(&o, "fulcrum_config_reloads_total{result=\"success\"} %llu\n", (unsigned long long)LOAD(m->reloads_ok));

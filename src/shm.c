@@ -265,37 +265,6 @@ uint32_t fc_shm_learn_get(fc_shm_t *shm, uint64_t key, uint64_t now)
     return slot;
 }
 
-int fc_shm_rate_take(fc_shm_t *shm, uint64_t key, double cap, double per_ms, uint64_t now, double *left,
-                     uint64_t *wait_ms)
-{
-    if (key == 0) key = 1;
-    size_t set = (size_t)(key % FC_SHM_RATE_SETS);
-    *left = cap - 1;
-    *wait_ms = 0;
-    if (fc_trylock(&shm->rate_lock[set], 64) < 0) return 1;
-    fc_shm_bucket_t *ways = &shm->rate[set * FC_SHM_RATE_WAYS], *b = NULL, *lru = &ways[0];
-    for (size_t i = 0; i < FC_SHM_RATE_WAYS && b == NULL; i++) {
-        if (ways[i].key == key) b = &ways[i];
-        else if (ways[i].at < lru->at) lru = &ways[i];
-    }
-    if (b == NULL) { /* a new key (or one evicted since): a full bucket */
-        b = lru;
-        b->key = key;
-        b->tokens = cap;
-        b->at = now;
-    }
-    double t = b->tokens + (double)(now > b->at ? now - b->at : 0) * per_ms;
-    if (t > cap) t = cap;
-    b->at = now;
-    int ok = t >= 1.0;
-    if (ok) t -= 1.0;
-    else *wait_ms = (uint64_t)((1.0 - t) / per_ms) + 1;
-    b->tokens = t;
-    *left = t;
-    fc_unlock(&shm->rate_lock[set]);
-    return ok;
-}
-
 int fc_shm_peer_enter(fc_shm_t *shm, uint64_t key, uint32_t max)
 {
     if (key == 0) key = 1;

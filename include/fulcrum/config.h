@@ -139,6 +139,19 @@ struct fc_upstream_conf {
     size_t ndynamic;              /* servers that are positions of a resolving name */
 };
 
+#define FC_RATE_DELAY_ALL UINT32_MAX /* `delay: all`: every request beyond the rate waits its turn */
+enum fc_rate_on_error { FC_RATE_ALLOW = 0, FC_RATE_DENY = 1 };
+
+/* `store:` of a rate limit: the bucket is shared with other fulcrum processes through Redis. */
+typedef struct fc_rate_store_conf {
+    fc_addr_t redis;     /* `redis`: the Redis server (IP:port) */
+    int on_error;        /* enum fc_rate_on_error: while Redis is unreachable, the local bucket alone
+                            decides (allow, default) or every request of the policy is rejected (deny) */
+    uint64_t sync;       /* ms between two reconciliations with Redis, default 100 */
+    uint64_t timeout;    /* ms: a reconciliation unanswered this long counts as Redis being down,
+                            default 1000 */
+} fc_rate_store_conf_t;
+
 /* One policy under `rate_limits:`: a token bucket per key, shared by every worker. */
 typedef struct fc_rate_limit_conf {
     char *name;          /* owned; the key under rate_limits */
@@ -149,6 +162,14 @@ typedef struct fc_rate_limit_conf {
     int status;          /* the answer to a rejected request, default 429 */
     int dry_run;         /* count and log, never reject */
     int headers;         /* Retry-After is always sent; RateLimit and RateLimit-Policy too (default true) */
+    uint32_t delay;      /* 0 (default): beyond the burst, rejected at once; N: the first N requests beyond
+                            the rate pass at once, the rest of the burst waits its turn; FC_RATE_DELAY_ALL:
+                            every request beyond the rate waits */
+    uint64_t max_delay;  /* ms a request may wait its turn, at most (default 30000); a longer wait is a
+                            rejection */
+    uint32_t max_keys;   /* buckets kept (default 65536): the least recently used key makes room */
+    fc_rate_store_conf_t *store; /* owned; NULL = this process's buckets only */
+    int key_addr;        /* <key> is exactly "$remote_addr": hashed as it is, without expanding the template */
     size_t index;        /* position in fc_config_t.rate_limits */
 } fc_rate_limit_conf_t;
 

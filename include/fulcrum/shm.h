@@ -61,16 +61,6 @@ typedef struct fc_shm_learn {
     uint32_t slot;      /* the server's slot in servers[] */
 } fc_shm_learn_t;
 
-/* Rate limits: a token bucket per (policy, key), for every worker: a fixed set-associative table
- * (the least recently used entry of a set makes room), try-locks held for a few arithmetic steps. */
-#define FC_SHM_RATE_SETS 16384
-#define FC_SHM_RATE_WAYS 4
-typedef struct fc_shm_bucket {
-    uint64_t key;       /* a hash of the policy name and the request's key; 0 = free */
-    double tokens;      /* what the bucket holds, at <at> */
-    uint64_t at;        /* CLOCK_MONOTONIC ms of the last update */
-} fc_shm_bucket_t;
-
 /* Client connections per address, for every worker (limits.max_connections_per_client). */
 #define FC_SHM_PEER_SETS 4096
 #define FC_SHM_PEER_WAYS 4
@@ -113,8 +103,6 @@ typedef struct fc_shm {
     fc_tls_cache_t sessions;            /* TLS 1.2 session IDs, for every worker */
     atomic_uint peer_lock[FC_SHM_PEER_SETS];
     fc_shm_peer_t peers[FC_SHM_PEER_SETS * FC_SHM_PEER_WAYS];
-    atomic_uint rate_lock[FC_SHM_RATE_SETS];
-    fc_shm_bucket_t rate[FC_SHM_RATE_SETS * FC_SHM_RATE_WAYS];
     atomic_uint learn_lock[FC_SHM_LEARN_SETS];
     fc_shm_learn_t learn[FC_SHM_LEARN_SETS * FC_SHM_LEARN_WAYS];
     fc_tls_tickets_t tickets;           /* TLS session ticket keys: made and rotated by the master, kept
@@ -134,12 +122,6 @@ void fc_shm_peer_leave(fc_shm_t *shm, uint64_t key);
 /* Forgets every count (the master, after a worker died with connections it counted: the counts
  * go low for a while, never stuck high). */
 void fc_shm_peer_reset(fc_shm_t *shm);
-
-/* Takes a token from the bucket of <key> (capacity <cap>, refilled at <per_ms> tokens per ms; a
- * new key starts full) at <now>. Returns 1 (taken; *<left> tokens remain) or 0 (empty: nothing
- * taken, *<wait_ms> until a token is back). A set found locked counts as taken (fail open). */
-int fc_shm_rate_take(fc_shm_t *shm, uint64_t key, double cap, double per_ms, uint64_t now, double *left,
-                     uint64_t *wait_ms);
 
 /* Sticky learn mode: remembers that <slot> answered with cookie value <key> until <expires>
  * (the entry expiring first in its set makes room), or finds it (UINT32_MAX: unknown). */

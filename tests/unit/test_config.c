@@ -1689,6 +1689,31 @@ static void test_rate_limit_config(void)
            "t.yaml:8:6: missing required key 'rate' in rate_limits.a");
     is_str(err_of(LISTEN UPS "routes:\n  - upstream: b\n    rate_limit: x\n"),
            "t.yaml:9:17: routes[0].rate_limit: unknown rate limit 'x' (defined: none)");
+
+    subtest("rate limits: delay, max_delay, max_keys, store");
+    cfg = load(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\", rate: 10/s }\n"
+                          "  b: { key: \"$remote_addr\", rate: 10/s, delay: all, max_delay: 2s, max_keys: 100,\n"
+                          "       store: { redis: \"127.0.0.1:6380\", on_error: deny, sync: 50ms, timeout: 200ms } }\n"
+                          "  c: { key: \"$remote_addr\", rate: 10/s, delay: 3, store: { redis: \"[::1]:6379\" } }\n" ROUTE, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        const fc_rate_limit_conf_t *a = &cfg->rate_limits[0], *b = &cfg->rate_limits[1], *c = &cfg->rate_limits[2];
+        ok(a->delay == 0 && a->max_delay == 30000 && a->max_keys == 65536 && a->store == NULL);
+        ok(b->delay == FC_RATE_DELAY_ALL && b->max_delay == 2000 && b->max_keys == 100 && b->store != NULL);
+        if (b->store != NULL) {
+            is_str(b->store->redis.text, "127.0.0.1:6380");
+            ok(b->store->on_error == FC_RATE_DENY && b->store->sync == 50 && b->store->timeout == 200);
+        }
+        ok(c->delay == 3 && c->store != NULL);
+        if (c->store != NULL) ok(c->store->on_error == FC_RATE_ALLOW && c->store->sync == 100 && c->store->timeout == 1000);
+        fc_config_free(cfg);
+    }
+    is_str(err_of(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\", rate: 10/s, delay: -1 }\n" ROUTE),
+           "t.yaml:8:48: rate_limits.a.delay: -1 is out of range (0..100000)");
+    is_str(err_of(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\", rate: 10/s, store: { on_error: allow } }\n" ROUTE),
+           "t.yaml:8:48: missing required key 'redis' in rate_limits.a.store");
+    is_str(err_of(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\", rate: 10/s, store: { redis: \"127.0.0.1:6379\", on_error: maybe } }\n" ROUTE),
+           "t.yaml:8:85: rate_limits.a.store.on_error: unknown value 'maybe' (expected one of: allow, deny)");
 }
 
 static void test_queue_config(void)
