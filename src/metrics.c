@@ -80,6 +80,8 @@ void fc_metrics_claim(fc_metrics_shm_t *m, unsigned proc)
     for (unsigned k = 0; k < FC_MCS_STATES; k++) STORE(b->client_conns[k], 0);
     STORE(b->buffer_bytes, 0);
     STORE(b->buffering_skipped, 0);
+    STORE(b->conns_refused[0], 0);
+    STORE(b->conns_refused[1], 0);
     atomic_store_explicit(&b->folded, 0, memory_order_release);
 }
 
@@ -157,6 +159,7 @@ void fc_metrics_fold(fc_metrics_shm_t *m, unsigned proc)
     STORE(r->dropped, LOAD(r->dropped) + LOAD(b->dropped));
     for (unsigned k = 0; k < FC_MC_REASONS; k++) STORE(r->client_errors[k], LOAD(r->client_errors[k]) + LOAD(b->client_errors[k]));
     STORE(r->buffering_skipped, LOAD(r->buffering_skipped) + LOAD(b->buffering_skipped));
+    for (unsigned k = 0; k < 2; k++) STORE(r->conns_refused[k], LOAD(r->conns_refused[k]) + LOAD(b->conns_refused[k]));
     STORE(b->pid, 0);
     atomic_store_explicit(&b->folded, 1, memory_order_release);
     atomic_fetch_add_explicit(&m->fold_seq, 1, memory_order_acq_rel); /* even: done */
@@ -300,6 +303,7 @@ static int collect(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap, uint32_t fa
         for (unsigned k = 0; k < FC_MCS_STATES; k++) snap->client_conns[k] += LOAD(blk->client_conns[k]);
         snap->buffer_bytes += LOAD(blk->buffer_bytes);
         snap->buffering_skipped += LOAD(blk->buffering_skipped);
+        for (unsigned k = 0; k < 2; k++) snap->conns_refused[k] += LOAD(blk->conns_refused[k]);
         uint32_t ns = atomic_load_explicit(&blk->nseries, memory_order_acquire);
         fc_metrics_series_t *s = fc_metrics_series_at(m, b);
         for (uint32_t i = 0; i < ns && n < total; i++) {
@@ -728,6 +732,12 @@ static void job_format(fc_metrics_job_t *j)
     family(&o, "fulcrum_buffering_skipped_total", "counter",
            "Exchanges that streamed instead of buffering because limits.buffer_memory was reached.");
     put(&o, "fulcrum_buffering_skipped_total %llu\n", (unsigned long long)snap.buffering_skipped);
+    family(&o, "fulcrum_connections_refused_total", "counter",
+           "Client connections closed at accept by a limit: limits.max_connections (per worker) or "
+           "limits.max_connections_per_client (503 first on a plain listener).");
+    put(&o, "fulcrum_connections_refused_total{limit=\"max_connections\"} %llu\n", (unsigned long long)snap.conns_refused[0]);
+    put(&o, "fulcrum_connections_refused_total{limit=\"max_connections_per_client\"} %llu\n",
+        (unsigned long long)snap.conns_refused[1]);
 
     family_range(&snap, FC_MF_SERVER, &lo, &hi);
     family(&o, "fulcrum_upstream_request_duration_seconds", "histogram",

@@ -27,6 +27,27 @@ routes:
 %s""" % (workers, port, limit, backend.address, route_extra)
 
 
+def refused(mport):
+    """fulcrum_connections_refused_total{limit="max_connections_per_client"}, read with one scrape
+    (from another address: 127.0.0.1 is at its limit)."""
+    s = socket.socket()
+    s.bind(("127.0.0.7", 0))
+    s.settimeout(5)
+    s.connect(("127.0.0.1", mport))
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    s.close()
+    for ln in data.decode().splitlines():
+        if ln.startswith('fulcrum_connections_refused_total{limit="max_connections_per_client"}'):
+            return float(ln.split()[-1])
+    return None
+
+
 def one_or_refused(port):
     """The status of one request, or 0 when the connection was reset (a connection refused by the
     per-client limit can be reset if its request arrived after the 503 was sent)."""
@@ -162,8 +183,9 @@ def test_max_connections_per_client_across_workers(h):
     address gets 503 with Retry-After and is closed before any request is read; another address is
     not affected; a closed connection frees its place."""
     b = h.backend()
-    port = free_port()
+    port, mport = free_port(), free_port()
     cfg = config(port, b, LIMIT, route_extra="") + "limits: { max_connections_per_client: 3 }\n"
+    cfg = cfg.replace("listeners:\n", "listeners:\n  - { address: 127.0.0.1:%d, metrics: { path: /metrics } }\n" % mport, 1)
     h.fulcrum(cfg, port)
     held = []
     for _ in range(3):
@@ -180,6 +202,7 @@ def test_max_connections_per_client_across_workers(h):
         data += d
     s.close()
     assert data.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in data, data
+    assert refused(mport) == 1, "the refusal is counted in fulcrum_connections_refused_total"
     assert one(port, "127.0.0.9")[0] == 200
     held.pop().close()
     assert wait_for(lambda: one_or_refused(port) == 200, 3)
