@@ -525,7 +525,7 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     w->t_keepalive = lim->keepalive_timeout > 0 ? fc_timeq_class(&w->tq, lim->keepalive_timeout) : NULL;
     w->t_linger = fc_timeq_class(&w->tq, LINGER_MS);
     w->t_cflush = fc_timeq_class(&w->tq, COMPRESS_FLUSH_MS);
-    w->bodyq.keep = 64; /* 1 MiB of idle blocks at most */
+    w->bodyq.keep = 32; /* 2 MiB of idle blocks at most */
     w->route_connect = fc_xcalloc(cfg->nroutes, sizeof(*w->route_connect));
     w->route_send = fc_xcalloc(cfg->nroutes, sizeof(*w->route_send));
     w->route_read = fc_xcalloc(cfg->nroutes, sizeof(*w->route_read));
@@ -669,6 +669,7 @@ int fc_worker_run(const fc_worker_args_t *args)
     fc_metrics_local_free(&w.metrics);
     fc_exchange_freelist_drain(&w);
     fc_bodyq_pool_drain(&w.bodyq);
+    fc_codec_cache_drain();
     for (int i = 0; i < 4; i++)
         for (unsigned k = 0; k < w.nidle_codecs[i]; k++) fc_codec_free(w.idle_codecs[i][k]);
     fc_io_freelist_drain();
