@@ -38,6 +38,11 @@ KEEPALIVE = 256
 OUT_DIR = B.OUT_DIR
 PY = "/usr/bin/python3"
 
+# Buffers that hold the whole response (256 KiB by default): nginx's 16 KiB buffers, fulcrum's limit in KiB, and
+# fulcrum's per-worker cap with room for every client's response at once (never below the 64m of the docs).
+FIT_16K = -(-SIZE // 16384)
+FIT_KIB = -(-SIZE // 1024)
+BUFFER_MEMORY_MIB = max(64, -(-CLIENTS * SIZE * 5 // 4 // 1048576))
 NGINX_USERS = ("    proxy_buffering on;\n    proxy_buffer_size 4k;\n    proxy_buffers 8 4k;\n")
 # name -> (kind, what is configured (for the report), template fill)
 VARIANTS = {
@@ -47,23 +52,26 @@ VARIANTS = {
               "buffers cannot hold goes to a temp file)", dict(BUFFERING=NGINX_USERS)),
     "nginx-mem": ("nginx", "the users' buffers with `proxy_max_temp_file_size 0` (memory only, no temp file)",
                   dict(BUFFERING=NGINX_USERS + "    proxy_max_temp_file_size 0;\n")),
-    "nginx-256k": ("nginx", "at its best: `proxy_buffer_size 16k; proxy_buffers 16 16k; proxy_busy_buffers_size "
-                   "32k; proxy_max_temp_file_size 0;` (272 KiB of buffers: the whole response in memory)",
-                   dict(BUFFERING="    proxy_buffering on;\n    proxy_buffer_size 16k;\n    proxy_buffers 16 16k;\n"
-                        "    proxy_busy_buffers_size 32k;\n    proxy_max_temp_file_size 0;\n")),
+    "nginx-fit": ("nginx", "at its best: `proxy_buffer_size 16k; proxy_buffers %d 16k; proxy_busy_buffers_size 32k; "
+                  "proxy_max_temp_file_size 0;` (%s KiB of buffers: the whole response in memory)" % (
+                      FIT_16K, B.fmt_num(16 * FIT_16K + 16)),
+                  dict(BUFFERING="    proxy_buffering on;\n    proxy_buffer_size 16k;\n    proxy_buffers %d 16k;\n"
+                       "    proxy_busy_buffers_size 32k;\n    proxy_max_temp_file_size 0;\n" % FIT_16K)),
     "haproxy": ("haproxy", "defaults: `tune.bufsize 16384` (a stream's buffer is all it reads ahead)",
                 dict(TUNE="")),
-    "haproxy-256k": ("haproxy", "at its best: `tune.bufsize 278528` (272 KiB: a stream's buffer holds the whole "
-                     "response), `tune.maxrewrite 1024`",
-                     dict(TUNE="    tune.bufsize 278528\n    tune.maxrewrite 1024")),
+    "haproxy-fit": ("haproxy", "at its best: `tune.bufsize %d` (a stream's buffer holds the whole response and "
+                    "its head), `tune.maxrewrite 1024`" % (SIZE + 16384),
+                    dict(TUNE="    tune.bufsize %d\n    tune.maxrewrite 1024" % (SIZE + 16384))),
     "fulcrum": ("fulcrum", "no `buffering` (streams, as before issue 11)", dict(BUFFERING="", LIMITS="")),
-    "fulcrum-256k": ("fulcrum", "`routes[].buffering: { response: 256k }`, `limits.buffer_memory: 64m`",
-                     dict(BUFFERING="    buffering: { response: 256k }", LIMITS="  buffer_memory: 64m")),
+    "fulcrum-fit": ("fulcrum", "`routes[].buffering: { response: %dk }`, `limits.buffer_memory: %dm`" % (
+                        FIT_KIB, BUFFER_MEMORY_MIB),
+                    dict(BUFFERING="    buffering: { response: %dk }" % FIT_KIB,
+                         LIMITS="  buffer_memory: %dm" % BUFFER_MEMORY_MIB)),
 }
 TEMPLATES = {"nginx": "nginx-buffering.conf.in", "haproxy": "haproxy-buffering.cfg.in",
              "fulcrum": "fulcrum-buffering.yaml.in"}
 # The ratios the report computes within each round: (row, reference).
-RATIOS = [("fulcrum-256k", "nginx"), ("fulcrum-256k", "nginx-256k"), ("fulcrum-256k", "haproxy-256k"),
+RATIOS = [("fulcrum-fit", "nginx"), ("fulcrum-fit", "nginx-fit"), ("fulcrum-fit", "haproxy-fit"),
           ("fulcrum", "nginx"), ("fulcrum", "haproxy")]
 
 
