@@ -15,6 +15,7 @@ import json
 import os
 import re
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -308,6 +309,8 @@ def report(own, results, variants, skipped, started, env):
 
 def main():
     started = datetime.datetime.utcnow()
+    # SIGTERM unwinds like an exception, so every process this script started is stopped by the finally blocks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     variants = B.choose("BUFBENCH_VARIANTS", list(VARIANTS), "buffering: unknown variant")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
