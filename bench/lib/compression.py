@@ -302,7 +302,7 @@ def report(results, probes, browser, skipped, started, env):
         w("- **Not measured: %s** — %s" % (key, why))
     w("")
     for mode in MODES:
-        w("## %s" % ("Over TLS (TLS 1.3, the TLS scenarios' settings)" if mode == "tls" else "Plain HTTP"))
+        w("## %s" % ("Over TLS (the TLS scenarios' settings)" if mode == "tls" else "Plain HTTP"))
         w("")
         w("| proxy and coding | CPU µs per response (median; per round) | body bytes | ratio | bytes on the wire "
           "per response | req/s | decoded = origin | CPU vs nginx gzip | CPU vs HAProxy |")
@@ -329,9 +329,10 @@ def report(results, probes, browser, skipped, started, env):
                 B.fmt_num(B.med([r["rps"] for r in rows])),
                 ("yes (%s, %s)" % (p["coding"], p["framing"]) if p["decoded_ok"] else "**no: %s %s**" % (
                     p["coding"], p["decode_error"])) if p else "n/a",
-                "—" if case == ("nginx", "gzip") else ratio(by_round, case, ("nginx", "gzip"), "cpu_us_per_resp"),
-                "—" if case == ("haproxy", "gzip") else ratio(by_round, case, ("haproxy", "gzip"),
-                                                              "cpu_us_per_resp")))
+                "—" if case[1] == "identity" or case == ("nginx", "gzip") else ratio(
+                    by_round, case, ("nginx", "gzip"), "cpu_us_per_resp"),
+                "—" if case[1] == "identity" or case == ("haproxy", "gzip") else ratio(
+                    by_round, case, ("haproxy", "gzip"), "cpu_us_per_resp")))
         w("")
         errs = sum(r["errors"] for r in results if r["mode"] == mode)
         w("wrk errors over all runs: %d. A browser's `Accept-Encoding: %s` gets: %s." % (
