@@ -10,7 +10,12 @@
 
 #include "fulcrum/common.h"
 
-#define WINDOW_BITS_MAX 18 /* br and zstd: 256 KiB windows at most (gzip's own maximum is 15) */
+/* br: lgwin 20 (1 MiB), whatever the length. Measured at quality 4 on a 64 KiB JSON body, a
+ * window of 2^16 to 2^19 costs 4.0 to 6.7 ms per body and 2^20 to 2^22 0.5 to 0.8 ms, and the
+ * encoder's memory grows with the input, not the window (690 KiB for that body at 2^18 and at
+ * 2^22). */
+#define BR_WINDOW_BITS 20
+#define ZSTD_WINDOW_BITS 17 /* zstd: 128 KiB (see zstd_params) */
 
 struct fc_codec {
     int coding;
@@ -83,7 +88,7 @@ int fc_coding_negotiate(const fc_slice_t *values, size_t n, const uint8_t *on, c
 {
     if (n == 0) return FC_CODING_NONE;
     int q[FC_CODINGS] = {-1, -1, -1, -1}; /* -1: not named */
-    int star = -1;
+    int star = -1, identity = -1;
     for (size_t i = 0; i < n; i++) {
         const char *p = values[i].p, *end = p + values[i].n;
         while (p < end) {
@@ -93,6 +98,10 @@ int fc_coding_negotiate(const fc_slice_t *values, size_t n, const uint8_t *on, c
             if (tok.n == 0 || w < 0) continue;
             if (tok.n == 1 && tok.p[0] == '*') {
                 star = w;
+                continue;
+            }
+            if (tok.n == 8 && strncasecmp(tok.p, "identity", 8) == 0) {
+                if (w > identity) identity = w;
                 continue;
             }
             int c = fc_coding_of(tok.p, tok.n);
@@ -109,7 +118,9 @@ int fc_coding_negotiate(const fc_slice_t *values, size_t n, const uint8_t *on, c
             bestq = w;
         }
     }
-    return best;
+    /* A client that weighs identity above every coding it accepts gets identity; on a tie, and
+     * when identity is not named, the coding (the usual "gzip;q=0.5" means "gzip, please"). */
+    return identity > bestq ? FC_CODING_NONE : best;
 }
 
 fc_slice_t fc_media_type(fc_slice_t ct)
@@ -161,7 +172,7 @@ static int gzip_init(fc_codec_t *c, uint64_t length)
 
 static int br_init(fc_codec_t *c, uint64_t length)
 {
-    c->bits = window_for(length, BROTLI_MIN_WINDOW_BITS, WINDOW_BITS_MAX);
+    c->bits = BR_WINDOW_BITS;
     c->u.br = BrotliEncoderCreateInstance(NULL, NULL, NULL);
     if (c->u.br == NULL) return -1;
     BrotliEncoderSetParameter(c->u.br, BROTLI_PARAM_QUALITY, (uint32_t)c->level);
@@ -170,12 +181,21 @@ static int br_init(fc_codec_t *c, uint64_t length)
     return 0;
 }
 
+/* zstd: a 128 KiB window at most and, for a body of unknown or large length, hash and chain
+ * tables of 2^15 and 2^14 entries instead of level 3's 2^17 and 2^16 (measured on a 276 KB JSON
+ * body: 1.1 MB of state instead of 1.8 MB, and 44.8 KB out instead of 47.8 KB). A known smaller
+ * length lets libzstd pick smaller tables itself (the pledged size). */
 static int zstd_params(fc_codec_t *c, uint64_t length)
 {
-    c->bits = window_for(length, 10, WINDOW_BITS_MAX);
-    if (ZSTD_isError(ZSTD_CCtx_setParameter(c->u.zs, ZSTD_c_compressionLevel, c->level))) return -1;
-    if (ZSTD_isError(ZSTD_CCtx_setParameter(c->u.zs, ZSTD_c_windowLog, c->bits))) return -1;
-    if (length > 0 && ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(c->u.zs, length))) return -1;
+    ZSTD_CCtx *z = c->u.zs;
+    c->bits = window_for(length, 10, ZSTD_WINDOW_BITS);
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, c->level))) return -1;
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_windowLog, c->bits))) return -1;
+    if (length == 0 || length > (1u << ZSTD_WINDOW_BITS)) {
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_hashLog, 15))) return -1;
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_chainLog, 14))) return -1;
+    }
+    if (length > 0 && ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(z, length))) return -1;
     return 0;
 }
 
@@ -218,6 +238,8 @@ int fc_codec_reset(fc_codec_t *c, uint64_t length)
 }
 
 int fc_codec_coding(const fc_codec_t *c) { return c->coding; }
+
+int fc_codec_level(const fc_codec_t *c) { return c->level; }
 
 static int gzip_run(fc_codec_t *c, const char **in, size_t *inlen, char **out, size_t *outlen, int mode)
 {

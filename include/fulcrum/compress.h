@@ -5,10 +5,14 @@
  * Memory per stream (chosen so that 200 slow clients cost megabytes, not a gigabyte):
  * - gzip: windowBits 15 and memLevel 8 (zlib's defaults, 256 KiB + 6 KiB), lowered for a known
  *   small length the way nginx does (a window no larger than the body);
- * - br: a 256 KiB window (lgwin 18) at most, smaller for a known small length; libbrotli's size
- *   hint is set when the length is known;
- * - zstd: windowLog 18 (256 KiB) at most; the pledged size is set when the length is known, which
- *   lets libzstd shrink its tables.
+ * - br: lgwin 20 (smaller windows are several times slower at quality 4, and the encoder's
+ *   memory follows the input, not the window: compress.c); the size hint is set when the length
+ *   is known;
+ * - zstd: windowLog 17 (128 KiB) at most, hash and chain tables of 2^15 and 2^14 for a body of
+ *   unknown length (about 1.1 MB of state in all, libzstd's own buffers included); the pledged
+ *   size is set when the length is known, which lets libzstd shrink its tables.
+ * A stream lives only while the server's answer is being read: it is finished and returned to the
+ * freelist as soon as the answer is whole, even if the client is still reading.
  * The streams come from the caller's freelist (fc_codec_reset) so a busy worker does not allocate
  * them per response. */
 #ifndef FULCRUM_COMPRESS_H
@@ -36,8 +40,9 @@ int fc_coding_of(const char *p, size_t n);
  * n == 0: the field is absent, and no coding is chosen). <on>[coding] != 0 for each coding
  * fulcrum may use; <prefer> lists codings in the server's order for ties (FC_CODINGS - 1 entries,
  * 0-terminated if shorter). RFC 9110 12.5.3: the highest q wins, q=0 excludes, "*" stands for
- * every coding not named, "identity" and unknown codings are never chosen by fulcrum (identity
- * is what an uncompressed answer is). Returns the coding, or FC_CODING_NONE. */
+ * every coding not named, unknown codings are never chosen, and an identity weighed above every
+ * accepted coding wins (a tie, or identity not named: the coding). Returns the coding, or
+ * FC_CODING_NONE. */
 int fc_coding_negotiate(const fc_slice_t *values, size_t n, const uint8_t *on, const uint8_t *prefer);
 
 /* The media type of a Content-Type value (before ';', without whitespace), to compare with the
@@ -57,8 +62,9 @@ fc_codec_t *fc_codec_new(int coding, int level, uint64_t length);
 /* Makes <c> ready for a new body of <length>, keeping its memory when its window fits; returns 0,
  * or -1 when <c> cannot be reused for that length (free it and make a new one). */
 int fc_codec_reset(fc_codec_t *c, uint64_t length);
-/* The coding of <c>. */
+/* The coding and the level of <c>. */
 int fc_codec_coding(const fc_codec_t *c);
+int fc_codec_level(const fc_codec_t *c);
 /* Compresses: reads up to *<inlen> bytes at *<in> and writes up to *<outlen> bytes at *<out>,
  * advancing both (the pointers move forward and the lengths shrink by what was used). <mode>
  * FC_CODEC_FLUSH also pushes out everything read so far (a decoder can then produce all of it),

@@ -14,6 +14,7 @@
 #include "fulcrum/buf.h"
 #include "fulcrum/config.h"
 #include "fulcrum/http.h"
+#include "fulcrum/queue.h"
 #include "fulcrum/worker.h"
 
 struct fc_conn;
@@ -101,12 +102,14 @@ typedef struct fc_exchange {
                                      chosen with the request head; NONE for HEAD and the skip header */
     uint8_t queued;               /* the response body goes through q (buffered or compressed), not
                                      from the server connection's buffer */
-    uint8_t codec_done;           /* the compressed stream was finished (its last bytes are in q) */
-    size_t q_limit;               /* queued: the server is read while q holds fewer bytes than this */
-    size_t q_inflight;            /* queued: bytes of q in the client write in flight */
-    struct fc_codec *codec;       /* owned: the response's compressor, or NULL */
-    fc_bodyq_t q;                 /* owned blocks (from the worker's pool): the queued response body */
-    fc_timeout_t flush_timer;     /* a compressed stream's input not flushed yet: flush after 50 ms */
+    uint8_t req_buffering;        /* reading the request body into req_buf before a server is picked */
+    uint8_t req_buffered;         /* req_buf holds the start of the body (all of it once req_done) */
+    uint8_t rb_sent;              /* req_buf went to the current upstream connection */
+    int16_t granted;              /* 1 + the server the queue gave this request a place on (counted
+                                     active for it already), 0 = none */
+    uint64_t queue_ms;            /* how long it waited in its upstream's queue (ms) */
+    uint64_t body_t0;             /* loop time (ms) the request body began to go to a server, 0 = not
+                                     yet (limits.client_body_min_rate) */
     fc_timeout_t deadline;        /* routes[].timeouts.request, armed from routing to the end */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
@@ -122,15 +125,26 @@ typedef struct fc_exchange {
         fc_http_head_t req;       /* slices borrowed from client->io.rbuf, valid until head_out is built */
         fc_http_head_t resp;      /* slices borrowed from up->io.rbuf, valid until resp_out is built */
     };
+    fc_queue_wait_t qw;           /* its place in the upstream's queue while all servers are at
+                                     max_conns (qw.q NULL, set for each request, when not waiting) */
     fc_buf_t head_out;            /* owned: the request head as sent upstream (kept for a retry and the log) */
     fc_buf_t resp_out;            /* owned: the response head for the client, while being written */
     fc_buf_t key_buf;             /* owned: the hash key of this request (hash policy only) */
     fc_buf_t req_tail;            /* owned: what follows request payload re-encoded chunked, while written */
+    fc_buf_t req_buf;             /* owned: the request payload read before a server was picked
+                                     (routes[].buffering.request), kept for a retry */
     fc_buf_t resp_tail;           /* owned: the same for the response */
     fc_buf_t req_trailers;        /* owned: the request trailer lines that are forwarded */
     fc_buf_t resp_trailers;       /* owned: the response trailer lines that are forwarded */
     fc_buf_t req_connection;      /* owned: a chunked request's Connection options (req_body.connection) */
     fc_buf_t resp_connection;     /* owned: the same for a chunked response */
+    /* Set by start_queue, valid while queued (not reset per request: the plain path never
+     * touches them). */
+    size_t q_limit;               /* the server is read while q holds fewer bytes than this */
+    size_t q_inflight;            /* bytes of q in the client write in flight */
+    struct fc_codec *codec;       /* owned: the response's compressor, or NULL */
+    fc_bodyq_t q;                 /* owned blocks (from the worker's pool): the queued response body */
+    fc_timeout_t flush_timer;     /* a compressed stream's input not flushed yet: flush after 50 ms */
     struct fc_exchange *next_free; /* freelist link */
 } fc_exchange_t;
 

@@ -56,6 +56,8 @@ struct fc_worker {
     unsigned handover_n;             /* ... which has this many workers */
     unsigned handover_next;          /* round robin over them */
     uv_signal_t sig_usr1, sig_usr2;  /* reopen logs; drain and hand over (reload) */
+    uv_poll_t wake_poll;             /* queue.c: shm->wake_fd[proc] is readable (places were granted to
+                                        this worker's waiters); initialised only with a queue */
     uv_timer_t delay_timer;          /* shutdown_delay before the graceful stop */
     int stopping;                    /* SIGTERM arrived: health endpoints answer 503 */
     fc_router_t router;              /* owned */
@@ -84,6 +86,7 @@ struct fc_worker {
     unsigned nidle_codecs[4];
     fc_timeq_class_t *t_cflush;      /* a compressed stream with input not flushed: flushed after this */
     uint64_t buffering_warned;       /* uv_now() of the last "buffer_memory reached" log line */
+    size_t req_buffers;              /* bytes of request bodies held in exchanges' req_buf now */
     fc_exchange_t *free_exchanges;   /* freelist, linked through next_free */
     size_t nfree_exchanges;
     fc_list_t conns;                 /* every client connection (fc_conn_t.link) */
