@@ -21,6 +21,7 @@
 #include "fulcrum/message.h"
 #include "fulcrum/metrics.h"
 #include "fulcrum/reply.h"
+#include "fulcrum/ratelimit.h"
 #include "fulcrum/status.h"
 #include "fulcrum/upstream.h"
 
@@ -36,6 +37,8 @@ static void on_cflush(fc_timeout_t *t);
 static void buffer_request(fc_exchange_t *ex);
 static void finish(fc_exchange_t *ex);
 static void fail(fc_exchange_t *ex, int cause);
+static void on_rate_wait(fc_rl_wait_t *wt);
+static void admitted(fc_exchange_t *ex, uint64_t now);
 static uint64_t learn_key(const fc_exchange_t *ex, fc_slice_t v);
 
 static fc_worker_t *W(const fc_exchange_t *ex) { return ex->w; }
@@ -75,6 +78,7 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
         memset(&ex->resp_trailers, 0, sizeof(ex->resp_trailers));
         memset(&ex->req_connection, 0, sizeof(ex->req_connection));
         memset(&ex->resp_connection, 0, sizeof(ex->resp_connection));
+        memset(&ex->local_body, 0, sizeof(ex->local_body));
     }
     memset(ex, 0, offsetof(fc_exchange_t, req));
     ex->qw.q = NULL;
@@ -99,6 +103,7 @@ static void free_exchange(fc_exchange_t *ex)
     fc_buf_free(&ex->resp_trailers);
     fc_buf_free(&ex->req_connection);
     fc_buf_free(&ex->resp_connection);
+    fc_buf_free(&ex->local_body);
     free(ex);
 }
 
@@ -142,6 +147,7 @@ static void unref(fc_exchange_t *ex)
     if (--ex->refs > 0) return;
     fc_timeout_clear(&ex->deadline);
     if (FC_UNLIKELY(ex->queued || ex->req_buffered)) release_buffers(ex);
+    if (ex->local_body.base != NULL) fc_buf_free(&ex->local_body); /* not all written: the client left */
     fc_worker_t *w = W(ex);
     if (w->nfree_exchanges >= EXCHANGE_FREELIST_KEEP || ex->head_out.cap > 65536 || ex->resp_out.cap > 65536 ||
         ex->req_trailers.cap > 65536 || ex->resp_trailers.cap > 65536) {
@@ -230,8 +236,8 @@ static void record_metrics(fc_exchange_t *ex, const fc_accesslog_record_t *r)
     unsigned method = ex->t_start != 0 ? fc_metrics_method(ex->parser.ll.method) : FC_METRICS_METHODS - 1;
     fc_metrics_series_t *s = fc_metrics_route(ml, ri, ex->route ? ex->route->name : "", method, (unsigned)r->status);
     if (s != NULL) fc_metrics_observe(s, ml->conf, r->request_ns);
-    if (ex->server != NULL && ex->server->ms != NULL && ex->t_up_start > 1)
-        fc_metrics_observe(ex->server->ms, ml->conf, r->upstream_ns);
+    if (ex->server != NULL && ex->server->ms != NULL && ex->t_up_head > 1 && ex->t_up_start > 1)
+        fc_metrics_observe(ex->server->ms, ml->conf, r->upstream_header_ns);
     if (FC_UNLIKELY(r->cause != FC_END_NONE)) count_client_error(ex, r->cause, r->phase);
 }
 
@@ -251,6 +257,7 @@ static void end_record(fc_exchange_t *ex)
     r.now = !w->timing ? 0 : ex->end_at_up_end && ex->t_up_end > 1 ? ex->t_up_end : fc_clock_ns();
     r.request_ns = r.now && ex->t_start > 1 ? r.now - ex->t_start : 0;
     r.upstream_ns = r.now && ex->t_up_start > 1 ? (ex->t_up_end > 1 ? ex->t_up_end : r.now) - ex->t_up_start : 0;
+    r.upstream_header_ns = ex->t_up_head > 1 && ex->t_up_start > 1 ? ex->t_up_head - ex->t_up_start : 0;
     r.connect_ns = ex->connect_ns;
     r.queue_ms = ex->queue_ms;
     if (count) record_metrics(ex, &r);
@@ -282,13 +289,16 @@ static void end_record(fc_exchange_t *ex)
  * header lines <extra> ("Name: value\r\n" each, or ""). */
 static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const char *body, size_t blen,
                         const char *extra, int keepalive);
+/* The send buffer a connection gets for a large local answer: the most written to it per loop turn. */
+#define LOCAL_SNDBUF (256 * 1024)
 
 static void reply_local(fc_exchange_t *ex, int status, const char *body, const char *extra, int keepalive)
 {
     reply_typed(ex, status, "text/plain", body, strlen(body), extra, keepalive);
 }
 
-/* The same with Content-Type <ctype> and a body of <blen> bytes. */
+/* The same with Content-Type <ctype> and a body of <blen> bytes (<body> NULL: they are in
+ * ex->local_body, or none for a HEAD). */
 static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const char *body, size_t blen,
                         const char *extra, int keepalive)
 {
@@ -299,7 +309,7 @@ static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const 
         finish(ex);
         return;
     }
-    c->state = FC_CONN_ACTIVE;
+    fc_conn_set_state(c, FC_CONN_ACTIVE);
     fc_timeout_clear(&c->timeout);
     /* An unread request body would be taken for the next request: close instead. */
     if (!ex->req_done) keepalive = 0;
@@ -330,6 +340,8 @@ static void fail(fc_exchange_t *ex, int cause)
 {
     if (ex->finished) return;
     if (ex->cause == FC_END_NONE) ex->cause = (uint8_t)cause;
+    /* Answered while waiting its turn (a client timeout): its turn must not send it on meanwhile. */
+    if (ex->rl_wait.pos != 0) fc_rl_wait_cancel(W(ex)->rl_waitq, &ex->rl_wait);
     if (ex->status == 0 && !ex->cl_writing && ex->client != NULL) {
         /* A server's failure is not the client's: like nginx and HAProxy, its connection stays
          * open after a 502/504 when the request was read whole. */
@@ -425,26 +437,34 @@ static void build_hash_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target
     ex->hash_key = (fc_slice_t){b->base ? b->base : "", b->len};
 }
 
-/* The route's rate limits (a token bucket per policy and key, shared by every worker): 1 when
- * one rejected the request, which has been answered (status, Retry-After: seconds until a token
- * is back, and the RateLimit-Policy and RateLimit fields of draft-ietf-httpapi-ratelimit-headers).
- * A rejected request takes no token, so a client above the rate still gets the rate. An empty key
- * is not limited. */
-static int rate_limited(fc_exchange_t *ex, fc_slice_t target)
+/* The route's rate limits (ratelimit.c: a token bucket per policy and key, shared by every
+ * worker): 1 when one rejected the request, which has been answered (status, Retry-After: seconds
+ * until a token is back, and the RateLimit-Policy and RateLimit fields of
+ * draft-ietf-httpapi-ratelimit-headers); else 0 and *<delay_ms> is how long the request waits its
+ * turn (`delay`), before any server is picked. A rejected request takes no token, so a client
+ * above the rate still gets the rate. An empty key is not limited. */
+static int rate_limited(fc_exchange_t *ex, fc_slice_t target, uint64_t *delay_ms)
 {
     fc_worker_t *w = W(ex);
     fc_buf_t *b = &ex->key_buf;
+    uint64_t now = uv_now(w->loop);
+    *delay_ms = 0;
     for (size_t i = 0; i < ex->route->nrate_limits; i++) {
         const fc_rate_limit_conf_t *r = ex->route->rate_limits[i];
-        expand_key(ex, r->key, target, b);
-        if (b->len == 0) continue;
-        /* the policy name, a NUL, the key */
-        uint64_t h = fc_fnv1a(fc_fnv1a(FC_FNV_INIT, r->name, strlen(r->name) + 1), b->base, b->len);
+        fc_rl_table_t *t = w->rl_tables[r->index];
+        uint64_t h; /* the policy name, a NUL, the key (t->seed holds the first two) */
+        if (r->key_addr) {
+            h = fc_fnv1a(t->seed, ex->client->ip, strlen(ex->client->ip)); /* the usual key, without the template */
+        } else {
+            expand_key(ex, r->key, target, b);
+            if (b->len == 0) continue;
+            h = fc_fnv1a(t->seed, b->base, b->len);
+        }
         double left;
         uint64_t wait_ms;
-        if (fc_shm_rate_take(w->shm, h, (double)r->burst + 1, (double)r->rate / (double)r->per, uv_now(w->loop), &left,
-                             &wait_ms))
-            continue;
+        int v = fc_rl_admit(t, r, ex->route, h, now, &left, &wait_ms);
+        if (v == FC_RL_DELAY && !r->dry_run && wait_ms > *delay_ms) *delay_ms = wait_ms;
+        if (v != FC_RL_REJECT) continue;
         uint64_t secs = (wait_ms + 999) / 1000;
         if (r->dry_run) {
             fc_log(FC_LOG_INFO, "rate limit %s: would reject a request of %s (dry_run)", r->name, ex->client->ip);
@@ -550,6 +570,26 @@ static int path_is(fc_slice_t t, const char *path, size_t n, const char *suffix,
     return t.n == n + sn || t.p[n + sn] == '?';
 }
 
+/* The metrics exposition for <arg> (an exchange) is ready: answered unless the exchange ended
+ * meanwhile (the client left). */
+static void on_metrics_rendered(void *arg, fc_buf_t *text, const char *content_type)
+{
+    fc_exchange_t *ex = arg;
+    if (!ex->finished && text == NULL) fc_exchange_reply_error(ex, 500, 0);
+    else if (!ex->finished) {
+        /* Written from the render's own memory (no copy), a send buffer's worth per loop turn. */
+        size_t len = text->len;
+        if (!ex->is_head) {
+            ex->local_body = *text;
+            *text = (fc_buf_t){0};
+        }
+        if (ex->client != NULL) fc_conn_sndbuf(ex->client, LOCAL_SNDBUF);
+        ex->status = 200;
+        reply_typed(ex, 200, content_type, NULL, len, "", ex->keepalive);
+    }
+    unref(ex);
+}
+
 /* Answers a request for one of the listener's own endpoints (health, metrics, status) and returns
  * 1, or returns 0 when <target> is none of them. These reach no route and are not counted. */
 static int own_endpoint(fc_exchange_t *ex, const fc_listener_conf_t *l, fc_slice_t target)
@@ -563,17 +603,12 @@ static int own_endpoint(fc_exchange_t *ex, const fc_listener_conf_t *l, fc_slice
         return 1;
     }
     if (l->metrics_path != NULL && path_is(target, l->metrics_path, l->metrics_path_len, "", 0)) {
+        /* Rendered off the loop: the answer comes in on_metrics_rendered, holding a reference. */
         ex->own_endpoint = 1;
-        fc_buf_t body = {0};
-        if (fc_metrics_render(w, &body) != 0) {
-            fc_buf_free(&body);
-            fc_exchange_reply_error(ex, 500, 0);
-            return 1;
-        }
-        ex->status = 200;
-        reply_typed(ex, 200, "text/plain; version=0.0.4; charset=utf-8", body.base ? body.base : "", body.len, "",
-                    ex->keepalive);
-        fc_buf_free(&body);
+        const fc_header_t *accept = fc_http_find(&ex->req, "accept", 6);
+        int om = accept != NULL && fc_metrics_wants_openmetrics(accept->value.p, accept->value.n);
+        if (fc_metrics_render_start(w, om, on_metrics_rendered, ex) != 0) fc_exchange_reply_error(ex, 500, 0);
+        else ex->refs++;
         return 1;
     }
     int json = 0;
@@ -657,7 +692,8 @@ void fc_exchange_start(fc_exchange_t *ex)
         fc_exchange_reply_error(ex, 413, 0);
         return;
     }
-    if (ex->route->nrate_limits > 0 && rate_limited(ex, target)) return;
+    uint64_t delay_ms = 0;
+    if (ex->route->nrate_limits > 0 && rate_limited(ex, target, &delay_ms)) return;
     if (ex->route->compression != NULL && !ex->is_head) ex->coding = (uint8_t)accepted_coding(ex->route->compression, h);
     v.upgrade = upgrade_of(ex, ll, h);
     ex->upgrade = v.upgrade.n > 0;
@@ -696,20 +732,38 @@ void fc_exchange_start(fc_exchange_t *ex)
     ex->phase = FC_PHASE_CONNECT;
     if (w->route_request[route_index(ex)] != NULL) fc_timeout_set(&w->tq, &ex->deadline, w->route_request[route_index(ex)]);
     if (!ex->req_done) fc_timeout_set(&w->tq, &c->timeout, w->t_body);
+    /* A request that waits its turn (rate_limits.delay) holds no server connection meanwhile. */
+    if (delay_ms > 0 && fc_rl_wait(w->rl_waitq, &ex->rl_wait, delay_ms, on_rate_wait) == 0) return;
+    admitted(ex, ex->t_start); /* the same moment, as far as durations go: no second clock read */
+}
+
+static void on_rate_wait(fc_rl_wait_t *wt)
+{
+    fc_exchange_t *ex = fc_container_of(wt, fc_exchange_t, rl_wait);
+    admitted(ex, stamp(ex));
+}
+
+/* The request may go on (<now>: as connect_next): its body is read first when the route buffers
+ * requests and it fits, else a server is picked. */
+static void admitted(fc_exchange_t *ex, uint64_t now)
+{
+    fc_worker_t *w = W(ex);
     uint64_t rb = ex->route->buffer_request;
-    if (FC_UNLIKELY(rb > 0) && !ex->req_done && (v.framing == FC_FRAME_CHUNKED || v.length <= rb)) {
+    if (FC_UNLIKELY(rb > 0) && !ex->req_done &&
+        (ex->req_body.framing == FC_FRAME_CHUNKED || ex->req_body.left <= rb)) {
         if (w->bodyq.out + w->req_buffers < w->cfg->limits.buffer_memory) {
             ex->req_buffering = ex->req_buffered = 1;
             buffer_request(ex);
             return;
         }
+        fc_metrics_buffering_skipped(&w->metrics);
         if (uv_now(w->loop) - w->buffering_warned >= 10000) {
             fc_log(FC_LOG_WARN, "limits.buffer_memory (%llu) reached: request bodies stream without buffering",
                    (unsigned long long)w->cfg->limits.buffer_memory);
             w->buffering_warned = uv_now(w->loop);
         }
     }
-    connect_next(ex, ex->t_start); /* the same moment, as far as durations go: no second clock read */
+    connect_next(ex, now);
 }
 
 /* routes[].buffering.request: the request body is read into req_buf before a server is picked,
@@ -968,6 +1022,7 @@ static void send_request(fc_exchange_t *ex, uint64_t t)
     ex->fwd = ex->body_start;
     ex->resp_began = 0;
     ex->t_up_start = t;
+    ex->t_up_head = 0;
     up->requests++;
     if (!ex->req_done && ex->body_t0 == 0) ex->body_t0 = uv_now(W(ex)->loop);
     up->parser.head = &ex->resp;
@@ -1326,6 +1381,7 @@ static int start_queue(fc_exchange_t *ex, int coding, const fc_response_view_t *
         if (w->bodyq.out < w->cfg->limits.buffer_memory) {
             limit = (size_t)ex->route->buffer_response;
         } else {
+            fc_metrics_buffering_skipped(&w->metrics);
             if (uv_now(w->loop) - w->buffering_warned >= 10000) {
                 fc_log(FC_LOG_WARN, "limits.buffer_memory (%llu) reached: responses stream without buffering",
                        (unsigned long long)w->cfg->limits.buffer_memory);
@@ -1477,6 +1533,7 @@ static void pump_response(fc_exchange_t *ex)
     fc_worker_t *w = W(ex);
     fc_upconn_t *up = ex->up;
     int kick = 0; /* read the body once with no bytes: a bodiless response ends right after its head */
+    int head_now = 0; /* the final head came in this turn: its clock read is the end's too */
     while (up != NULL && (!ex->cl_writing || ex->queued) && !ex->finished && !ex->resp_done) {
         size_t avail = up->io.rbuf.len - up->pos;
         if (avail == 0 && !kick) break;
@@ -1510,7 +1567,10 @@ static void pump_response(fc_exchange_t *ex)
             if (st < 200) {
                 if (st == 101) {
                     if (!ex->upgrade) bad_response(ex, "101 to a request that asked for no upgrade");
-                    else upgrade_to_tunnel(ex);
+                    else {
+                        if (ex->server->ms != NULL) fc_metrics_add(ex->server->ms, FC_MV_RESP, 1); /* a 1xx */
+                        upgrade_to_tunnel(ex);
+                    }
                     return;
                 }
                 if (!ex->http10 && fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, 0, NULL, &w->head_opts) != 0) {
@@ -1583,6 +1643,8 @@ static void pump_response(fc_exchange_t *ex)
             if (!ex->discard) ex->status = st; /* a client that left is logged 499 */
             up->parser.head = NULL;
             ex->resp_head_done = 1;
+            ex->t_up_head = stamp(ex);
+            head_now = 1;
             ex->phase = FC_PHASE_BODY;
             up->fwd = up->fwd_end = up->pos;
             kick = 1;
@@ -1596,7 +1658,7 @@ static void pump_response(fc_exchange_t *ex)
         up->fwd_end = decode ? up->fwd_end + made : up->pos;
         if (ev == FC_BODY_DONE) {
             ex->resp_done = 1;
-            ex->t_up_end = stamp(ex);
+            ex->t_up_end = head_now ? ex->t_up_head : stamp(ex);
             ex->end_at_up_end = 1;
         } else if (ev == FC_BODY_ERROR) {
             fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad body: %s", ex->server->upstream->conf->name,
@@ -1633,6 +1695,10 @@ static void flush_client(fc_exchange_t *ex)
         size_t data = up != NULL && ex->resp_head_done ? up->fwd_end - up->fwd : 0;
         int last = ex->rechunk && ex->resp_done && !ex->resp_last_sent;
         char *dp = data > 0 ? up->io.rbuf.base + up->fwd : NULL;
+        if (up == NULL && ex->local_body.len > 0) { /* a large local answer's body, after its head */
+            data = ex->local_body.len;
+            dp = ex->local_body.base;
+        }
         size_t plen = ex->rechunk && data > 0 ? fc_chunk_prefix(ex->cl_prefix, data) : 0;
         ex->resp_tail.len = 0;
         if ((ex->rechunk && (data > 0 || last)) && fc_chunk_suffix(&ex->resp_tail, &ex->resp_body, data, last) != 0) {
@@ -1674,6 +1740,7 @@ static void flush_client(fc_exchange_t *ex)
         }
         ex->resp_out.len = 0;
         if (up != NULL) up->fwd = up->fwd_end;
+        else if (ex->local_body.base != NULL) fc_buf_free(&ex->local_body);
         break;
     }
     if (up != NULL && up->fwd == up->fwd_end && up->pos == up->io.rbuf.len && ex->resp_head_done) {
@@ -1780,6 +1847,7 @@ static void on_cl_write(fc_io_t *io, int status)
         } else {
             ex->resp_out.len = 0;
             if (ex->up != NULL) ex->up->fwd = ex->up->fwd_end;
+            else if (ex->local_body.base != NULL) fc_buf_free(&ex->local_body);
             if (ex->client != NULL) fc_timeout_clear(&ex->client->timeout);
             flush_client(ex);
         }
@@ -1795,6 +1863,7 @@ static void finish(fc_exchange_t *ex)
     ex->finished = 1;
     leave_queue(ex);
     fc_timeout_clear(&ex->deadline);
+    if (ex->rl_wait.pos != 0) fc_rl_wait_cancel(W(ex)->rl_waitq, &ex->rl_wait); /* it left while waiting its turn */
     if (ex->cause == FC_END_NONE) ex->phase = FC_PHASE_DONE; /* a failure keeps the phase it happened in */
     end_record(ex);
     fc_upconn_t *up = ex->up;

@@ -42,7 +42,7 @@ static const char *clean(const char *s, char *buf, size_t n)
 
 /* What the page says of one server. */
 typedef struct server_state {
-    const char *state;         /* UP, DOWN, BACKUP, SLOW START */
+    const char *state;         /* UP, DOWN, DRAINING, BACKUP, SLOW START */
     double effective_weight;
     unsigned in_flight;
     unsigned long long requests, errors, last_transition, last_check_ms;
@@ -56,7 +56,10 @@ static void describe(fc_worker_t *w, fc_upstream_t *u, size_t k, const fc_metric
     fc_shm_server_t *st = s->st;
     uint64_t now = uv_now(w->loop), until = LOAD(st->failed_until), since = LOAD(st->up_since);
     int up = !s->conf->down && LOAD(st->healthy) && (until == 0 || now >= until);
-    ss->state = !up                                                                ? "DOWN"
+    /* Taken out in the configuration (down: true) with requests or tunnels still on it: they finish,
+     * no new one comes. */
+    ss->state = s->conf->down && LOAD(st->active) > 0                              ? "DRAINING"
+                : !up                                                              ? "DOWN"
                 : s->conf->slow_start > 0 && since != 0 && now - since < s->conf->slow_start ? "SLOW START"
                 : s->conf->backup                                                  ? "BACKUP"
                                                                                    : "UP";
@@ -81,7 +84,7 @@ static int render(fc_worker_t *w, out_t *o, int html)
     fc_metrics_shm_t *m = w->metrics.shm;
     if (m == NULL) return -1;
     fc_metrics_snapshot_t snap;
-    if (fc_metrics_snapshot(m, &snap) != 0) return -1;
+    if (fc_metrics_snapshot_of(m, &snap, 1u << FC_MF_SERVER) != 0) return -1;
     const fc_config_t *cfg = w->cfg;
     char n1[160], n2[160];
     unsigned long long now = (unsigned long long)time(NULL);
@@ -101,7 +104,8 @@ static int render(fc_worker_t *w, out_t *o, int html)
         if (html) put(o, "<h2>%s</h2>\n<table><tr><th>server</th><th>state</th><th>weight</th><th>in flight</th>"
                          "<th>requests</th><th>errors</th><th>last check</th><th>last change</th></tr>\n", n1);
         else put(o, "%s{\"name\":\"%s\",\"servers\":[", i ? "," : "", n1);
-        for (size_t k = 0; k < u->conf->nservers; k++) {
+        for (size_t k = 0, shown = 0; k < u->conf->nservers; k++) {
+            if (u->servers[k].vacant) continue; /* a position of a resolving name with no address now */
             server_state_t ss;
             describe(w, u, k, &snap, &ss);
             clean(u->servers[k].conf->addr.text, n2, sizeof(n2));
@@ -124,7 +128,7 @@ static int render(fc_worker_t *w, out_t *o, int html)
                     "%s{\"address\":\"%s\",\"state\":\"%s\",\"weight\":%d,\"effective_weight\":%g,\"in_flight\":%u,"
                     "\"requests\":%llu,\"errors\":%llu,\"last_check\":{\"result\":\"%s\",\"ms\":%llu},"
                     "\"last_transition\":%llu}",
-                    k ? "," : "", n2, ss.state, u->servers[k].conf->weight, ss.effective_weight, ss.in_flight,
+                    shown++ ? "," : "", n2, ss.state, u->servers[k].conf->weight, ss.effective_weight, ss.in_flight,
                     ss.requests, ss.errors, ss.last_check, ss.last_check_ms, ss.last_transition);
             }
         }

@@ -18,9 +18,12 @@
 #include "fulcrum/conn.h"
 #include "fulcrum/exchange.h"
 #include "fulcrum/health.h"
+#include "fulcrum/resolve.h"
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/queue.h"
+#include "fulcrum/ratelimit.h"
+#include "fulcrum/redis_store.h"
 #include "fulcrum/tls.h"
 #include "fulcrum/upgrade.h"
 #include "fulcrum/upstream.h"
@@ -186,6 +189,9 @@ static void close_if_open(uv_handle_t *h)
 static void on_metrics_timer(uv_timer_t *t)
 {
     fc_worker_t *w = fc_container_of(t, fc_worker_t, metrics_timer);
+    if (w->metrics.block != NULL)
+        atomic_store_explicit(&w->metrics.block->buffer_bytes, (uint64_t)(w->bodyq.out + w->req_buffers),
+                              memory_order_relaxed);
     for (size_t i = 0; i < w->cfg->nupstreams; i++) {
         fc_upstream_t *u = &w->upstreams[i];
         for (size_t k = 0; k < u->conf->nservers; k++)
@@ -199,6 +205,10 @@ static void stop_everything(fc_worker_t *w)
     w->stopped = 1;
     fc_pool_close_idle(w);
     fc_health_stop(w);
+    fc_resolver_stop(w);
+    fc_redis_store_stop(w);
+    if (w->rl_waitq != NULL) fc_rl_waitq_close(w->rl_waitq);
+    w->rl_waitq = NULL;
     uv_handle_t *hs[] = {(uv_handle_t *)&w->sig_term,    (uv_handle_t *)&w->sig_int,     (uv_handle_t *)&w->sig_quit,
                          (uv_handle_t *)&w->sig_usr1,    (uv_handle_t *)&w->sig_usr2,    (uv_handle_t *)&w->drain_timer,
                          (uv_handle_t *)&w->delay_timer, (uv_handle_t *)&w->handover_poll,
@@ -236,6 +246,8 @@ void fc_worker_drain(fc_worker_t *w)
     w->draining = 1;
     w->stopping = 1;
     fc_health_stop(w); /* the newer generation's first worker checks from now on */
+    fc_resolver_stop(w); /* and resolves */
+    fc_redis_store_stop(w); /* ... and reconciles with Redis */
     fc_log(FC_LOG_NOTICE, "%s: %zu connections open, waiting up to %llu ms",
            w->handover_gen ? "reload: handing connections to the new generation" : "graceful stop", w->nconns,
            (unsigned long long)w->cfg->shutdown_timeout);
@@ -557,6 +569,10 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     if (fc_upstreams_init(w, err) != 0) return -1;
     if (fc_queues_init(w, err) != 0) return -1;
     if (w->index == 0) fc_health_start(w); /* one worker checks for the whole group */
+    if (w->index == 0) fc_resolver_start(w); /* and resolves the names that follow DNS */
+    w->rl_waitq = fc_rl_waitq_new(w->loop);
+    if (w->rl_waitq == NULL) return fc_err_set(err, "out of memory");
+    if (w->index == 0 && fc_redis_store_start(w, err) != 0) return -1; /* one worker for the whole group */
     uv_timer_init(w->loop, &w->drain_timer);
     uv_timer_init(w->loop, &w->accept_timer);
     uv_check_init(w->loop, &w->accept_check);
@@ -609,6 +625,7 @@ int fc_worker_run(const fc_worker_args_t *args)
     w.cfg = args->cfg;
     w.shm = args->shm;
     w.slots = args->slots;
+    w.rl_tables = args->rl_tables;
     w.generation = args->generation;
     w.index = args->index;
     w.proc = args->proc;

@@ -15,6 +15,7 @@
 #include "fulcrum/config.h"
 #include "fulcrum/http.h"
 #include "fulcrum/queue.h"
+#include "fulcrum/ratelimit.h"
 #include "fulcrum/worker.h"
 
 struct fc_conn;
@@ -59,6 +60,7 @@ typedef struct fc_exchange {
     uint64_t t_conn_start;        /* uv_hrtime() when the last fresh connect began (or 1) */
     uint64_t connect_ns;          /* how long the last successful fresh connect took; 0 = pooled */
     uint64_t t_up_start;          /* uv_hrtime() when the request was handed to a server (or 1) */
+    uint64_t t_up_head;           /* uv_hrtime() when the final response head was parsed (or 1), 0 = none yet */
     uint64_t t_up_end;            /* uv_hrtime() when the response completed (or 1) */
     uint64_t t_first_try;         /* uv_now() (ms) of the first attempt, for retry.timeout */
     fc_slice_t hash_key;          /* the hash policy's key, built in key_buf; {NULL, 0} = none */
@@ -111,6 +113,7 @@ typedef struct fc_exchange {
     uint64_t body_t0;             /* loop time (ms) the request body began to go to a server, 0 = not
                                      yet (limits.client_body_min_rate) */
     fc_timeout_t deadline;        /* routes[].timeouts.request, armed from routing to the end */
+    fc_rl_wait_t rl_wait;         /* waiting its turn (rate_limits.delay) before a server is picked */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
     char ip[46];                  /* the client's address, kept for the log line once it left */
@@ -145,6 +148,8 @@ typedef struct fc_exchange {
     struct fc_codec *codec;       /* owned: the response's compressor, or NULL */
     fc_bodyq_t q;                 /* owned blocks (from the worker's pool): the queued response body */
     fc_timeout_t flush_timer;     /* a compressed stream's input not flushed yet: flush after 50 ms */
+    fc_buf_t local_body;          /* owned: the body of a large local answer (the metrics exposition),
+                                     written after resp_out from where it was made, freed once written */
     struct fc_exchange *next_free; /* freelist link */
 } fc_exchange_t;
 
