@@ -95,15 +95,7 @@ void fc_rl_registry_free(fc_rl_registry_t *reg, int unmap)
  * letting go, unless it was descheduled there: so after the spin the CPU is given up a bounded
  * number of times before the request is let through unlimited (fail open; a holder that died
  * costs that set this wait, never a stuck worker). */
-static int lock_set(fc_rl_set_t *s)
-{
-    if (fc_trylock(&s->lock, TAKE_TRIES) == 0) return 0;
-    for (int i = 0; i < TAKE_YIELDS; i++) {
-        sched_yield();
-        if (fc_trylock(&s->lock, TAKE_TRIES) == 0) return 0;
-    }
-    return -1;
-}
+static int lock_set(fc_rl_set_t *s) { return fc_lock_or_yield(&s->lock, TAKE_TRIES, TAKE_YIELDS); }
 
 /* The bucket of <key> in set <s> (locked), made from the least recently used one when the key
  * is new: a full bucket. */

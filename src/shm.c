@@ -237,7 +237,7 @@ void fc_shm_learn_put(fc_shm_t *shm, uint64_t key, uint32_t slot, uint64_t expir
 {
     if (key == 0) key = 1;
     size_t set = (size_t)(key % FC_SHM_LEARN_SETS);
-    if (fc_trylock(&shm->learn_lock[set], 64) < 0) return;
+    if (fc_lock_or_yield(&shm->learn_lock[set], 64, 256) < 0) return;
     fc_shm_learn_t *ways = &shm->learn[set * FC_SHM_LEARN_WAYS], *pick = &ways[0];
     for (size_t i = 0; i < FC_SHM_LEARN_WAYS; i++) {
         if (ways[i].key == key || ways[i].key == 0) {
@@ -257,7 +257,7 @@ uint32_t fc_shm_learn_get(fc_shm_t *shm, uint64_t key, uint64_t now)
     if (key == 0) key = 1;
     size_t set = (size_t)(key % FC_SHM_LEARN_SETS);
     uint32_t slot = UINT32_MAX;
-    if (fc_trylock(&shm->learn_lock[set], 64) < 0) return slot;
+    if (fc_lock_or_yield(&shm->learn_lock[set], 64, 256) < 0) return slot;
     fc_shm_learn_t *ways = &shm->learn[set * FC_SHM_LEARN_WAYS];
     for (size_t i = 0; i < FC_SHM_LEARN_WAYS; i++)
         if (ways[i].key == key && ways[i].expires > now) slot = ways[i].slot;
