@@ -10,7 +10,7 @@
 SHELL := /bin/bash
 
 CC ?= cc
-PKGS := libuv openssl zlib yaml-0.1
+PKGS := libuv openssl zlib yaml-0.1 libbrotlienc libzstd
 LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 PYTHON ?= /usr/bin/python3
@@ -20,6 +20,8 @@ BUILD ?= build
 SAN ?= 0
 WERROR ?= $(if $(filter true,$(CI)),1,0)
 
+# The unit tests and fuzz targets also decode what fulcrum compresses (brotli's decoder).
+TEST_LIBS = $(shell pkg-config --libs libbrotlidec 2>/dev/null)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -91,7 +93,7 @@ $(BUILD)/unit_list.h: $(wildcard tests/unit/test_*.c)
 
 $(BUILD)/unit-tests: $(UNIT_OBJS) $(LIB_OBJS) $(LLHTTP_OBJS)
 	$(call say,LINK,$@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(TEST_LIBS)
 
 $(BUILD)/tools/%: tests/tools/%.c | deps-check
 	@mkdir -p $(@D)
@@ -175,11 +177,12 @@ help:
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_BUILD ?= build/fuzz
-FUZZ_NAMES := http config forward respond
+FUZZ_NAMES := http config forward respond compress
 FUZZ_MAXLEN_http := 65536
 FUZZ_MAXLEN_config := 16384
 FUZZ_MAXLEN_forward := 65536
 FUZZ_MAXLEN_respond := 65536
+FUZZ_MAXLEN_compress := 65536
 FUZZ_MAXLENS := $(foreach n,$(FUZZ_NAMES),$(n)=$(FUZZ_MAXLEN_$(n)))
 # fuzz_forward and fuzz_respond check invariants with strict.c, the referee parser (tests/fuzz/strict.h);
 # strict-test checks the referee itself on known-good and known-bad messages before they run.
@@ -214,7 +217,7 @@ fuzz: $(FUZZ_BINS) $(FUZZ_BUILD)/strict-test
 
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS) $(FUZZ_LLHTTP_OBJS)
 	$(call say,LINK,$@)
-	$(Q)$(FUZZ_CC) $(FUZZ_SAN) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) $(LDFLAGS) -o $@ $^ $(LIBS) $(TEST_LIBS)
 
 $(FUZZ_BUILD)/fuzz_forward $(FUZZ_BUILD)/fuzz_respond: $(FUZZ_STRICT_OBJ)
 

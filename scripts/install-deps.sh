@@ -4,7 +4,7 @@
 set -euo pipefail
 
 want=${1:-test}
-pkgs="gcc make pkg-config libuv1-dev node-llhttp libssl-dev zlib1g-dev libyaml-dev"
+pkgs="gcc make pkg-config libuv1-dev node-llhttp libssl-dev zlib1g-dev libyaml-dev libbrotli-dev libzstd-dev"
 case "$want" in
   build) ;;
   test) pkgs="$pkgs python3 python3-pytest curl clang libclang-rt-14-dev openssl sslscan prometheus chromium brotli zstd" ;;

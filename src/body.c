@@ -3,6 +3,7 @@
  * except for chunk data, which moves in runs. */
 #include "fulcrum/body.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -319,4 +320,122 @@ int fc_chunk_suffix(fc_buf_t *out, const fc_body_t *b, size_t n, int last)
         bad |= FC_BUF_APPEND_LIT(out, "\r\n");
     }
     return bad ? -1 : 0;
+}
+
+/* ---- the queue ----------------------------------------------------------------------------- */
+
+static fc_bodyq_block_t *block_get(fc_bodyq_pool_t *pool)
+{
+    fc_bodyq_block_t *b = pool->free;
+    if (b != NULL) {
+        pool->free = b->next;
+        pool->nfree--;
+    } else if ((b = malloc(sizeof(*b))) == NULL) {
+        return NULL;
+    }
+    b->next = NULL;
+    b->start = b->end = 0;
+    pool->out += sizeof(*b);
+    return b;
+}
+
+static void block_put(fc_bodyq_pool_t *pool, fc_bodyq_block_t *b)
+{
+    pool->out -= sizeof(*b);
+    if (pool->nfree >= pool->keep) {
+        free(b);
+        return;
+    }
+    b->next = pool->free;
+    pool->free = b;
+    pool->nfree++;
+}
+
+char *fc_bodyq_space(fc_bodyq_t *q, fc_bodyq_pool_t *pool, size_t *avail)
+{
+    fc_bodyq_block_t *t = q->tail;
+    if (t == NULL || t->end == FC_BODYQ_BLOCK) {
+        fc_bodyq_block_t *b = block_get(pool);
+        if (b == NULL) return NULL;
+        if (t != NULL) t->next = b;
+        else q->head = b;
+        q->tail = t = b;
+    }
+    *avail = FC_BODYQ_BLOCK - t->end;
+    return t->data + t->end;
+}
+
+void fc_bodyq_commit(fc_bodyq_t *q, size_t n)
+{
+    FC_ASSERT(q->tail != NULL && q->tail->end + n <= FC_BODYQ_BLOCK);
+    q->tail->end += (uint32_t)n;
+    q->len += n;
+}
+
+int fc_bodyq_append(fc_bodyq_t *q, fc_bodyq_pool_t *pool, const char *p, size_t n)
+{
+    while (n > 0) {
+        size_t avail;
+        char *dst = fc_bodyq_space(q, pool, &avail);
+        if (dst == NULL) return -1; /* the exchange fails: what was queued of it does not matter */
+        size_t k = n < avail ? n : avail;
+        memcpy(dst, p, k);
+        fc_bodyq_commit(q, k);
+        p += k;
+        n -= k;
+    }
+    return 0;
+}
+
+size_t fc_bodyq_peek(const fc_bodyq_t *q, fc_slice_t *out, size_t max, size_t *bytes)
+{
+    size_t n = 0, total = 0;
+    for (const fc_bodyq_block_t *b = q->head; b != NULL && n < max; b = b->next) {
+        if (b->end == b->start) continue;
+        out[n++] = (fc_slice_t){b->data + b->start, b->end - b->start};
+        total += b->end - b->start;
+    }
+    *bytes = total;
+    return n;
+}
+
+void fc_bodyq_consume(fc_bodyq_t *q, fc_bodyq_pool_t *pool, size_t n)
+{
+    FC_ASSERT(n <= q->len);
+    q->len -= n;
+    while (q->head != NULL) {
+        fc_bodyq_block_t *b = q->head;
+        size_t k = b->end - b->start;
+        if (n < k || (n == k && b == q->tail && b->end < FC_BODYQ_BLOCK)) {
+            /* The last block keeps its free space for what comes next; emptied, it starts over. */
+            b->start += (uint32_t)n;
+            if (b->start == b->end) b->start = b->end = 0;
+            return;
+        }
+        n -= k;
+        q->head = b->next;
+        if (q->head == NULL) q->tail = NULL;
+        block_put(pool, b);
+    }
+}
+
+void fc_bodyq_clear(fc_bodyq_t *q, fc_bodyq_pool_t *pool)
+{
+    while (q->head != NULL) {
+        fc_bodyq_block_t *b = q->head;
+        q->head = b->next;
+        block_put(pool, b);
+    }
+    q->tail = NULL;
+    q->len = 0;
+}
+
+void fc_bodyq_pool_drain(fc_bodyq_pool_t *pool)
+{
+    while (pool->free != NULL) {
+        fc_bodyq_block_t *b = pool->free;
+        pool->free = b->next;
+        free(b);
+    }
+    pool->nfree = 0;
 }

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "fulcrum/balance.h"
+#include "fulcrum/compress.h"
 #include "fulcrum/http.h"
 #include "fulcrum/units.h"
 #include "fulcrum/yaml.h"
@@ -32,6 +33,8 @@ typedef struct loader {
     char path[192];   /* key path of the value being set, like "routes[0].timeouts.connect" */
     size_t pathlen;   /* strlen(path) */
     const fc_yaml_node_t *certs; /* the `certificates` list being built into a context (warnings) */
+    const fc_yaml_node_t *compression; /* the top-level `compression:` mapping, which routes' own
+                                          compression maps are merged over (NULL: none) */
 } loader_t;
 
 typedef struct directive directive_t;
@@ -1372,6 +1375,184 @@ static int set_upgrade(loader_t *ld, const directive_t *d, const fc_yaml_node_t 
     return 0;
 }
 
+/* ---- compression ---- */
+
+/* The codings' keys: which coding, the name of its level key and the level's range and default. */
+typedef struct coding_spec {
+    int coding;
+    const char *key;
+    int min, max;
+    const char *def;
+} coding_spec_t;
+static const coding_spec_t gzip_spec = {FC_CODING_GZIP, "level", 1, 9, "6"};
+static const coding_spec_t brotli_spec = {FC_CODING_BR, "quality", 0, 11, "4"};
+static const coding_spec_t zstd_spec = {FC_CODING_ZSTD, "level", 1, 19, "3"};
+
+/* `gzip: { level: 6 }`, `brotli: { quality: 4 }`, `zstd: { level: 3 }` (`{}`: the default level),
+ * or `off`. */
+static int set_coding(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_compression_conf_t *c = base;
+    const coding_spec_t *cs = d->extra;
+    if (v->kind == FC_YAML_SCALAR && strcmp(v->scalar.text, "off") == 0) {
+        c->on[cs->coding] = 0;
+        return 0;
+    }
+    int level;
+    directive_t ld_ = {cs->key, set_int, 0, (uint64_t)cs->min, (uint64_t)cs->max, cs->def, 0, NULL};
+    table_t t = {&ld_, 1};
+    if (v->kind != FC_YAML_MAPPING)
+        return fail(ld, v, "expected off or a mapping like { %s: %s }", cs->key, cs->def);
+    if (apply_table(ld, &t, v, &level) < 0) return -1;
+    c->level[cs->coding] = level;
+    c->on[cs->coding] = 1;
+    return 0;
+}
+
+static const char *const default_types[] = {"text/html", "text/css", "text/plain", "text/javascript",
+                                             "application/javascript", "application/json", "application/xml",
+                                             "image/svg+xml"};
+
+static void free_types(fc_compression_conf_t *c)
+{
+    for (size_t i = 0; i < c->ntypes; i++) free(c->types[i]);
+    free(c->types);
+    c->types = NULL;
+    c->ntypes = 0;
+}
+
+/* `types: [text/html, ...]`: media types, compared without case. */
+static int set_types(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_compression_conf_t *c = base;
+    free_types(c);
+    if (v == NULL) {
+        c->types = fc_xcalloc(FC_ARRAY_LEN(default_types), sizeof(char *));
+        for (size_t i = 0; i < FC_ARRAY_LEN(default_types); i++) c->types[i] = fc_xstrdup(default_types[i]);
+        c->ntypes = FC_ARRAY_LEN(default_types);
+        return 0;
+    }
+    if (expect_kind(ld, v, FC_YAML_SEQUENCE) < 0) return -1;
+    if (v->seq.n > 256) return fail(ld, v, "%zu types listed, at most 256 are allowed", v->seq.n);
+    for (size_t i = 0; i < v->seq.n; i++) {
+        const fc_yaml_node_t *t = v->seq.items[i];
+        if (t->kind != FC_YAML_SCALAR || strchr(t->scalar.text, '/') == NULL || strpbrk(t->scalar.text, " ;,") != NULL)
+            return fail(ld, t, "expected a media type like text/html");
+    }
+    c->types = fc_xcalloc(v->seq.n ? v->seq.n : 1, sizeof(char *));
+    c->ntypes = v->seq.n;
+    for (size_t i = 0; i < v->seq.n; i++) {
+        c->types[i] = fc_xstrdup(v->seq.items[i]->scalar.text);
+        for (char *p = c->types[i]; *p; p++) *p = (char)tolower((unsigned char)*p);
+    }
+    return 0;
+}
+
+/* `prefer: [zstd, br, gzip]`: the server's order when the client's q-values tie. */
+static int set_prefer(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_compression_conf_t *c = base;
+    memset(c->prefer, 0, sizeof(c->prefer));
+    if (v == NULL) {
+        c->prefer[0] = FC_CODING_ZSTD;
+        c->prefer[1] = FC_CODING_BR;
+        c->prefer[2] = FC_CODING_GZIP;
+        return 0;
+    }
+    if (expect_kind(ld, v, FC_YAML_SEQUENCE) < 0) return -1;
+    if (v->seq.n == 0 || v->seq.n > FC_CODINGS - 1) return fail(ld, v, "list one to three of zstd, br, gzip");
+    for (size_t i = 0; i < v->seq.n; i++) {
+        const fc_yaml_node_t *t = v->seq.items[i];
+        int cd = t->kind == FC_YAML_SCALAR ? fc_coding_of(t->scalar.text, t->scalar.len) : FC_CODING_NONE;
+        if (cd == FC_CODING_NONE) return fail(ld, t, "expected zstd, br or gzip");
+        if (memchr(c->prefer, cd, i) != NULL) return fail(ld, t, "'%s' is listed twice", t->scalar.text);
+        c->prefer[i] = (uint8_t)cd;
+    }
+    return 0;
+}
+
+/* `skip_if_request_header: x-no-compression`: a request with this field is never compressed. */
+static int set_skip_header(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    if (t == NULL) return -1;
+    if (*t == '\0' || !fc_http_is_token((fc_slice_t){t, strlen(t)}))
+        return fail(ld, v, "expected a header field name, got '%s'", t);
+    char **field = &FIELD(char *, base, d);
+    free(*field);
+    *field = fc_xstrdup(t);
+    for (char *p = *field; *p; p++) *p = (char)tolower((unsigned char)*p);
+    return 0;
+}
+
+static const directive_t compression_keys[] = {
+    {"gzip", set_coding, 0, 0, 0, NULL, 0, &gzip_spec},
+    {"brotli", set_coding, 0, 0, 0, NULL, 0, &brotli_spec},
+    {"zstd", set_coding, 0, 0, 0, NULL, 0, &zstd_spec},
+    {"min_length", set_size, offsetof(fc_compression_conf_t, min_length), 0, UINT64_C(1) << 30, "1k", 0, NULL},
+    {"types", set_types, 0, 0, 0, NULL, D_DEFAULTS, NULL},
+    {"prefer", set_prefer, 0, 0, 0, NULL, D_DEFAULTS, NULL},
+    {"skip_if_request_header", set_skip_header, offsetof(fc_compression_conf_t, skip_header), 0, 0, NULL, 0, NULL},
+};
+static const table_t compression_table = TABLE(compression_keys);
+
+static void free_compression(fc_compression_conf_t *c)
+{
+    if (c == NULL) return;
+    free_types(c);
+    free(c->skip_header);
+    free(c);
+}
+
+/* Top-level `compression:` (a mapping; `off` is the same as no key). */
+static int set_compression(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_config_t *cfg = base;
+    if (v->kind == FC_YAML_SCALAR && strcmp(v->scalar.text, "off") == 0) return 0;
+    if (expect_kind(ld, v, FC_YAML_MAPPING) < 0) return -1;
+    cfg->compression = fc_xcalloc(1, sizeof(*cfg->compression));
+    ld->compression = v;
+    return apply_table(ld, &compression_table, v, cfg->compression);
+}
+
+/* A route's `compression`: absent, the top level's; `off`, none; a mapping, its keys over the top
+ * level's (each key absent here keeps the top level's value). */
+static int set_route_compression(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_route_conf_t *r = base;
+    if (v == NULL) {
+        r->compression = ld->cfg->compression;
+        return 0;
+    }
+    if (v->kind == FC_YAML_SCALAR && strcmp(v->scalar.text, "off") == 0) return 0;
+    if (expect_kind(ld, v, FC_YAML_MAPPING) < 0) return -1;
+    const fc_yaml_node_t *top = ld->compression;
+    size_t ntop = top != NULL ? top->map.n : 0;
+    fc_yaml_node_t merged = {.kind = FC_YAML_MAPPING, .line = v->line, .column = v->column};
+    merged.map.pairs = fc_xcalloc(v->map.n + ntop + 1, sizeof(fc_yaml_pair_t));
+    for (size_t i = 0; i < v->map.n; i++) merged.map.pairs[merged.map.n++] = v->map.pairs[i];
+    for (size_t i = 0; i < ntop; i++)
+        if (fc_yaml_map_get(v, top->map.pairs[i].key->scalar.text) == NULL) merged.map.pairs[merged.map.n++] = top->map.pairs[i];
+    r->compression = fc_xcalloc(1, sizeof(*r->compression));
+    r->compression_owned = 1;
+    int rc = apply_table(ld, &compression_table, &merged, r->compression);
+    free(merged.map.pairs);
+    return rc;
+}
+
+/* A route's `buffering: { response: 256k, request: 64k }`, or `off` (the default). */
+static const directive_t buffering_keys[] = {
+    {"response", set_size, offsetof(fc_route_conf_t, buffer_response), 0, UINT64_C(1) << 30, "0", 0, NULL},
+    {"request", set_size, offsetof(fc_route_conf_t, buffer_request), 0, UINT64_C(64) << 20, "0", 0, NULL},
+};
+static const table_t buffering_table = TABLE(buffering_keys);
+
+static int set_buffering(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    if (v->kind == FC_YAML_SCALAR && strcmp(v->scalar.text, "off") == 0) return 0;
+    return apply_table(ld, &buffering_table, v, base);
+}
+
 /* ---- the tables ---- */
 
 /* `health: { path: ... }` of a listener; `health: {}` gives the default path. */
@@ -1468,6 +1649,8 @@ static const directive_t route_keys[] = {
     {"access_log", set_switch, offsetof(fc_route_conf_t, access_log), 0, 0, "on", 0, NULL},
     {"upgrade", set_upgrade, offsetof(fc_route_conf_t, upgrade), 0, 0, NULL, D_DEFAULTS, NULL},
     {"rate_limit", set_route_rate_limit, 0, 0, 0, NULL, 0, NULL},
+    {"compression", set_route_compression, 0, 0, 0, NULL, D_DEFAULTS, NULL},
+    {"buffering", set_buffering, 0, 0, 0, NULL, 0, NULL},
     /* The timeouts live directly in the route struct, so the section's base is the route itself. */
     {"timeouts", set_section, 0, 0, 0, NULL, D_DEFAULTS, &timeout_table},
 };
@@ -1489,6 +1672,7 @@ static const directive_t limit_keys[] = {
      0, NULL},
     {"tls_handshake_timeout", set_duration, offsetof(fc_limits_conf_t, tls_handshake_timeout), 1, HOUR_MS, "10s", 0,
      NULL},
+    {"buffer_memory", set_size, offsetof(fc_limits_conf_t, buffer_memory), 0, UINT64_C(1) << 40, "64m", 0, NULL},
 };
 static const table_t limit_table = TABLE(limit_keys);
 
@@ -1522,6 +1706,8 @@ static const directive_t top_keys[] = {
     {"upstreams", set_upstreams, offsetof(fc_config_t, upstreams), 0, 0, NULL, D_REQUIRED, &upstream_table},
     /* Before routes, which name them. */
     {"rate_limits", set_rate_limits, 0, 0, 0, NULL, 0, NULL},
+    /* Before routes, which inherit it. */
+    {"compression", set_compression, 0, 0, 0, NULL, 0, NULL},
     {"routes", set_list, offsetof(fc_config_t, routes), 0, 0, NULL, D_REQUIRED, &route_list},
     {"limits", set_section, offsetof(fc_config_t, limits), 0, 0, NULL, D_DEFAULTS, &limit_table},
     {"metrics", set_section, offsetof(fc_config_t, metrics), 0, 0, NULL, D_DEFAULTS, &metrics_table},
@@ -1689,6 +1875,7 @@ void fc_config_free(fc_config_t *cfg)
         free(cfg->routes[i].upstream_name);
         free(cfg->routes[i].upgrade);
         free(cfg->routes[i].rate_limits);
+        if (cfg->routes[i].compression_owned) free_compression(cfg->routes[i].compression);
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         free(cfg->listeners[i].health_path);
@@ -1708,6 +1895,7 @@ void fc_config_free(fc_config_t *cfg)
         free(t->client_ca);
         free(t);
     }
+    free_compression(cfg->compression);
     free(cfg->warnings);
     for (size_t i = 0; i < cfg->nrate_limits; i++) {
         free(cfg->rate_limits[i].name);

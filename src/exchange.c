@@ -12,6 +12,7 @@
 #include <ctype.h>
 
 #include "fulcrum/accesslog.h"
+#include "fulcrum/compress.h"
 #include "fulcrum/conn.h"
 #include "fulcrum/headers.h"
 #include "fulcrum/io.h"
@@ -29,6 +30,8 @@ static void send_request(fc_exchange_t *ex, uint64_t t);
 static void pump_request(fc_exchange_t *ex);
 static void pump_response(fc_exchange_t *ex);
 static void flush_client(fc_exchange_t *ex);
+static void flush_queued(fc_exchange_t *ex);
+static void on_cflush(fc_timeout_t *t);
 static void finish(fc_exchange_t *ex);
 static void fail(fc_exchange_t *ex, int cause);
 static uint64_t learn_key(const fc_exchange_t *ex, fc_slice_t v);
@@ -72,6 +75,7 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
     }
     memset(ex, 0, offsetof(fc_exchange_t, req));
     fc_timeout_init(&ex->deadline, on_deadline);
+    fc_timeout_init(&ex->flush_timer, on_cflush);
     ex->w = w;
     ex->client = c;
     ex->refs = 1;
@@ -94,11 +98,41 @@ static void free_exchange(fc_exchange_t *ex)
     free(ex);
 }
 
+/* A compression stream for a body of <length> (0: unknown), from the worker's idle ones when one
+ * fits. */
+static fc_codec_t *codec_get(fc_worker_t *w, int coding, int level, uint64_t length)
+{
+    while (w->nidle_codecs[coding] > 0) {
+        fc_codec_t *c = w->idle_codecs[coding][--w->nidle_codecs[coding]];
+        if (fc_codec_reset(c, length) == 0) return c;
+        fc_codec_free(c);
+    }
+    return fc_codec_new(coding, level, length);
+}
+
+static void codec_put(fc_worker_t *w, fc_codec_t *c)
+{
+    int coding = fc_codec_coding(c);
+    if (w->nidle_codecs[coding] < FC_ARRAY_LEN(w->idle_codecs[0])) w->idle_codecs[coding][w->nidle_codecs[coding]++] = c;
+    else fc_codec_free(c);
+}
+
+/* Lets go of the queued body and the compressor (nothing written from them is in flight). */
+static void release_queue(fc_exchange_t *ex)
+{
+    fc_worker_t *w = W(ex);
+    fc_timeout_clear(&ex->flush_timer);
+    fc_bodyq_clear(&ex->q, &w->bodyq);
+    if (ex->codec != NULL) codec_put(w, ex->codec);
+    ex->codec = NULL;
+}
+
 static void unref(fc_exchange_t *ex)
 {
     FC_ASSERT(ex->refs > 0);
     if (--ex->refs > 0) return;
     fc_timeout_clear(&ex->deadline);
+    if (FC_UNLIKELY(ex->queued)) release_queue(ex);
     fc_worker_t *w = W(ex);
     if (w->nfree_exchanges >= EXCHANGE_FREELIST_KEEP || ex->head_out.cap > 65536 || ex->resp_out.cap > 65536 ||
         ex->req_trailers.cap > 65536 || ex->resp_trailers.cap > 65536) {
@@ -599,6 +633,18 @@ static int own_endpoint(fc_exchange_t *ex, const fc_listener_conf_t *l, fc_slice
     return 0;
 }
 
+/* The coding the request's Accept-Encoding asks for among those <cc> offers (none when the request
+ * carries cc->skip_header). */
+static int accepted_coding(const fc_compression_conf_t *cc, const fc_http_head_t *h)
+{
+    if (cc->skip_header != NULL && fc_http_find(h, cc->skip_header, strlen(cc->skip_header)) != NULL) return FC_CODING_NONE;
+    fc_slice_t values[8];
+    size_t n = 0;
+    for (size_t i = 0; i < h->nheaders && n < FC_ARRAY_LEN(values); i++)
+        if (FC_SLICE_IEQ(h->headers[i].name, "accept-encoding")) values[n++] = h->headers[i].value;
+    return fc_coding_negotiate(values, n, cc->on, cc->prefer);
+}
+
 void fc_exchange_start(fc_exchange_t *ex)
 {
     fc_conn_t *c = ex->client;
@@ -648,6 +694,7 @@ void fc_exchange_start(fc_exchange_t *ex)
         return;
     }
     if (ex->route->nrate_limits > 0 && rate_limited(ex, target)) return;
+    if (ex->route->compression != NULL && !ex->is_head) ex->coding = (uint8_t)accepted_coding(ex->route->compression, h);
     v.upgrade = upgrade_of(ex, ll, h);
     ex->upgrade = v.upgrade.n > 0;
     if (w->cfg->request_id) v.request_id = request_id(w, h);
@@ -998,7 +1045,8 @@ void fc_exchange_on_client_error(fc_exchange_t *ex, int status)
         c->ex = NULL;
         fc_conn_close(c);
         ex->discard = 1;
-        if (!ex->cl_writing) flush_client(ex);
+        if (ex->queued) flush_queued(ex);
+        else if (!ex->cl_writing) flush_client(ex);
         return;
     }
     finish(ex);
@@ -1121,22 +1169,142 @@ static void learn_sticky(fc_exchange_t *ex)
     }
 }
 
-/* Adds the upstream's sticky cookie, naming the server that answered, to the response head just
- * built (before its blank line). */
-static int add_sticky_cookie(fc_exchange_t *ex)
+/* The Set-Cookie line of the upstream's sticky cookie, naming the server that answered, in <line>;
+ * returns its length, or -1 when it does not fit. */
+static int sticky_cookie(fc_exchange_t *ex, char *line, size_t size)
 {
     const fc_sticky_conf_t *st = &ex->route->upstream->sticky;
     fc_upstream_t *u = UP(ex);
     fc_conn_t *c = ex->client;
     int secure = st->secure == 1 || (st->secure == 2 && c != NULL && c->io.tls != NULL);
-    char line[256], age[40] = "";
+    char age[40] = "";
     if (st->max_age > 0) snprintf(age, sizeof(age), "; Max-Age=%llu", (unsigned long long)(st->max_age / 1000));
-    int n = snprintf(line, sizeof(line), "Set-Cookie: %s=%s; Path=/%s%s%s%s%s\r\n\r\n", st->cookie,
+    int n = snprintf(line, size, "Set-Cookie: %s=%s; Path=/%s%s%s%s%s\r\n", st->cookie,
                      u->sticky_ids[ex->server - u->servers], age, secure ? "; Secure" : "",
                      st->http_only ? "; HttpOnly" : "", st->same_site ? "; SameSite=" : "", st->same_site ? st->same_site : "");
-    if (n < 0 || (size_t)n >= sizeof(line) || ex->resp_out.len < 2) return -1;
-    ex->resp_out.len -= 2; /* the blank line goes after the cookie */
-    return fc_buf_append(&ex->resp_out, line, (size_t)n);
+    return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
+/* ---- the queued response body (buffered or compressed) ------------------------------------ */
+
+#define COMPRESS_AHEAD (64u << 10) /* compressed, not buffered: read this far ahead of the client */
+
+/* 1 if the route may compress this response at all, by the rules that depend on the response
+ * alone: then it varies on Accept-Encoding, compressed or not. */
+static int compressible(const fc_exchange_t *ex, const fc_response_view_t *rv)
+{
+    const fc_compression_conf_t *cc = ex->route->compression;
+    const fc_http_head_t *h = &ex->resp;
+    int st = h->status;
+    if (st < 200 || st == 204 || st == 206 || st == 304) return 0;
+    if (rv->framing == FC_FRAME_LENGTH && rv->length < cc->min_length) return 0;
+    fc_slice_t type = {NULL, 0};
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const fc_header_t *hd = &h->headers[i];
+        if (FC_SLICE_IEQ(hd->name, "content-encoding") || FC_SLICE_IEQ(hd->name, "content-range")) return 0;
+        if (FC_SLICE_IEQ(hd->name, "cache-control") && fc_has_no_transform(hd->value)) return 0;
+        if (FC_SLICE_IEQ(hd->name, "content-type")) type = fc_media_type(hd->value);
+    }
+    if (type.n == 0) return 0;
+    for (size_t i = 0; i < cc->ntypes; i++)
+        if (strlen(cc->types[i]) == type.n && strncasecmp(cc->types[i], type.p, type.n) == 0) return 1;
+    return 0;
+}
+
+/* The response body goes through q: compressed with <coding> (NONE: not), and read ahead of the
+ * client up to the route's buffering.response. Returns 0 (also when limits.buffer_memory is
+ * reached and nothing is compressed: the body then streams as usual) or -1 (out of memory). */
+static int start_queue(fc_exchange_t *ex, int coding, const fc_response_view_t *rv)
+{
+    fc_worker_t *w = W(ex);
+    size_t limit = COMPRESS_AHEAD;
+    if (ex->route->buffer_response > 0) {
+        if (w->bodyq.out < w->cfg->limits.buffer_memory) {
+            limit = (size_t)ex->route->buffer_response;
+        } else {
+            if (uv_now(w->loop) - w->buffering_warned >= 10000) {
+                fc_log(FC_LOG_WARN, "limits.buffer_memory (%llu) reached: responses stream without buffering",
+                       (unsigned long long)w->cfg->limits.buffer_memory);
+                w->buffering_warned = uv_now(w->loop);
+            }
+            if (coding == FC_CODING_NONE) return 0;
+        }
+    }
+    if (coding != FC_CODING_NONE) {
+        const fc_compression_conf_t *cc = ex->route->compression;
+        ex->codec = codec_get(w, coding, cc->level[coding], rv->framing == FC_FRAME_LENGTH ? rv->length : 0);
+        if (ex->codec == NULL) return -1;
+    }
+    ex->queued = 1;
+    ex->q_limit = limit;
+    return 0;
+}
+
+/* Appends <n> payload bytes at <p> to q, through the compressor if there is one (<mode>: run,
+ * flush or finish it). Returns 0 or -1 (out of memory, or a codec error). */
+static int feed(fc_exchange_t *ex, const char *p, size_t n, int mode)
+{
+    fc_worker_t *w = W(ex);
+    if (ex->codec == NULL) return fc_bodyq_append(&ex->q, &w->bodyq, p, n);
+    for (;;) {
+        size_t avail;
+        char *out = fc_bodyq_space(&ex->q, &w->bodyq, &avail);
+        if (out == NULL) return -1;
+        size_t left = avail;
+        int r = fc_codec_run(ex->codec, &p, &n, &out, &left, mode);
+        fc_bodyq_commit(&ex->q, avail - left);
+        if (r < 0) return -1;
+        if (mode == FC_CODEC_RUN ? n == 0 : r == 1) return 0;
+    }
+}
+
+/* A compressed stream whose server paused: what it sent so far goes to the client now. */
+static void on_cflush(fc_timeout_t *t)
+{
+    fc_exchange_t *ex = fc_container_of(t, fc_exchange_t, flush_timer);
+    if (ex->finished || ex->codec == NULL) return;
+    if (feed(ex, NULL, 0, FC_CODEC_FLUSH) != 0) {
+        fail(ex, FC_END_INTERNAL);
+        return;
+    }
+    if (!ex->cl_writing) flush_queued(ex);
+}
+
+/* Moves the payload ready in the server connection's buffer into q, so that buffer is free at
+ * once. Returns 0 or -1. */
+static int take_payload(fc_exchange_t *ex)
+{
+    fc_upconn_t *up = ex->up;
+    size_t n = up->fwd_end - up->fwd;
+    int r = 0;
+    if (n > 0 && ex->client != NULL) {
+        r = feed(ex, up->io.rbuf.base + up->fwd, n, FC_CODEC_RUN);
+        if (r == 0 && ex->codec != NULL && !fc_timeout_armed(&ex->flush_timer))
+            fc_timeout_set(&W(ex)->tq, &ex->flush_timer, W(ex)->t_cflush);
+    }
+    up->fwd = up->fwd_end;
+    if (up->pos == up->io.rbuf.len) up->io.rbuf.len = up->pos = up->fwd = up->fwd_end = 0;
+    return r;
+}
+
+/* The whole response is read: the compressed stream ends, and the server connection goes back to
+ * the pool now, however long the client takes to read the rest. Returns 0 or -1. */
+static int end_queue(fc_exchange_t *ex)
+{
+    int r = 0;
+    if (ex->codec != NULL) {
+        if (ex->client != NULL) r = feed(ex, NULL, 0, FC_CODEC_FINISH);
+        fc_timeout_clear(&ex->flush_timer);
+        codec_put(W(ex), ex->codec);
+        ex->codec = NULL;
+    }
+    fc_upconn_t *up = ex->up;
+    if (up != NULL) {
+        int reusable = ex->req_sent && !up_writing(ex) && up->pos == up->io.rbuf.len &&
+                       ex->resp_body.framing != FC_FRAME_EOF && llhttp_should_keep_alive(&up->parser.ll);
+        detach_upstream(ex, reusable);
+    }
+    return r;
 }
 
 /* A 101 to a request that asked to switch: the client gets the head (after any 1xx before it), and
@@ -1201,7 +1369,7 @@ static void pump_response(fc_exchange_t *ex)
     fc_worker_t *w = W(ex);
     fc_upconn_t *up = ex->up;
     int kick = 0; /* read the body once with no bytes: a bodiless response ends right after its head */
-    while (up != NULL && !ex->cl_writing && !ex->finished && !ex->resp_done) {
+    while (up != NULL && (!ex->cl_writing || ex->queued) && !ex->finished && !ex->resp_done) {
         size_t avail = up->io.rbuf.len - up->pos;
         if (avail == 0 && !kick) break;
         kick = 0;
@@ -1258,7 +1426,29 @@ static void pump_response(fc_exchange_t *ex)
             }
             const fc_header_t *ka = fc_http_find(&ex->resp, "keep-alive", 10);
             fc_upconn_set_server_keepalive(up, ka ? fc_http_keepalive_timeout(ka->value) : -1);
+            fc_resp_edit_t edit = {0};
+            int edited = 0, coding = FC_CODING_NONE;
+            char cookie[256];
+            if (ex->set_sticky) {
+                int n = sticky_cookie(ex, cookie, sizeof(cookie));
+                if (n < 0) {
+                    fail(ex, FC_END_INTERNAL);
+                    return;
+                }
+                edit.lines = (fc_slice_t){cookie, (size_t)n};
+                edited = 1;
+            }
+            if (FC_UNLIKELY(ex->route->compression != NULL) && compressible(ex, &rv)) {
+                edit.vary = edited = 1;
+                coding = ex->coding;
+                if (coding != FC_CODING_NONE) edit.encoding = fc_coding_name(coding);
+            }
             int flags = 0;
+            if (coding != FC_CODING_NONE) {
+                /* No length is known in advance: chunked, or for HTTP/1.0 ended by the close. */
+                if (ex->http10) ex->keepalive = 0;
+                else ex->rechunk = 1;
+            }
             if (rv.framing == FC_FRAME_CHUNKED && ex->http10) {
                 ex->keepalive = 0; /* an HTTP/1.0 client gets the decoded body, ended by the close */
                 flags |= FC_RESP_DECHUNK;
@@ -1270,13 +1460,14 @@ static void pump_response(fc_exchange_t *ex)
             if (!ex->req_done) ex->keepalive = 0;
             if (!ex->keepalive || (w->draining && w->handover_gen == 0)) flags |= FC_RESP_CLOSE;
             else if (ex->http10) flags |= FC_RESP_KEEPALIVE;
-            if (fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, flags, fc_log_time_http(),
-                                          ex->client ? ex->client->opts : &w->head_opts) != 0) {
+            if (fc_headers_build_response_edit(&ex->resp_out, &ex->resp, &rv, flags, fc_log_time_http(),
+                                               ex->client ? ex->client->opts : &w->head_opts, edited ? &edit : NULL) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;
             }
             if (ex->route->upstream->sticky.learn != NULL) learn_sticky(ex);
-            if (ex->set_sticky && add_sticky_cookie(ex) != 0) {
+            if ((coding != FC_CODING_NONE || ex->route->buffer_response > 0) && rv.framing != FC_FRAME_NONE &&
+                start_queue(ex, coding, &rv) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;
             }
@@ -1309,9 +1500,15 @@ static void pump_response(fc_exchange_t *ex)
             fail(ex, FC_END_SERVER_BAD);
             return;
         }
+        if (ex->queued && take_payload(ex) != 0) {
+            fail(ex, FC_END_INTERNAL);
+            return;
+        }
         break;
     }
-    if (!ex->finished && !ex->cl_writing) flush_client(ex);
+    if (ex->finished) return;
+    if (FC_UNLIKELY(ex->queued)) flush_queued(ex);
+    else if (!ex->cl_writing) flush_client(ex);
 }
 
 /* Writes resp_out and the upstream bytes ready for the client (with our chunk lines around them
@@ -1390,6 +1587,78 @@ static void flush_client(fc_exchange_t *ex)
     }
 }
 
+/* flush_client for a queued body: the head, then what q holds with our chunk lines around it,
+ * while the server is read ahead (up to q_limit); finishes when all is done. */
+static void flush_queued(fc_exchange_t *ex)
+{
+    fc_worker_t *w = W(ex);
+    fc_conn_t *c = ex->client;
+    if (c == NULL && !ex->discard) return;
+    if (ex->resp_done && (ex->codec != NULL || ex->up != NULL) && end_queue(ex) != 0) {
+        fail(ex, FC_END_INTERNAL);
+        return;
+    }
+    if (c == NULL) { /* discarding: what is ready counts as written */
+        ex->resp_out.len = 0;
+        fc_bodyq_clear(&ex->q, &w->bodyq);
+    }
+    while (c != NULL && !ex->cl_writing) {
+        fc_slice_t sl[8];
+        size_t data;
+        size_t ns = fc_bodyq_peek(&ex->q, sl, FC_ARRAY_LEN(sl), &data);
+        int last = ex->rechunk && ex->resp_done && data == ex->q.len && !ex->resp_last_sent;
+        size_t plen = ex->rechunk && data > 0 ? fc_chunk_prefix(ex->cl_prefix, data) : 0;
+        ex->resp_tail.len = 0;
+        if ((ex->rechunk && (data > 0 || last)) && fc_chunk_suffix(&ex->resp_tail, &ex->resp_body, data, last) != 0) {
+            fc_exchange_on_client_error(ex, UV_ENOMEM);
+            return;
+        }
+        uv_buf_t iov[FC_ARRAY_LEN(sl) + 3];
+        unsigned n = 0;
+        size_t total = ex->resp_out.len + plen + data + ex->resp_tail.len;
+        if (ex->resp_out.len > 0) iov[n++] = fc_iov(ex->resp_out.base, (unsigned)ex->resp_out.len);
+        if (plen > 0) iov[n++] = fc_iov(ex->cl_prefix, (unsigned)plen);
+        for (size_t i = 0; i < ns; i++) iov[n++] = fc_iov((char *)(uintptr_t)sl[i].p, (unsigned)sl[i].n);
+        if (ex->resp_tail.len > 0) iov[n++] = fc_iov(ex->resp_tail.base, (unsigned)ex->resp_tail.len);
+        if (n == 0) break;
+        if (!(ex->resp_done && !ex->keepalive)) fc_conn_nodelay(c);
+        int r = fc_io_write(&c->io, iov, n, on_cl_write);
+        if (r < 0) {
+            fc_exchange_on_client_error(ex, r);
+            return;
+        }
+        ex->bytes_sent += total;
+        ex->resp_last_sent |= (uint8_t)last;
+        ex->q_inflight = data;
+        if (r == 1) {
+            c->wex = ex;
+            ex->cl_writing = 1;
+            ex->end_at_up_end = 0;
+            ex->refs++;
+            fc_timeout_set(&w->tq, &c->timeout, w->t_send);
+            break;
+        }
+        ex->resp_out.len = 0;
+        fc_bodyq_consume(&ex->q, &w->bodyq, data);
+        ex->q_inflight = 0;
+    }
+    if (!ex->cl_writing && ex->resp_done && ex->q.len == 0 && (!ex->rechunk || ex->resp_last_sent || c == NULL)) {
+        finish(ex);
+        return;
+    }
+    fc_upconn_t *up = ex->up;
+    if (up == NULL || ex->resp_done) return;
+    /* Read the server ahead of the client while q has room (and the worker's buffer memory is not
+     * used up: then only an empty q reads on, so every exchange still moves). */
+    if (ex->q.len < ex->q_limit && (w->bodyq.out < w->cfg->limits.buffer_memory || ex->q.len == 0)) {
+        if (ex->req_done) fc_timeout_set(&w->tq, &up->timeout, w->route_read[route_index(ex)]);
+        fc_upconn_read_start(up);
+        if (up->pos < up->io.rbuf.len) pump_response(ex);
+    } else {
+        fc_upconn_read_stop(up);
+    }
+}
+
 static void on_cl_write(fc_io_t *io, int status)
 {
     fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
@@ -1398,7 +1667,13 @@ static void on_cl_write(fc_io_t *io, int status)
     ex->cl_writing = 0;
     if (!ex->finished) {
         if (status < 0 && !ex->discard) fc_exchange_on_client_error(ex, status);
-        else {
+        else if (FC_UNLIKELY(ex->queued)) {
+            ex->resp_out.len = 0;
+            fc_bodyq_consume(&ex->q, &W(ex)->bodyq, ex->q_inflight);
+            ex->q_inflight = 0;
+            if (ex->client != NULL) fc_timeout_clear(&ex->client->timeout);
+            flush_queued(ex);
+        } else {
             ex->resp_out.len = 0;
             if (ex->up != NULL) ex->up->fwd = ex->up->fwd_end;
             if (ex->client != NULL) fc_timeout_clear(&ex->client->timeout);

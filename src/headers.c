@@ -193,11 +193,65 @@ static inline __attribute__((always_inline)) char *put_response_fields(char *p, 
     return p;
 }
 
+/* 1 if a Vary field of <h> lists Accept-Encoding or "*" already. */
+static int varies_on_encoding(const fc_http_head_t *h)
+{
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const fc_header_t *hd = &h->headers[i];
+        if (!FC_SLICE_IEQ(hd->name, "vary")) continue;
+        const char *p = hd->value.p, *end = p + hd->value.n;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) p++;
+            const char *t = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t') p++;
+            size_t n = (size_t)(p - t);
+            if ((n == 1 && *t == '*') || (n == 15 && strncasecmp(t, "accept-encoding", 15) == 0)) return 1;
+        }
+    }
+    return 0;
+}
+
+/* The response fields with the edits of <e>: a strong ETag made weak for a compressed body. */
+static __attribute__((noinline)) char *put_edited_fields(char *p, const fc_http_head_t *h, int no_sts, int *have_date,
+                                                        const fc_resp_edit_t *e)
+{
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const fc_header_t *hd = &h->headers[i];
+        int kind = kind_of(h, i);
+        if (kind == FC_FIELD_HOP || kind == FC_FIELD_CONTENT_LENGTH || kind == FC_FIELD_TRANSFER_ENCODING) continue;
+        *have_date |= kind == FC_FIELD_DATE;
+        if (no_sts && hd->name.n == 25 && strncasecmp(hd->name.p, "Strict-Transport-Security", 25) == 0) continue;
+        if (e->encoding != NULL && FC_SLICE_IEQ(hd->name, "etag") && hd->value.n > 0 && hd->value.p[0] == '"') {
+            /* RFC 9110 8.8.1: a strong validator names these exact bytes, which we changed. */
+            p = put(p, hd->name.p, hd->name.n);
+            p = PUT_LIT(p, ": W/");
+            p = put(p, hd->value.p, hd->value.n);
+            p = PUT_LIT(p, "\r\n");
+            continue;
+        }
+        p = put_header(p, hd->name, hd->value);
+    }
+    if (e->encoding != NULL) {
+        p = PUT_LIT(p, "Content-Encoding: ");
+        p = put(p, e->encoding, strlen(e->encoding));
+        p = PUT_LIT(p, "\r\n");
+    }
+    if (e->vary && !varies_on_encoding(h)) p = PUT_LIT(p, "Vary: Accept-Encoding\r\n");
+    return put(p, e->lines.p, e->lines.n);
+}
+
 int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_response_view_t *v, int flags,
                               const char *date, const fc_head_opts_t *o)
 {
+    return fc_headers_build_response_edit(out, h, v, flags, date, o, NULL);
+}
+
+int fc_headers_build_response_edit(fc_buf_t *out, const fc_http_head_t *h, const fc_response_view_t *v, int flags,
+                                   const char *date, const fc_head_opts_t *o, const fc_resp_edit_t *e)
+{
     size_t datelen = date != NULL ? strlen(date) : 0;
     size_t need = 16 + h->reason.n + fields_size(h) + 32 + 40 + (o ? o->via.n + o->hsts.n : 0) + 16 + datelen + 8 + 28;
+    if (FC_UNLIKELY(e != NULL)) need += h->nheaders * 2 + 64 + e->lines.n; /* W/ per ETag, the added fields */
     int hsts = o != NULL && o->hsts.n > 0;
     if (fc_buf_reserve(out, need) != 0) return -1;
     char *p = out->base + out->len;
@@ -211,15 +265,20 @@ int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_r
     p = put(p, h->reason.p, h->reason.n);
     p = PUT_LIT(p, "\r\n");
     int have_date = 0;
-    if (FC_LIKELY(!hsts)) {
+    if (FC_UNLIKELY(e != NULL)) {
+        p = put_edited_fields(p, h, hsts, &have_date, e);
+        if (hsts) p = put(p, o->hsts.p, o->hsts.n);
+    } else if (FC_LIKELY(!hsts)) {
         p = put_response_fields(p, h, 0, &have_date);
     } else {
         p = put_response_fields(p, h, 1, &have_date);
         p = put(p, o->hsts.p, o->hsts.n);
     }
     if (v != NULL) {
-        if (v->chunked && !(flags & FC_RESP_DECHUNK)) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
-        if (v->has_length) p = put_number(PUT_LIT(p, "Content-Length: "), v->length);
+        int encoded = e != NULL && e->encoding != NULL;
+        /* A compressed body has no length known in advance: chunked, or (HTTP/1.0) ended by the close. */
+        if ((v->chunked || encoded) && !(flags & FC_RESP_DECHUNK)) p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+        if (v->has_length && !encoded) p = put_number(PUT_LIT(p, "Content-Length: "), v->length);
     }
     p = put_via(p, o, h->minor);
     if (!have_date && date != NULL) {

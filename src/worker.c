@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fulcrum/compress.h"
 #include "fulcrum/conn.h"
 #include "fulcrum/exchange.h"
 #include "fulcrum/health.h"
@@ -25,6 +26,7 @@
 
 #define LISTEN_BACKLOG 511
 #define LINGER_MS 2000
+#define COMPRESS_FLUSH_MS 50 /* a compressed stream waits this long for more input before it is flushed */
 
 int fc_listen_open(const fc_config_t *cfg, int *fds, fc_err_t *err)
 {
@@ -509,6 +511,8 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     w->t_send = fc_timeq_class(&w->tq, lim->send_timeout);
     w->t_keepalive = lim->keepalive_timeout > 0 ? fc_timeq_class(&w->tq, lim->keepalive_timeout) : NULL;
     w->t_linger = fc_timeq_class(&w->tq, LINGER_MS);
+    w->t_cflush = fc_timeq_class(&w->tq, COMPRESS_FLUSH_MS);
+    w->bodyq.keep = 64; /* 1 MiB of idle blocks at most */
     w->route_connect = fc_xcalloc(cfg->nroutes, sizeof(*w->route_connect));
     w->route_send = fc_xcalloc(cfg->nroutes, sizeof(*w->route_send));
     w->route_read = fc_xcalloc(cfg->nroutes, sizeof(*w->route_read));
@@ -644,6 +648,9 @@ int fc_worker_run(const fc_worker_args_t *args)
     fc_router_free(&w.router);
     fc_metrics_local_free(&w.metrics);
     fc_exchange_freelist_drain(&w);
+    fc_bodyq_pool_drain(&w.bodyq);
+    for (int i = 0; i < 4; i++)
+        for (unsigned k = 0; k < w.nidle_codecs[i]; k++) fc_codec_free(w.idle_codecs[i][k]);
     fc_io_freelist_drain();
     fc_tls_freelist_drain();
     fc_bufpool_drain(&w.client_bufs);

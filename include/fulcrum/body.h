@@ -65,4 +65,48 @@ size_t fc_chunk_prefix(char *out, uint64_t n);
  * ("0\r\n" trailers "\r\n"). Returns 0 or -1 (out of memory). */
 int fc_chunk_suffix(fc_buf_t *out, const fc_body_t *b, size_t n, int last);
 
+/* ---- the queue between the body source and the client ----------------------------------------
+ * A response that is buffered or compressed is not written from the server connection's read
+ * buffer: its bytes (as read, or as a codec made them) wait here, in blocks, until the client
+ * takes them. The server connection's buffer is then free at once, so the server can be read as
+ * fast as it sends (and released when its answer is whole) while the client is slow. */
+
+#define FC_BODYQ_BLOCK 16320 /* payload bytes per block (a block with its header is just under 16 KiB) */
+
+typedef struct fc_bodyq_block {
+    struct fc_bodyq_block *next;
+    uint32_t start, end;       /* [start, end) of data is queued */
+    char data[FC_BODYQ_BLOCK];
+} fc_bodyq_block_t;
+
+/* The blocks of one worker: idle ones kept for reuse, and the count of every block handed out. */
+typedef struct fc_bodyq_pool {
+    fc_bodyq_block_t *free;    /* owned: idle blocks */
+    size_t nfree;
+    size_t out;                /* bytes of the blocks in queues now (the memory that limits.buffer_memory bounds) */
+    size_t keep;               /* idle blocks kept at most */
+} fc_bodyq_pool_t;
+
+typedef struct fc_bodyq {
+    fc_bodyq_block_t *head, *tail; /* owned, from the pool */
+    size_t len;                /* bytes queued */
+} fc_bodyq_t;
+
+/* Free space at the end of <q> (a new block from <pool> when the last one is full): at least one
+ * byte, *<avail> of them. NULL when out of memory. Bytes written there count once fc_bodyq_commit
+ * says so. Bytes already queued never move, so a write in flight may point at them. */
+char *fc_bodyq_space(fc_bodyq_t *q, fc_bodyq_pool_t *pool, size_t *avail);
+/* <n> bytes were written at the space fc_bodyq_space returned. */
+void fc_bodyq_commit(fc_bodyq_t *q, size_t n);
+/* Copies <n> bytes to the end of <q>; returns 0 or -1 (out of memory: nothing was queued). */
+int fc_bodyq_append(fc_bodyq_t *q, fc_bodyq_pool_t *pool, const char *p, size_t n);
+/* Fills up to <max> slices with the first queued bytes; returns how many, their total in *<bytes>. */
+size_t fc_bodyq_peek(const fc_bodyq_t *q, fc_slice_t *out, size_t max, size_t *bytes);
+/* Drops the first <n> queued bytes (n <= q->len); emptied blocks go back to <pool>. */
+void fc_bodyq_consume(fc_bodyq_t *q, fc_bodyq_pool_t *pool, size_t n);
+/* Drops everything queued. */
+void fc_bodyq_clear(fc_bodyq_t *q, fc_bodyq_pool_t *pool);
+/* Frees the pool's idle blocks (at exit; blocks in queues must be back first). */
+void fc_bodyq_pool_drain(fc_bodyq_pool_t *pool);
+
 #endif

@@ -116,6 +116,18 @@ typedef struct fc_rate_limit_conf {
     size_t index;        /* position in fc_config_t.rate_limits */
 } fc_rate_limit_conf_t;
 
+/* `compression:` (top level, or a route's own): the codings fulcrum applies to responses. */
+typedef struct fc_compression_conf {
+    int level[4];           /* level[FC_CODING_*] (compress.h): gzip 1..9, br 0..11, zstd 1..19 */
+    uint8_t on[4];          /* on[FC_CODING_*]: the coding is offered (its key is present, not off) */
+    uint8_t prefer[4];      /* FC_CODING_* in the server's order for ties, 0-terminated (default
+                               zstd, br, gzip) */
+    uint64_t min_length;    /* bytes, default 1k: a known Content-Length below it is sent as it is */
+    char **types;           /* owned array of owned lower-case media types (default: text and JSON/XML/JS/SVG) */
+    size_t ntypes;
+    char *skip_header;      /* owned; a request field name (lower case) that turns compression off, or NULL */
+} fc_compression_conf_t;
+
 #define FC_ROUTE_NAME_MAX 64 /* characters in a route name (the `route` label), at most */
 
 typedef struct fc_route_conf {
@@ -133,6 +145,13 @@ typedef struct fc_route_conf {
     uint64_t request_timeout;     /* ms, 0 = none (default): the whole exchange, retries included */
     const fc_rate_limit_conf_t **rate_limits; /* owned array of borrowed policies: all apply */
     size_t nrate_limits;
+    fc_compression_conf_t *compression; /* owned (the route's own, merged over the top level's), or
+                                     borrowed from fc_config_t.compression (compression_owned 0);
+                                     NULL: no compression on this route */
+    int compression_owned;
+    uint64_t buffer_response;     /* `buffering.response`: bytes read ahead of the client, 0 = off (default) */
+    uint64_t buffer_request;      /* `buffering.request`: a request body up to this size is read whole
+                                     before a server is picked, 0 = off (default) */
     char *upgrade;                /* owned: the protocols a client may upgrade to, lower case, each
                                      followed by a NUL, the list ending with an empty one ("websocket\0\0",
                                      the default); NULL: `upgrade: off` */
@@ -181,6 +200,8 @@ typedef struct fc_limits_conf {
     uint64_t tls_handshake_timeout; /* ms, default 10000: a TLS handshake must end within it */
     uint64_t max_connections_per_client; /* connections from one address at once, all workers
                                             together; 0 = unlimited (default) */
+    uint64_t buffer_memory;         /* bytes, default 64m: response and request buffers of one worker at
+                                       most; beyond it new exchanges stream instead of buffering */
 } fc_limits_conf_t;
 
 #define FC_METRICS_MAX_BUCKETS 16 /* finite histogram buckets, at most */
@@ -218,6 +239,7 @@ struct fc_config {
     size_t nupstreams;
     fc_rate_limit_conf_t *rate_limits; /* owned array, in file order */
     size_t nrate_limits;
+    fc_compression_conf_t *compression; /* owned; `compression:`, NULL = none (the default) */
     fc_route_conf_t *routes;       /* owned array, in file order, nroutes >= 1 */
     size_t nroutes;
     fc_limits_conf_t limits;

@@ -97,6 +97,16 @@ typedef struct fc_exchange {
     uint8_t set_sticky;           /* the answer sets the upstream's sticky cookie (the server chosen is
                                      not the one the client's cookie named) */
     int16_t sticky;               /* 1 + the server the client's sticky cookie names, 0 = none */
+    uint8_t coding;               /* the coding the request accepts and the route offers (FC_CODING_*),
+                                     chosen with the request head; NONE for HEAD and the skip header */
+    uint8_t queued;               /* the response body goes through q (buffered or compressed), not
+                                     from the server connection's buffer */
+    uint8_t codec_done;           /* the compressed stream was finished (its last bytes are in q) */
+    size_t q_limit;               /* queued: the server is read while q holds fewer bytes than this */
+    size_t q_inflight;            /* queued: bytes of q in the client write in flight */
+    struct fc_codec *codec;       /* owned: the response's compressor, or NULL */
+    fc_bodyq_t q;                 /* owned blocks (from the worker's pool): the queued response body */
+    fc_timeout_t flush_timer;     /* a compressed stream's input not flushed yet: flush after 50 ms */
     fc_timeout_t deadline;        /* routes[].timeouts.request, armed from routing to the end */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */

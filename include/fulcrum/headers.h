@@ -47,4 +47,17 @@ enum {
 int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_response_view_t *v, int flags,
                               const char *date, const fc_head_opts_t *o);
 
+/* What a response head gets besides its own fields (rare: compression, a sticky cookie). */
+typedef struct fc_resp_edit {
+    const char *encoding; /* the body is compressed with this coding: Content-Encoding is added,
+                             Content-Length is not sent, and a strong ETag becomes weak (W/"...");
+                             NULL = none */
+    int vary;             /* add Accept-Encoding to Vary (unless it or "*" is there already) */
+    fc_slice_t lines;     /* whole header lines added as they are ("Name: value\r\n"...) */
+} fc_resp_edit_t;
+
+/* fc_headers_build_response with the edits of <e> (NULL: none). */
+int fc_headers_build_response_edit(fc_buf_t *out, const fc_http_head_t *h, const fc_response_view_t *v, int flags,
+                                   const char *date, const fc_head_opts_t *o, const fc_resp_edit_t *e);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include "fulcrum/body.h"
 #include "fulcrum/buf.h"
 #include "fulcrum/config.h"
 #include "fulcrum/headers.h"
@@ -78,6 +79,11 @@ struct fc_worker {
                                           server this configuration does not have */
     fc_bufpool_t client_bufs;        /* read buffers of client connections */
     fc_bufpool_t upstream_bufs;      /* read buffers of upstream connections */
+    fc_bodyq_pool_t bodyq;           /* blocks of buffered and compressed response bodies */
+    struct fc_codec *idle_codecs[4][4]; /* owned: compression streams kept for reuse, per coding */
+    unsigned nidle_codecs[4];
+    fc_timeq_class_t *t_cflush;      /* a compressed stream with input not flushed: flushed after this */
+    uint64_t buffering_warned;       /* uv_now() of the last "buffer_memory reached" log line */
     fc_exchange_t *free_exchanges;   /* freelist, linked through next_free */
     size_t nfree_exchanges;
     fc_list_t conns;                 /* every client connection (fc_conn_t.link) */

@@ -128,7 +128,7 @@ static const err_case_t unknown_key_cases[] = {
     {"# top\n" MIN "worker: 2\n",
      "t.yaml:10:1: unknown key 'worker' at the top level (expected one of: workers, shutdown_timeout, "
      "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, via, underscores_in_headers, request_id, "
-     "listeners, upstreams, rate_limits, routes, ..."},
+     "listeners, upstreams, rate_limits, ...)"},
     {"listeners:\n  - address: 127.0.0.1:8080\n    port: 80\n" UPS ROUTE,
      "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health, metrics, status, tls, hsts, redirect_https)"},
     {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
@@ -139,12 +139,12 @@ static const err_case_t unknown_key_cases[] = {
      "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight, backup, down, "
      "max_conns, max_fails, fail_timeout, slow_start)"},
     {LISTEN UPS "routes:\n  - upstream: b\n  - upstream: b\n    prefix: /x\n",
-     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, name, access_log, upgrade, rate_limit, timeouts)"},
+     "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, name, access_log, upgrade, rate_limit, compression, buffering, timeouts)"},
     {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { connect: 1s, idle: 2s }\n",
      "t.yaml:9:30: unknown key 'idle' in routes[0].timeouts (expected one of: connect, send, read, tunnel, request)"},
     {MIN "limits:\n  max_body: 1m\n",
      "t.yaml:10:3: unknown key 'max_body' in limits (expected one of: client_header_timeout, "
-     "client_body_timeout, send_timeout, keepalive_timeout, max_header_size, max_body_size, max_connections, max_connections_per_client, tls_handshake_timeout)"},
+     "client_body_timeout, send_timeout, keepalive_timeout, max_header_size, max_body_size, max_connections, max_connections_per_client, tls_handshake_timeout, buffer_memory)"},
 };
 
 static const err_case_t missing_key_cases[] = {
