@@ -85,7 +85,7 @@ def head_value(head, name):
     return None
 
 
-def slot_test(h, buffering, n=16 << 20, rate=4 << 20, tls=None, tls_ctx=None):
+def slot_test(h, buffering, n=16 << 20, rate=2 << 20, tls=None, tls_ctx=None):
     """A slow client takes an n-byte answer at rate; 0.4 s after the server finished writing it, a
     second client asks for a small one. Returns (status of the second, the first reader, the
     server's records of both, how much the first client had read then)."""
@@ -111,16 +111,24 @@ def slot_test(h, buffering, n=16 << 20, rate=4 << 20, tls=None, tls_ctx=None):
     return b, a, first, second[0] if second else None, read_then
 
 
+def timeline(a, first, second):
+    """The slot test's times, in seconds after the slow client connected."""
+    return ("the server had the big request at %.2f s and wrote its last byte at %.2f s; the second "
+            "request came at %.2f s; the slow client was done at %.2f s"
+            % (first["t_head"] - a.started, first["t_sent"] - a.started, second["t_head"] - a.started,
+               a.done - a.started))
+
+
 def test_upstream_released_before_slow_client_finishes(h):
     b, a, first, second, read_then = slot_test(h, {"response": "32m"})
     assert b.status == 200, "second request got %d: the server slot was still held by the buffered answer" % b.status
     assert second is not None
     # the same pooled connection served the second request, long before the slow client was done
     assert second["conn"] == first["conn"] and second["conn_req"] == 2, (first, second)
-    assert second["t_head"] < a.done - 1.5, (second["t_head"], a.done)
+    assert second["t_head"] < a.done - 1.5, timeline(a, first, second)
     assert read_then < (8 << 20), "the slow client had already read %d bytes" % read_then
-    # the server's own time for the answer, not the client's: well under the client's 4 s
-    assert first["t_sent"] - first["t_head"] < 1.5, first
+    # the server's own time for the answer, not the client's: well under the client's 8 s
+    assert first["t_sent"] - first["t_head"] < 3.0, first
 
 
 def test_unbuffered_route_holds_the_server_slot(h):
@@ -136,7 +144,7 @@ def test_tls_listener_releases_upstream_early(h, cert):
     b, a, first, second, _ = slot_test(h, {"response": "32m"}, tls=cert, tls_ctx=ctx)
     assert b.status == 200, b
     assert second is not None and second["conn"] == first["conn"], (first, second)
-    assert second["t_head"] < a.done - 1.5
+    assert second["t_head"] < a.done - 1.5, timeline(a, first, second)
 
 
 def test_answer_larger_than_the_buffer_streams_intact(h):
