@@ -287,9 +287,14 @@ def sampled_slow_clients(port, count, target, size, rate, limit_s):
     finally:
         sampler.stop.set()
         sampler.join(5)
-    numbers = [v for v in sampler.values if isinstance(v, float)]
-    assert numbers and len(numbers) == len(sampler.values), sampler.values[:5]
-    return shas, took, numbers
+    return shas, took, sampler.values
+
+
+def gauge_values(values):
+    """The scraped values of fulcrum_buffer_memory_bytes, every scrape a number."""
+    numbers = [v for v in values if isinstance(v, float)]
+    assert numbers and len(numbers) == len(values), "fulcrum_buffer_memory_bytes scrapes: %r" % values[:5]
+    return numbers
 
 
 def test_memory_bounded_under_200_slow_clients(h):
@@ -304,17 +309,20 @@ def test_memory_bounded_under_200_slow_clients(h):
     with Client(f.port) as c:  # warm up: one buffered answer, the pools made
         assert c.exchange("GET", target).body == body("random", size)
     before = f.vm_hwm_kib()
-    shas, took, numbers = sampled_slow_clients(f.port, 200, target, size, 64 << 10, limit_s=40)
+    shas, took, values = sampled_slow_clients(f.port, 200, target, size, 64 << 10, limit_s=40)
     after = f.vm_hwm_kib()
     want = hashlib.sha256(body("random", size)).hexdigest()
     assert shas == {want: 200}
     assert took < 30, took
-    assert max(numbers) <= cap, "fulcrum_buffer_memory_bytes went to %d over the 16m cap" % max(numbers)
-    assert max(numbers) > 0, "nothing was ever buffered"
-    # the cap plus 64 KiB per connection of everything else (buffers, TLS-less state, the kernel
-    # does not count): 16 MiB + 12.5 MiB
+    # the cap plus 64 KiB per connection of everything else (read buffers, state; the kernel's
+    # socket buffers do not count): 16 MiB + 12.5 MiB
     grew = (after - before) * 1024
     assert grew <= cap + 200 * (64 << 10), "worker VmHWM grew by %d KiB" % (grew // 1024)
+    numbers = gauge_values(values)
+    # an exchange that began just under the cap may fill its own 256k: no more than that over it
+    assert max(numbers) <= cap + (256 << 10) + (64 << 10), (
+        "fulcrum_buffer_memory_bytes went to %d over the 16m cap" % max(numbers))
+    assert max(numbers) > 0, "nothing was ever buffered"
     assert metric(f.port, "fulcrum_buffering_skipped_total") > 0  # 200 x 256k does not fit in 16m
     wait_for(lambda: metric(f.port, "fulcrum_buffer_memory_bytes") == 0, 5, step=0.1)
     assert metric(f.port, "fulcrum_buffer_memory_bytes") == 0
@@ -328,14 +336,16 @@ def test_buffer_memory_cap_reached_exchanges_stream_never_fail(h):
     assert metric(f.port, "fulcrum_buffering_skipped_total") in (None, 0.0)
     size = 1 << 20
     target = "/r?n=%d&kind=random&type=application/octet-stream" % size
-    shas, took, numbers = sampled_slow_clients(f.port, 30, target, size, 512 << 10, limit_s=30)
+    shas, took, values = sampled_slow_clients(f.port, 30, target, size, 512 << 10, limit_s=30)
     assert shas == {hashlib.sha256(body("random", size)).hexdigest(): 30}
-    assert max(numbers) <= (1 << 20), numbers
-    skipped = metric(f.port, "fulcrum_buffering_skipped_total")
-    assert skipped is not None and 1 <= skipped <= 30, skipped
     # the access log is unchanged: one line per exchange, all 200
     lines = [x for x in f.access_log(want=30) if "/r?n=" in json.dumps(x)]
     assert len(lines) == 30 and all(x.get("status") == 200 for x in lines), lines[-3:]
+    numbers = gauge_values(values)
+    # an exchange that began just under the cap may fill its own buffer: no more than that over
+    assert max(numbers) <= (1 << 20) + (1 << 20) + (64 << 10), "fulcrum_buffer_memory_bytes: max %d" % max(numbers)
+    skipped = metric(f.port, "fulcrum_buffering_skipped_total")
+    assert skipped is not None and 1 <= skipped <= 30, skipped
 
 
 # ---------------------------------------------------------------------------------------------
