@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 
-from conftest import Client, wait_for
+from conftest import Client, child_pids, wait_for
 from shaping import body, cert, decode, metric, proxy, tls_client, tls_ctx  # noqa: F401 (cert is a fixture)
 
 RCVBUF = 16384
@@ -63,6 +63,19 @@ class SlowReader(threading.Thread):
     def split(self):
         head, _, rest = bytes(self.data).partition(b"\r\n\r\n")
         return head.decode("latin-1"), rest
+
+
+def open_files(pid):
+    """The regular files (and deleted ones) process pid has open."""
+    out = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if t.startswith("/") and not t.startswith("/dev/"):
+            out.add(t)
+    return out
 
 
 def dechunk(raw):
@@ -148,16 +161,28 @@ def test_tls_listener_releases_upstream_early(h, cert):
 
 
 def test_answer_larger_than_the_buffer_streams_intact(h):
-    """8 MiB through a 256k buffer to a slow client: backpressure, every byte in order, and chunked,
-    close-delimited and HTTP/1.0 variants too."""
+    """8 MiB through a 256k buffer to a slow client: backpressure (the buffer stays at its size, no
+    temporary file is opened), every byte in order; chunked, close-delimited and HTTP/1.0 too."""
     f, sb = proxy(h, routes=[{"path": "/", "buffering": {"response": "256k"}}], compression=None)
     n = 8 << 20
-    a = SlowReader(f.port, "/r?n=%d&kind=random&type=application/octet-stream" % n, 8 << 20)
+    worker = wait_for(lambda: child_pids(f.pid), 5)[0]
+    a = SlowReader(f.port, "/r?n=%d&kind=random&type=application/octet-stream" % n, 4 << 20)
+    sampler = Sampler(f.port)
+    sampler.start()
     a.start()
-    a.join(30)
+    files = set()
+    end = time.monotonic() + 30
+    while a.is_alive() and time.monotonic() < end:
+        files |= open_files(worker) - {f.out_path, f.err_path}
+        a.join(0.1)
+    sampler.stop.set()
+    sampler.join(5)
     assert a.error is None and a.done, a.error
     head, rest = a.split()
     assert head.startswith("HTTP/1.1 200") and rest == body("random", n), (head, len(rest))
+    assert not files, "the worker opened files while it streamed: %r" % sorted(files)
+    numbers = gauge_values(sampler.values)
+    assert 0 < max(numbers) <= (256 << 10) + (64 << 10), "buffered %d bytes for one 256k exchange" % max(numbers)
     for frame in ("chunked", "close", "cl"):
         for version in ("HTTP/1.1", "HTTP/1.0"):
             with Client(f.port, timeout=20) as c:
