@@ -20,6 +20,7 @@
 #include "fulcrum/upgrade.h"
 #include "fulcrum/message.h"
 #include "fulcrum/metrics.h"
+#include "fulcrum/reply.h"
 #include "fulcrum/status.h"
 #include "fulcrum/upstream.h"
 
@@ -32,6 +33,7 @@ static void pump_response(fc_exchange_t *ex);
 static void flush_client(fc_exchange_t *ex);
 static void flush_queued(fc_exchange_t *ex);
 static void on_cflush(fc_timeout_t *t);
+static void buffer_request(fc_exchange_t *ex);
 static void finish(fc_exchange_t *ex);
 static void fail(fc_exchange_t *ex, int cause);
 static uint64_t learn_key(const fc_exchange_t *ex, fc_slice_t v);
@@ -67,6 +69,7 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
         memset(&ex->resp_out, 0, sizeof(ex->resp_out));
         memset(&ex->key_buf, 0, sizeof(ex->key_buf));
         memset(&ex->req_tail, 0, sizeof(ex->req_tail));
+        memset(&ex->req_buf, 0, sizeof(ex->req_buf));
         memset(&ex->resp_tail, 0, sizeof(ex->resp_tail));
         memset(&ex->req_trailers, 0, sizeof(ex->req_trailers));
         memset(&ex->resp_trailers, 0, sizeof(ex->resp_trailers));
@@ -75,7 +78,6 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
     }
     memset(ex, 0, offsetof(fc_exchange_t, req));
     fc_timeout_init(&ex->deadline, on_deadline);
-    fc_timeout_init(&ex->flush_timer, on_cflush);
     ex->w = w;
     ex->client = c;
     ex->refs = 1;
@@ -90,6 +92,7 @@ static void free_exchange(fc_exchange_t *ex)
     fc_buf_free(&ex->resp_out);
     fc_buf_free(&ex->key_buf);
     fc_buf_free(&ex->req_tail);
+    fc_buf_free(&ex->req_buf);
     fc_buf_free(&ex->resp_tail);
     fc_buf_free(&ex->req_trailers);
     fc_buf_free(&ex->resp_trailers);
@@ -117,14 +120,19 @@ static void codec_put(fc_worker_t *w, fc_codec_t *c)
     else fc_codec_free(c);
 }
 
-/* Lets go of the queued body and the compressor (nothing written from them is in flight). */
-static void release_queue(fc_exchange_t *ex)
+/* Lets go of the queued body, the compressor and the request buffer (nothing written from them is
+ * in flight). */
+static void __attribute__((noinline)) release_buffers(fc_exchange_t *ex)
 {
     fc_worker_t *w = W(ex);
-    fc_timeout_clear(&ex->flush_timer);
-    fc_bodyq_clear(&ex->q, &w->bodyq);
-    if (ex->codec != NULL) codec_put(w, ex->codec);
-    ex->codec = NULL;
+    if (ex->queued) {
+        fc_timeout_clear(&ex->flush_timer);
+        fc_bodyq_clear(&ex->q, &w->bodyq);
+        if (ex->codec != NULL) codec_put(w, ex->codec);
+        ex->codec = NULL;
+    }
+    w->req_buffers -= ex->req_buf.cap;
+    fc_buf_free(&ex->req_buf); /* request buffers are rare and large: not kept */
 }
 
 static void unref(fc_exchange_t *ex)
@@ -132,7 +140,7 @@ static void unref(fc_exchange_t *ex)
     FC_ASSERT(ex->refs > 0);
     if (--ex->refs > 0) return;
     fc_timeout_clear(&ex->deadline);
-    if (FC_UNLIKELY(ex->queued)) release_queue(ex);
+    if (FC_UNLIKELY(ex->queued || ex->req_buffered)) release_buffers(ex);
     fc_worker_t *w = W(ex);
     if (w->nfree_exchanges >= EXCHANGE_FREELIST_KEEP || ex->head_out.cap > 65536 || ex->resp_out.cap > 65536 ||
         ex->req_trailers.cap > 65536 || ex->resp_trailers.cap > 65536) {
@@ -256,46 +264,8 @@ static void end_record(fc_exchange_t *ex)
 
 /* ---- error responses ----------------------------------------------------------------------- */
 
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 505: return "HTTP Version Not Supported";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Error";
-    }
-}
-
 /* The methods fulcrum forwards, for OPTIONS * and 405 answers. */
 #define ALLOW_HEADER "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n"
-
-/* The status each end cause calls for when nothing was sent to the client yet (practice 5). */
-static int cause_status(int cause)
-{
-    switch (cause) {
-    case FC_END_CLIENT_TIMEOUT: return 408;
-    case FC_END_CLIENT_BAD: return 400;
-    case FC_END_LIMIT: return 413;
-    case FC_END_NO_ROUTE: return 404;
-    case FC_END_SERVER_TIMEOUT: return 504;
-    case FC_END_LOCAL: return 503;
-    case FC_END_BUSY: return 503;
-    case FC_END_INTERNAL: return 500;
-    default: return 502;
-    }
-}
 
 /* Answers the client from fulcrum itself: <status> with the short plain-text <body>, and the
  * header lines <extra> ("Name: value\r\n" each, or ""). */
@@ -322,23 +292,12 @@ static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const 
     /* An unread request body would be taken for the next request: close instead. */
     if (!ex->req_done) keepalive = 0;
     ex->keepalive = (uint8_t)keepalive;
-    const fc_head_opts_t *o = c->opts;
-    char buf[384];
-    int n = snprintf(buf, sizeof(buf),
-                     "Content-Type: %s\r\nContent-Length: %zu\r\nDate: %s\r\nConnection: %s\r\n%.*s\r\n", ctype,
-                     blen, fc_log_time_http(), keepalive ? "keep-alive" : "close", (int)o->hsts.n,
-                     o->hsts.n ? o->hsts.p : "");
-    char line[64];
-    int ln = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, status_text(status));
-    ex->resp_out.len = 0;
-    if (n < 0 || (size_t)n >= sizeof(buf) || fc_buf_append(&ex->resp_out, line, (size_t)ln) != 0 ||
-        fc_buf_append(&ex->resp_out, extra, strlen(extra)) != 0 || fc_buf_append(&ex->resp_out, buf, (size_t)n) != 0 ||
-        fc_buf_append(&ex->resp_out, body, blen) != 0) {
+    if (fc_reply_build(&ex->resp_out, status, ctype, body, blen, extra, keepalive, ex->is_head, fc_log_time_http(),
+                       c->opts) != 0) {
         ex->cause = FC_END_INTERNAL;
         finish(ex); /* closes the connection: a cause is set and no answer went out */
         return;
     }
-    if (ex->is_head) ex->resp_out.len -= blen; /* HEAD: the same head, no body */
     ex->status = status;
     ex->error_reply = 1;
     ex->resp_head_done = ex->resp_done = 1;
@@ -347,16 +306,9 @@ static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const 
 
 void fc_exchange_reply_error(fc_exchange_t *ex, int status, int keepalive)
 {
-    if (ex->cause == FC_END_NONE && status >= 400) {
-        ex->cause = status == 404   ? FC_END_NO_ROUTE
-                    : status == 408 ? FC_END_CLIENT_TIMEOUT
-                    : status == 413 || status == 431 ? FC_END_LIMIT
-                    : status == 503 ? FC_END_LOCAL
-                    : status >= 500 && status != 501 && status != 505 ? FC_END_INTERNAL
-                                    : FC_END_CLIENT_BAD;
-    }
+    if (ex->cause == FC_END_NONE && status >= 400) ex->cause = (uint8_t)fc_reply_status_cause(status);
     char body[64];
-    snprintf(body, sizeof(body), "%d %s\n", status, status_text(status));
+    snprintf(body, sizeof(body), "%d %s\n", status, fc_reply_reason(status));
     /* RFC 9110 15.5.6: a 405 says which methods are allowed. */
     reply_local(ex, status, body, status == 405 ? ALLOW_HEADER : "", keepalive);
 }
@@ -370,7 +322,7 @@ static void fail(fc_exchange_t *ex, int cause)
         /* A server's failure is not the client's: like nginx and HAProxy, its connection stays
          * open after a 502/504 when the request was read whole. */
         int server_side = ex->cause >= FC_END_SERVER_REFUSED && ex->cause <= FC_END_LOCAL;
-        fc_exchange_reply_error(ex, cause_status(ex->cause), server_side && ex->keepalive);
+        fc_exchange_reply_error(ex, fc_reply_cause_status(ex->cause), server_side && ex->keepalive);
         return;
     }
     /* Part of the response went out already: all we can do is cut the connection (finish
@@ -493,7 +445,7 @@ static int rate_limited(fc_exchange_t *ex, fc_slice_t target)
                      r->name, (unsigned long long)r->rate, (unsigned long long)(r->per / 1000), r->name,
                      (unsigned long long)secs);
         char body[64];
-        snprintf(body, sizeof(body), "%d %s\n", r->status, status_text(r->status));
+        snprintf(body, sizeof(body), "%d %s\n", r->status, fc_reply_reason(r->status));
         ex->cause = FC_END_LIMIT;
         ex->rate_limited = 1;
         reply_local(ex, r->status, body, extra, ex->keepalive);
@@ -732,7 +684,66 @@ void fc_exchange_start(fc_exchange_t *ex)
     ex->phase = FC_PHASE_CONNECT;
     if (w->route_request[route_index(ex)] != NULL) fc_timeout_set(&w->tq, &ex->deadline, w->route_request[route_index(ex)]);
     if (!ex->req_done) fc_timeout_set(&w->tq, &c->timeout, w->t_body);
+    uint64_t rb = ex->route->buffer_request;
+    if (FC_UNLIKELY(rb > 0) && !ex->req_done && (v.framing == FC_FRAME_CHUNKED || v.length <= rb)) {
+        if (w->bodyq.out + w->req_buffers < w->cfg->limits.buffer_memory) {
+            ex->req_buffering = ex->req_buffered = 1;
+            buffer_request(ex);
+            return;
+        }
+        if (uv_now(w->loop) - w->buffering_warned >= 10000) {
+            fc_log(FC_LOG_WARN, "limits.buffer_memory (%llu) reached: request bodies stream without buffering",
+                   (unsigned long long)w->cfg->limits.buffer_memory);
+            w->buffering_warned = uv_now(w->loop);
+        }
+    }
     connect_next(ex, ex->t_start); /* the same moment, as far as durations go: no second clock read */
+}
+
+/* routes[].buffering.request: the request body is read into req_buf before a server is picked,
+ * so a slow upload holds no server slot. A body that grows past the limit (chunked) goes on as a
+ * stream once what was read is sent. */
+static void buffer_request(fc_exchange_t *ex)
+{
+    fc_worker_t *w = W(ex);
+    fc_conn_t *c = ex->client;
+    int over = 0;
+    while (c->pos < c->io.rbuf.len && !ex->req_done && !over) {
+        size_t used = 0, made = 0;
+        char *in = c->io.rbuf.base + c->pos;
+        int ev = fc_body_read(&ex->req_body, in, c->io.rbuf.len - c->pos, in, &used, &made);
+        size_t cap0 = ex->req_buf.cap;
+        if (made > 0 && fc_buf_append(&ex->req_buf, in, made) != 0) {
+            fail(ex, FC_END_INTERNAL);
+            return;
+        }
+        w->req_buffers += ex->req_buf.cap - cap0;
+        c->pos += used;
+        if (ev == FC_BODY_ERROR) {
+            fc_log(FC_LOG_INFO, "client %s: bad request body: %s", c->ip, ex->req_body.error);
+            fail(ex, FC_END_CLIENT_BAD);
+            return;
+        }
+        uint64_t max_body = w->cfg->limits.max_body_size;
+        if (max_body > 0 && ex->req_body.total > max_body) {
+            fail(ex, FC_END_LIMIT);
+            return;
+        }
+        if (ev == FC_BODY_DONE) {
+            ex->req_done = 1;
+            fc_timeout_clear(&c->timeout);
+        }
+        over = ex->req_buf.len >= ex->route->buffer_request && !ex->req_done;
+    }
+    if (c->pos == c->io.rbuf.len) c->io.rbuf.len = c->pos = 0; /* all of it is in req_buf */
+    if (!ex->req_done && !over) {
+        fc_conn_read_start(c);
+        return;
+    }
+    ex->req_buffering = 0;
+    ex->body_start = ex->fwd = ex->dec_end = c->pos;
+    ex->replayable = ex->req_done; /* the whole body is in req_buf: it can go again, chunked or not */
+    connect_next(ex, 0);
 }
 
 /* ---- connecting ---------------------------------------------------------------------------- */
@@ -905,7 +916,7 @@ static void send_request(fc_exchange_t *ex, uint64_t t)
 {
     fc_upconn_t *up = ex->up;
     ex->phase = FC_PHASE_HEADERS;
-    ex->head_sent = ex->req_sent = 0;
+    ex->head_sent = ex->req_sent = ex->rb_sent = 0;
     ex->fwd = ex->body_start;
     ex->resp_began = 0;
     ex->t_up_start = t;
@@ -936,6 +947,37 @@ static void pump_request(fc_exchange_t *ex)
         int chunked = ex->req_body.framing == FC_FRAME_CHUNKED;
         uv_buf_t iov[4];
         unsigned n = 0;
+        if (FC_UNLIKELY(ex->req_buffered) && !ex->rb_sent) {
+            /* The buffered start of the body (all of it once req_done) goes with the head. */
+            size_t data = ex->req_buf.len;
+            int last = ex->req_done;
+            if (!ex->head_sent) iov[n++] = fc_iov(ex->head_out.base, (unsigned)ex->head_out.len);
+            if (chunked && data > 0) iov[n++] = fc_iov(ex->up_prefix, (unsigned)fc_chunk_prefix(ex->up_prefix, data));
+            if (data > 0) iov[n++] = fc_iov(ex->req_buf.base, (unsigned)data);
+            ex->req_tail.len = 0;
+            if (chunked && (data > 0 || last)) {
+                if (fc_chunk_suffix(&ex->req_tail, &ex->req_body, data, last) != 0) {
+                    fail(ex, FC_END_INTERNAL);
+                    return;
+                }
+                iov[n++] = fc_iov(ex->req_tail.base, (unsigned)ex->req_tail.len);
+            }
+            int r = fc_io_write(&up->io, iov, n, on_up_write);
+            if (r < 0) {
+                fc_exchange_on_upstream_error(ex, r);
+                return;
+            }
+            ex->head_sent = ex->rb_sent = 1;
+            if (last) {
+                ex->req_sent = 1;
+                fc_timeout_set(&w->tq, &up->timeout, w->route_read[route_index(ex)]);
+            }
+            if (r == 0) continue;
+            up->wex = ex;
+            ex->refs++;
+            fc_timeout_set(&w->tq, &up->timeout, w->route_send[route_index(ex)]);
+            return;
+        }
         if (!ex->head_sent) iov[n++] = fc_iov(ex->head_out.base, (unsigned)ex->head_out.len);
         if (!ex->req_done && c != NULL && c->pos < c->io.rbuf.len) {
             size_t used = 0, made = 0;
@@ -1021,7 +1063,8 @@ static void on_up_write(fc_io_t *io, int status)
 void fc_exchange_on_client_data(fc_exchange_t *ex)
 {
     if (!ex->req_done) fc_timeout_set(&W(ex)->tq, &ex->client->timeout, W(ex)->t_body);
-    pump_request(ex);
+    if (FC_UNLIKELY(ex->req_buffering)) buffer_request(ex);
+    else pump_request(ex);
 }
 
 void fc_exchange_on_client_error(fc_exchange_t *ex, int status)
@@ -1211,6 +1254,24 @@ static int compressible(const fc_exchange_t *ex, const fc_response_view_t *rv)
     return 0;
 }
 
+/* What the response head gets besides its own fields: the sticky cookie line (in <cookie>, of
+ * <size> bytes), Vary and Content-Encoding. Returns the coding the body gets (FC_CODING_NONE:
+ * none), or -1 (the cookie does not fit). */
+static int __attribute__((noinline)) response_edit(fc_exchange_t *ex, const fc_response_view_t *rv, fc_resp_edit_t *e,
+                                                   char *cookie, size_t size)
+{
+    memset(e, 0, sizeof(*e));
+    if (ex->set_sticky) {
+        int n = sticky_cookie(ex, cookie, size);
+        if (n < 0) return -1;
+        e->lines = (fc_slice_t){cookie, (size_t)n};
+    }
+    if (ex->route->compression == NULL || !compressible(ex, rv)) return FC_CODING_NONE;
+    e->vary = 1;
+    if (ex->coding != FC_CODING_NONE) e->encoding = fc_coding_name(ex->coding);
+    return ex->coding;
+}
+
 /* The response body goes through q: compressed with <coding> (NONE: not), and read ahead of the
  * client up to the route's buffering.response. Returns 0 (also when limits.buffer_memory is
  * reached and nothing is compressed: the body then streams as usual) or -1 (out of memory). */
@@ -1230,6 +1291,7 @@ static int start_queue(fc_exchange_t *ex, int coding, const fc_response_view_t *
             if (coding == FC_CODING_NONE) return 0;
         }
     }
+    ex->codec = NULL;
     if (coding != FC_CODING_NONE) {
         const fc_compression_conf_t *cc = ex->route->compression;
         ex->codec = codec_get(w, coding, cc->level[coding], rv->framing == FC_FRAME_LENGTH ? rv->length : 0);
@@ -1237,6 +1299,9 @@ static int start_queue(fc_exchange_t *ex, int coding, const fc_response_view_t *
     }
     ex->queued = 1;
     ex->q_limit = limit;
+    ex->q_inflight = 0;
+    memset(&ex->q, 0, sizeof(ex->q));
+    fc_timeout_init(&ex->flush_timer, on_cflush);
     return 0;
 }
 
@@ -1426,22 +1491,16 @@ static void pump_response(fc_exchange_t *ex)
             }
             const fc_header_t *ka = fc_http_find(&ex->resp, "keep-alive", 10);
             fc_upconn_set_server_keepalive(up, ka ? fc_http_keepalive_timeout(ka->value) : -1);
-            fc_resp_edit_t edit = {0};
-            int edited = 0, coding = FC_CODING_NONE;
+            fc_resp_edit_t edit, *ep = NULL;
+            int coding = FC_CODING_NONE;
             char cookie[256];
-            if (ex->set_sticky) {
-                int n = sticky_cookie(ex, cookie, sizeof(cookie));
-                if (n < 0) {
+            if (FC_UNLIKELY(ex->set_sticky || ex->route->compression != NULL)) {
+                coding = response_edit(ex, &rv, &edit, cookie, sizeof(cookie));
+                if (coding < 0) {
                     fail(ex, FC_END_INTERNAL);
                     return;
                 }
-                edit.lines = (fc_slice_t){cookie, (size_t)n};
-                edited = 1;
-            }
-            if (FC_UNLIKELY(ex->route->compression != NULL) && compressible(ex, &rv)) {
-                edit.vary = edited = 1;
-                coding = ex->coding;
-                if (coding != FC_CODING_NONE) edit.encoding = fc_coding_name(coding);
+                if (edit.encoding != NULL || edit.vary || edit.lines.n > 0) ep = &edit;
             }
             int flags = 0;
             if (coding != FC_CODING_NONE) {
@@ -1460,13 +1519,15 @@ static void pump_response(fc_exchange_t *ex)
             if (!ex->req_done) ex->keepalive = 0;
             if (!ex->keepalive || (w->draining && w->handover_gen == 0)) flags |= FC_RESP_CLOSE;
             else if (ex->http10) flags |= FC_RESP_KEEPALIVE;
-            if (fc_headers_build_response_edit(&ex->resp_out, &ex->resp, &rv, flags, fc_log_time_http(),
-                                               ex->client ? ex->client->opts : &w->head_opts, edited ? &edit : NULL) != 0) {
+            const fc_head_opts_t *ho = ex->client ? ex->client->opts : &w->head_opts;
+            if ((FC_LIKELY(ep == NULL) ? fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, flags, fc_log_time_http(), ho)
+                                       : fc_headers_build_response_edit(&ex->resp_out, &ex->resp, &rv, flags,
+                                                                        fc_log_time_http(), ho, ep)) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;
             }
             if (ex->route->upstream->sticky.learn != NULL) learn_sticky(ex);
-            if ((coding != FC_CODING_NONE || ex->route->buffer_response > 0) && rv.framing != FC_FRAME_NONE &&
+            if (FC_UNLIKELY(coding != FC_CODING_NONE || ex->route->buffer_response > 0) && rv.framing != FC_FRAME_NONE &&
                 start_queue(ex, coding, &rv) != 0) {
                 fail(ex, FC_END_INTERNAL);
                 return;

@@ -240,14 +240,11 @@ static __attribute__((noinline)) char *put_edited_fields(char *p, const fc_http_
     return put(p, e->lines.p, e->lines.n);
 }
 
-int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_response_view_t *v, int flags,
-                              const char *date, const fc_head_opts_t *o)
-{
-    return fc_headers_build_response_edit(out, h, v, flags, date, o, NULL);
-}
-
-int fc_headers_build_response_edit(fc_buf_t *out, const fc_http_head_t *h, const fc_response_view_t *v, int flags,
-                                   const char *date, const fc_head_opts_t *o, const fc_resp_edit_t *e)
+/* Both entry points below: inlined into each, so the common one (no edits) has no test for them. */
+static inline __attribute__((always_inline)) int build_response(fc_buf_t *out, const fc_http_head_t *h,
+                                                                const fc_response_view_t *v, int flags,
+                                                                const char *date, const fc_head_opts_t *o,
+                                                                const fc_resp_edit_t *e)
 {
     size_t datelen = date != NULL ? strlen(date) : 0;
     size_t need = 16 + h->reason.n + fields_size(h) + 32 + 40 + (o ? o->via.n + o->hsts.n : 0) + 16 + datelen + 8 + 28;
@@ -297,4 +294,16 @@ int fc_headers_build_response_edit(fc_buf_t *out, const fc_http_head_t *h, const
     out->len = (size_t)(p - out->base);
     FC_ASSERT(out->len <= out->cap);
     return 0;
+}
+
+int fc_headers_build_response(fc_buf_t *out, const fc_http_head_t *h, const fc_response_view_t *v, int flags,
+                              const char *date, const fc_head_opts_t *o)
+{
+    return build_response(out, h, v, flags, date, o, NULL);
+}
+
+int fc_headers_build_response_edit(fc_buf_t *out, const fc_http_head_t *h, const fc_response_view_t *v, int flags,
+                                   const char *date, const fc_head_opts_t *o, const fc_resp_edit_t *e)
+{
+    return build_response(out, h, v, flags, date, o, e);
 }

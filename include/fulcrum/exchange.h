@@ -101,12 +101,9 @@ typedef struct fc_exchange {
                                      chosen with the request head; NONE for HEAD and the skip header */
     uint8_t queued;               /* the response body goes through q (buffered or compressed), not
                                      from the server connection's buffer */
-    uint8_t codec_done;           /* the compressed stream was finished (its last bytes are in q) */
-    size_t q_limit;               /* queued: the server is read while q holds fewer bytes than this */
-    size_t q_inflight;            /* queued: bytes of q in the client write in flight */
-    struct fc_codec *codec;       /* owned: the response's compressor, or NULL */
-    fc_bodyq_t q;                 /* owned blocks (from the worker's pool): the queued response body */
-    fc_timeout_t flush_timer;     /* a compressed stream's input not flushed yet: flush after 50 ms */
+    uint8_t req_buffering;        /* reading the request body into req_buf before a server is picked */
+    uint8_t req_buffered;         /* req_buf holds the start of the body (all of it once req_done) */
+    uint8_t rb_sent;              /* req_buf went to the current upstream connection */
     fc_timeout_t deadline;        /* routes[].timeouts.request, armed from routing to the end */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
@@ -126,11 +123,20 @@ typedef struct fc_exchange {
     fc_buf_t resp_out;            /* owned: the response head for the client, while being written */
     fc_buf_t key_buf;             /* owned: the hash key of this request (hash policy only) */
     fc_buf_t req_tail;            /* owned: what follows request payload re-encoded chunked, while written */
+    fc_buf_t req_buf;             /* owned: the request payload read before a server was picked
+                                     (routes[].buffering.request), kept for a retry */
     fc_buf_t resp_tail;           /* owned: the same for the response */
     fc_buf_t req_trailers;        /* owned: the request trailer lines that are forwarded */
     fc_buf_t resp_trailers;       /* owned: the response trailer lines that are forwarded */
     fc_buf_t req_connection;      /* owned: a chunked request's Connection options (req_body.connection) */
     fc_buf_t resp_connection;     /* owned: the same for a chunked response */
+    /* Set by start_queue, valid while queued (not reset per request: the plain path never
+     * touches them). */
+    size_t q_limit;               /* the server is read while q holds fewer bytes than this */
+    size_t q_inflight;            /* bytes of q in the client write in flight */
+    struct fc_codec *codec;       /* owned: the response's compressor, or NULL */
+    fc_bodyq_t q;                 /* owned blocks (from the worker's pool): the queued response body */
+    fc_timeout_t flush_timer;     /* a compressed stream's input not flushed yet: flush after 50 ms */
     struct fc_exchange *next_free; /* freelist link */
 } fc_exchange_t;
 

@@ -84,6 +84,7 @@ struct fc_worker {
     unsigned nidle_codecs[4];
     fc_timeq_class_t *t_cflush;      /* a compressed stream with input not flushed: flushed after this */
     uint64_t buffering_warned;       /* uv_now() of the last "buffer_memory reached" log line */
+    size_t req_buffers;              /* bytes of request bodies held in exchanges' req_buf now */
     fc_exchange_t *free_exchanges;   /* freelist, linked through next_free */
     size_t nfree_exchanges;
     fc_list_t conns;                 /* every client connection (fc_conn_t.link) */

@@ -193,7 +193,7 @@ def test_refused_check_is_a_failure(h):
 
 def test_backup_takes_over_from_unhealthy_primaries_and_hands_back(h):
     p1, p2, bk = h.backend(), h.backend(), h.backend()
-    f = start(h, {"health_check": {"interval": "100ms", "timeout": "80ms", "unhealthy_threshold": 1,
+    f = start(h, {"health_check": {"interval": "300ms", "timeout": "280ms", "unhealthy_threshold": 1,
                                    "healthy_threshold": 1},
                   "servers": [p1.address, p2.address, {"address": bk.address, "backup": True}]})
     assert spread(f.port, 10) == {p1.name: 5, p2.name: 5}

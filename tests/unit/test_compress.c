@@ -160,6 +160,7 @@ static void codecs(void)
         /* An empty body is a valid, complete stream. */
         c = fc_codec_new(cs[i].coding, cs[i].level, 0);
         round_trip(c, json, 0, 1, 0);
+        fc_codec_free(c);
         /* A flush with nothing new to flush completes at once, twice in a row. */
         c = fc_codec_new(cs[i].coding, cs[i].level, 0);
         const char *ip = (const char *)json;
