@@ -220,7 +220,9 @@ def test_client_abort_while_buffered(h):
         r = c.exchange("GET", "/r?n=70000&kind=random")
     assert r.status == 200 and r.body == body("random", 70000)
     wait_for(lambda: metric(f.port, "fulcrum_buffer_memory_bytes") == 0, 5, step=0.1)
-    assert metric(f.port, "fulcrum_buffer_memory_bytes") == 0, "the aborted exchanges' buffers are still counted"
+    left = metric(f.port, "fulcrum_buffer_memory_bytes")
+    assert left is not None, "no fulcrum_buffer_memory_bytes on /metrics"
+    assert left == 0, "the aborted exchanges' buffers are still counted: %d bytes" % left
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,7 +320,8 @@ def sampled_slow_clients(port, count, target, size, rate, limit_s):
 def gauge_values(values):
     """The scraped values of fulcrum_buffer_memory_bytes, every scrape a number."""
     numbers = [v for v in values if isinstance(v, float)]
-    assert numbers and len(numbers) == len(values), "fulcrum_buffer_memory_bytes scrapes: %r" % values[:5]
+    assert numbers and len(numbers) == len(values), (
+        "fulcrum_buffer_memory_bytes scrapes (None: not on /metrics): %r" % values[:5])
     return numbers
 
 
