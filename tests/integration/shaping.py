@@ -45,16 +45,16 @@ class Shapeback:
         return self._get("/stats")
 
 
-def start_shapeback(h, name="shape"):
+def start_shapeback(h, name="shape", args=()):
     proc, port = start_ready(h, ["/usr/bin/python3", os.path.join(TOOLS, "shapeback.py"), "--port", "0",
-                                 "--name", name], "shapeback-%s" % name)
+                                 "--name", name] + list(args), "shapeback-%s" % name)
     return Shapeback(proc, port)
 
 
 def config(port, server, routes=None, compression=None, limits=None, listener=(), server_keys=None,
            workers=1, upstream_keys=None, tls=None):
     """The YAML text: one listener on port (with a metrics path, and tls: {cert, key} when given),
-    upstream "backend" with the one server address, routes: [{path, upstream?, compression?,
+    upstream "backend" with the server addresses in server (separated by spaces), routes: [{path, upstream?, compression?,
     buffering?}] (default one route "/"), the top-level compression map and limits."""
     out = ["workers: %d" % workers, "shutdown_timeout: 10s", "error_log: stderr", "error_log_level: info",
            "access_log: stdout", "access_log_format: json", "listeners:",
@@ -65,9 +65,11 @@ def config(port, server, routes=None, compression=None, limits=None, listener=()
     out += ["upstreams:", "  backend:"]
     for k, v in (upstream_keys or {}).items():
         out.append("    %s: %s" % (k, yaml_value(v)))
-    out += ["    servers:", "      - address: %s" % server]
-    for k, v in (server_keys or {}).items():
-        out.append("        %s: %s" % (k, yaml_value(v)))
+    out.append("    servers:")
+    for addr in server.split():
+        out.append("      - address: %s" % addr)
+        for k, v in (server_keys or {}).items():
+            out.append("        %s: %s" % (k, yaml_value(v)))
     out.append("routes:")
     for r in routes or [{"path": "/"}]:
         out.append("  - path: %s" % r["path"])

@@ -16,8 +16,9 @@ import socket
 import threading
 import time
 
-from conftest import Client, child_pids, wait_for
-from shaping import body, cert, decode, metric, proxy, tls_client, tls_ctx  # noqa: F401 (cert is a fixture)
+from conftest import Client, child_pids, free_port, wait_for
+from shaping import (body, cert, config, decode, metric, proxy, start_shapeback, tls_client,  # noqa: F401 (cert: fixture)
+                     tls_ctx)
 
 RCVBUF = 16384
 
@@ -482,3 +483,44 @@ def test_buffered_and_compressed(h):
     assert head_value(head, "content-encoding") == "gzip", head
     assert decode("gzip", dechunk(rest)) == body("text", n)
     assert a.done - t_b > 1.0, "the slow client was not slow (%.2fs after the second answer)" % (a.done - t_b)
+
+
+def put_chunked(port, payload):
+    """A chunked PUT of payload to /upload, sent at once; the response."""
+    with Client(port, timeout=20) as c:
+        pieces = [payload[i:i + 10000] for i in range(0, len(payload), 10000)]
+        c.send(b"PUT /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+               b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n")
+        return c.read_response()
+
+
+def two_servers_one_dropping(h, routes):
+    """Two servers, the first reads an upload and closes without answering; fulcrum in front."""
+    bad = start_shapeback(h, "dropper", ["--drop-uploads"])
+    good = start_shapeback(h, "good")
+    port = free_port()
+    f = h.fulcrum(config(port, "%s %s" % (bad.address, good.address), routes=routes, compression=None), port)
+    return f, bad, good
+
+
+def test_buffered_chunked_body_is_replayed_on_a_retry(h):
+    """A chunked PUT whose body was buffered can go again: the server that dropped it is retried on
+    the other, which gets the very same bytes."""
+    f, bad, good = two_servers_one_dropping(h, [{"path": "/", "buffering": {"request": "64k"}}])
+    payload = os.urandom(40000)
+    for i in range(4):
+        r = put_chunked(f.port, payload)
+        assert r.status == 200, (i, r)
+        doc = r.json()
+        assert doc["name"] == "good" and doc["sha256"] == hashlib.sha256(payload).hexdigest(), doc
+    assert any(x.get("dropped") for x in bad.log()), "the dropping server was never tried"
+
+
+def test_unbuffered_chunked_body_is_not_replayed(h):
+    """The control: streamed, the chunked body is gone once sent, so the dropped attempt is a 502
+    (never the next server with a partial or empty body)."""
+    f, bad, good = two_servers_one_dropping(h, None)
+    payload = os.urandom(40000)
+    statuses = [put_chunked(f.port, payload).status for _ in range(4)]
+    assert 502 in statuses, statuses
+    assert all(x["length"] == len(payload) for x in good.log() if x["target"] == "/upload"), good.log()

@@ -506,6 +506,15 @@ def test_route_compression_off_and_overrides(h):
     assert_identity(r, body("text", 100), what="top level")
 
 
+def test_route_turns_one_coding_off(h):
+    routes = [{"path": "/nogzip", "compression": {"gzip": "off"}}, {"path": "/"}]
+    f, sb = proxy(h, routes=routes)
+    bad = negotiate_all(f.port, [("gzip", None), ("gzip, br", "br"), ("*", "zstd"), ("gzip, zstd;q=0.1", "zstd")],
+                        target="/nogzip/r?n=5000")
+    assert not bad, "\n".join(bad)
+    assert_compressed(ask(f.port, "/r?n=5000", ae="gzip"), "gzip", body("text", 5000), what="the other route")
+
+
 def test_no_top_level_compression_route_map_only(h):
     routes = [{"path": "/c", "compression": {"gzip": {"level": 6}, "min_length": "1k"}}, {"path": "/"}]
     f, sb = proxy(h, routes=routes, compression=None)

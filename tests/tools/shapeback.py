@@ -2,7 +2,7 @@
 """shapeback.py: a backend whose every response is shaped by the query string, and which records
 when each request arrived and when its response was taken, for the compression and buffering tests.
 
-    shapeback.py --port P [--host 127.0.0.1] [--name NAME]
+    shapeback.py --port P [--host 127.0.0.1] [--name NAME] [--drop-uploads]
 
 Raw sockets, one thread per connection. Prints "ready PORT" once listening (--port 0: any port).
 
@@ -20,9 +20,10 @@ Raw sockets, one thread per connection. Prints "ready PORT" once listening (--po
                       early=1        a 103 Early Hints before the response
                       pause_after=K&pause_ms=M   send K body bytes, wait M ms, send the rest
                       rate=BPS       send the body at about BPS bytes a second
-  /upload           read the request body, answer JSON {length, sha256, conn, t_head, t_body}
+  /upload           read the request body, answer JSON {name, length, sha256, conn, t_head, t_body};
+                    with --drop-uploads: read the body, then close the connection without an answer
   /log              JSON list of records, one per request other than /log and /stats:
-                    {seq, conn, conn_req, target, t_head, t_body, t_sent} (time.monotonic(),
+                    {seq, conn, conn_req, target, length, t_head, t_body, t_sent} (time.monotonic(),
                     the same clock as the tests': t_body when the request body was read, t_sent
                     when the last response byte was handed to the kernel)
   /stats            JSON {connections, requests, inflight, inflight_max}
@@ -94,6 +95,7 @@ class State:
 
 
 STATE = State()
+OPTS = argparse.Namespace(name="shapeback", drop_uploads=False)
 
 
 class Closed(Exception):
@@ -271,8 +273,12 @@ def serve(sock, cid):
                     total[0] += len(b)
                 read_body(conn, headers, sink)
                 rec["t_body"] = time.monotonic()
-                if path == "/upload":
-                    out = json.dumps({"length": total[0], "sha256": h.hexdigest(), "conn": cid,
+                rec["length"] = total[0]
+                if path == "/upload" and OPTS.drop_uploads:
+                    rec["dropped"] = True
+                    keep = False
+                elif path == "/upload":
+                    out = json.dumps({"name": OPTS.name, "length": total[0], "sha256": h.hexdigest(), "conn": cid,
                                       "t_head": t_head, "t_body": rec["t_body"]}).encode()
                     send_head(conn, 200, [("Content-Type", "application/json"),
                                           ("Content-Length", str(len(out)))])
@@ -300,7 +306,9 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--name", default="shapeback")
+    ap.add_argument("--drop-uploads", action="store_true")
     opts = ap.parse_args()
+    OPTS.name, OPTS.drop_uploads = opts.name, opts.drop_uploads
     ls = socket.socket(socket.AF_INET6 if ":" in opts.host else socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((opts.host, opts.port))
