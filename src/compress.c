@@ -10,7 +10,12 @@
 
 #include "fulcrum/common.h"
 
-#define WINDOW_BITS_MAX 18 /* br and zstd: 256 KiB windows at most (gzip's own maximum is 15) */
+/* br: lgwin 20 (1 MiB), whatever the length. Measured at quality 4 on a 64 KiB JSON body, a
+ * window of 2^16 to 2^19 costs 4.0 to 6.7 ms per body and 2^20 to 2^22 0.5 to 0.8 ms, and the
+ * encoder's memory grows with the input, not the window (690 KiB for that body at 2^18 and at
+ * 2^22). */
+#define BR_WINDOW_BITS 20
+#define ZSTD_WINDOW_BITS 17 /* zstd: 128 KiB (see zstd_params) */
 
 struct fc_codec {
     int coding;
@@ -161,7 +166,7 @@ static int gzip_init(fc_codec_t *c, uint64_t length)
 
 static int br_init(fc_codec_t *c, uint64_t length)
 {
-    c->bits = window_for(length, BROTLI_MIN_WINDOW_BITS, WINDOW_BITS_MAX);
+    c->bits = BR_WINDOW_BITS;
     c->u.br = BrotliEncoderCreateInstance(NULL, NULL, NULL);
     if (c->u.br == NULL) return -1;
     BrotliEncoderSetParameter(c->u.br, BROTLI_PARAM_QUALITY, (uint32_t)c->level);
@@ -170,12 +175,21 @@ static int br_init(fc_codec_t *c, uint64_t length)
     return 0;
 }
 
+/* zstd: a 128 KiB window at most and, for a body of unknown or large length, hash and chain
+ * tables of 2^15 and 2^14 entries instead of level 3's 2^17 and 2^16 (measured on a 276 KB JSON
+ * body: 1.1 MB of state instead of 1.8 MB, and 44.8 KB out instead of 47.8 KB). A known smaller
+ * length lets libzstd pick smaller tables itself (the pledged size). */
 static int zstd_params(fc_codec_t *c, uint64_t length)
 {
-    c->bits = window_for(length, 10, WINDOW_BITS_MAX);
-    if (ZSTD_isError(ZSTD_CCtx_setParameter(c->u.zs, ZSTD_c_compressionLevel, c->level))) return -1;
-    if (ZSTD_isError(ZSTD_CCtx_setParameter(c->u.zs, ZSTD_c_windowLog, c->bits))) return -1;
-    if (length > 0 && ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(c->u.zs, length))) return -1;
+    ZSTD_CCtx *z = c->u.zs;
+    c->bits = window_for(length, 10, ZSTD_WINDOW_BITS);
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, c->level))) return -1;
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_windowLog, c->bits))) return -1;
+    if (length == 0 || length > (1u << ZSTD_WINDOW_BITS)) {
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_hashLog, 15))) return -1;
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_chainLog, 14))) return -1;
+    }
+    if (length > 0 && ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(z, length))) return -1;
     return 0;
 }
 

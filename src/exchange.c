@@ -947,39 +947,10 @@ static void pump_request(fc_exchange_t *ex)
         int chunked = ex->req_body.framing == FC_FRAME_CHUNKED;
         uv_buf_t iov[4];
         unsigned n = 0;
-        if (FC_UNLIKELY(ex->req_buffered) && !ex->rb_sent) {
-            /* The buffered start of the body (all of it once req_done) goes with the head. */
-            size_t data = ex->req_buf.len;
-            int last = ex->req_done;
-            if (!ex->head_sent) iov[n++] = fc_iov(ex->head_out.base, (unsigned)ex->head_out.len);
-            if (chunked && data > 0) iov[n++] = fc_iov(ex->up_prefix, (unsigned)fc_chunk_prefix(ex->up_prefix, data));
-            if (data > 0) iov[n++] = fc_iov(ex->req_buf.base, (unsigned)data);
-            ex->req_tail.len = 0;
-            if (chunked && (data > 0 || last)) {
-                if (fc_chunk_suffix(&ex->req_tail, &ex->req_body, data, last) != 0) {
-                    fail(ex, FC_END_INTERNAL);
-                    return;
-                }
-                iov[n++] = fc_iov(ex->req_tail.base, (unsigned)ex->req_tail.len);
-            }
-            int r = fc_io_write(&up->io, iov, n, on_up_write);
-            if (r < 0) {
-                fc_exchange_on_upstream_error(ex, r);
-                return;
-            }
-            ex->head_sent = ex->rb_sent = 1;
-            if (last) {
-                ex->req_sent = 1;
-                fc_timeout_set(&w->tq, &up->timeout, w->route_read[route_index(ex)]);
-            }
-            if (r == 0) continue;
-            up->wex = ex;
-            ex->refs++;
-            fc_timeout_set(&w->tq, &up->timeout, w->route_send[route_index(ex)]);
-            return;
-        }
+        /* The buffered start of the body (all of it once req_done: buffering.request) goes first. */
+        int from_buf = FC_UNLIKELY(ex->req_buffered) && !ex->rb_sent;
         if (!ex->head_sent) iov[n++] = fc_iov(ex->head_out.base, (unsigned)ex->head_out.len);
-        if (!ex->req_done && c != NULL && c->pos < c->io.rbuf.len) {
+        if (!from_buf && !ex->req_done && c != NULL && c->pos < c->io.rbuf.len) {
             size_t used = 0, made = 0;
             char *in = c->io.rbuf.base + c->pos;
             int ev = fc_body_read(&ex->req_body, in, c->io.rbuf.len - c->pos, chunked ? c->io.rbuf.base + ex->dec_end : in,
@@ -1000,11 +971,12 @@ static void pump_request(fc_exchange_t *ex)
                 return;
             }
         }
-        size_t data = c != NULL && ex->fwd < ex->dec_end ? ex->dec_end - ex->fwd : 0;
+        size_t data = from_buf ? ex->req_buf.len : c != NULL && ex->fwd < ex->dec_end ? ex->dec_end - ex->fwd : 0;
+        char *dp = from_buf ? ex->req_buf.base : c != NULL ? c->io.rbuf.base + ex->fwd : NULL;
         int last = ex->req_done; /* this write ends the request */
         ex->req_tail.len = 0;
         if (chunked && data > 0) iov[n++] = fc_iov(ex->up_prefix, (unsigned)fc_chunk_prefix(ex->up_prefix, data));
-        if (data > 0) iov[n++] = fc_iov(c->io.rbuf.base + ex->fwd, (unsigned)data);
+        if (data > 0) iov[n++] = fc_iov(dp, (unsigned)data);
         if (chunked && (data > 0 || last)) {
             if (fc_chunk_suffix(&ex->req_tail, &ex->req_body, data, last) != 0) {
                 fail(ex, FC_END_INTERNAL);
@@ -1029,7 +1001,8 @@ static void pump_request(fc_exchange_t *ex)
             return;
         }
         ex->head_sent = 1;
-        ex->fwd = ex->dec_end;
+        if (from_buf) ex->rb_sent = 1;
+        else ex->fwd = ex->dec_end;
         if (last) {
             ex->req_sent = 1;
             fc_timeout_set(&w->tq, &up->timeout, w->route_read[route_index(ex)]);

@@ -5,10 +5,14 @@
  * Memory per stream (chosen so that 200 slow clients cost megabytes, not a gigabyte):
  * - gzip: windowBits 15 and memLevel 8 (zlib's defaults, 256 KiB + 6 KiB), lowered for a known
  *   small length the way nginx does (a window no larger than the body);
- * - br: a 256 KiB window (lgwin 18) at most, smaller for a known small length; libbrotli's size
- *   hint is set when the length is known;
- * - zstd: windowLog 18 (256 KiB) at most; the pledged size is set when the length is known, which
- *   lets libzstd shrink its tables.
+ * - br: lgwin 20 (smaller windows are several times slower at quality 4, and the encoder's
+ *   memory follows the input, not the window: compress.c); the size hint is set when the length
+ *   is known;
+ * - zstd: windowLog 17 (128 KiB) at most, hash and chain tables of 2^15 and 2^14 for a body of
+ *   unknown length (about 1.1 MB of state in all, libzstd's own buffers included); the pledged
+ *   size is set when the length is known, which lets libzstd shrink its tables.
+ * A stream lives only while the server's answer is being read: it is finished and returned to the
+ * freelist as soon as the answer is whole, even if the client is still reading.
  * The streams come from the caller's freelist (fc_codec_reset) so a busy worker does not allocate
  * them per response. */
 #ifndef FULCRUM_COMPRESS_H
