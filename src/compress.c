@@ -88,7 +88,7 @@ int fc_coding_negotiate(const fc_slice_t *values, size_t n, const uint8_t *on, c
 {
     if (n == 0) return FC_CODING_NONE;
     int q[FC_CODINGS] = {-1, -1, -1, -1}; /* -1: not named */
-    int star = -1;
+    int star = -1, identity = -1;
     for (size_t i = 0; i < n; i++) {
         const char *p = values[i].p, *end = p + values[i].n;
         while (p < end) {
@@ -98,6 +98,10 @@ int fc_coding_negotiate(const fc_slice_t *values, size_t n, const uint8_t *on, c
             if (tok.n == 0 || w < 0) continue;
             if (tok.n == 1 && tok.p[0] == '*') {
                 star = w;
+                continue;
+            }
+            if (tok.n == 8 && strncasecmp(tok.p, "identity", 8) == 0) {
+                if (w > identity) identity = w;
                 continue;
             }
             int c = fc_coding_of(tok.p, tok.n);
@@ -114,7 +118,9 @@ int fc_coding_negotiate(const fc_slice_t *values, size_t n, const uint8_t *on, c
             bestq = w;
         }
     }
-    return best;
+    /* A client that weighs identity above every coding it accepts gets identity; on a tie, and
+     * when identity is not named, the coding (the usual "gzip;q=0.5" means "gzip, please"). */
+    return identity > bestq ? FC_CODING_NONE : best;
 }
 
 fc_slice_t fc_media_type(fc_slice_t ct)

@@ -40,8 +40,9 @@ int fc_coding_of(const char *p, size_t n);
  * n == 0: the field is absent, and no coding is chosen). <on>[coding] != 0 for each coding
  * fulcrum may use; <prefer> lists codings in the server's order for ties (FC_CODINGS - 1 entries,
  * 0-terminated if shorter). RFC 9110 12.5.3: the highest q wins, q=0 excludes, "*" stands for
- * every coding not named, "identity" and unknown codings are never chosen by fulcrum (identity
- * is what an uncompressed answer is). Returns the coding, or FC_CODING_NONE. */
+ * every coding not named, unknown codings are never chosen, and an identity weighed above every
+ * accepted coding wins (a tie, or identity not named: the coding). Returns the coding, or
+ * FC_CODING_NONE. */
 int fc_coding_negotiate(const fc_slice_t *values, size_t n, const uint8_t *on, const uint8_t *prefer);
 
 /* The media type of a Content-Type value (before ';', without whitespace), to compare with the

@@ -42,7 +42,10 @@ static void negotiation(void)
     is_str(pick("*, zstd;q=0", all_on, prefer_default), "br");                /* * but not zstd */
     is_str(pick("gzip;q=0.5, *;q=0.9", all_on, prefer_default), "zstd");      /* * names the others */
     is_str(pick("identity", all_on, prefer_default), "identity");
-    is_str(pick("identity;q=1, gzip;q=0.1", all_on, prefer_default), "gzip");
+    is_str(pick("identity;q=1, gzip;q=0.1", all_on, prefer_default), "identity"); /* identity weighed higher */
+    is_str(pick("identity;q=0.5, gzip;q=0.5", all_on, prefer_default), "gzip");     /* a tie: compressed */
+    is_str(pick("identity;q=0.2, gzip", all_on, prefer_default), "gzip");
+    is_str(pick("gzip;q=0.5", all_on, prefer_default), "gzip");                      /* identity not named */
     is_str(pick("", all_on, prefer_default), "identity");                     /* empty: identity only */
     is_str(pick("deflate, compress", all_on, prefer_default), "identity");
     is_str(pick("gzip;q=2", all_on, prefer_default), "identity");             /* a bad weight drops the element */
