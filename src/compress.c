@@ -239,6 +239,8 @@ int fc_codec_reset(fc_codec_t *c, uint64_t length)
 
 int fc_codec_coding(const fc_codec_t *c) { return c->coding; }
 
+int fc_codec_level(const fc_codec_t *c) { return c->level; }
+
 static int gzip_run(fc_codec_t *c, const char **in, size_t *inlen, char **out, size_t *outlen, int mode)
 {
     z_stream *z = &c->u.z;

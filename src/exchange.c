@@ -102,12 +102,12 @@ static void free_exchange(fc_exchange_t *ex)
 }
 
 /* A compression stream for a body of <length> (0: unknown), from the worker's idle ones when one
- * fits. */
+ * fits (routes may use different levels: a stream of another level is freed). */
 static fc_codec_t *codec_get(fc_worker_t *w, int coding, int level, uint64_t length)
 {
     while (w->nidle_codecs[coding] > 0) {
         fc_codec_t *c = w->idle_codecs[coding][--w->nidle_codecs[coding]];
-        if (fc_codec_reset(c, length) == 0) return c;
+        if (fc_codec_level(c) == level && fc_codec_reset(c, length) == 0) return c;
         fc_codec_free(c);
     }
     return fc_codec_new(coding, level, length);

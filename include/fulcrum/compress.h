@@ -62,8 +62,9 @@ fc_codec_t *fc_codec_new(int coding, int level, uint64_t length);
 /* Makes <c> ready for a new body of <length>, keeping its memory when its window fits; returns 0,
  * or -1 when <c> cannot be reused for that length (free it and make a new one). */
 int fc_codec_reset(fc_codec_t *c, uint64_t length);
-/* The coding of <c>. */
+/* The coding and the level of <c>. */
 int fc_codec_coding(const fc_codec_t *c);
+int fc_codec_level(const fc_codec_t *c);
 /* Compresses: reads up to *<inlen> bytes at *<in> and writes up to *<outlen> bytes at *<out>,
  * advancing both (the pointers move forward and the lengths shrink by what was used). <mode>
  * FC_CODEC_FLUSH also pushes out everything read so far (a decoder can then produce all of it),
