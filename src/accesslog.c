@@ -82,19 +82,20 @@ size_t fc_accesslog_format(char *line, size_t cap, const fc_accesslog_record_t *
         size_t rl = escape_or_dash(ref, sizeof(ref), sent_header(r->head, "referer", 7));
         size_t al = escape_or_dash(ua, sizeof(ua), sent_header(r->head, "user-agent", 10));
         /* The combined fields, then (as nginx's $request_time $upstream_addr $upstream_response_time) fulcrum's:
-         * route, end cause/phase and connect time. */
+         * route, end cause/phase, connect time, request id and the time waited in the queue. */
         n = snprintf(line, cap,
-                     "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"%.*s\" \"%.*s\" %.3f %s %.3f %s %s/%s %.3f %.*s\n",
+                     "%s - - [%s] \"%.*s %.*s HTTP/1.%d\" %d %llu \"%.*s\" \"%.*s\" %.3f %s %.3f %s %s/%s %.3f %.*s %.3f\n",
                      r->client, time_clf, (int)ml, method, (int)pl, path, r->http10 ? 0 : 1, r->status,
                      (unsigned long long)r->bytes_sent, (int)rl, ref, (int)al, ua, dur / 1000, server, up_ms / 1000,
-                     route, cause, phase, conn_ms / 1000, (int)il, rid);
+                     route, cause, phase, conn_ms / 1000, (int)il, rid, (double)r->queue_ms / 1000);
     } else {
         n = snprintf(line, cap,
                      "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%.*s\",\"path\":\"%.*s\",\"status\":%d,"
                      "\"bytes\":%llu,\"duration_ms\":%.3f,\"upstream\":\"%s\",\"upstream_ms\":%.3f,"
-                     "\"route\":\"%s\",\"end\":\"%s\",\"phase\":\"%s\",\"connect_ms\":%.3f,\"request_id\":\"%.*s\"}\n",
+                     "\"route\":\"%s\",\"end\":\"%s\",\"phase\":\"%s\",\"connect_ms\":%.3f,\"queue_ms\":%llu,\"request_id\":\"%.*s\"}\n",
                      time_iso, r->client, (int)ml, method, (int)pl, path, r->status,
-                     (unsigned long long)r->bytes_sent, dur, server, up_ms, route, cause, phase, conn_ms, (int)il, rid);
+                     (unsigned long long)r->bytes_sent, dur, server, up_ms, route, cause, phase, conn_ms,
+                     (unsigned long long)r->queue_ms, (int)il, rid);
     }
     if (n <= 0 || cap == 0) return 0;
     if ((size_t)n >= cap) { /* cut short: still one line */

@@ -341,6 +341,24 @@ static int set_size(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
     return 0;
 }
 
+/* A rate in bytes per second: a size with "/s" ("1k/s"; a bare size means the same). */
+static int set_byte_rate(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    uint64_t bytes;
+    char num[64];
+    if (t == NULL) return -1;
+    size_t n = strlen(t);
+    if (n >= 2 && strcmp(t + n - 2, "/s") == 0) n -= 2;
+    if (n == 0 || n >= sizeof(num)) return fail(ld, v, "expected a rate like 1k/s, got '%s'", t);
+    memcpy(num, t, n);
+    num[n] = '\0';
+    if (fc_size_parse(num, &bytes) < 0) return fail(ld, v, "expected a rate like 1k/s or 500/s, got '%s'", t);
+    if (check_range(ld, d, v, bytes, t, size_units, FC_ARRAY_LEN(size_units)) < 0) return -1;
+    FIELD(uint64_t, base, d) = bytes;
+    return 0;
+}
+
 /* ---- strings ---- */
 
 /* Stores a copy of <text> in <d>'s field, replacing nothing (each key is set once). */
@@ -1618,6 +1636,12 @@ static const directive_t retry_keys[] = {
 };
 static const table_t retry_table = TABLE(retry_keys);
 
+static const directive_t queue_keys[] = {
+    {"max", set_u32, offsetof(fc_queue_conf_t, max), 0, FC_QUEUE_MAX, "0", 0, NULL},
+    {"timeout", set_duration, offsetof(fc_queue_conf_t, timeout), 1, DAY_MS, "5s", 0, NULL},
+};
+static const table_t queue_table = TABLE(queue_keys);
+
 static const directive_t upstream_keys[] = {
     {"balance", set_balance, offsetof(fc_upstream_conf_t, balance), 0, 0, "round_robin", 0, NULL},
     {"keepalive", set_int, offsetof(fc_upstream_conf_t, keepalive), 0, 100000, "32", 0, NULL},
@@ -1628,6 +1652,7 @@ static const directive_t upstream_keys[] = {
     {"retry", set_section, offsetof(fc_upstream_conf_t, retry), 0, 0, NULL, D_DEFAULTS, &retry_table},
     {"tls", set_upstream_tls, offsetof(fc_upstream_conf_t, tls), 0, 0, NULL, 0, NULL},
     {"sticky", set_sticky, offsetof(fc_upstream_conf_t, sticky), 0, 0, NULL, 0, NULL},
+    {"queue", set_section, offsetof(fc_upstream_conf_t, queue), 0, 0, NULL, D_DEFAULTS, &queue_table},
 };
 static const table_t upstream_table = TABLE(upstream_keys);
 
@@ -1673,6 +1698,10 @@ static const directive_t limit_keys[] = {
     {"tls_handshake_timeout", set_duration, offsetof(fc_limits_conf_t, tls_handshake_timeout), 1, HOUR_MS, "10s", 0,
      NULL},
     {"buffer_memory", set_size, offsetof(fc_limits_conf_t, buffer_memory), 0, UINT64_C(1) << 40, "64m", 0, NULL},
+    {"client_body_min_rate", set_byte_rate, offsetof(fc_limits_conf_t, client_body_min_rate), 0, 1u << 30, "0", 0,
+     NULL},
+    {"client_body_min_rate_after", set_duration, offsetof(fc_limits_conf_t, client_body_min_rate_after), 0, DAY_MS,
+     "10s", 0, NULL},
 };
 static const table_t limit_table = TABLE(limit_keys);
 

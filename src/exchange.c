@@ -77,6 +77,7 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
         memset(&ex->resp_connection, 0, sizeof(ex->resp_connection));
     }
     memset(ex, 0, offsetof(fc_exchange_t, req));
+    ex->qw.q = NULL;
     fc_timeout_init(&ex->deadline, on_deadline);
     ex->w = w;
     ex->client = c;
@@ -181,6 +182,15 @@ static void detach_upstream(fc_exchange_t *ex, int reusable)
 
 static size_t route_index(const fc_exchange_t *ex) { return (size_t)(ex->route - W(ex)->cfg->routes); }
 
+/* Takes <ex> out of its upstream's queue when it waits there (answered otherwise, or its client
+ * left), counting the time it waited. */
+static void leave_queue(fc_exchange_t *ex)
+{
+    if (FC_LIKELY(ex->qw.q == NULL)) return;
+    ex->queue_ms += uv_now(W(ex)->loop) - ex->qw.since;
+    fc_queue_leave(&ex->qw);
+}
+
 /* ---- the end-of-exchange record ----------------------------------------------------------- */
 
 /* A timestamp (fc_clock_ns), or 1 when nothing reads durations (no access log, no metrics): the clock is then
@@ -242,6 +252,7 @@ static void end_record(fc_exchange_t *ex)
     r.request_ns = r.now && ex->t_start > 1 ? r.now - ex->t_start : 0;
     r.upstream_ns = r.now && ex->t_up_start > 1 ? (ex->t_up_end > 1 ? ex->t_up_end : r.now) - ex->t_up_start : 0;
     r.connect_ns = ex->connect_ns;
+    r.queue_ms = ex->queue_ms;
     if (count) record_metrics(ex, &r);
     if (!log) return;
     /* What only the log line reads. */
@@ -282,6 +293,7 @@ static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const 
                         const char *extra, int keepalive)
 {
     fc_conn_t *c = ex->client;
+    leave_queue(ex);
     detach_upstream(ex, 0);
     if (c == NULL) {
         finish(ex);
@@ -785,6 +797,37 @@ static int local_failure(int r)
     return r == UV_EMFILE || r == UV_ENFILE || r == UV_ENOMEM || r == UV_ENOBUFS;
 }
 
+/* The queue's answer: a place on server <server> of the upstream, or -1 when queue.timeout ran out. */
+static void on_queue(fc_queue_wait_t *qw, int server)
+{
+    fc_exchange_t *ex = fc_container_of(qw, fc_exchange_t, qw);
+    fc_worker_t *w = W(ex);
+    ex->queue_ms += uv_now(w->loop) - qw->since;
+    if (server < 0) {
+        fc_log(FC_LOG_INFO, "upstream %s: a request of %s waited %llu ms in the queue: 503", UP(ex)->conf->name,
+               ex->client ? ex->client->ip : "-", (unsigned long long)ex->queue_ms);
+        ex->cause = FC_END_BUSY;
+        reply_local(ex, 503, "503 Service Unavailable\n", "Retry-After: 1\r\n", 0);
+        return;
+    }
+    ex->granted = (int16_t)(server + 1);
+    connect_next(ex, 0);
+}
+
+/* No server has room for <ex> now (<why>): it waits in the upstream's queue, or, without one or
+ * when the queue is full, gets 503 with Retry-After (busy, not down: not a 502). */
+static void busy(fc_exchange_t *ex, fc_upstream_t *u, const char *why)
+{
+    if (u->queue != NULL && fc_queue_wait(u->queue, &ex->qw, on_queue) == 0) return;
+    uint64_t t = uv_now(W(ex)->loop);
+    if (u->all_down_logged == 0 || t - u->all_down_logged >= 10000) {
+        fc_log(FC_LOG_WARN, "upstream %s: %s%s: 503", u->conf->name, why, u->queue != NULL ? " and the queue is full" : "");
+        u->all_down_logged = t ? t : 1;
+    }
+    ex->cause = FC_END_BUSY;
+    reply_local(ex, 503, "503 Service Unavailable\n", "Retry-After: 1\r\n", 0);
+}
+
 /* <now>: stamp() already taken in this callback, or 0 to read the clock when needed. */
 static void connect_next(fc_exchange_t *ex, uint64_t now)
 {
@@ -794,15 +837,19 @@ static void connect_next(fc_exchange_t *ex, uint64_t now)
     if (ex->t_first_try == 0) ex->t_first_try = uv_now(w->loop);
     for (;;) {
         size_t usable = fc_upstream_refresh(u);
+        int i = -1;
+        if (ex->granted > 0) { /* the queue gave this request a place on a server */
+            i = ex->granted - 1;
+            ex->granted = 0;
+            goto chosen;
+        }
         if (usable == 0 && tries_used(ex) == 0 && u->all_busy) {
             /* Alive, but every one at max_conns: not the servers' failure, and soon over. */
-            uint64_t t = uv_now(w->loop);
-            if (u->all_down_logged == 0 || t - u->all_down_logged >= 10000) {
-                fc_log(FC_LOG_WARN, "upstream %s: every usable server is at max_conns: 503", u->conf->name);
-                u->all_down_logged = t ? t : 1;
-            }
-            ex->cause = FC_END_BUSY;
-            reply_local(ex, 503, "503 Service Unavailable\n", "Retry-After: 1\r\n", 0);
+            busy(ex, u, "every usable server is at max_conns");
+            return;
+        }
+        if (usable > 0 && u->queue != NULL && tries_used(ex) == 0 && fc_queue_busy(u->queue)) {
+            busy(ex, u, "requests are waiting for a server"); /* first come, first served */
             return;
         }
         if (usable == 0 && tries_used(ex) == 0) {
@@ -827,21 +874,22 @@ static void connect_next(fc_exchange_t *ex, uint64_t now)
                 req.keylen = k.n;
             }
         }
-        int i = -1;
         /* Sticky: the server the client's cookie names, while it may be chosen (not down, failed,
          * draining or at max_conns); else the policy picks, and the answer re-sets the cookie. */
         if (ex->sticky > 0 && tries_used(ex) == 0 && u->view[ex->sticky - 1].usable) i = ex->sticky - 1;
         if (i < 0) i = u->balancer->ops->pick(u->balancer, u->view, n, &req);
-        ex->set_sticky = u->sticky_ids != NULL && i >= 0 && i != ex->sticky - 1;
         if (i < 0) {
             fc_log(FC_LOG_ERROR, "upstream %s: no server left to try for %s", u->conf->name,
                    ex->client ? ex->client->ip : "-");
             fail(ex, ex->try_cause != FC_END_NONE ? ex->try_cause : FC_END_SERVER_REFUSED);
             return;
         }
+        /* Its last place may have gone to another worker since the refresh: look again. */
+        if (fc_server_take(&u->servers[i]) != 0) continue;
+    chosen:
+        ex->set_sticky = u->sticky_ids != NULL && i != ex->sticky - 1;
         fc_tried_set(ex->tried, (size_t)i);
         fc_server_t *s = &u->servers[i];
-        fc_server_picked(s);
         ex->server = s;
         fc_upconn_t *up = fc_pool_acquire(s, ex);
         if (up != NULL) {
@@ -921,6 +969,7 @@ static void send_request(fc_exchange_t *ex, uint64_t t)
     ex->resp_began = 0;
     ex->t_up_start = t;
     up->requests++;
+    if (!ex->req_done && ex->body_t0 == 0) ex->body_t0 = uv_now(W(ex)->loop);
     up->parser.head = &ex->resp;
     up->parser.skip_body = ex->is_head;
     fc_upconn_read_start(up);
@@ -1033,9 +1082,30 @@ static void on_up_write(fc_io_t *io, int status)
     unref(ex);
 }
 
+/* limits.client_body_min_rate: 1 when the body going to a server has averaged less than the rate
+ * since it began, past the grace (a client trickling a body must not hold a server's place). Only
+ * looked at as bytes arrive: a client that sends nothing is cut by client_body_timeout. */
+static int body_too_slow(const fc_exchange_t *ex)
+{
+    const fc_limits_conf_t *lim = &W(ex)->cfg->limits;
+    if (lim->client_body_min_rate == 0 || ex->body_t0 == 0 || ex->req_done) return 0;
+    uint64_t ms = uv_now(W(ex)->loop) - ex->body_t0;
+    if (ms <= lim->client_body_min_rate_after) return 0;
+    const fc_conn_t *c = ex->client;
+    uint64_t got = ex->req_body.total + (c != NULL ? c->io.rbuf.len - c->pos : 0);
+    return got * 1000 < lim->client_body_min_rate * ms;
+}
+
 void fc_exchange_on_client_data(fc_exchange_t *ex)
 {
     if (!ex->req_done) fc_timeout_set(&W(ex)->tq, &ex->client->timeout, W(ex)->t_body);
+    if (FC_UNLIKELY(body_too_slow(ex))) {
+        fc_log(FC_LOG_INFO, "client %s: request body slower than client_body_min_rate (%llu bytes in %llu ms)",
+               ex->client->ip, (unsigned long long)ex->req_body.total,
+               (unsigned long long)(uv_now(W(ex)->loop) - ex->body_t0));
+        fail(ex, FC_END_CLIENT_TIMEOUT);
+        return;
+    }
     if (FC_UNLIKELY(ex->req_buffering)) buffer_request(ex);
     else pump_request(ex);
 }
@@ -1121,8 +1191,8 @@ void fc_exchange_on_upstream_error(fc_exchange_t *ex, int status)
     if (!ex->resp_began && up->requests > 1 && !ex->retried && ex->replayable && ex->idempotent) {
         ex->retried = 1;
         if (s->upstream->ms != NULL) fc_metrics_add(s->upstream->ms, FC_MV_RETRIES, 1);
+        fc_server_picked(s); /* first: the place stays this request's, not the next waiter's */
         detach_upstream(ex, 0);
-        fc_server_picked(s);
         ex->t_conn_start = stamp(ex);
         int r = fc_upconn_connect(s, ex, &ex->up);
         if (r == 0) {
@@ -1723,6 +1793,7 @@ static void finish(fc_exchange_t *ex)
 {
     if (ex->finished) return;
     ex->finished = 1;
+    leave_queue(ex);
     fc_timeout_clear(&ex->deadline);
     if (ex->cause == FC_END_NONE) ex->phase = FC_PHASE_DONE; /* a failure keeps the phase it happened in */
     end_record(ex);

@@ -164,12 +164,13 @@ static fc_gen_t *gen_new(fc_master_t *m, fc_config_t *cfg, fc_err_t *err)
     fc_gen_t *g = fc_xcalloc(1, sizeof(*g));
     g->cfg = cfg;
     g->nworkers = workers_for(cfg);
-    g->slots = fc_xcalloc(fc_shm_nservers(cfg) + 1, sizeof(uint32_t));
+    g->slots = fc_xcalloc(fc_shm_nslots(cfg) + 1, sizeof(uint32_t));
     g->fds = fc_xcalloc(cfg->nlisteners, sizeof(int));
     g->crashes = fc_xcalloc(g->nworkers, sizeof(uint32_t));
     g->restart_at = fc_xcalloc(g->nworkers, sizeof(uint64_t));
     if (fc_shm_assign(m->shm, cfg, g->slots) != 0) {
-        fc_err_set(err, "more than %d servers across the running configurations", FC_SHM_SLOTS);
+        fc_err_set(err, "more than %d servers or %d upstream queues across the running configurations", FC_SHM_SLOTS,
+                   FC_SHM_QUEUES);
         g->cfg = NULL;
         gen_free(m, g, 0);
         return NULL;
@@ -270,6 +271,9 @@ static void reap(fc_master_t *m)
         fc_proc_t p = m->procs[slot];
         m->procs[slot].pid = 0;
         fc_shm_forget_proc(m->shm, slot); /* what it counted as active is not active any more */
+        /* ... so the places it held can go to requests waiting in the others' queues. */
+        for (unsigned i = 0; i < FC_SHM_PROCS; i++)
+            if (m->procs[i].pid != 0) fc_shm_wake(m->shm, i);
         if (ms != NULL) {
             /* Its counters and CPU time stay in the totals: no counter goes down when a worker leaves. */
             fc_metrics_fold(ms, slot);

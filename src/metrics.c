@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "fulcrum/log.h"
+#include "fulcrum/queue.h"
 #include "fulcrum/upstream.h"
 #include "fulcrum/worker.h"
 
@@ -519,7 +520,8 @@ int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
     put(&o, "http_active_connections %u\n", conns);
 
     family(&o, "queue_size", "gauge", "Requests waiting for a server of the upstream named by queue.");
-    for (size_t u = 0; u < cfg->nupstreams; u++) put(&o, "queue_size{queue=\"%s\"} 0\n", esc(cfg->upstreams[u].name, e1, sizeof(e1)));
+    for (size_t u = 0; u < cfg->nupstreams; u++)
+        put(&o, "queue_size{queue=\"%s\"} %u\n", esc(cfg->upstreams[u].name, e1, sizeof(e1)), fc_queue_size(&w->upstreams[u]));
 
     family_range(&snap, FC_MF_SERVER, &lo, &hi);
     family(&o, "fulcrum_upstream_request_duration_seconds", "histogram",

@@ -3,19 +3,85 @@
 #include "fulcrum/shm.h"
 #include "fulcrum/trylock.h"
 
+#include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 fc_shm_t *fc_shm_create(void)
 {
     void *p = mmap(NULL, sizeof(fc_shm_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p; /* anonymous mappings come zeroed */
+    if (p == MAP_FAILED) return NULL; /* anonymous mappings come zeroed */
+    fc_shm_t *shm = p;
+    for (size_t i = 0; i < FC_SHM_PROCS; i++) {
+        shm->wake_fd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (shm->wake_fd[i] < 0) {
+            int e = errno;
+            while (i-- > 0) close(shm->wake_fd[i]);
+            munmap(p, sizeof(fc_shm_t));
+            errno = e;
+            return NULL;
+        }
+    }
+    return shm;
 }
 
 void fc_shm_destroy(fc_shm_t *shm)
 {
-    if (shm != NULL) munmap(shm, sizeof(*shm));
+    if (shm == NULL) return;
+    for (size_t i = 0; i < FC_SHM_PROCS; i++) close(shm->wake_fd[i]); /* this process's copies */
+    munmap(shm, sizeof(*shm));
+}
+
+void fc_shm_queue_lock(fc_shm_queue_t *q, unsigned me)
+{
+    for (unsigned i = 0;; i++) {
+        unsigned free_ = 0;
+        if (atomic_compare_exchange_weak_explicit(&q->lock, &free_, me + 1, memory_order_acquire, memory_order_relaxed))
+            return;
+        if (i >= 64) sched_yield(); /* the holder was preempted: let it run */
+    }
+}
+
+void fc_shm_wake(fc_shm_t *shm, unsigned proc)
+{
+    uint64_t one = 1;
+    ssize_t n;
+    do n = write(shm->wake_fd[proc], &one, sizeof(one));
+    while (n < 0 && errno == EINTR);
+    /* EAGAIN means the counter is near 2^64 - 1 wake-ups unread: the process is awake anyway. */
+}
+
+void fc_shm_queue_unlock(fc_shm_queue_t *q) { atomic_store_explicit(&q->lock, 0, memory_order_release); }
+
+/* Moves the head of <q> past the cells nobody waits in any more (under the lock). */
+void fc_shm_queue_trim(fc_shm_queue_t *q)
+{
+    while (q->head < q->tail && q->cells[q->head % FC_SHM_QUEUE_RING].state == FC_QW_FREE) q->head++;
+}
+
+/* Takes the cells of process slot <proc> out of every queue: it left, its waiters with it (what
+ * was granted to them is counted in its active_by, which fc_shm_forget_proc takes back). */
+static void forget_waiters(fc_shm_t *shm, unsigned proc)
+{
+    for (size_t i = 0; i < FC_SHM_QUEUES; i++) {
+        fc_shm_queue_t *q = &shm->queues[i];
+        if (q->key[0] == '\0' && q->head == q->tail) continue;
+        unsigned dead = proc + 1;
+        /* Its lock, if it died holding it, is taken over: it was held for a few stores. */
+        if (!atomic_compare_exchange_strong(&q->lock, &dead, FC_SHM_PROCS + 1)) fc_shm_queue_lock(q, FC_SHM_PROCS);
+        for (uint64_t t = q->head; t < q->tail; t++) {
+            fc_shm_waiter_t *c = &q->cells[t % FC_SHM_QUEUE_RING];
+            if (c->proc != proc || c->state == FC_QW_FREE) continue;
+            if (c->state == FC_QW_WAITING) atomic_fetch_sub(&q->waiting, 1);
+            c->state = FC_QW_FREE;
+        }
+        fc_shm_queue_trim(q);
+        fc_shm_queue_unlock(q);
+    }
 }
 
 size_t fc_shm_nservers(const fc_config_t *cfg)
@@ -23,6 +89,38 @@ size_t fc_shm_nservers(const fc_config_t *cfg)
     size_t n = 0;
     for (size_t i = 0; i < cfg->nupstreams; i++) n += cfg->upstreams[i].nservers;
     return n;
+}
+
+size_t fc_shm_nslots(const fc_config_t *cfg) { return fc_shm_nservers(cfg) + cfg->nupstreams; }
+
+/* The queue slot named <name> (refs taken), a free one, or FC_SHM_QUEUES when all are taken. */
+static size_t queue_take(fc_shm_t *shm, const char *name)
+{
+    size_t free_slot = FC_SHM_QUEUES;
+    for (size_t j = 0; j < FC_SHM_QUEUES; j++) {
+        fc_shm_queue_t *q = &shm->queues[j];
+        if (strcmp(q->key, name) == 0 && q->key[0] != '\0') {
+            q->refs++;
+            return j;
+        }
+        /* A free slot whose last waiters are still leaving (an older generation) is not reused. */
+        if (q->key[0] == '\0' && atomic_load(&q->waiting) == 0 && free_slot == FC_SHM_QUEUES) free_slot = j;
+    }
+    if (free_slot == FC_SHM_QUEUES) return free_slot;
+    fc_shm_queue_t *q = &shm->queues[free_slot];
+    fc_shm_queue_lock(q, FC_SHM_PROCS);
+    q->head = q->tail = 0;
+    fc_shm_queue_unlock(q);
+    snprintf(q->key, sizeof(q->key), "%s", name);
+    q->refs = 1;
+    return free_slot;
+}
+
+static void queue_put(fc_shm_t *shm, uint32_t slot)
+{
+    if (slot >= FC_SHM_QUEUES) return;
+    fc_shm_queue_t *q = &shm->queues[slot];
+    if (q->refs > 0 && --q->refs == 0) q->key[0] = '\0';
 }
 
 int fc_shm_assign(fc_shm_t *shm, const fc_config_t *cfg, uint32_t *slots)
@@ -60,6 +158,19 @@ int fc_shm_assign(fc_shm_t *shm, const fc_config_t *cfg, uint32_t *slots)
             slots[k] = (uint32_t)found;
         }
     }
+    size_t nservers = k;
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        slots[nservers + i] = UINT32_MAX;
+        if (cfg->upstreams[i].queue.max == 0) continue;
+        size_t q = queue_take(shm, cfg->upstreams[i].name);
+        if (q == FC_SHM_QUEUES) {
+            for (size_t j = 0; j < i; j++) queue_put(shm, slots[nservers + j]);
+            for (size_t j = 0; j < nservers; j++)
+                if (--shm->servers[slots[j]].refs == 0) shm->servers[slots[j]].key[0] = '\0';
+            return -1;
+        }
+        slots[nservers + i] = (uint32_t)q;
+    }
     return 0;
 }
 
@@ -70,6 +181,7 @@ void fc_shm_release(fc_shm_t *shm, const fc_config_t *cfg, const uint32_t *slots
         fc_shm_server_t *st = &shm->servers[slots[k]];
         if (st->refs > 0 && --st->refs == 0) st->key[0] = '\0';
     }
+    for (size_t i = 0; i < cfg->nupstreams; i++) queue_put(shm, slots[n + i]);
 }
 
 void fc_shm_forget_proc(fc_shm_t *shm, unsigned proc)
@@ -81,6 +193,7 @@ void fc_shm_forget_proc(fc_shm_t *shm, unsigned proc)
     }
     atomic_store(&shm->ready[proc], 0);
     atomic_store(&shm->conns[proc], 0);
+    forget_waiters(shm, proc);
 }
 
 void fc_shm_learn_put(fc_shm_t *shm, uint64_t key, uint32_t slot, uint64_t expires)

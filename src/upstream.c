@@ -13,6 +13,7 @@
 
 #include "fulcrum/exchange.h"
 #include "fulcrum/log.h"
+#include "fulcrum/queue.h"
 #include "fulcrum/tls.h"
 #include "fulcrum/upgrade.h"
 
@@ -412,11 +413,30 @@ void fc_server_picked(fc_server_t *s)
     s->upstream->view[s - s->upstream->servers].active++;
 }
 
+int fc_server_take(fc_server_t *s)
+{
+    fc_shm_server_t *st = s->st;
+    unsigned max = s->conf->max_conns, cur = LOAD(st->active);
+    if (max == 0) {
+        fc_server_picked(s);
+        return 0;
+    }
+    do {
+        if (cur >= max) return -1;
+    } while (!atomic_compare_exchange_weak_explicit(&st->active, &cur, cur + 1, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    if (LOAD(st->failed_until) != 0) STORE(st->probing, 1);
+    atomic_fetch_add_explicit(&st->active_by[s->upstream->w->proc], 1, memory_order_relaxed);
+    s->upstream->view[s - s->upstream->servers].active = cur + 1;
+    return 0;
+}
+
 void fc_server_done(fc_server_t *s)
 {
     fc_shm_server_t *st = s->st;
     atomic_fetch_sub_explicit(&st->active, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&st->active_by[s->upstream->w->proc], 1, memory_order_relaxed);
+    if (s->upstream->queue != NULL) fc_queue_on_release(s);
 }
 
 void fc_server_report(fc_server_t *s, int kind, int status, const char *why)

@@ -20,6 +20,7 @@
 #include "fulcrum/health.h"
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
+#include "fulcrum/queue.h"
 #include "fulcrum/tls.h"
 #include "fulcrum/upgrade.h"
 #include "fulcrum/upstream.h"
@@ -202,7 +203,7 @@ static void stop_everything(fc_worker_t *w)
                          (uv_handle_t *)&w->sig_usr1,    (uv_handle_t *)&w->sig_usr2,    (uv_handle_t *)&w->drain_timer,
                          (uv_handle_t *)&w->delay_timer, (uv_handle_t *)&w->handover_poll,
                          (uv_handle_t *)&w->accept_timer, (uv_handle_t *)&w->accept_check,
-                         (uv_handle_t *)&w->metrics_timer};
+                         (uv_handle_t *)&w->metrics_timer, (uv_handle_t *)&w->wake_poll};
     for (size_t i = 0; i < FC_ARRAY_LEN(hs); i++) close_if_open(hs[i]);
     if (w->handover_fd >= 0) close(w->handover_fd);
     if (w->handover_send_fd >= 0) close(w->handover_send_fd);
@@ -554,6 +555,7 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
         w->timing = 1;
     }
     if (fc_upstreams_init(w, err) != 0) return -1;
+    if (fc_queues_init(w, err) != 0) return -1;
     if (w->index == 0) fc_health_start(w); /* one worker checks for the whole group */
     uv_timer_init(w->loop, &w->drain_timer);
     uv_timer_init(w->loop, &w->accept_timer);
@@ -644,6 +646,7 @@ int fc_worker_run(const fc_worker_args_t *args)
         leaked++;
     }
     if (leaked > 0) w.exit_code = 1;
+    fc_queues_free(&w);
     fc_upstreams_free(&w);
     fc_router_free(&w.router);
     fc_metrics_local_free(&w.metrics);

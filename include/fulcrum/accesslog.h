@@ -31,6 +31,7 @@ typedef struct fc_accesslog_record {
     uint64_t request_ns;     /* the request head's first byte to now */
     uint64_t upstream_ns;    /* the request handed to the server to the response read whole (or now) */
     uint64_t connect_ns;     /* the last fresh connection's connect, 0 when pooled or none */
+    uint64_t queue_ms;       /* time waited in the upstream's queue at max_conns (ms), 0 = none */
 } fc_accesslog_record_t;
 
 /* The short names of the end causes and phases, as the log prints them ("server_timeout",

@@ -61,6 +61,14 @@ typedef struct fc_retry_conf {
     fc_fail_set_t on; /* default [error, timeout] (nginx's proxy_next_upstream default) */
 } fc_retry_conf_t;
 
+#define FC_QUEUE_MAX 4096 /* queue.max, at most: the shared segment keeps room for twice as many */
+
+/* `queue:` of an upstream: requests wait here while every usable server is at max_conns. */
+typedef struct fc_queue_conf {
+    uint32_t max;     /* requests waiting at most, all workers together; 0 = no queue (default) */
+    uint64_t timeout; /* ms a request waits at most before a 503, default 5000 */
+} fc_queue_conf_t;
+
 /* `tls:` of an upstream: fulcrum is the TLS client of its servers. */
 typedef struct fc_upstream_tls_conf {
     int verify;          /* check the server's certificate against ca and its name (default true) */
@@ -101,6 +109,7 @@ struct fc_upstream_conf {
     size_t index;                 /* position in fc_config_t.upstreams */
     fc_upstream_tls_conf_t *tls;  /* owned; NULL = plain TCP to the servers */
     fc_sticky_conf_t sticky;      /* sticky: { cookie: ... } */
+    fc_queue_conf_t queue;        /* queue: { max: 100, timeout: 5s } */
 };
 
 /* One policy under `rate_limits:`: a token bucket per key, shared by every worker. */
@@ -202,6 +211,9 @@ typedef struct fc_limits_conf {
                                             together; 0 = unlimited (default) */
     uint64_t buffer_memory;         /* bytes, default 64m: response and request buffers of one worker at
                                        most; beyond it new exchanges stream instead of buffering */
+    uint64_t client_body_min_rate;  /* bytes per second a request body must average once
+                                       client_body_min_rate_after has passed; 0 = none (default) */
+    uint64_t client_body_min_rate_after; /* ms, default 10000: the grace before the rate counts */
 } fc_limits_conf_t;
 
 #define FC_METRICS_MAX_BUCKETS 16 /* finite histogram buckets, at most */

@@ -14,6 +14,7 @@
 #include "fulcrum/buf.h"
 #include "fulcrum/config.h"
 #include "fulcrum/http.h"
+#include "fulcrum/queue.h"
 #include "fulcrum/worker.h"
 
 struct fc_conn;
@@ -104,6 +105,11 @@ typedef struct fc_exchange {
     uint8_t req_buffering;        /* reading the request body into req_buf before a server is picked */
     uint8_t req_buffered;         /* req_buf holds the start of the body (all of it once req_done) */
     uint8_t rb_sent;              /* req_buf went to the current upstream connection */
+    int16_t granted;              /* 1 + the server the queue gave this request a place on (counted
+                                     active for it already), 0 = none */
+    uint64_t queue_ms;            /* how long it waited in its upstream's queue (ms) */
+    uint64_t body_t0;             /* loop time (ms) the request body began to go to a server, 0 = not
+                                     yet (limits.client_body_min_rate) */
     fc_timeout_t deadline;        /* routes[].timeouts.request, armed from routing to the end */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
@@ -119,6 +125,8 @@ typedef struct fc_exchange {
         fc_http_head_t req;       /* slices borrowed from client->io.rbuf, valid until head_out is built */
         fc_http_head_t resp;      /* slices borrowed from up->io.rbuf, valid until resp_out is built */
     };
+    fc_queue_wait_t qw;           /* its place in the upstream's queue while all servers are at
+                                     max_conns (qw.q NULL, set for each request, when not waiting) */
     fc_buf_t head_out;            /* owned: the request head as sent upstream (kept for a retry and the log) */
     fc_buf_t resp_out;            /* owned: the response head for the client, while being written */
     fc_buf_t key_buf;             /* owned: the hash key of this request (hash policy only) */

@@ -66,6 +66,28 @@ typedef struct fc_shm_peer {
     uint32_t count;     /* its connections open now (an entry at 0 may be taken by another address) */
 } fc_shm_peer_t;
 
+/* The request queues at max_conns (queue.c), one per upstream name with `queue:`, for every worker
+ * and every generation: a waiter's place is its ticket, its cell is ticket % FC_SHM_QUEUE_RING, and
+ * every field but <waiting> is read and written under <lock>. */
+#define FC_SHM_QUEUES 64
+#define FC_SHM_QUEUE_RING 8192 /* twice FC_QUEUE_MAX: cells of waiters that left wait for the head */
+enum fc_shm_waiter_state { FC_QW_FREE = 0, FC_QW_WAITING, FC_QW_GRANTED };
+typedef struct fc_shm_waiter {
+    uint64_t ticket;    /* its place in line */
+    uint32_t slot;      /* GRANTED: the server slot (servers[]) counted active for it */
+    uint16_t proc;      /* the worker process slot it waits in */
+    uint8_t state;      /* enum fc_shm_waiter_state */
+} fc_shm_waiter_t;
+typedef struct fc_shm_queue {
+    atomic_uint lock;   /* 0 free, else 1 + the process slot holding it (the master frees a dead
+                           holder's); held for a few loads and stores, never across a syscall */
+    atomic_uint waiting; /* WAITING cells: the queue_size gauge, and the release path's unlocked test */
+    uint64_t head, tail; /* the cells of tickets [head, tail) are in use */
+    uint32_t refs;      /* configs (generations) using it; master only */
+    char key[FC_UPSTREAM_NAME_MAX + 1]; /* the upstream's name, empty when free; master only writes */
+    fc_shm_waiter_t cells[FC_SHM_QUEUE_RING];
+} fc_shm_queue_t;
+
 struct fc_metrics_shm;
 
 typedef struct fc_shm {
@@ -85,6 +107,10 @@ typedef struct fc_shm {
     fc_tls_tickets_t tickets;           /* TLS session ticket keys: made and rotated by the master, kept
                                            across reloads, used by every worker */
     fc_shm_server_t servers[FC_SHM_SLOTS];
+    int wake_fd[FC_SHM_PROCS];          /* an eventfd per process slot, made before any fork (so every
+                                           process has them all, at the same numbers): a queue wakes a
+                                           waiting worker by writing to its slot's */
+    fc_shm_queue_t queues[FC_SHM_QUEUES];
 } fc_shm_t;
 
 /* Counts one more connection of the client <key> unless it has <max> already. Returns 1 (counted:
@@ -107,7 +133,18 @@ int fc_shm_rate_take(fc_shm_t *shm, uint64_t key, double cap, double per_ms, uin
 void fc_shm_learn_put(fc_shm_t *shm, uint64_t key, uint32_t slot, uint64_t expires);
 uint32_t fc_shm_learn_get(fc_shm_t *shm, uint64_t key, uint64_t now);
 
-/* Takes back the active counts process slot <proc> left behind (it exited or crashed). */
+/* The lock of queue <q>, taken by process slot <me> (FC_SHM_PROCS: the master). Waited for,
+ * yielding the CPU while it is held: it guards a few stores, and the master takes over the lock
+ * of a process that died holding it. */
+void fc_shm_queue_lock(fc_shm_queue_t *q, unsigned me);
+void fc_shm_queue_unlock(fc_shm_queue_t *q);
+/* Wakes the worker in process slot <proc>: its wake_fd becomes readable. */
+void fc_shm_wake(fc_shm_t *shm, unsigned proc);
+/* Moves the head of <q> past the cells nobody waits in (lock held). */
+void fc_shm_queue_trim(fc_shm_queue_t *q);
+
+/* Takes back the active counts (and the queue places) process slot <proc> left behind (it exited
+ * or crashed). */
 void fc_shm_forget_proc(fc_shm_t *shm, unsigned proc);
 
 /* Maps the segment (once, before any fork). Returns NULL with errno set on failure. */
@@ -115,12 +152,15 @@ fc_shm_t *fc_shm_create(void);
 void fc_shm_destroy(fc_shm_t *shm);
 
 /* For each server of <cfg> finds (or takes a free) slot keyed by upstream and address, and
- * writes the slot numbers into <slots> (one per server, in config order, upstream by upstream).
+ * writes the slot numbers into <slots> (one per server, in config order, upstream by upstream),
+ * then the same for the queue of each upstream (one per upstream; UINT32_MAX when it has none).
  * A new slot starts healthy unless start_unhealthy. Returns 0, or -1 when the slots ran out. */
 int fc_shm_assign(fc_shm_t *shm, const fc_config_t *cfg, uint32_t *slots);
 /* Drops <cfg>'s references taken by fc_shm_assign; slots nobody uses become free. */
 void fc_shm_release(fc_shm_t *shm, const fc_config_t *cfg, const uint32_t *slots);
-/* How many servers <cfg> lists in all (the length of its slots array). */
+/* How many servers <cfg> lists in all (where the queue slots begin in its slots array). */
 size_t fc_shm_nservers(const fc_config_t *cfg);
+/* The length of <cfg>'s slots array: a slot per server, then one per upstream (its queue). */
+size_t fc_shm_nslots(const fc_config_t *cfg);
 
 #endif

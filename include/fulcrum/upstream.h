@@ -67,6 +67,7 @@ struct fc_upstream {
     fc_timeq_class_t *t_health;     /* health.timeout */
     uint64_t all_down_logged;       /* loop time "no usable server" was last said, 0 = taken back */
     fc_metrics_series_t *ms;        /* its series in this worker's metric block, NULL = metrics off */
+    struct fc_queue *queue;         /* owned (queue.c): its request queue at max_conns, NULL = none */
     uint8_t all_failed;             /* every server is out through passive failures: all are tried */
     uint8_t all_busy;               /* the last refresh found no usable server only because those alive
                                        are at max_conns (a 503, not a 502) */
@@ -136,7 +137,11 @@ void fc_server_report(fc_server_t *s, int kind, int status, const char *why);
 /* Marks <s> as picked for a request (its passive out-time over: this request is the probe) and
  * counts the request as active on it, in every worker's view. */
 void fc_server_picked(fc_server_t *s);
-/* The request picked on <s> is over (or moved elsewhere). */
+/* The same as fc_server_picked, but only while <s> is below max_conns (all workers together, one
+ * compare-and-swap): returns 0 (counted) or -1 (at max_conns, nothing counted). */
+int fc_server_take(fc_server_t *s);
+/* The request picked on <s> is over (or moved elsewhere); in a queued upstream its place goes to
+ * the oldest waiter. */
 void fc_server_done(fc_server_t *s);
 /* The result of one active check of <s> (<ok> 1 or 0, <why> says what happened). */
 void fc_server_check_result(fc_server_t *s, int ok, const char *why, uint64_t took_ms);

@@ -56,6 +56,8 @@ struct fc_worker {
     unsigned handover_n;             /* ... which has this many workers */
     unsigned handover_next;          /* round robin over them */
     uv_signal_t sig_usr1, sig_usr2;  /* reopen logs; drain and hand over (reload) */
+    uv_poll_t wake_poll;             /* queue.c: shm->wake_fd[proc] is readable (places were granted to
+                                        this worker's waiters); initialised only with a queue */
     uv_timer_t delay_timer;          /* shutdown_delay before the graceful stop */
     int stopping;                    /* SIGTERM arrived: health endpoints answer 503 */
     fc_router_t router;              /* owned */

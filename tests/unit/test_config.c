@@ -133,7 +133,7 @@ static const err_case_t unknown_key_cases[] = {
      "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health, metrics, status, tls, hsts, redirect_https)"},
     {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
      "t.yaml:5:5: unknown key 'balancer' in upstreams.b (expected one of: balance, keepalive, "
-     "keepalive_timeout, servers, fail_on, health_check, retry, tls, sticky)"},
+     "keepalive_timeout, servers, fail_on, health_check, retry, tls, sticky, queue)"},
     {LISTEN "upstreams:\n  b:\n    servers:\n      - address: 127.0.0.1:1\n      - address: 127.0.0.1:2\n"
             "        wieght: 2\n" ROUTE,
      "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight, backup, down, "
@@ -144,7 +144,7 @@ static const err_case_t unknown_key_cases[] = {
      "t.yaml:9:30: unknown key 'idle' in routes[0].timeouts (expected one of: connect, send, read, tunnel, request)"},
     {MIN "limits:\n  max_body: 1m\n",
      "t.yaml:10:3: unknown key 'max_body' in limits (expected one of: client_header_timeout, "
-     "client_body_timeout, send_timeout, keepalive_timeout, max_header_size, max_body_size, max_connections, max_connections_per_client, tls_handshake_timeout, buffer_memory)"},
+     "client_body_timeout, send_timeout, keepalive_timeout, max_header_size, max_body_size, max_connections, max_connections_per_client, tls_handshake_timeout, buffer_memory, ...)"},
 };
 
 static const err_case_t missing_key_cases[] = {
@@ -1683,6 +1683,37 @@ static void test_rate_limit_config(void)
            "t.yaml:9:17: routes[0].rate_limit: unknown rate limit 'x' (defined: none)");
 }
 
+static void test_queue_config(void)
+{
+    fc_err_t err;
+    subtest("queue: none by default; max and timeout; client_body_min_rate");
+    fc_config_t *cfg = load(MIN, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        is_int(cfg->upstreams[0].queue.max, 0);
+        is_int(cfg->upstreams[0].queue.timeout, 5000);
+        is_int(cfg->limits.client_body_min_rate, 0);
+        is_int(cfg->limits.client_body_min_rate_after, 10000);
+        fc_config_free(cfg);
+    }
+    cfg = load(LISTEN UPS "    queue: { max: 100, timeout: 1500ms }\n" ROUTE
+                          "limits:\n  client_body_min_rate: 1k/s\n  client_body_min_rate_after: 2s\n", &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        is_int(cfg->upstreams[0].queue.max, 100);
+        is_int(cfg->upstreams[0].queue.timeout, 1500);
+        is_int(cfg->limits.client_body_min_rate, 1024);
+        is_int(cfg->limits.client_body_min_rate_after, 2000);
+        fc_config_free(cfg);
+    }
+    is_str(err_of(LISTEN UPS "    queue: { max: 5000 }\n" ROUTE),
+           "t.yaml:7:19: upstreams.b.queue.max: 5000 is out of range (0..4096)");
+    is_str(err_of(LISTEN UPS "    queue: { size: 5 }\n" ROUTE),
+           "t.yaml:7:14: unknown key 'size' in upstreams.b.queue (expected one of: max, timeout)");
+    is_str(err_of(MIN "limits:\n  client_body_min_rate: fast\n"),
+           "t.yaml:10:25: limits.client_body_min_rate: expected a rate like 1k/s or 500/s, got 'fast'");
+}
+
 void test_config(void)
 {
     test_yaml_tree();
@@ -1702,4 +1733,5 @@ void test_config(void)
     test_upgrade_config();
     test_sticky_config();
     test_rate_limit_config();
+    test_queue_config();
 }
