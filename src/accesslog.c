@@ -72,6 +72,7 @@ size_t fc_accesslog_format(char *line, size_t cap, const fc_accesslog_record_t *
     size_t ml = escape_or_dash(method, sizeof(method), r->method);
     size_t pl = escape_or_dash(path, sizeof(path), r->url);
     double dur = (double)r->request_ns / 1e6, up_ms = (double)r->upstream_ns / 1e6, conn_ms = (double)r->connect_ns / 1e6;
+    double hdr_ms = (double)r->upstream_header_ns / 1e6;
     const char *server = r->server ? r->server : "-", *route = r->route ? r->route : "-";
     const char *cause = fc_accesslog_cause_name(r->cause), *phase = fc_accesslog_phase_name(r->phase);
     char rid[300];
@@ -91,10 +92,10 @@ size_t fc_accesslog_format(char *line, size_t cap, const fc_accesslog_record_t *
     } else {
         n = snprintf(line, cap,
                      "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%.*s\",\"path\":\"%.*s\",\"status\":%d,"
-                     "\"bytes\":%llu,\"duration_ms\":%.3f,\"upstream\":\"%s\",\"upstream_ms\":%.3f,"
+                     "\"bytes\":%llu,\"duration_ms\":%.3f,\"upstream\":\"%s\",\"upstream_ms\":%.3f,\"upstream_header_ms\":%.3f,"
                      "\"route\":\"%s\",\"end\":\"%s\",\"phase\":\"%s\",\"connect_ms\":%.3f,\"queue_ms\":%llu,\"request_id\":\"%.*s\"}\n",
                      time_iso, r->client, (int)ml, method, (int)pl, path, r->status,
-                     (unsigned long long)r->bytes_sent, dur, server, up_ms, route, cause, phase, conn_ms,
+                     (unsigned long long)r->bytes_sent, dur, server, up_ms, hdr_ms, route, cause, phase, conn_ms,
                      (unsigned long long)r->queue_ms, (int)il, rid);
     }
     if (n <= 0 || cap == 0) return 0;

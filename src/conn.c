@@ -102,7 +102,7 @@ void fc_conn_relay_start(fc_conn_t *c)
         c->ex = NULL;
         fc_exchange_abandon(ex);
     }
-    c->state = FC_CONN_RELAY;
+    fc_conn_set_state(c, FC_CONN_RELAY);
     fc_timeout_clear(&c->timeout); /* bounded by the drain's shutdown_timeout, and by the other side */
     c->io.rbuf.len = c->pos = 0;   /* what was read went with the hand-over */
     fc_io_release_buf(&c->io);
@@ -112,6 +112,33 @@ void fc_conn_relay_start(fc_conn_t *c)
     r->tun.wrote[1] = relay_written;
     r->tun.end = relay_end;
     fc_tunnel_start(&r->tun);
+}
+
+/* What <c> counts as in fulcrum_client_connections. */
+static unsigned counted_state(const fc_conn_t *c)
+{
+    static const uint8_t of_state[] = {
+        [FC_CONN_IDLE] = FC_MCS_IDLE,       [FC_CONN_HEAD] = FC_MCS_READING,  [FC_CONN_ACTIVE] = FC_MCS_WRITING,
+        [FC_CONN_LINGER] = FC_MCS_WRITING,  [FC_CONN_RELAY] = FC_MCS_TUNNEL,  [FC_CONN_TUNNEL] = FC_MCS_TUNNEL,
+        [FC_CONN_CLOSING] = FC_MCS_NONE,
+    };
+    return c->handshaking && c->state == FC_CONN_IDLE ? FC_MCS_HANDSHAKE : of_state[c->state];
+}
+
+/* Counts <c> under the state it is in now (a gauge in this worker's metric block). */
+static void recount(fc_conn_t *c)
+{
+    if (c->w->metrics.block == NULL) return; /* metrics are off in this worker, for its whole life */
+    unsigned k = counted_state(c);
+    if (k == c->counted_as) return;
+    fc_metrics_conn_move(&c->w->metrics, c->counted_as, k);
+    c->counted_as = (uint8_t)k;
+}
+
+void fc_conn_set_state(fc_conn_t *c, unsigned s)
+{
+    c->state = (uint8_t)s;
+    recount(c);
 }
 
 static void release_buf(fc_conn_t *c)
@@ -144,7 +171,7 @@ void fc_conn_close(fc_conn_t *c)
         r->tun.ended = 1; /* the callbacks of the close are not the pump's business */
         fc_io_close(&r->io, relay_io_closed);
     }
-    c->state = FC_CONN_CLOSING;
+    fc_conn_set_state(c, FC_CONN_CLOSING);
     if (c->peer_counted) fc_shm_peer_leave(c->w->shm, c->peer_key);
     c->peer_counted = 0;
     fc_timeout_clear(&c->timeout);
@@ -212,6 +239,7 @@ static void on_read(fc_io_t *io, ssize_t nread)
     }
     if (c->handshaking) {
         c->handshaking = 0;
+        recount(c);
         fc_metrics_series_t *ms = tls_series(c);
         if (nread == 0) { /* the TLS handshake is done: the request head's own time begins */
             if (ms != NULL) fc_metrics_add(ms, FC_MV_TLS_OK, 1);
@@ -244,10 +272,22 @@ void fc_conn_read_start(fc_conn_t *c)
 
 void fc_conn_nodelay(fc_conn_t *c) { fc_io_nodelay(&c->io); }
 
+void fc_conn_sndbuf(fc_conn_t *c, int bytes) { (void)fc_io_sndbuf(&c->io, bytes); }
+
 void fc_conn_read_stop(fc_conn_t *c) { fc_io_read_stop(&c->io); }
 
-/* Parses request heads from the buffer while the connection is between exchanges. */
+static void parse_heads(fc_conn_t *c);
+
+/* Parses request heads; a connection left with half a head is counted as reading only now, so a
+ * head that came whole in one read costs one move of the gauges (idle to writing), not two. */
 static void process(fc_conn_t *c)
+{
+    parse_heads(c);
+    if (c->state == FC_CONN_HEAD) recount(c);
+}
+
+/* Parses request heads from the buffer while the connection is between exchanges. */
+static void parse_heads(fc_conn_t *c)
 {
     fc_worker_t *w = c->w;
     while (c->state == FC_CONN_IDLE || c->state == FC_CONN_HEAD) {
@@ -266,7 +306,7 @@ static void process(fc_conn_t *c)
                 c->pos = 0;
                 fc_conn_read_start(c);
             }
-            c->state = FC_CONN_HEAD;
+            c->state = FC_CONN_HEAD; /* counted by process() if the head is not complete */
             fc_timeout_set(&w->tq, &c->timeout, w->t_header);
         }
         if (c->ex == NULL) {
@@ -287,7 +327,7 @@ static void process(fc_conn_t *c)
                 fc_exchange_reply_error(c->ex, 431, 0);
                 return;
             }
-            c->state = FC_CONN_ACTIVE;
+            fc_conn_set_state(c, FC_CONN_ACTIVE);
             fc_timeout_clear(&c->timeout);
             /* The exchange may end before this returns (an error answer, a pipelined 404):
              * the loop then goes on with the next request instead of recursing. */
@@ -316,7 +356,7 @@ void fc_conn_exchange_done(fc_conn_t *c, int keepalive)
     c->ex = NULL;
     if (keepalive && w->handover_gen != 0 && !c->eof) {
         /* Reloading: the next request on this connection belongs to the new configuration. */
-        c->state = FC_CONN_IDLE;
+        fc_conn_set_state(c, FC_CONN_IDLE);
         int r = fc_worker_handover(w, c);
         if (r == 0) fc_conn_close(c);
         if (r >= 0) return; /* handed over, or relayed from here */
@@ -326,7 +366,7 @@ void fc_conn_exchange_done(fc_conn_t *c, int keepalive)
         else fc_conn_linger(c);
         return;
     }
-    c->state = FC_CONN_IDLE;
+    fc_conn_set_state(c, FC_CONN_IDLE);
     fc_timeout_set(&w->tq, &c->timeout, w->t_keepalive);
     fc_conn_read_start(c);
     if (!c->processing) process(c); /* a pipelined request may be waiting already */
@@ -344,7 +384,7 @@ void fc_conn_linger(fc_conn_t *c)
     }
     /* Shut our side and read until the client closes, so that unread input does not turn the
      * close into a reset that could destroy the response before the client reads it. */
-    c->state = FC_CONN_LINGER;
+    fc_conn_set_state(c, FC_CONN_LINGER);
     c->io.rmode = FC_IO_READ_DISCARD;
     c->pos = 0;
     if (fc_io_shutdown(&c->io) != 0) {
@@ -426,11 +466,12 @@ static fc_conn_t *conn_new(fc_worker_t *w, int fd)
         return NULL;
     }
     c->w = w;
+    c->counted_as = FC_MCS_NONE;
     fc_list_insert_tail(&w->conns, &c->link);
     w->nconns++;
     fc_worker_count_conns(w);
     fc_timeout_init(&c->timeout, on_timeout);
-    c->state = FC_CONN_IDLE;
+    fc_conn_set_state(c, FC_CONN_IDLE);
     if (fc_io_open(&c->io, fd) != 0) {
         close(fd);
         fc_conn_close(c);
@@ -556,6 +597,7 @@ void fc_conn_accept(fc_worker_t *w, const fc_listener_t *l, int fd, const struct
             return;
         }
         c->handshaking = 1;
+        recount(c);
     }
     conn_start(c, peer);
 }

@@ -75,6 +75,7 @@ fc_exchange_t *fc_exchange_new(fc_conn_t *c)
         memset(&ex->resp_trailers, 0, sizeof(ex->resp_trailers));
         memset(&ex->req_connection, 0, sizeof(ex->req_connection));
         memset(&ex->resp_connection, 0, sizeof(ex->resp_connection));
+        memset(&ex->local_body, 0, sizeof(ex->local_body));
     }
     memset(ex, 0, offsetof(fc_exchange_t, req));
     ex->qw.q = NULL;
@@ -99,6 +100,7 @@ static void free_exchange(fc_exchange_t *ex)
     fc_buf_free(&ex->resp_trailers);
     fc_buf_free(&ex->req_connection);
     fc_buf_free(&ex->resp_connection);
+    fc_buf_free(&ex->local_body);
     free(ex);
 }
 
@@ -142,6 +144,7 @@ static void unref(fc_exchange_t *ex)
     if (--ex->refs > 0) return;
     fc_timeout_clear(&ex->deadline);
     if (FC_UNLIKELY(ex->queued || ex->req_buffered)) release_buffers(ex);
+    if (ex->local_body.base != NULL) fc_buf_free(&ex->local_body); /* not all written: the client left */
     fc_worker_t *w = W(ex);
     if (w->nfree_exchanges >= EXCHANGE_FREELIST_KEEP || ex->head_out.cap > 65536 || ex->resp_out.cap > 65536 ||
         ex->req_trailers.cap > 65536 || ex->resp_trailers.cap > 65536) {
@@ -230,8 +233,8 @@ static void record_metrics(fc_exchange_t *ex, const fc_accesslog_record_t *r)
     unsigned method = ex->t_start != 0 ? fc_metrics_method(ex->parser.ll.method) : FC_METRICS_METHODS - 1;
     fc_metrics_series_t *s = fc_metrics_route(ml, ri, ex->route ? ex->route->name : "", method, (unsigned)r->status);
     if (s != NULL) fc_metrics_observe(s, ml->conf, r->request_ns);
-    if (ex->server != NULL && ex->server->ms != NULL && ex->t_up_start > 1)
-        fc_metrics_observe(ex->server->ms, ml->conf, r->upstream_ns);
+    if (ex->server != NULL && ex->server->ms != NULL && ex->t_up_head > 1 && ex->t_up_start > 1)
+        fc_metrics_observe(ex->server->ms, ml->conf, r->upstream_header_ns);
     if (FC_UNLIKELY(r->cause != FC_END_NONE)) count_client_error(ex, r->cause, r->phase);
 }
 
@@ -251,6 +254,7 @@ static void end_record(fc_exchange_t *ex)
     r.now = !w->timing ? 0 : ex->end_at_up_end && ex->t_up_end > 1 ? ex->t_up_end : fc_clock_ns();
     r.request_ns = r.now && ex->t_start > 1 ? r.now - ex->t_start : 0;
     r.upstream_ns = r.now && ex->t_up_start > 1 ? (ex->t_up_end > 1 ? ex->t_up_end : r.now) - ex->t_up_start : 0;
+    r.upstream_header_ns = ex->t_up_head > 1 && ex->t_up_start > 1 ? ex->t_up_head - ex->t_up_start : 0;
     r.connect_ns = ex->connect_ns;
     r.queue_ms = ex->queue_ms;
     if (count) record_metrics(ex, &r);
@@ -282,13 +286,16 @@ static void end_record(fc_exchange_t *ex)
  * header lines <extra> ("Name: value\r\n" each, or ""). */
 static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const char *body, size_t blen,
                         const char *extra, int keepalive);
+/* The send buffer a connection gets for a large local answer: the most written to it per loop turn. */
+#define LOCAL_SNDBUF (256 * 1024)
 
 static void reply_local(fc_exchange_t *ex, int status, const char *body, const char *extra, int keepalive)
 {
     reply_typed(ex, status, "text/plain", body, strlen(body), extra, keepalive);
 }
 
-/* The same with Content-Type <ctype> and a body of <blen> bytes. */
+/* The same with Content-Type <ctype> and a body of <blen> bytes (<body> NULL: they are in
+ * ex->local_body, or none for a HEAD). */
 static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const char *body, size_t blen,
                         const char *extra, int keepalive)
 {
@@ -299,7 +306,7 @@ static void reply_typed(fc_exchange_t *ex, int status, const char *ctype, const 
         finish(ex);
         return;
     }
-    c->state = FC_CONN_ACTIVE;
+    fc_conn_set_state(c, FC_CONN_ACTIVE);
     fc_timeout_clear(&c->timeout);
     /* An unread request body would be taken for the next request: close instead. */
     if (!ex->req_done) keepalive = 0;
@@ -550,6 +557,26 @@ static int path_is(fc_slice_t t, const char *path, size_t n, const char *suffix,
     return t.n == n + sn || t.p[n + sn] == '?';
 }
 
+/* The metrics exposition for <arg> (an exchange) is ready: answered unless the exchange ended
+ * meanwhile (the client left). */
+static void on_metrics_rendered(void *arg, fc_buf_t *text, const char *content_type)
+{
+    fc_exchange_t *ex = arg;
+    if (!ex->finished && text == NULL) fc_exchange_reply_error(ex, 500, 0);
+    else if (!ex->finished) {
+        /* Written from the render's own memory (no copy), a send buffer's worth per loop turn. */
+        size_t len = text->len;
+        if (!ex->is_head) {
+            ex->local_body = *text;
+            *text = (fc_buf_t){0};
+        }
+        if (ex->client != NULL) fc_conn_sndbuf(ex->client, LOCAL_SNDBUF);
+        ex->status = 200;
+        reply_typed(ex, 200, content_type, NULL, len, "", ex->keepalive);
+    }
+    unref(ex);
+}
+
 /* Answers a request for one of the listener's own endpoints (health, metrics, status) and returns
  * 1, or returns 0 when <target> is none of them. These reach no route and are not counted. */
 static int own_endpoint(fc_exchange_t *ex, const fc_listener_conf_t *l, fc_slice_t target)
@@ -563,17 +590,12 @@ static int own_endpoint(fc_exchange_t *ex, const fc_listener_conf_t *l, fc_slice
         return 1;
     }
     if (l->metrics_path != NULL && path_is(target, l->metrics_path, l->metrics_path_len, "", 0)) {
+        /* Rendered off the loop: the answer comes in on_metrics_rendered, holding a reference. */
         ex->own_endpoint = 1;
-        fc_buf_t body = {0};
-        if (fc_metrics_render(w, &body) != 0) {
-            fc_buf_free(&body);
-            fc_exchange_reply_error(ex, 500, 0);
-            return 1;
-        }
-        ex->status = 200;
-        reply_typed(ex, 200, "text/plain; version=0.0.4; charset=utf-8", body.base ? body.base : "", body.len, "",
-                    ex->keepalive);
-        fc_buf_free(&body);
+        const fc_header_t *accept = fc_http_find(&ex->req, "accept", 6);
+        int om = accept != NULL && fc_metrics_wants_openmetrics(accept->value.p, accept->value.n);
+        if (fc_metrics_render_start(w, om, on_metrics_rendered, ex) != 0) fc_exchange_reply_error(ex, 500, 0);
+        else ex->refs++;
         return 1;
     }
     int json = 0;
@@ -703,6 +725,7 @@ void fc_exchange_start(fc_exchange_t *ex)
             buffer_request(ex);
             return;
         }
+        fc_metrics_buffering_skipped(&w->metrics);
         if (uv_now(w->loop) - w->buffering_warned >= 10000) {
             fc_log(FC_LOG_WARN, "limits.buffer_memory (%llu) reached: request bodies stream without buffering",
                    (unsigned long long)w->cfg->limits.buffer_memory);
@@ -968,6 +991,7 @@ static void send_request(fc_exchange_t *ex, uint64_t t)
     ex->fwd = ex->body_start;
     ex->resp_began = 0;
     ex->t_up_start = t;
+    ex->t_up_head = 0;
     up->requests++;
     if (!ex->req_done && ex->body_t0 == 0) ex->body_t0 = uv_now(W(ex)->loop);
     up->parser.head = &ex->resp;
@@ -1326,6 +1350,7 @@ static int start_queue(fc_exchange_t *ex, int coding, const fc_response_view_t *
         if (w->bodyq.out < w->cfg->limits.buffer_memory) {
             limit = (size_t)ex->route->buffer_response;
         } else {
+            fc_metrics_buffering_skipped(&w->metrics);
             if (uv_now(w->loop) - w->buffering_warned >= 10000) {
                 fc_log(FC_LOG_WARN, "limits.buffer_memory (%llu) reached: responses stream without buffering",
                        (unsigned long long)w->cfg->limits.buffer_memory);
@@ -1477,6 +1502,7 @@ static void pump_response(fc_exchange_t *ex)
     fc_worker_t *w = W(ex);
     fc_upconn_t *up = ex->up;
     int kick = 0; /* read the body once with no bytes: a bodiless response ends right after its head */
+    int head_now = 0; /* the final head came in this turn: its clock read is the end's too */
     while (up != NULL && (!ex->cl_writing || ex->queued) && !ex->finished && !ex->resp_done) {
         size_t avail = up->io.rbuf.len - up->pos;
         if (avail == 0 && !kick) break;
@@ -1510,7 +1536,10 @@ static void pump_response(fc_exchange_t *ex)
             if (st < 200) {
                 if (st == 101) {
                     if (!ex->upgrade) bad_response(ex, "101 to a request that asked for no upgrade");
-                    else upgrade_to_tunnel(ex);
+                    else {
+                        if (ex->server->ms != NULL) fc_metrics_add(ex->server->ms, FC_MV_RESP, 1); /* a 1xx */
+                        upgrade_to_tunnel(ex);
+                    }
                     return;
                 }
                 if (!ex->http10 && fc_headers_build_response(&ex->resp_out, &ex->resp, &rv, 0, NULL, &w->head_opts) != 0) {
@@ -1583,6 +1612,8 @@ static void pump_response(fc_exchange_t *ex)
             if (!ex->discard) ex->status = st; /* a client that left is logged 499 */
             up->parser.head = NULL;
             ex->resp_head_done = 1;
+            ex->t_up_head = stamp(ex);
+            head_now = 1;
             ex->phase = FC_PHASE_BODY;
             up->fwd = up->fwd_end = up->pos;
             kick = 1;
@@ -1596,7 +1627,7 @@ static void pump_response(fc_exchange_t *ex)
         up->fwd_end = decode ? up->fwd_end + made : up->pos;
         if (ev == FC_BODY_DONE) {
             ex->resp_done = 1;
-            ex->t_up_end = stamp(ex);
+            ex->t_up_end = head_now ? ex->t_up_head : stamp(ex);
             ex->end_at_up_end = 1;
         } else if (ev == FC_BODY_ERROR) {
             fc_log(FC_LOG_ERROR, "upstream %s: %s sent a bad body: %s", ex->server->upstream->conf->name,
@@ -1633,6 +1664,10 @@ static void flush_client(fc_exchange_t *ex)
         size_t data = up != NULL && ex->resp_head_done ? up->fwd_end - up->fwd : 0;
         int last = ex->rechunk && ex->resp_done && !ex->resp_last_sent;
         char *dp = data > 0 ? up->io.rbuf.base + up->fwd : NULL;
+        if (up == NULL && ex->local_body.len > 0) { /* a large local answer's body, after its head */
+            data = ex->local_body.len;
+            dp = ex->local_body.base;
+        }
         size_t plen = ex->rechunk && data > 0 ? fc_chunk_prefix(ex->cl_prefix, data) : 0;
         ex->resp_tail.len = 0;
         if ((ex->rechunk && (data > 0 || last)) && fc_chunk_suffix(&ex->resp_tail, &ex->resp_body, data, last) != 0) {
@@ -1674,6 +1709,7 @@ static void flush_client(fc_exchange_t *ex)
         }
         ex->resp_out.len = 0;
         if (up != NULL) up->fwd = up->fwd_end;
+        else if (ex->local_body.base != NULL) fc_buf_free(&ex->local_body);
         break;
     }
     if (up != NULL && up->fwd == up->fwd_end && up->pos == up->io.rbuf.len && ex->resp_head_done) {
@@ -1780,6 +1816,7 @@ static void on_cl_write(fc_io_t *io, int status)
         } else {
             ex->resp_out.len = 0;
             if (ex->up != NULL) ex->up->fwd = ex->up->fwd_end;
+            else if (ex->local_body.base != NULL) fc_buf_free(&ex->local_body);
             if (ex->client != NULL) fc_timeout_clear(&ex->client->timeout);
             flush_client(ex);
         }

@@ -1,8 +1,10 @@
 /* io.c: the transport under a connection (see io.h), and its plain TCP implementation. */
 #include "fulcrum/io.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "fulcrum/common.h"
 
@@ -211,6 +213,13 @@ void fc_io_close(fc_io_t *io, fc_io_close_cb cb)
     io->on_closed = cb;
     fc_io_read_stop(io);
     io->ops->close(io);
+}
+
+int fc_io_sndbuf(fc_io_t *io, int bytes)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&io->tcp, &fd) != 0) return UV_EBADF;
+    return setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes)) == 0 ? 0 : -errno;
 }
 
 void fc__io_set_nodelay(fc_io_t *io)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -75,6 +76,9 @@ void fc_metrics_claim(fc_metrics_shm_t *m, unsigned proc)
     STORE(b->dropped, 0);
     STORE(b->pid, 0);
     for (unsigned r = 0; r < FC_MC_REASONS; r++) STORE(b->client_errors[r], 0);
+    for (unsigned k = 0; k < FC_MCS_STATES; k++) STORE(b->client_conns[k], 0);
+    STORE(b->buffer_bytes, 0);
+    STORE(b->buffering_skipped, 0);
     atomic_store_explicit(&b->folded, 0, memory_order_release);
 }
 
@@ -151,6 +155,7 @@ void fc_metrics_fold(fc_metrics_shm_t *m, unsigned proc)
     }
     STORE(r->dropped, LOAD(r->dropped) + LOAD(b->dropped));
     for (unsigned k = 0; k < FC_MC_REASONS; k++) STORE(r->client_errors[k], LOAD(r->client_errors[k]) + LOAD(b->client_errors[k]));
+    STORE(r->buffering_skipped, LOAD(r->buffering_skipped) + LOAD(b->buffering_skipped));
     STORE(b->pid, 0);
     atomic_store_explicit(&b->folded, 1, memory_order_release);
     atomic_fetch_add_explicit(&m->fold_seq, 1, memory_order_acq_rel); /* even: done */
@@ -232,6 +237,7 @@ void fc_metrics_local_free(fc_metrics_local_t *l)
     l->rate_limited = NULL;
     l->index = l->index_keys = NULL;
     l->shm = NULL;
+    l->block = NULL;
 }
 
 void fc_metrics_rate_limited(fc_metrics_local_t *l, size_t route, const char *name)
@@ -265,8 +271,9 @@ static uint32_t hash_series(const fc_metrics_series_t *s)
     return h;
 }
 
-/* One pass over the blocks into <snap>; the caller checks fold_seq around it. */
-static int collect(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap)
+/* One pass over the blocks into <snap>, of the series whose family is in <families> (a bit per
+ * family); the caller checks fold_seq around it. */
+static int collect(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap, uint32_t families)
 {
     size_t total = 0;
     for (unsigned b = 0; b < FC_METRICS_BLOCKS; b++)
@@ -289,9 +296,13 @@ static int collect(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap)
         snap->pids[b] = LOAD(blk->pid);
         snap->dropped += LOAD(blk->dropped);
         for (unsigned k = 0; k < FC_MC_REASONS; k++) snap->client_errors[k] += LOAD(blk->client_errors[k]);
+        for (unsigned k = 0; k < FC_MCS_STATES; k++) snap->client_conns[k] += LOAD(blk->client_conns[k]);
+        snap->buffer_bytes += LOAD(blk->buffer_bytes);
+        snap->buffering_skipped += LOAD(blk->buffering_skipped);
         uint32_t ns = atomic_load_explicit(&blk->nseries, memory_order_acquire);
         fc_metrics_series_t *s = fc_metrics_series_at(m, b);
         for (uint32_t i = 0; i < ns && n < total; i++) {
+            if (!(families >> s[i].family & 1)) continue;
             uint32_t h = hash_series(&s[i]) & (uint32_t)(cap - 1);
             fc_metrics_merged_t *d = NULL;
             while (table[h] != 0) {
@@ -343,6 +354,11 @@ static int collect(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap)
 
 int fc_metrics_snapshot(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap)
 {
+    return fc_metrics_snapshot_of(m, snap, UINT32_MAX);
+}
+
+int fc_metrics_snapshot_of(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap, uint32_t families)
+{
     for (int tries = 0; tries < SNAPSHOT_TRIES; tries++) {
         uint32_t before = atomic_load_explicit(&m->fold_seq, memory_order_acquire);
         if (before & 1) {
@@ -350,11 +366,11 @@ int fc_metrics_snapshot(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap)
             nanosleep(&pause, NULL);
             continue;
         }
-        if (collect(m, snap) != 0) return -1;
+        if (collect(m, snap, families) != 0) return -1;
         if (atomic_load_explicit(&m->fold_seq, memory_order_acquire) == before) return 0;
         fc_metrics_snapshot_free(snap);
     }
-    return collect(m, snap); /* a master stuck mid-fold: answer with what is there */
+    return collect(m, snap, families); /* a master stuck mid-fold: answer with what is there */
 }
 
 void fc_metrics_snapshot_free(fc_metrics_snapshot_t *snap)
@@ -387,6 +403,7 @@ const fc_metrics_merged_t *fc_metrics_find(const fc_metrics_snapshot_t *snap, in
 typedef struct out {
     fc_buf_t *b;
     int failed;
+    int openmetrics; /* OpenMetrics: families are named without their samples' suffix */
 } out_t;
 
 #define put(o, ...)                                                                                \
@@ -394,9 +411,22 @@ typedef struct out {
         if (fc_buf_printf((o)->b, __VA_ARGS__) != 0) (o)->failed = 1;                              \
     } while (0)
 
+/* The HELP and TYPE lines of family <name> (the name its samples have, without histogram suffixes).
+ * OpenMetrics names a counter's family without the samples' _total and has an info type, whose
+ * samples end in _info; the text format 0.0.4 names the family as its samples and has no info type
+ * (a gauge of value 1, as before). Sample lines are the same in both formats. */
 static void family(out_t *o, const char *name, const char *type, const char *help)
 {
-    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    size_t n = strlen(name);
+    int info = strcmp(type, "info") == 0;
+    if (o->openmetrics) {
+        const char *suffix = info ? "_info" : strcmp(type, "counter") == 0 ? "_total" : "";
+        size_t sl = strlen(suffix);
+        if (sl > 0 && n > sl && strcmp(name + n - sl, suffix) == 0) n -= sl;
+    } else if (info) {
+        type = "gauge";
+    }
+    put(o, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)n, name, help, (int)n, name, type);
 }
 
 /* A label value with '\\', '"' and newlines escaped (names are restricted by the loader; this is
@@ -493,14 +523,144 @@ static void family_range(const fc_metrics_snapshot_t *snap, int fam, size_t *lo,
     *hi = i;
 }
 
-int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
+/* ---- content negotiation ---- */
+
+static int is_ows(char c) { return c == ' ' || c == '\t'; }
+
+/* <p>..<e> with optional white space and one pair of quotes taken off, compared with <lit>
+ * ignoring case. */
+static int token_is(const char *p, const char *e, const char *lit)
 {
-    fc_metrics_shm_t *m = w->metrics.shm;
+    while (p < e && is_ows(*p)) p++;
+    while (e > p && is_ows(e[-1])) e--;
+    if (e - p >= 2 && *p == '"' && e[-1] == '"') p++, e--;
+    size_t n = strlen(lit);
+    return (size_t)(e - p) == n && strncasecmp(p, lit, n) == 0;
+}
+
+int fc_metrics_wants_openmetrics(const char *a, size_t n)
+{
+    double om = -1, text = -1; /* the best q of each; -1: not acceptable */
+    const char *end = a == NULL ? NULL : a + n;
+    for (const char *p = a; p != NULL && p < end;) {
+        const char *el = memchr(p, ',', (size_t)(end - p));
+        if (el == NULL) el = end;
+        const char *semi = memchr(p, ';', (size_t)(el - p));
+        const char *type_end = semi != NULL ? semi : el;
+        double q = 1;
+        int version_ok = 1;
+        for (const char *par = semi; par != NULL && par < el;) {
+            const char *next = memchr(par + 1, ';', (size_t)(el - par - 1));
+            if (next == NULL) next = el;
+            const char *eq = memchr(par + 1, '=', (size_t)(next - par - 1));
+            if (eq != NULL && token_is(par + 1, eq, "q")) {
+                char num[16];
+                size_t len = (size_t)(next - eq - 1) < sizeof(num) - 1 ? (size_t)(next - eq - 1) : sizeof(num) - 1;
+                memcpy(num, eq + 1, len);
+                num[len] = '\0';
+                q = strtod(num, NULL);
+            } else if (eq != NULL && token_is(par + 1, eq, "version")) {
+                version_ok = token_is(eq + 1, next, "1.0.0");
+            }
+            par = next;
+        }
+        if (token_is(p, type_end, "application/openmetrics-text")) {
+            if (version_ok && q > om) om = q;
+        } else if (token_is(p, type_end, "text/plain") || token_is(p, type_end, "text/*") ||
+                   token_is(p, type_end, "*/*")) {
+            if (q > text) text = q;
+        }
+        p = el + 1;
+    }
+    return om > 0 && om >= text;
+}
+
+/* One server of the worker's configuration as a render sees it: what only the worker's loop may
+ * read (the balancer's view, the loop's clock) is taken before the render leaves the loop. */
+typedef struct render_server {
+    char key[FC_METRICS_KEY]; /* "upstream/address" */
+    fc_shm_server_t *st;      /* its shared state (atomics: read from any thread) */
+    int up;                   /* may be chosen now */
+    double weight;            /* the effective weight now */
+} render_server_t;
+
+/* One render of the exposition, from the loop to the thread pool and back. */
+struct fc_metrics_job {
+    uv_work_t req;                 /* on libuv's thread pool; req.data unused */
+    fc_metrics_shm_t *m;           /* the segment (read with atomics) */
+    fc_shm_t *shm;                 /* the shared state: connections, workers */
+    const fc_config_t *cfg;        /* borrowed from the worker, which outlives the job (its loop runs
+                                      until the job is done) */
+    int openmetrics;               /* OpenMetrics 1.0.0 rather than the text format 0.0.4 */
+    render_server_t *servers;      /* owned: the servers of cfg, in order */
+    unsigned *queue_sizes;         /* owned: requests waiting per upstream of cfg, taken on the loop */
+    size_t nservers;
+    fc_buf_t out;                  /* owned: the text */
+    int failed;                    /* out of memory: out is not to be sent */
+    fc_metrics_done_cb done;       /* called on the loop when the text is ready */
+    void *arg;
+};
+
+/* A job for <w>, with what only the loop may read taken now. NULL when out of memory. */
+static fc_metrics_job_t *job_new(fc_worker_t *w, int openmetrics)
+{
     const fc_config_t *cfg = w->cfg;
+    size_t n = 0;
+    for (size_t u = 0; u < cfg->nupstreams; u++) n += w->upstreams[u].conf->nservers;
+    fc_metrics_job_t *j = calloc(1, sizeof(*j));
+    render_server_t *rs = calloc(n ? n : 1, sizeof(*rs));
+    unsigned *qs = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*qs));
+    if (j == NULL || rs == NULL || qs == NULL || w->metrics.shm == NULL) {
+        free(j);
+        free(rs);
+        free(qs);
+        return NULL;
+    }
+    for (size_t u = 0; u < cfg->nupstreams; u++) qs[u] = fc_queue_size(&w->upstreams[u]);
+    j->queue_sizes = qs;
+    j->m = w->metrics.shm;
+    j->shm = w->shm;
+    j->cfg = cfg;
+    j->openmetrics = openmetrics;
+    j->servers = rs;
+    j->nservers = n;
+    uint64_t now_ms = uv_now(w->loop);
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        fc_upstream_t *up = &w->upstreams[u];
+        fc_upstream_refresh(up);
+        for (size_t k = 0; k < up->conf->nservers; k++, rs++) {
+            fc_server_t *s = &up->servers[k];
+            uint64_t until = LOAD(s->st->failed_until);
+            snprintf(rs->key, sizeof(rs->key), "%s/%s", up->conf->name, s->conf->addr.text);
+            rs->st = s->st;
+            rs->up = !s->conf->down && LOAD(s->st->healthy) && (until == 0 || now_ms >= until);
+            rs->weight = s->conf->down ? 0.0 : (double)up->view[k].weight / FC_WEIGHT_SCALE;
+        }
+    }
+    return j;
+}
+
+static void job_free(fc_metrics_job_t *j)
+{
+    fc_buf_free(&j->out);
+    free(j->servers);
+    free(j->queue_sizes);
+    free(j);
+}
+
+/* Sums the blocks and formats everything into j->out: reads only the segment, the shared state and
+ * the job, so it may run on any thread. */
+static void job_format(fc_metrics_job_t *j)
+{
+    fc_metrics_shm_t *m = j->m;
+    const fc_config_t *cfg = j->cfg;
     const fc_metrics_conf_t *mc = &cfg->metrics;
     fc_metrics_snapshot_t snap;
-    if (m == NULL || fc_metrics_snapshot(m, &snap) != 0) return -1;
-    out_t o = {buf, 0};
+    if (fc_metrics_snapshot(m, &snap) != 0) {
+        j->failed = 1;
+        return;
+    }
+    out_t o = {&j->out, 0, j->openmetrics};
     char labels[512], e1[2 * FC_METRICS_KEY], e2[2 * FC_METRICS_KEY];
     size_t lo, hi;
 
@@ -515,13 +675,27 @@ int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
     }
 
     unsigned conns = 0;
-    for (unsigned p = 0; p < FC_SHM_PROCS; p++) conns += LOAD(w->shm->conns[p]);
+    for (unsigned p = 0; p < FC_SHM_PROCS; p++) conns += LOAD(j->shm->conns[p]);
     family(&o, "http_active_connections", "gauge", "Open client connections, all workers together.");
     put(&o, "http_active_connections %u\n", conns);
 
+    static const char *const conn_states[FC_MCS_STATES] = {"reading", "writing", "idle", "tls_handshake", "tunnel"};
+    family(&o, "fulcrum_client_connections", "gauge",
+           "Open client connections by state: reading a request head, writing (a request in progress), idle "
+           "(keep-alive), tls_handshake, tunnel (after a 101).");
+    for (unsigned k = 0; k < FC_MCS_STATES; k++)
+        put(&o, "fulcrum_client_connections{state=\"%s\"} %llu\n", conn_states[k], (unsigned long long)snap.client_conns[k]);
+
     family(&o, "queue_size", "gauge", "Requests waiting for a server of the upstream named by queue.");
     for (size_t u = 0; u < cfg->nupstreams; u++)
-        put(&o, "queue_size{queue=\"%s\"} %u\n", esc(cfg->upstreams[u].name, e1, sizeof(e1)), fc_queue_size(&w->upstreams[u]));
+        put(&o, "queue_size{queue=\"%s\"} %u\n", esc(cfg->upstreams[u].name, e1, sizeof(e1)), j->queue_sizes[u]);
+
+    family(&o, "fulcrum_buffer_memory_bytes", "gauge",
+           "Memory of response and request buffers (routes[].buffering, compressed read-ahead), all workers.");
+    put(&o, "fulcrum_buffer_memory_bytes %llu\n", (unsigned long long)snap.buffer_bytes);
+    family(&o, "fulcrum_buffering_skipped_total", "counter",
+           "Exchanges that streamed instead of buffering because limits.buffer_memory was reached.");
+    put(&o, "fulcrum_buffering_skipped_total %llu\n", (unsigned long long)snap.buffering_skipped);
 
     family_range(&snap, FC_MF_SERVER, &lo, &hi);
     family(&o, "fulcrum_upstream_request_duration_seconds", "histogram",
@@ -563,20 +737,14 @@ int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
             (unsigned long long)snap.s[i].v[FC_MV_RETRIES]);
 
     /* Gauges of the servers of this configuration. */
-    uint64_t now_ms = uv_now(w->loop);
     family(&o, "fulcrum_upstream_connections", "gauge", "Connections to a server: carrying a request, or idle in the pool.");
-    for (size_t u = 0; u < cfg->nupstreams; u++) {
-        fc_upstream_t *up = &w->upstreams[u];
-        for (size_t k = 0; k < up->conf->nservers; k++) {
-            fc_server_t *s = &up->servers[k];
-            char key[FC_METRICS_KEY];
-            snprintf(key, sizeof(key), "%s/%s", up->conf->name, s->conf->addr.text);
-            const fc_metrics_merged_t *ms = fc_metrics_find(&snap, FC_MF_SERVER, key);
-            server_labels(key, labels, sizeof(labels));
-            put(&o, "fulcrum_upstream_connections{%s,state=\"active\"} %u\n", labels, LOAD(s->st->active));
-            put(&o, "fulcrum_upstream_connections{%s,state=\"idle\"} %llu\n", labels,
-                (unsigned long long)(ms ? ms->v[FC_MV_IDLE] : 0));
-        }
+    for (size_t i = 0; i < j->nservers; i++) {
+        const render_server_t *rs = &j->servers[i];
+        const fc_metrics_merged_t *ms = fc_metrics_find(&snap, FC_MF_SERVER, rs->key);
+        server_labels(rs->key, labels, sizeof(labels));
+        put(&o, "fulcrum_upstream_connections{%s,state=\"active\"} %u\n", labels, LOAD(rs->st->active));
+        put(&o, "fulcrum_upstream_connections{%s,state=\"idle\"} %llu\n", labels,
+            (unsigned long long)(ms ? ms->v[FC_MV_IDLE] : 0));
     }
     static const struct {
         const char *name, *type, *help;
@@ -588,38 +756,26 @@ int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
         {"fulcrum_server_last_transition_timestamp_seconds", "gauge", "When the server's state last changed (0: never)."},
         {"fulcrum_health_checks_total", "counter", "Active health checks of a server, by result."},
     };
-    for (size_t u = 0; u < cfg->nupstreams; u++) fc_upstream_refresh(&w->upstreams[u]);
     for (size_t f = 0; f < FC_ARRAY_LEN(per_server); f++) {
         family(&o, per_server[f].name, per_server[f].type, per_server[f].help);
-        for (size_t u = 0; u < cfg->nupstreams; u++) {
-            fc_upstream_t *up = &w->upstreams[u];
-            for (size_t k = 0; k < up->conf->nservers; k++) {
-                fc_server_t *s = &up->servers[k];
-                fc_shm_server_t *st = s->st;
-                char key[FC_METRICS_KEY];
-                snprintf(key, sizeof(key), "%s/%s", up->conf->name, s->conf->addr.text);
-                server_labels(key, labels, sizeof(labels));
-                const char *n = per_server[f].name;
-                uint64_t until = LOAD(st->failed_until);
-                switch (f) {
-                case 0: put(&o, "%s{%s} %u\n", n, labels, LOAD(st->active)); break;
-                case 1:
-                    put(&o, "%s{%s} %d\n", n, labels,
-                        !s->conf->down && LOAD(st->healthy) && (until == 0 || now_ms >= until));
-                    break;
-                case 2:
-                    put(&o, "%s{%s} %g\n", n, labels, s->conf->down ? 0.0 : (double)up->view[k].weight / FC_WEIGHT_SCALE);
-                    break;
-                case 3:
-                    put(&o, "%s{%s,to=\"up\"} %llu\n%s{%s,to=\"down\"} %llu\n", n, labels, LOAD(st->to_up), n, labels,
-                        LOAD(st->to_down));
-                    break;
-                case 4: put(&o, "%s{%s} %llu\n", n, labels, LOAD(st->last_transition)); break;
-                default:
-                    put(&o, "%s{%s,result=\"success\"} %llu\n%s{%s,result=\"failure\"} %llu\n", n, labels,
-                        LOAD(st->checks_ok), n, labels, LOAD(st->checks_failed));
-                    break;
-                }
+        for (size_t i = 0; i < j->nservers; i++) {
+            const render_server_t *rs = &j->servers[i];
+            fc_shm_server_t *st = rs->st;
+            server_labels(rs->key, labels, sizeof(labels));
+            const char *n = per_server[f].name;
+            switch (f) {
+            case 0: put(&o, "%s{%s} %u\n", n, labels, LOAD(st->active)); break;
+            case 1: put(&o, "%s{%s} %d\n", n, labels, rs->up); break;
+            case 2: put(&o, "%s{%s} %g\n", n, labels, rs->weight); break;
+            case 3:
+                put(&o, "%s{%s,to=\"up\"} %llu\n%s{%s,to=\"down\"} %llu\n", n, labels, LOAD(st->to_up), n, labels,
+                    LOAD(st->to_down));
+                break;
+            case 4: put(&o, "%s{%s} %llu\n", n, labels, LOAD(st->last_transition)); break;
+            default:
+                put(&o, "%s{%s,result=\"success\"} %llu\n%s{%s,result=\"failure\"} %llu\n", n, labels,
+                    LOAD(st->checks_ok), n, labels, LOAD(st->checks_failed));
+                break;
             }
         }
     }
@@ -648,9 +804,9 @@ int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
         put(&o, "fulcrum_rate_limited_requests_total{route=\"%s\"} %llu\n", esc(snap.s[i].key, e1, sizeof(e1)),
             (unsigned long long)snap.s[i].v[0]);
     for (size_t r = 0; r < cfg->nroutes; r++) { /* present, at 0, for the routes nothing was rejected on */
-        size_t j = 0;
-        while (j < r && strcmp(cfg->routes[j].name, cfg->routes[r].name) != 0) j++;
-        if (j == r && fc_metrics_find(&snap, FC_MF_RATELIMIT, cfg->routes[r].name) == NULL)
+        size_t prev = 0;
+        while (prev < r && strcmp(cfg->routes[prev].name, cfg->routes[r].name) != 0) prev++;
+        if (prev == r && fc_metrics_find(&snap, FC_MF_RATELIMIT, cfg->routes[r].name) == NULL)
             put(&o, "fulcrum_rate_limited_requests_total{route=\"%s\"} 0\n", esc(cfg->routes[r].name, e1, sizeof(e1)));
     }
 
@@ -662,12 +818,12 @@ int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
     family(&o, "fulcrum_config_last_reload_success_timestamp_seconds", "gauge", "When a configuration was last loaded.");
     put(&o, "fulcrum_config_last_reload_success_timestamp_seconds %llu\n", (unsigned long long)LOAD(m->last_reload_ok_time));
     family(&o, "fulcrum_workers", "gauge", "Worker processes of the serving generation.");
-    put(&o, "fulcrum_workers %u\n", LOAD(w->shm->nworkers));
+    put(&o, "fulcrum_workers %u\n", LOAD(j->shm->nworkers));
     family(&o, "fulcrum_worker_restarts_total", "counter", "Workers of the serving generation that died and were replaced.");
     put(&o, "fulcrum_worker_restarts_total %llu\n", (unsigned long long)LOAD(m->worker_restarts));
     family(&o, "fulcrum_metrics_series_dropped_total", "counter", "Series not kept because metrics.max_series was reached.");
     put(&o, "fulcrum_metrics_series_dropped_total %llu\n", (unsigned long long)snap.dropped);
-    family(&o, "fulcrum_build_info", "gauge", "The version of fulcrum and of the libraries it runs on.");
+    family(&o, "fulcrum_build_info", "info", "The version of fulcrum and of the libraries it runs on.");
     put(&o, "fulcrum_build_info{version=\"%s\",libuv=\"%s\",openssl=\"%s\"} 1\n", FC_VERSION, uv_version_string(),
         esc(OPENSSL_VERSION_TEXT, e2, sizeof(e2)));
 
@@ -687,6 +843,33 @@ int fc_metrics_render(fc_worker_t *w, fc_buf_t *buf)
     put(&o, "process_max_fds %.0f\n", maxfds);
     family(&o, "process_start_time_seconds", "gauge", "When the master started (a reload keeps it).");
     put(&o, "process_start_time_seconds %llu\n", (unsigned long long)m->start_time);
+    if (j->openmetrics) put(&o, "# EOF\n");
     fc_metrics_snapshot_free(&snap);
-    return o.failed ? -1 : 0;
+    j->failed = o.failed;
+}
+
+static const char *content_type(const fc_metrics_job_t *j)
+{
+    return j->openmetrics ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                          : "text/plain; version=0.0.4; charset=utf-8";
+}
+
+static void on_job_work(uv_work_t *req) { job_format(fc_container_of(req, fc_metrics_job_t, req)); }
+
+static void on_job_done(uv_work_t *req, int status)
+{
+    fc_metrics_job_t *j = fc_container_of(req, fc_metrics_job_t, req);
+    j->done(j->arg, status == 0 && !j->failed ? &j->out : NULL, content_type(j));
+    job_free(j);
+}
+
+int fc_metrics_render_start(fc_worker_t *w, int openmetrics, fc_metrics_done_cb done, void *arg)
+{
+    fc_metrics_job_t *j = job_new(w, openmetrics);
+    if (j == NULL) return UV_ENOMEM;
+    j->done = done;
+    j->arg = arg;
+    int r = uv_queue_work(w->loop, &j->req, on_job_work, on_job_done);
+    if (r != 0) job_free(j);
+    return r;
 }

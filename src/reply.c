@@ -64,7 +64,7 @@ int fc_reply_build(fc_buf_t *out, int status, const char *ctype, const char *bod
     out->len = 0;
     if (n < 0 || (size_t)n >= sizeof(buf) || fc_buf_append(out, line, (size_t)ln) != 0 ||
         fc_buf_append(out, extra, strlen(extra)) != 0 || fc_buf_append(out, buf, (size_t)n) != 0 ||
-        (!head_only && fc_buf_append(out, body, blen) != 0))
+        (!head_only && body != NULL && fc_buf_append(out, body, blen) != 0))
         return -1;
     return 0;
 }

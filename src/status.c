@@ -42,7 +42,7 @@ static const char *clean(const char *s, char *buf, size_t n)
 
 /* What the page says of one server. */
 typedef struct server_state {
-    const char *state;         /* UP, DOWN, BACKUP, SLOW START */
+    const char *state;         /* UP, DOWN, DRAINING, BACKUP, SLOW START */
     double effective_weight;
     unsigned in_flight;
     unsigned long long requests, errors, last_transition, last_check_ms;
@@ -56,7 +56,10 @@ static void describe(fc_worker_t *w, fc_upstream_t *u, size_t k, const fc_metric
     fc_shm_server_t *st = s->st;
     uint64_t now = uv_now(w->loop), until = LOAD(st->failed_until), since = LOAD(st->up_since);
     int up = !s->conf->down && LOAD(st->healthy) && (until == 0 || now >= until);
-    ss->state = !up                                                                ? "DOWN"
+    /* Taken out in the configuration (down: true) with requests or tunnels still on it: they finish,
+     * no new one comes. */
+    ss->state = s->conf->down && LOAD(st->active) > 0                              ? "DRAINING"
+                : !up                                                              ? "DOWN"
                 : s->conf->slow_start > 0 && since != 0 && now - since < s->conf->slow_start ? "SLOW START"
                 : s->conf->backup                                                  ? "BACKUP"
                                                                                    : "UP";
@@ -81,7 +84,7 @@ static int render(fc_worker_t *w, out_t *o, int html)
     fc_metrics_shm_t *m = w->metrics.shm;
     if (m == NULL) return -1;
     fc_metrics_snapshot_t snap;
-    if (fc_metrics_snapshot(m, &snap) != 0) return -1;
+    if (fc_metrics_snapshot_of(m, &snap, 1u << FC_MF_SERVER) != 0) return -1;
     const fc_config_t *cfg = w->cfg;
     char n1[160], n2[160];
     unsigned long long now = (unsigned long long)time(NULL);

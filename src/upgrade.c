@@ -50,7 +50,7 @@ void fc_upgrade_begin(fc_upgrade_t *g, fc_conn_t *c, fc_upconn_t *up)
     g->refs = 2;
     c->upgrade = g;
     up->upgrade = g;
-    c->state = FC_CONN_TUNNEL;
+    fc_conn_set_state(c, FC_CONN_TUNNEL);
     up->state = FC_UP_TUNNEL;
     fc_timeout_clear(&up->timeout);
     renew(g);

@@ -186,6 +186,9 @@ static void close_if_open(uv_handle_t *h)
 static void on_metrics_timer(uv_timer_t *t)
 {
     fc_worker_t *w = fc_container_of(t, fc_worker_t, metrics_timer);
+    if (w->metrics.block != NULL)
+        atomic_store_explicit(&w->metrics.block->buffer_bytes, (uint64_t)(w->bodyq.out + w->req_buffers),
+                              memory_order_relaxed);
     for (size_t i = 0; i < w->cfg->nupstreams; i++) {
         fc_upstream_t *u = &w->upstreams[i];
         for (size_t k = 0; k < u->conf->nservers; k++)

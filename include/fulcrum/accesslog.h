@@ -30,6 +30,7 @@ typedef struct fc_accesslog_record {
     uint64_t now;            /* the one clock read at the end (uv_hrtime ns); 0 when timing is off */
     uint64_t request_ns;     /* the request head's first byte to now */
     uint64_t upstream_ns;    /* the request handed to the server to the response read whole (or now) */
+    uint64_t upstream_header_ns; /* the request handed to the server to its final response head, 0 = none came */
     uint64_t connect_ns;     /* the last fresh connection's connect, 0 when pooled or none */
     uint64_t queue_ms;       /* time waited in the upstream's queue at max_conns (ms), 0 = none */
 } fc_accesslog_record_t;

@@ -45,6 +45,7 @@ typedef struct fc_conn {
     uint8_t unread;          /* the last request was not read whole: closing needs a lingering close */
     uint8_t handshaking;     /* a TLS connection whose handshake has not completed yet */
     uint8_t peer_counted;    /* counted in the shared per-client connection counts (peer_key) */
+    uint8_t counted_as;      /* the enum fc_metrics_conn_state it is counted under (FC_MCS_NONE: none) */
     uint64_t peer_key;       /* a hash of the client's address, when peer_counted */
     uint8_t relayed;         /* adopted through an older generation's TLS relay: answered with
                                 Connection: close, so the client comes back to this generation */
@@ -72,12 +73,19 @@ fc_conn_t *fc_conn_adopt_tunnel(fc_worker_t *w, int fd, const char *ip);
 int fc_conn_relay(fc_conn_t *c, int *peer_fd);
 void fc_conn_relay_start(fc_conn_t *c);
 void fc_conn_relay_cancel(fc_conn_t *c);
+/* Moves <c> to state <s> (enum fc_conn_state), counting it under its new state for
+ * fulcrum_client_connections. Every change of c->state goes through here but one: conn.c's
+ * parser loop enters FC_CONN_HEAD directly and counts it only if the head stays incomplete. */
+void fc_conn_set_state(fc_conn_t *c, unsigned s);
 /* Closes <c> (idempotent). Its exchange, if any, must be detached first. */
 void fc_conn_close(fc_conn_t *c);
 /* Sets TCP_NODELAY on <c> once. Called before a write that another may follow on the same
  * connection; a lone final answer on a closing connection does without (one syscall less per
  * short-lived connection; nginx likewise sets it only on keep-alive connections). */
 void fc_conn_nodelay(fc_conn_t *c);
+/* Caps <c>'s socket send buffer (fc_io_sndbuf), so a large local answer is written a piece per
+ * loop turn. */
+void fc_conn_sndbuf(fc_conn_t *c, int bytes);
 /* Called by the exchange when it has finished with <c>: keep-alive or close. */
 void fc_conn_exchange_done(fc_conn_t *c, int keepalive);
 /* Called by the exchange after a final error response: shut down writing, linger, close. */

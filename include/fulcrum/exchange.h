@@ -59,6 +59,7 @@ typedef struct fc_exchange {
     uint64_t t_conn_start;        /* uv_hrtime() when the last fresh connect began (or 1) */
     uint64_t connect_ns;          /* how long the last successful fresh connect took; 0 = pooled */
     uint64_t t_up_start;          /* uv_hrtime() when the request was handed to a server (or 1) */
+    uint64_t t_up_head;           /* uv_hrtime() when the final response head was parsed (or 1), 0 = none yet */
     uint64_t t_up_end;            /* uv_hrtime() when the response completed (or 1) */
     uint64_t t_first_try;         /* uv_now() (ms) of the first attempt, for retry.timeout */
     fc_slice_t hash_key;          /* the hash policy's key, built in key_buf; {NULL, 0} = none */
@@ -145,6 +146,8 @@ typedef struct fc_exchange {
     struct fc_codec *codec;       /* owned: the response's compressor, or NULL */
     fc_bodyq_t q;                 /* owned blocks (from the worker's pool): the queued response body */
     fc_timeout_t flush_timer;     /* a compressed stream's input not flushed yet: flush after 50 ms */
+    fc_buf_t local_body;          /* owned: the body of a large local answer (the metrics exposition),
+                                     written after resp_out from where it was made, freed once written */
     struct fc_exchange *next_free; /* freelist link */
 } fc_exchange_t;
 

@@ -128,6 +128,9 @@ static inline void fc_io_release_buf(fc_io_t *io)
     io->rbuf.len = io->rbuf.cap = 0;
 }
 void fc__io_set_nodelay(fc_io_t *io);
+/* Caps the kernel's send buffer of <io>'s socket at <bytes> (SO_SNDBUF; no more autotuning): a large
+ * answer then leaves in pieces of at most that much per loop turn. Returns 0 or a negative errno. */
+int fc_io_sndbuf(fc_io_t *io, int bytes);
 /* For transports: the socket handle is closed; hands the read lease back, calls on_closed. */
 void fc__io_closed(fc_io_t *io);
 /* Sets TCP_NODELAY once. */

@@ -4,8 +4,8 @@
  * master reaps a worker it folds that worker's block into the retired block, so no counter goes
  * down across a reload or a crash. Series are keyed by names (route name, "upstream/server",
  * upstream name, listener address), never by positions, so a reload keeps the series that stay.
- * This module also renders the Prometheus text exposition (0.0.4) and the merged view the status
- * page reads (status.c). */
+ * This module also renders the exposition (Prometheus text 0.0.4 or OpenMetrics 1.0.0) and the
+ * merged view the status page reads (status.c). */
 #ifndef FULCRUM_METRICS_H
 #define FULCRUM_METRICS_H
 
@@ -54,6 +54,19 @@ enum fc_metrics_client_reason {
     FC_MC_CLOSED, FC_MC_REASONS
 };
 
+/* What a client connection is doing, for fulcrum_client_connections{state} (a gauge: each worker
+ * keeps the counts of its own connections in its block, a scrape sums them). */
+enum fc_metrics_conn_state {
+    FC_MCS_READING = 0, /* reading a request head */
+    FC_MCS_WRITING,     /* an exchange in progress (its body read, the server asked, the answer
+                           written), or its answer out and the connection lingering to close */
+    FC_MCS_IDLE,        /* keep-alive, between requests (a new connection before its first byte too) */
+    FC_MCS_HANDSHAKE,   /* a TLS handshake in progress */
+    FC_MCS_TUNNEL,      /* a side of a tunnel after a 101, or a TLS connection relayed to a newer generation */
+    FC_MCS_STATES,
+    FC_MCS_NONE = 0xff, /* not counted (closing) */
+};
+
 typedef struct fc_metrics_series {
     uint8_t family;           /* enum fc_metrics_family; 0 = unused */
     uint8_t method;           /* route: index in the method names (FC_METRICS_METHODS - 1 = OTHER) */
@@ -69,6 +82,11 @@ typedef struct fc_metrics_block {
     _Atomic int32_t pid;       /* the worker's pid (process metrics), 0 = none */
     _Atomic uint64_t dropped;  /* series not made because max_series was reached */
     _Atomic uint64_t client_errors[FC_MC_REASONS];
+    _Atomic uint32_t client_conns[FC_MCS_STATES]; /* a gauge: the owner's client connections by state
+                                                     (not folded: a gone process has none) */
+    _Atomic uint64_t buffer_bytes;      /* a gauge: response and request buffer memory of the owner now,
+                                           published every second (not folded) */
+    _Atomic uint64_t buffering_skipped; /* exchanges that streamed because limits.buffer_memory was reached */
 } __attribute__((aligned(64))) fc_metrics_block_t;
 
 /* The segment: written per request only in the blocks; the rest by the master. */
@@ -174,6 +192,25 @@ static inline void fc_metrics_observe(fc_metrics_series_t *s, const fc_metrics_c
     fc_metrics_add(s, FC_MV_SUM, ns);
 }
 
+/* A client connection of this worker went from state <from> to <to> (enum fc_metrics_conn_state). */
+static inline void fc_metrics_conn_move(fc_metrics_local_t *l, unsigned from, unsigned to)
+{
+    if (l->block == NULL || from == to) return;
+    _Atomic uint32_t *v = l->block->client_conns;
+    if (from != FC_MCS_NONE)
+        atomic_store_explicit(&v[from], atomic_load_explicit(&v[from], memory_order_relaxed) - 1, memory_order_relaxed);
+    if (to != FC_MCS_NONE)
+        atomic_store_explicit(&v[to], atomic_load_explicit(&v[to], memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+/* An exchange of this worker streamed instead of buffering (limits.buffer_memory reached). */
+static inline void fc_metrics_buffering_skipped(fc_metrics_local_t *l)
+{
+    if (l->block == NULL) return;
+    _Atomic uint64_t *v = &l->block->buffering_skipped;
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
 static inline void fc_metrics_client_error(fc_metrics_local_t *l, unsigned reason)
 {
     _Atomic uint64_t *v = &l->block->client_errors[reason];
@@ -204,19 +241,38 @@ typedef struct fc_metrics_snapshot {
     size_t n;
     uint64_t dropped;                /* summed over the blocks */
     uint64_t client_errors[FC_MC_REASONS];
+    uint64_t client_conns[FC_MCS_STATES];
+    uint64_t buffer_bytes, buffering_skipped;
     int32_t pids[FC_METRICS_BLOCKS]; /* worker pids of the live blocks, 0 = none */
 } fc_metrics_snapshot_t;
 
 /* Sums the blocks of <m> into <snap> (consistent with the folds: retried while one runs). Returns
  * 0 or -1 (out of memory). */
 int fc_metrics_snapshot(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap);
+/* The same with only the series of the families in <families> (bit 1 << FC_MF_x each): the status
+ * page reads the servers' series only, and skips the cost of the route series. */
+int fc_metrics_snapshot_of(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap, uint32_t families);
 void fc_metrics_snapshot_free(fc_metrics_snapshot_t *snap);
 /* The merged series of <family> and <key> (method and status 0 for the others), or NULL. */
 const fc_metrics_merged_t *fc_metrics_find(const fc_metrics_snapshot_t *snap, int family, const char *key);
 
 struct fc_worker;
-/* Renders the Prometheus text exposition (format 0.0.4) of everything, as seen by worker <w>, into
- * <out>. Returns 0 or -1 (out of memory). */
-int fc_metrics_render(struct fc_worker *w, fc_buf_t *out);
+/* Called on the worker's loop with the rendered <text> (NULL when out of memory) and its
+ * <content_type>, valid until this returns; the callee may take the memory of <text> (and leave
+ * *<text> empty), which saves copying megabytes. */
+typedef void (*fc_metrics_done_cb)(void *arg, fc_buf_t *text, const char *content_type);
+typedef struct fc_metrics_job fc_metrics_job_t;
+/* Renders the exposition of everything, as seen by worker <w>: the Prometheus text format 0.0.4,
+ * or OpenMetrics 1.0.0 when <openmetrics>. Off the event loop, so that a scrape of many series
+ * never stalls the worker's other connections: what only the loop may read (the balancer's view
+ * of each server) is copied now; summing the blocks and formatting run on libuv's thread pool,
+ * which reads only the shared segment, the configuration and the copy. Returns 0, and <done>(<arg>, ...) is called exactly
+ * once, later, on the loop; or a negative libuv code, and <done> is never called. */
+int fc_metrics_render_start(struct fc_worker *w, int openmetrics, fc_metrics_done_cb done, void *arg);
+
+/* 1 when the Accept field value <accept> (<n> bytes; NULL: none) prefers OpenMetrics 1.0.0 to the
+ * text format: application/openmetrics-text with version 1.0.0 or none, q above 0, and at least
+ * the q of text/plain. */
+int fc_metrics_wants_openmetrics(const char *accept, size_t n);
 
 #endif

@@ -23,7 +23,7 @@ int fc_reply_status_cause(int status);
 /* Replaces <out> with the whole answer: status line, the header lines <extra> ("Name: value\r\n"
  * each, or ""), Content-Type <ctype>, Content-Length, Date <date>, Connection (keep-alive or
  * close), o's HSTS line, then the <blen>-byte <body> (left out when <head_only>: a HEAD gets the
- * same head). Returns 0, or -1 when out of memory. */
+ * same head; <body> NULL: the caller writes the <blen> bytes itself). Returns 0, or -1 when out of memory. */
 int fc_reply_build(fc_buf_t *out, int status, const char *ctype, const char *body, size_t blen, const char *extra,
                    int keepalive, int head_only, const char *date, const fc_head_opts_t *o);
 

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -111,6 +112,181 @@ def test_exposition_passes_promtool(h):
     assert request_count(scrape(mport).body.decode()) == 4
 
 
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",), "info": ("_info",),
+            "histogram": ("_bucket", "_sum", "_count", "_created")}
+
+
+def check_openmetrics(text):
+    """The OpenMetrics rules promtool's parser does not check: every sample belongs to the family declared
+    last (no interleaving), named as its type says (a counter family without _total, its samples with it);
+    HELP before TYPE, each family once; the text ends with '# EOF'. Returns {family: type}."""
+    assert text.endswith("\n# EOF\n"), text[-200:]
+    types, current = {}, None
+    for line in text.splitlines()[:-1]:
+        if line.startswith("# HELP "):
+            name = line.split(" ", 3)[2]
+            assert name not in types, "family %s declared twice" % name
+            current = name
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name == current, "TYPE of %s without its HELP first" % name
+            assert kind in SUFFIXES, line
+            types[name] = kind
+        else:
+            assert not line.startswith("#"), line
+            sample = line.split("{")[0].split(" ")[0]
+            assert current in types, line
+            assert any(sample == current + sfx for sfx in SUFFIXES[types[current]]), \
+                "sample %s in family %s (%s)" % (sample, current, types[current])
+    return types
+
+
+def curl_scrape(mport, accept):
+    r = subprocess.run([need("curl"), "-s", "-S", "-D", "-", "-H", "Accept: " + accept,
+                        "http://127.0.0.1:%d/metrics" % mport], capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    head, body = r.stdout.split(b"\r\n\r\n", 1)
+    ctype = [ln.split(b":", 1)[1].strip().decode() for ln in head.split(b"\r\n")
+             if ln.lower().startswith(b"content-type:")]
+    return ctype[0], body.decode()
+
+
+def test_openmetrics_when_the_scraper_asks_for_it(h):
+    promtool = need("promtool")
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    h.fulcrum(config(port, mport, [b]), port)
+    wait_port(mport)
+    for target in ("/api/x", "/"):
+        with Client(port) as c:
+            assert c.exchange("GET", target).status == 200
+    ctype, om = curl_scrape(mport, PROMETHEUS_ACCEPT)
+    assert ctype == "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    types = check_openmetrics(om)
+    assert types["fulcrum_config_reloads"] == "counter" and "fulcrum_config_reloads_total" not in types
+    assert types["process_cpu_seconds"] == "counter"
+    assert types["fulcrum_build"] == "info"
+    assert types["http_request_duration_seconds"] == "histogram"
+    assert types["fulcrum_client_connections"] == "gauge"
+    # OpenMetrics' own parser (promtool's backfill, which wants a timestamp on every sample): the
+    # grammar, the types, the escaping and the # EOF.
+    stamped = "".join(line + ("" if line.startswith("#") else " 1700000000") + "\n" for line in om.splitlines())
+    path = os.path.join(h.tmp, "scrape.om")
+    with open(path, "w") as out:
+        out.write(stamped)
+    p = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", path, os.path.join(h.tmp, "om-tsdb")],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, "promtool's OpenMetrics parser refused %s:\n%s%s" % (path, p.stdout.decode(),
+                                                                                   p.stderr.decode())
+    # The sample lines are those of the text format (the same series, whichever format a scraper
+    # takes); only families are named differently.
+    ctype, text = curl_scrape(mport, "text/plain")
+    assert ctype == "text/plain; version=0.0.4; charset=utf-8"
+    assert "# EOF" not in text and "# TYPE fulcrum_config_reloads_total counter" in text
+    assert "# TYPE fulcrum_build_info gauge" in text
+    volatile = ("process_", "fulcrum_client_connections", "http_active_connections", "fulcrum_upstream_connections")
+    stable = lambda t: {k for k in samples(t) if not k.startswith(volatile)}
+    assert stable(om.replace("# EOF\n", "")) == stable(text)
+    # A scraper that prefers the text format gets it.
+    ctype, _ = curl_scrape(mport, "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5")
+    assert ctype == "text/plain; version=0.0.4; charset=utf-8"
+
+
+def test_large_exposition_is_written_in_pieces_while_the_worker_serves_others(h):
+    """One worker, 1,600 request series (over 1 MB of exposition): a scraper that does not read yet
+    holds the answer in the worker while other requests on the same worker are answered; the answer
+    then arrives whole and right; a scraper that leaves in the middle costs nothing."""
+    promtool = need("promtool")
+    b = h.backend()
+    port, mport = free_port(), free_port()
+    routes = "".join("  - { path: /r%d/, upstream: app, name: r%d }\n" % (i, i) for i in range(200))
+    text = ("workers: 1\nerror_log: stderr\naccess_log: off\nmetrics: { max_series: 5000 }\n"
+            "listeners:\n  - address: 127.0.0.1:%d\n  - address: 127.0.0.1:%d\n"
+            "    metrics: {}\n    health: { path: /healthz }\n"
+            "upstreams:\n  app:\n    servers:\n      - address: %s\nroutes:\n%s" % (port, mport, b.address, routes))
+    h.fulcrum(text, port)
+    wait_port(mport)
+    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "PURGE", "LINK", "UNLINK"]
+    c = Client(port)
+    for i in range(200):
+        for m in methods:
+            r = c.exchange(m, "/r%d/x" % i, body=b"x" if m in ("POST", "PUT", "PATCH") else None)
+            assert r.status == 200, (m, r)
+    c.close()
+    slow = socket.create_connection(("127.0.0.1", mport))
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    leaver = socket.create_connection(("127.0.0.1", mport))
+    leaver.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    leaver.close()
+    with Client(mport) as other:
+        for _ in range(20):
+            t = time.monotonic()
+            assert other.exchange("GET", "/healthz").status == 200
+            assert time.monotonic() - t < 2
+    data = b""
+    slow.settimeout(10)
+    while b"\r\n\r\n" not in data:
+        data += slow.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    assert length > 1000000
+    while len(body) < length:
+        d = slow.recv(1 << 20)
+        assert d, "the answer stopped at %d of %d bytes" % (len(body), length)
+        body += d
+    assert len(body) == length
+    # Nothing after the answer: the same connection answers its next request cleanly.
+    slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    rest = b""
+    while not rest.endswith(b"ok\n") and len(rest) < 4096:
+        d = slow.recv(65536)
+        assert d
+        rest += d
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:200]
+    slow.close()
+    exposition = body.decode()
+    assert request_count(exposition) == 2000
+    assert len([k for k in samples(exposition) if k.startswith("http_request_duration_seconds_count{")]) == 200 * 8  # 3 methods are OTHER
+    p = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stdout.decode()[-2000:] + p.stderr.decode()[-2000:]
+
+
+def test_upstream_duration_ends_at_the_response_head(h):
+    """fulcrum_upstream_request_duration_seconds is the request written to the response head (the
+    issue's definition); the request histogram runs to the last byte; the access log has both."""
+    def head_then_slow_body(s):
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        time.sleep(0.7)
+        s.sendall(b"cd")
+    srv = RawServer(head_then_slow_body)
+    srv.start()
+    try:
+        port, mport = free_port(), free_port()
+        text = config(port, mport, [type("B", (), {"address": "127.0.0.1:%d" % srv.port})()], workers=1)
+        text = text.replace("access_log: off", "access_log: stdout")
+        f = h.fulcrum(text, port)
+        wait_port(mport)
+        with Client(port) as c:
+            r = c.exchange("GET", "/api/slow-body")
+            assert r.status == 200 and r.body == b"abcd"
+        s = samples(scrape(mport).body.decode())
+        srv_labels = 'upstream="app",server="127.0.0.1:%d"' % srv.port
+        assert s['fulcrum_upstream_request_duration_seconds_count{%s}' % srv_labels] == 1
+        assert s['fulcrum_upstream_request_duration_seconds_bucket{%s,le="0.5"}' % srv_labels] == 1
+        assert s['fulcrum_upstream_request_duration_seconds_sum{%s}' % srv_labels] < 0.5
+        route = 'method="GET",route="api",status="200"'
+        assert s['http_request_duration_seconds_bucket{%s,le="0.5"}' % route] == 0
+        assert s['http_request_duration_seconds_sum{%s}' % route] >= 0.7
+        line = [e for e in f.access_log(1) if e.get("route") == "api"][0]
+        assert line["upstream_ms"] >= 700 and line["upstream_header_ms"] < 500, line
+    finally:
+        srv.close()
+
+
 def test_totals_are_exact_over_workers_and_survive_a_killed_worker(h):
     b = h.backend()
     port, mport = free_port(), free_port()
@@ -145,6 +321,114 @@ def test_totals_are_exact_over_workers_and_survive_a_killed_worker(h):
         with Client(port) as c:
             assert c.exchange("GET", "/api/n").status == 200
     assert request_count(scrape(mport).body.decode(), "api") == sent + 10
+
+
+class RawServer(threading.Thread):
+    """A server that reads each request head and hands the socket to respond(sock), then holds the
+    connection until close(): the other end of a tunnel, or a server that takes its time."""
+
+    def __init__(self, respond):
+        super().__init__(daemon=True)
+        self.respond = respond
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.ls.settimeout(0.2)
+        self.port = self.ls.getsockname()[1]
+        self.held = []
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            try:
+                s, _ = self.ls.accept()
+            except OSError:
+                continue
+            s.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = s.recv(4096)
+                if not d:
+                    break
+                data += d
+            self.held.append(s)
+            threading.Thread(target=self.respond, args=(s,), daemon=True).start()
+
+    def close(self):
+        self.stop_flag.set()
+        self.join(5)
+        for s in self.held + [self.ls]:
+            s.close()
+
+
+def upgrader():
+    return RawServer(lambda s: s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                         b"Connection: Upgrade\r\n\r\n"))
+
+
+def conn_states(text):
+    s = samples(text)
+    return {k: int(s['fulcrum_client_connections{state="%s"}' % k])
+            for k in ("reading", "writing", "idle", "tls_handshake", "tunnel")}
+
+
+def test_client_connections_by_state(h):
+    b = h.backend()
+    up = upgrader()
+    up.start()
+    h.tmp_cert = os.path.join(h.tmp, "c.pem"), os.path.join(h.tmp, "c.key")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", h.tmp_cert[1], "-out", h.tmp_cert[0], "-days", "2", "-subj", "/CN=localhost"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    port, mport, tport = free_port(), free_port(), free_port()
+    text = config(port, mport, [b], extra_listener="  - address: 127.0.0.1:%d\n    tls:\n      certificates:\n"
+                  "        - { cert: %s, key: %s }\n" % ((tport,) + h.tmp_cert))
+    text = text.replace("upstreams:\n", "upstreams:\n  ws:\n    servers:\n      - address: 127.0.0.1:%d\n" % up.port)
+    text = text.replace("routes:\n", "routes:\n  - { path: /ws, upstream: ws, name: ws }\n")
+    f = h.fulcrum(text, port)
+    wait_port(mport)
+    socks = []
+    try:
+        # The scrape's own connection is the one "writing" when nothing else is.
+        assert wait_for(lambda: conn_states(scrape(mport).body.decode()) ==
+                        {"reading": 0, "writing": 1, "idle": 0, "tls_handshake": 0, "tunnel": 0}, 5)
+        for _ in range(2):  # idle: kept alive after an answer
+            c = Client(port)
+            assert c.exchange("GET", "/").status == 200
+            socks.append(c)
+        socks.append(socket.create_connection(("127.0.0.1", port)))  # idle: nothing sent yet
+        for _ in range(2):  # reading: half a head
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            socks.append(s)
+        s = socket.create_connection(("127.0.0.1", port))  # writing: the server takes its time
+        s.sendall(b"GET /slow?ms=8000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        socks.append(s)
+        socks.append(socket.create_connection(("127.0.0.1", tport)))  # a TLS handshake not begun
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)  # a tunnel
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 101")
+        socks.append(s)
+        want = {"reading": 2, "writing": 2, "idle": 3, "tls_handshake": 1, "tunnel": 1}
+        seen = []
+
+        def matches():
+            t = scrape(mport).body.decode()
+            seen.append((conn_states(t), samples(t)["http_active_connections"]))
+            return seen[-1][0] == want and seen[-1][1] == sum(want.values())
+        assert wait_for(matches, 5, 0.2), "states: %r" % seen[-3:]
+        # The tunnel's 101 is a response of its server.
+        s = samples(scrape(mport).body.decode())
+        assert s['fulcrum_upstream_responses_total{upstream="ws",server="127.0.0.1:%d",code_class="1xx"}' % up.port] == 1
+    finally:
+        for s in socks:
+            s.close()
+        up.close()
+    # Every one of them is uncounted when it closes.
+    assert wait_for(lambda: conn_states(scrape(mport).body.decode()) ==
+                    {"reading": 0, "writing": 1, "idle": 0, "tls_handshake": 0, "tunnel": 0}, 5, 0.2), \
+        conn_states(scrape(mport).body.decode())
 
 
 class Load(threading.Thread):
@@ -228,6 +512,11 @@ def test_prometheus_scrapes_two_workers_through_load_and_reloads(h):
         return t and t[0]["health"] == "up" and t[0]["lastError"] == "" and t[0]
     t = wait_for(target_up, 5, 0.2)
     assert t, "the target is not up without error"
+    # Prometheus asks for OpenMetrics first: the counter families it learnt are named without _total.
+    with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/targets/metadata?metric=fulcrum_config_reloads" % pport,
+                                timeout=10) as r:
+        meta = json.loads(r.read())["data"]
+    assert meta and meta[0]["type"] == "counter", meta
     up = prom_query(pport, 'up{job="fulcrum"}')
     assert up and up[0]["value"][1] == "1"
     assert prom_query(pport, "fulcrum_config_reloads_total{result=\"success\"}")[0]["value"][1] == "2"
@@ -297,6 +586,36 @@ def test_status_page_in_chromium_shows_a_stopped_server(h):
     shot = os.path.join(ROOT, BUILD, "status-page.png")
     p = chromium([prof, "--virtual-time-budget=5000", "--window-size=1100,500", "--screenshot=" + shot, url])
     assert p.returncode == 0 and os.path.getsize(shot) > 1000, p.stderr.decode()[-2000:]
+
+
+def test_status_shows_a_server_taken_down_with_requests_on_it_as_draining(h):
+    b1, b2 = h.backend(name="alpha"), h.backend(name="beta")
+    port, mport, sport = free_port(), free_port(), free_port()
+    listener = "  - address: 127.0.0.1:%d\n    status: {}\n" % sport
+    text = config(port, mport, [b1, b2], workers=1, extra_listener=listener)
+    f = h.fulcrum(text, port)
+    wait_port(sport)
+
+    def states():
+        d = json.loads(scrape(sport, "/status.json").body)
+        return {x["address"]: x["state"] for x in d["upstreams"][0]["servers"]}
+    # A slow request on each server (round robin), then beta is taken down by a reload.
+    slow = []
+    for _ in range(2):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /slow?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        slow.append(s)
+    assert wait_for(lambda: b1.stats().get("slow_inflight", 0) == 1 and b2.stats().get("slow_inflight", 0) == 1, 5)
+    with open(f.config_path, "w") as out:
+        out.write(text.replace("      - address: %s\n" % b2.address, "      - address: %s\n        down: true\n" % b2.address))
+    os.kill(f.pid, signal.SIGHUP)
+    assert wait_for(lambda: states() == {b1.address: "UP", b2.address: "DRAINING"}, 5, 0.1), states()
+    # Once its request is answered it is simply DOWN.
+    for s in slow:
+        s.settimeout(10)
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        s.close()
+    assert wait_for(lambda: states() == {b1.address: "UP", b2.address: "DOWN"}, 5, 0.1), states()
 
 
 def test_rate_limited_requests_are_counted_per_route(h):

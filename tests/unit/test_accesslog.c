@@ -27,6 +27,7 @@ static fc_accesslog_record_t sample(void)
     r.bytes_sent = 123;
     r.request_ns = 2500000;
     r.upstream_ns = 1250000;
+    r.upstream_header_ns = 1000000;
     r.connect_ns = 750000;
     r.phase = FC_PHASE_DONE;
     return r;
@@ -42,7 +43,7 @@ void test_accesslog(void)
     line[n] = '\0';
     is_str(line, "{\"time\":\"2026-12-01T00:00:00.000Z\",\"client\":\"127.0.0.1\",\"method\":\"GET\",\"path\":\"/a?b\","
                  "\"status\":200,\"bytes\":123,\"duration_ms\":2.500,\"upstream\":\"127.0.0.1:3000\","
-                 "\"upstream_ms\":1.250,\"route\":\"api\",\"end\":\"-\",\"phase\":\"done\",\"connect_ms\":0.750,\"queue_ms\":0,\"request_id\":\"abc-1\"}\n");
+                 "\"upstream_ms\":1.250,\"upstream_header_ms\":1.000,\"route\":\"api\",\"end\":\"-\",\"phase\":\"done\",\"connect_ms\":0.750,\"queue_ms\":0,\"request_id\":\"abc-1\"}\n");
 
     subtest("combined");
     n = fc_accesslog_format(line, sizeof(line), &r, FC_LOG_FORMAT_COMBINED, "x", "01/Dec/2026:00:00:00 +0000");

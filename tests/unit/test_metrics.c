@@ -81,6 +81,22 @@ void test_metrics(void)
     if (ms != NULL) is_int(total_count(ms, mc), 10);
     fc_metrics_snapshot_free(&snap);
 
+    subtest("a snapshot of some families has their series only, summed the same");
+    fc_metrics_add(fc_metrics_local_series(&a, FC_MF_SERVER, "app/127.0.0.1:3000", 0, 0), FC_MV_OPENED, 2);
+    fc_metrics_add(fc_metrics_local_series(&b, FC_MF_SERVER, "app/127.0.0.1:3000", 0, 0), FC_MV_OPENED, 3);
+    is_int(fc_metrics_snapshot(m, &snap), 0);
+    size_t all_series = snap.n;
+    fc_metrics_snapshot_free(&snap);
+    is_int(fc_metrics_snapshot_of(m, &snap, 1u << FC_MF_SERVER), 0);
+    size_t servers = 0;
+    for (size_t i = 0; i < snap.n; i++) servers += snap.s[i].family == FC_MF_SERVER;
+    ok(snap.n > 0 && snap.n < all_series);
+    is_int(servers, snap.n);
+    const fc_metrics_merged_t *srv = fc_metrics_find(&snap, FC_MF_SERVER, "app/127.0.0.1:3000");
+    ok(srv != NULL);
+    if (srv != NULL) is_int(srv->v[FC_MV_OPENED], 5);
+    fc_metrics_snapshot_free(&snap);
+
     subtest("a reaped worker's counts move to the retired block: the total stays");
     fc_metrics_fold(m, 1);
     ok(m->blocks[1].folded);
@@ -165,6 +181,31 @@ void test_metrics(void)
         fc_metrics_snapshot_free(&snap);
         for (unsigned k = 0; k < 3; k++) fc_metrics_local_free(&w[k]);
         fc_metrics_shm_destroy(big);
+    }
+
+    subtest("Accept: OpenMetrics 1.0.0 only when it is preferred to the text format");
+    {
+        static const struct {
+            const char *accept;
+            int om;
+        } cases[] = {
+            /* Prometheus 2.x's own Accept */
+            {"application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+             "text/plain;version=0.0.4;q=0.5,*/*;q=0.1", 1},
+            {"application/openmetrics-text", 1},
+            {"Application/OpenMetrics-Text; version=\"1.0.0\"; charset=utf-8", 1},
+            {"text/plain;version=0.0.4;q=0.9, application/openmetrics-text;version=1.0.0;q=0.8", 0},
+            {"application/openmetrics-text;version=0.0.1", 0},  /* a version this does not write */
+            {"application/openmetrics-text;q=0", 0},
+            {"text/plain", 0},
+            {"*/*", 0},
+            {"", 0},
+            {"application/openmetrics-text;q=0.5, */*;q=0.4", 1},
+            {";;;,,=,;q=,application/openmetrics-text;q", 1},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+            is_int(fc_metrics_wants_openmetrics(cases[i].accept, strlen(cases[i].accept)), cases[i].om);
+        is_int(fc_metrics_wants_openmetrics(NULL, 0), 0);
     }
 
     fc_metrics_local_free(&a);
