@@ -67,14 +67,15 @@ class SlowReader(threading.Thread):
 
 
 def open_files(pid):
-    """The regular files (and deleted ones) process pid has open."""
+    """The files (deleted ones too) process pid has open, but for /dev, /proc and /sys (the
+    metrics read /proc/self/stat while they render)."""
     out = set()
     for fd in os.listdir("/proc/%d/fd" % pid):
         try:
             t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
         except OSError:
             continue
-        if t.startswith("/") and not t.startswith("/dev/"):
+        if t.startswith("/") and not t.startswith(("/dev/", "/proc/", "/sys/")):
             out.add(t)
     return out
 
