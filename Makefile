@@ -10,7 +10,7 @@
 SHELL := /bin/bash
 
 CC ?= cc
-PKGS := libuv openssl zlib yaml-0.1 libbrotlienc libzstd
+PKGS := libuv openssl zlib yaml-0.1 libbrotlienc libzstd libcares hiredis
 LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 PYTHON ?= /usr/bin/python3

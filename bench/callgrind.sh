@@ -4,6 +4,8 @@
 # keep-alive GETs of a small response from one client connection (bench/lib/kaclient.py); the difference
 # divided by CALLGRIND_REQUESTS cancels startup and shutdown. Backends (fastback) run natively.
 #   CALLGRIND_REQUESTS=2000  CALLGRIND_BASE=200  CALLGRIND_CONTESTANTS=fulcrum,nginx,haproxy  FULCRUM=path
+#   A contestant NAME-rl (fulcrum-rl, nginx-rl, haproxy-rl) is NAME behind a per-address rate limit that never
+#   rejects (bench/lib/bench.py add_rate_limit): the cost of a limit, next to NAME.
 # Output: a markdown table on stdout and in bench/results/callgrind.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,12 +39,16 @@ run_one() {
   port=$(free_port)
   out="$tmp/$name-$count"
   mkdir -p "$out"
-  case $name in
+  case ${name%-rl} in
     fulcrum) render fulcrum.yaml.in "$out/conf" "$port"; argv=("$FULCRUM" -c "$out/conf") ;;
     nginx) render nginx.conf.in "$out/conf" "$port"
            argv=(nginx -p "$tmp" -c "$out/conf" -g "daemon off; master_process off;") ;;
     haproxy) render haproxy.cfg.in "$out/conf" "$port"; argv=(haproxy -f "$out/conf" -db) ;;
   esac
+  if [ "$name" != "${name%-rl}" ]; then
+    $PY -c 'import sys; sys.path.insert(0, "bench/lib"); import bench
+bench.add_rate_limit(sys.argv[1], sys.argv[2], dict(rate=1000000, burst=100000))' "${name%-rl}" "$out/conf"
+  fi
   valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$out/callgrind.%p" \
     "${argv[@]}" >"$out/stdout" 2>"$out/stderr" &
   local pid=$!

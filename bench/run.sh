@@ -3,7 +3,7 @@
 # `make bench` installs the tools, builds, then runs this. Details and knobs: docs/benchmarks.md.
 #   BENCH_QUICK=1           smoke run: 1 round, 2 s per run (under 2 minutes)
 #   BENCH_ROUNDS=N          rounds (default 3); BENCH_DURATION / BENCH_WARMUP seconds (default 7 / 2)
-#   BENCH_SCENARIOS=a,b     small,4k,256k,post64k,chunked,postchunked,close,idle10k,workers2 (the group "plain",
+#   BENCH_SCENARIOS=a,b     small,4k,256k,post64k,chunked,postchunked,close,idle10k,workers2,ratelimit (the group "plain",
 #                           the default); tls13-ecdsa-full,tls13-rsa-full,tls12-ecdsa-full,tls13-resume,tls12-ticket,
 #                           tls12-sessid,tls-small,tls-256k,tls-idle (the group "tls"); "all" is both
 #   BENCH_CONTESTANTS=a,b   direct,fulcrum,nginx,haproxy (default: all)

@@ -58,9 +58,10 @@ static int point_cmp(const void *a, const void *b)
     return (pa->server > pb->server) - (pa->server < pb->server);
 }
 
+/* Weight 0 is a server with no address now (a vacant position of a resolving name): no points. */
 static size_t ring_weight(const fc_balance_server_t *s)
 {
-    return s->weight < 1 ? 1 : s->weight > MAX_RING_WEIGHT ? MAX_RING_WEIGHT : (size_t)s->weight;
+    return s->weight < 1 ? 0 : s->weight > MAX_RING_WEIGHT ? MAX_RING_WEIGHT : (size_t)s->weight;
 }
 
 /* Builds the ring for <servers> under <ops> (hash and ip_hash differ only in the name). */
@@ -68,7 +69,7 @@ static fc_balancer_t *ring_create(const fc_balancer_ops_t *ops, const fc_balance
 {
     size_t npoints = 0;
     for (size_t i = 0; i < n; i++) npoints += ring_weight(&servers[i]) * POINTS_PER_WEIGHT;
-    hash_balancer_t *b = malloc(sizeof(*b) + npoints * sizeof(b->points[0]));
+    hash_balancer_t *b = malloc(sizeof(*b) + (npoints + 1) * sizeof(b->points[0]));
     if (b == NULL) return NULL;
     b->super.ops = ops;
     b->n = n;

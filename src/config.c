@@ -18,6 +18,7 @@
 #include "fulcrum/balance.h"
 #include "fulcrum/compress.h"
 #include "fulcrum/http.h"
+#include "fulcrum/resolve.h"
 #include "fulcrum/units.h"
 #include "fulcrum/yaml.h"
 
@@ -494,6 +495,75 @@ static long parse_port(const char *text)
     return p >= 1 && p <= 65535 ? p : -1;
 }
 
+/* `address` of a server: an IP address with its port, as listeners take them, or a host name with
+ * its port (`app.default.svc.cluster.local:3000`), kept as written (len 0, family AF_UNSPEC) until
+ * the upstream is read whole and its names are resolved (expand_names). */
+static int set_server_addr(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const char *t = scalar_text(ld, v);
+    fc_err_t why;
+    if (t == NULL) return -1;
+    fc_addr_t *a = &FIELD(fc_addr_t, base, d);
+    if (fc_addr_parse(t, a, &why) == 0) return 0;
+    const char *colon = strrchr(t, ':');
+    size_t hl = colon != NULL ? (size_t)(colon - t) : 0;
+    /* A name has a letter (or '-', '_') somewhere; all digits and dots is an IP address gone wrong,
+     * and fc_addr_parse said how. */
+    if (t[0] == '[' || colon == NULL || hl == 0 || strspn(t, "0123456789.") >= hl || memchr(t, ':', hl) != NULL ||
+        strcmp(t, "*") == 0 || t[0] == '*')
+        return fail(ld, v, "%s", why.msg);
+    if (parse_port(colon + 1) < 0) return fail(ld, v, "invalid port '%s' in '%s' (expected 1..65535)", colon + 1, t);
+    if (strlen(t) >= sizeof(a->text))
+        return fail(ld, v, "'%s' is too long: a host name and its port take %zu characters at most", t,
+                    sizeof(a->text) - 1);
+    /* A trailing dot (an absolute name, not tried with the search domains) is fine. */
+    if (check_host_name(ld, v, t, t, hl > 1 && t[hl - 1] == '.' ? hl - 1 : hl) < 0) return -1;
+    memset(a, 0, sizeof(*a));
+    a->ss.ss_family = AF_UNSPEC;
+    memcpy(a->text, t, strlen(t) + 1);
+    return 0;
+}
+
+/* `resolve` of a server: true or false, -1 when absent (the upstream's applies). */
+static int set_resolve(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    if (v != NULL) return set_bool(ld, d, v, base);
+    FIELD(int, base, d) = -1;
+    return 0;
+}
+
+/* `resolver`: the DNS servers to ask instead of /etc/resolv.conf's: an IP address with an optional
+ * port (53), or a list of them. Stored as the list c-ares takes ("127.0.0.1:5353,[::1]:53"). */
+static int set_resolver(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    const fc_yaml_node_t *one[1] = {v};
+    const fc_yaml_node_t *const *items = one;
+    size_t n = 1;
+    if (v->kind == FC_YAML_SEQUENCE) {
+        items = (const fc_yaml_node_t *const *)v->seq.items;
+        n = v->seq.n;
+        if (n == 0) return fail(ld, v, "the list is empty; leave out 'resolver' to use /etc/resolv.conf");
+        if (n > 8) return fail(ld, v, "%zu servers listed, at most 8 are allowed", n);
+    }
+    char csv[8 * 72] = "";
+    for (size_t i = 0; i < n; i++) {
+        const char *t = scalar_text(ld, items[i]);
+        if (t == NULL) return -1;
+        char with_port[80];
+        fc_addr_t a;
+        fc_err_t why;
+        int has_port = t[0] == '[' ? strstr(t, "]:") != NULL : strchr(t, ':') != NULL && strchr(t, ':') == strrchr(t, ':');
+        snprintf(with_port, sizeof(with_port), has_port ? "%s" : strchr(t, ':') ? "[%s]:53" : "%s:53", t);
+        if (fc_addr_parse(with_port, &a, &why) < 0 || strcmp(t, "localhost") == 0 || t[0] == '*')
+            return fail(ld, items[i], "'%s' is not a DNS server address (an IP address with an optional port, like "
+                        "127.0.0.1:5353)", t);
+        size_t used = strlen(csv);
+        snprintf(csv + used, sizeof(csv) - used, "%s%s", used ? "," : "", a.text);
+    }
+    store_string(d, base, csv);
+    return 0;
+}
+
 /* `host` of a health check: the Host header to send, a name with an optional ":port". */
 static int set_check_host(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
 {
@@ -639,6 +709,7 @@ static int set_list(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
 
 static int addr_equal(const fc_addr_t *a, const fc_addr_t *b)
 {
+    if (a->len == 0 || b->len == 0) return a->len == b->len && strcasecmp(a->text, b->text) == 0; /* names */
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
@@ -1013,6 +1084,101 @@ static int check_upstream(loader_t *ld, const fc_yaml_node_t *node, const fc_ups
     return -1;
 }
 
+/* Appends "FILE:LINE:COLUMN: <path>: warning: <msg>" to the config's warnings (the caller logs them). */
+__attribute__((format(printf, 3, 4))) static void warn(loader_t *ld, const fc_yaml_node_t *at, const char *fmt, ...)
+{
+    char msg[320], line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof(line), "%s:%d:%d: %s: warning: %s\n", ld->file, at->line, at->column, ld->path, msg);
+    size_t have = ld->cfg->warnings != NULL ? strlen(ld->cfg->warnings) : 0, n = strlen(line);
+    ld->cfg->warnings = fc_xrealloc(ld->cfg->warnings, have + n + 1);
+    memcpy(ld->cfg->warnings + have, line, n + 1);
+}
+
+/* Turns each server written as a host name into servers: without `resolve`, one per address it has
+ * now (a name that does not resolve is an error); with it, max_addresses positions whose address
+ * follows DNS (one that does not resolve now is a warning: in Kubernetes the Service may have no
+ * ready pod yet). <node> is the upstream's mapping. */
+static int expand_names(loader_t *ld, const fc_yaml_node_t *node, fc_upstream_conf_t *u)
+{
+    const fc_yaml_node_t *list = fc_yaml_map_get(node, "servers");
+    size_t nnames = 0, total = 0;
+    for (size_t i = 0; i < u->nservers; i++) nnames += u->servers[i].addr.len == 0;
+    if (nnames == 0) return 0;
+    u->names = fc_xcalloc(nnames, sizeof(*u->names));
+    fc_server_conf_t *out = fc_xcalloc(FC_UPSTREAM_MAX_SERVERS, sizeof(*out));
+    fc_addr_t *addrs = fc_xcalloc(FC_UPSTREAM_MAX_SERVERS, sizeof(*addrs));
+    int rc = 0;
+    for (size_t i = 0; i < u->nservers && rc == 0; i++) {
+        const fc_server_conf_t *s = &u->servers[i];
+        const fc_yaml_node_t *item = list->seq.items[i], *at = fc_yaml_map_get(item, "address");
+        size_t saved = path_push(ld, ".servers[%zu].address", i);
+        if (s->addr.len != 0) {
+            for (size_t j = 0; j < total && rc == 0; j++)
+                if (addr_equal(&out[j].addr, &s->addr))
+                    rc = fail(ld, at, "%s is already listed: a name above resolves to it", s->addr.text);
+            if (rc == 0) out[total++] = *s;
+            path_pop(ld, saved);
+            continue;
+        }
+        fc_name_conf_t *nc = &u->names[u->nnames++];
+        const char *colon = strrchr(s->addr.text, ':');
+        memcpy(nc->host, s->addr.text, (size_t)(colon - s->addr.text));
+        memcpy(nc->text, s->addr.text, strlen(s->addr.text) + 1);
+        nc->port = (uint16_t)parse_port(colon + 1);
+        nc->resolve = s->resolve >= 0 ? s->resolve : u->resolve;
+        nc->interval = s->resolve_interval ? s->resolve_interval : u->resolve_interval;
+        size_t max = s->max_addresses ? s->max_addresses : u->max_addresses;
+        size_t n = 0;
+        uint32_t ttl;
+        fc_err_t why = {0};
+        int bad = fc_resolve_once(ld->cfg->resolver, nc->host, nc->port, addrs, FC_UPSTREAM_MAX_SERVERS, &n, &ttl, &why);
+        nc->first = total;
+        nc->count = nc->resolve ? max : n;
+        if (!nc->resolve && bad) {
+            rc = fail(ld, at, "cannot resolve '%s': %s (with resolve: true it would be looked up again while "
+                      "serving)", nc->host, why.msg);
+        } else if (total + nc->count > FC_UPSTREAM_MAX_SERVERS) {
+            rc = fail(ld, at, "%zu servers in all with the addresses of '%s', at most %d are allowed", total + nc->count,
+                      nc->host, FC_UPSTREAM_MAX_SERVERS);
+        } else if (nc->resolve) {
+            if (bad) warn(ld, at, "cannot resolve '%s' now: %s; it is looked up again every %llu ms", nc->host, why.msg,
+                          (unsigned long long)nc->interval);
+            if (!bad && n > max)
+                warn(ld, at, "'%s' has %zu addresses; max_addresses (%zu) are used", nc->host, n, max);
+            nc->ninitial = bad ? 0 : FC_MIN(n, max);
+            nc->initial = fc_xcalloc(nc->ninitial ? nc->ninitial : 1, sizeof(fc_addr_t));
+            memcpy(nc->initial, addrs, nc->ninitial * sizeof(fc_addr_t));
+            for (size_t k = 0; k < max; k++) {
+                out[total] = *s;
+                out[total++].name = (uint32_t)u->nnames;
+            }
+            u->ndynamic += max;
+        } else {
+            for (size_t k = 0; k < n && rc == 0; k++) {
+                for (size_t j = 0; j < total && rc == 0; j++)
+                    if (addr_equal(&out[j].addr, &addrs[k]))
+                        rc = fail(ld, at, "'%s' resolves to %s, which is already listed", nc->host, addrs[k].text);
+                out[total] = *s;
+                out[total].addr = addrs[k];
+                out[total++].name = (uint32_t)u->nnames;
+            }
+        }
+        path_pop(ld, saved);
+    }
+    free(addrs);
+    if (rc < 0) {
+        free(out);
+        return -1;
+    }
+    free(u->servers);
+    u->servers = out;
+    u->nservers = total;
+    return 0;
+}
 
 /* ---- TLS ---- */
 
@@ -1260,6 +1426,36 @@ static int set_rate(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v,
     return 0;
 }
 
+/* `delay`: a number of requests, or `all`. */
+static int set_delay(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    if (v->kind == FC_YAML_SCALAR && strcmp(v->scalar.text, "all") == 0) {
+        FIELD(uint32_t, base, d) = FC_RATE_DELAY_ALL;
+        return 0;
+    }
+    if (v->kind == FC_YAML_SCALAR && !fc_yaml_is_null(v) && strspn(v->scalar.text, "-0123456789") != v->scalar.len)
+        return fail(ld, v, "expected 'all' or a number of requests, got '%s'", v->scalar.text);
+    return set_u32(ld, d, v, base);
+}
+
+static const char *const on_error_words[] = {"allow", "deny", NULL};
+static const directive_t store_keys[] = {
+    {"redis", set_addr, offsetof(fc_rate_store_conf_t, redis), 0, 0, NULL, D_REQUIRED, NULL},
+    {"on_error", set_enum, offsetof(fc_rate_store_conf_t, on_error), 0, 0, "allow", 0, on_error_words},
+    {"sync", set_duration, offsetof(fc_rate_store_conf_t, sync), 10, 60000, "100ms", 0, NULL},
+    {"timeout", set_duration, offsetof(fc_rate_store_conf_t, timeout), 10, 60000, "1s", 0, NULL},
+};
+static const table_t store_table = TABLE(store_keys);
+
+/* `store: { redis: ... }` of a rate limit. */
+static int set_store(loader_t *ld, const directive_t *d, const fc_yaml_node_t *v, void *base)
+{
+    fc_rate_limit_conf_t *r = base;
+    (void)d;
+    r->store = fc_xcalloc(1, sizeof(*r->store));
+    return apply_table(ld, &store_table, v, r->store);
+}
+
 static const directive_t rate_limit_keys[] = {
     {"key", set_hash_key, offsetof(fc_rate_limit_conf_t, key), 0, 0, NULL, D_REQUIRED,
      "every request would share one bucket"},
@@ -1268,6 +1464,10 @@ static const directive_t rate_limit_keys[] = {
     {"status", set_int, offsetof(fc_rate_limit_conf_t, status), 400, 599, "429", 0, NULL},
     {"dry_run", set_bool, offsetof(fc_rate_limit_conf_t, dry_run), 0, 0, "false", 0, NULL},
     {"headers", set_bool, offsetof(fc_rate_limit_conf_t, headers), 0, 0, "true", 0, NULL},
+    {"delay", set_delay, offsetof(fc_rate_limit_conf_t, delay), 0, 100000, "0", 0, NULL},
+    {"max_delay", set_duration, offsetof(fc_rate_limit_conf_t, max_delay), 1, HOUR_MS, "30s", 0, NULL},
+    {"max_keys", set_u32, offsetof(fc_rate_limit_conf_t, max_keys), 8, 16777216, "65536", 0, NULL},
+    {"store", set_store, 0, 0, 0, NULL, 0, NULL},
 };
 static const table_t rate_limit_table = TABLE(rate_limit_keys);
 
@@ -1293,6 +1493,7 @@ static int set_rate_limits(loader_t *ld, const directive_t *d, const fc_yaml_nod
         int rc = apply_table(ld, &rate_limit_table, v->map.pairs[i].value, r);
         path_pop(ld, saved);
         if (rc < 0) return -1;
+        r->key_addr = strcmp(r->key, "$remote_addr") == 0;
     }
     return 0;
 }
@@ -1603,7 +1804,7 @@ static const list_spec_t listener_list = {&listener_table, sizeof(fc_listener_co
                                           offsetof(fc_config_t, nlisteners), 64, check_listener};
 
 static const directive_t server_keys[] = {
-    {"address", set_addr, offsetof(fc_server_conf_t, addr), 0, 0, NULL, D_REQUIRED, NULL},
+    {"address", set_server_addr, offsetof(fc_server_conf_t, addr), 0, 0, NULL, D_REQUIRED, NULL},
     {"weight", set_int, offsetof(fc_server_conf_t, weight), 1, 1000, "1", 0, NULL},
     {"backup", set_bool, offsetof(fc_server_conf_t, backup), 0, 0, "false", 0, NULL},
     {"down", set_bool, offsetof(fc_server_conf_t, down), 0, 0, "false", 0, NULL},
@@ -1611,6 +1812,9 @@ static const directive_t server_keys[] = {
     {"max_fails", set_u32, offsetof(fc_server_conf_t, max_fails), 0, 1000, "1", 0, NULL},
     {"fail_timeout", set_duration, offsetof(fc_server_conf_t, fail_timeout), 1, DAY_MS, "10s", 0, NULL},
     {"slow_start", set_duration, offsetof(fc_server_conf_t, slow_start), 0, DAY_MS, "0", 0, NULL},
+    {"resolve", set_resolve, offsetof(fc_server_conf_t, resolve), 0, 0, NULL, D_DEFAULTS, NULL},
+    {"resolve_interval", set_duration, offsetof(fc_server_conf_t, resolve_interval), 1000, DAY_MS, NULL, 0, NULL},
+    {"max_addresses", set_u32, offsetof(fc_server_conf_t, max_addresses), 1, FC_UPSTREAM_MAX_SERVERS, NULL, 0, NULL},
 };
 static const table_t server_table = TABLE(server_keys);
 static const list_spec_t server_list = {&server_table, sizeof(fc_server_conf_t),
@@ -1653,6 +1857,10 @@ static const directive_t upstream_keys[] = {
     {"tls", set_upstream_tls, offsetof(fc_upstream_conf_t, tls), 0, 0, NULL, 0, NULL},
     {"sticky", set_sticky, offsetof(fc_upstream_conf_t, sticky), 0, 0, NULL, 0, NULL},
     {"queue", set_section, offsetof(fc_upstream_conf_t, queue), 0, 0, NULL, D_DEFAULTS, &queue_table},
+    {"resolve", set_bool, offsetof(fc_upstream_conf_t, resolve), 0, 0, "false", 0, NULL},
+    {"resolve_interval", set_duration, offsetof(fc_upstream_conf_t, resolve_interval), 1000, DAY_MS, "5s", 0, NULL},
+    {"max_addresses", set_u32, offsetof(fc_upstream_conf_t, max_addresses), 1, FC_UPSTREAM_MAX_SERVERS, "16", 0,
+     NULL},
 };
 static const table_t upstream_table = TABLE(upstream_keys);
 
@@ -1730,6 +1938,8 @@ static const directive_t top_keys[] = {
     {"via", set_via, offsetof(fc_config_t, via), 0, 0, "fulcrum", 0, NULL},
     {"underscores_in_headers", set_bool, offsetof(fc_config_t, underscores_in_headers), 0, 0, "false", 0, NULL},
     {"request_id", set_switch, offsetof(fc_config_t, request_id), 0, 0, "on", 0, NULL},
+    /* Before upstreams, whose host names are resolved as they are read. */
+    {"resolver", set_resolver, offsetof(fc_config_t, resolver), 0, 0, NULL, 0, NULL},
     {"listeners", set_list, offsetof(fc_config_t, listeners), 0, 0, NULL, D_REQUIRED, &listener_list},
     /* Upstreams come before routes so that a route's upstream can be resolved as it is read. */
     {"upstreams", set_upstreams, offsetof(fc_config_t, upstreams), 0, 0, NULL, D_REQUIRED, &upstream_table},
@@ -1766,6 +1976,7 @@ static int set_upstreams(loader_t *ld, const directive_t *d, const fc_yaml_node_
         saved = path_push(ld, ".%s", name);
         rc = apply_table(ld, d->extra, v->map.pairs[i].value, u);
         if (rc == 0) rc = check_upstream(ld, v->map.pairs[i].value, u);
+        if (rc == 0) rc = expand_names(ld, v->map.pairs[i].value, u);
         path_pop(ld, saved);
         if (rc < 0) return -1;
     }
@@ -1884,6 +2095,8 @@ void fc_config_free(fc_config_t *cfg)
         free(cfg->upstreams[i].health.path);
         free(cfg->upstreams[i].health.host);
         free(cfg->upstreams[i].servers);
+        for (size_t k = 0; k < cfg->upstreams[i].nnames; k++) free(cfg->upstreams[i].names[k].initial);
+        free(cfg->upstreams[i].names);
         free(cfg->upstreams[i].sticky.cookie);
         free(cfg->upstreams[i].sticky.learn);
         free(cfg->upstreams[i].sticky.same_site);
@@ -1926,9 +2139,11 @@ void fc_config_free(fc_config_t *cfg)
     }
     free_compression(cfg->compression);
     free(cfg->warnings);
+    free(cfg->resolver);
     for (size_t i = 0; i < cfg->nrate_limits; i++) {
         free(cfg->rate_limits[i].name);
         free(cfg->rate_limits[i].key);
+        free(cfg->rate_limits[i].store);
     }
     free(cfg->rate_limits);
     free(cfg->upstreams);

@@ -540,6 +540,7 @@ static void too_many(fc_worker_t *w, const fc_listener_t *l, int fd, const struc
                                  "Content-Length: 46\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
                                  "503 too many connections from your address\r\n\r\n";
     static uint64_t last_log;
+    fc_metrics_conn_refused(&w->metrics, 1);
     if (l->conf->tls == NULL) (void)!send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     char ip[46] = "-";
     if (peer->sa_family == AF_INET)
@@ -564,6 +565,7 @@ void fc_conn_accept(fc_worker_t *w, const fc_listener_t *l, int fd, const struct
 {
     if (w->nconns >= w->cfg->limits.max_connections) {
         static uint64_t last_warn;
+        fc_metrics_conn_refused(&w->metrics, 0);
         if (uv_now(w->loop) - last_warn > 10000) {
             fc_log(FC_LOG_WARN, "max_connections (%llu) reached: closing new connections",
                    (unsigned long long)w->cfg->limits.max_connections);

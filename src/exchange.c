@@ -21,6 +21,7 @@
 #include "fulcrum/message.h"
 #include "fulcrum/metrics.h"
 #include "fulcrum/reply.h"
+#include "fulcrum/ratelimit.h"
 #include "fulcrum/status.h"
 #include "fulcrum/upstream.h"
 
@@ -36,6 +37,8 @@ static void on_cflush(fc_timeout_t *t);
 static void buffer_request(fc_exchange_t *ex);
 static void finish(fc_exchange_t *ex);
 static void fail(fc_exchange_t *ex, int cause);
+static void on_rate_wait(fc_rl_wait_t *wt);
+static void admitted(fc_exchange_t *ex, uint64_t now);
 static uint64_t learn_key(const fc_exchange_t *ex, fc_slice_t v);
 
 static fc_worker_t *W(const fc_exchange_t *ex) { return ex->w; }
@@ -337,6 +340,8 @@ static void fail(fc_exchange_t *ex, int cause)
 {
     if (ex->finished) return;
     if (ex->cause == FC_END_NONE) ex->cause = (uint8_t)cause;
+    /* Answered while waiting its turn (a client timeout): its turn must not send it on meanwhile. */
+    if (ex->rl_wait.pos != 0) fc_rl_wait_cancel(W(ex)->rl_waitq, &ex->rl_wait);
     if (ex->status == 0 && !ex->cl_writing && ex->client != NULL) {
         /* A server's failure is not the client's: like nginx and HAProxy, its connection stays
          * open after a 502/504 when the request was read whole. */
@@ -432,26 +437,34 @@ static void build_hash_key(fc_exchange_t *ex, const char *tpl, fc_slice_t target
     ex->hash_key = (fc_slice_t){b->base ? b->base : "", b->len};
 }
 
-/* The route's rate limits (a token bucket per policy and key, shared by every worker): 1 when
- * one rejected the request, which has been answered (status, Retry-After: seconds until a token
- * is back, and the RateLimit-Policy and RateLimit fields of draft-ietf-httpapi-ratelimit-headers).
- * A rejected request takes no token, so a client above the rate still gets the rate. An empty key
- * is not limited. */
-static int rate_limited(fc_exchange_t *ex, fc_slice_t target)
+/* The route's rate limits (ratelimit.c: a token bucket per policy and key, shared by every
+ * worker): 1 when one rejected the request, which has been answered (status, Retry-After: seconds
+ * until a token is back, and the RateLimit-Policy and RateLimit fields of
+ * draft-ietf-httpapi-ratelimit-headers); else 0 and *<delay_ms> is how long the request waits its
+ * turn (`delay`), before any server is picked. A rejected request takes no token, so a client
+ * above the rate still gets the rate. An empty key is not limited. */
+static int rate_limited(fc_exchange_t *ex, fc_slice_t target, uint64_t *delay_ms)
 {
     fc_worker_t *w = W(ex);
     fc_buf_t *b = &ex->key_buf;
+    uint64_t now = uv_now(w->loop);
+    *delay_ms = 0;
     for (size_t i = 0; i < ex->route->nrate_limits; i++) {
         const fc_rate_limit_conf_t *r = ex->route->rate_limits[i];
-        expand_key(ex, r->key, target, b);
-        if (b->len == 0) continue;
-        /* the policy name, a NUL, the key */
-        uint64_t h = fc_fnv1a(fc_fnv1a(FC_FNV_INIT, r->name, strlen(r->name) + 1), b->base, b->len);
+        fc_rl_table_t *t = w->rl_tables[r->index];
+        uint64_t h; /* the policy name, a NUL, the key (t->seed holds the first two) */
+        if (r->key_addr) {
+            h = fc_fnv1a(t->seed, ex->client->ip, strlen(ex->client->ip)); /* the usual key, without the template */
+        } else {
+            expand_key(ex, r->key, target, b);
+            if (b->len == 0) continue;
+            h = fc_fnv1a(t->seed, b->base, b->len);
+        }
         double left;
         uint64_t wait_ms;
-        if (fc_shm_rate_take(w->shm, h, (double)r->burst + 1, (double)r->rate / (double)r->per, uv_now(w->loop), &left,
-                             &wait_ms))
-            continue;
+        int v = fc_rl_admit(t, r, ex->route, h, now, &left, &wait_ms);
+        if (v == FC_RL_DELAY && !r->dry_run && wait_ms > *delay_ms) *delay_ms = wait_ms;
+        if (v != FC_RL_REJECT) continue;
         uint64_t secs = (wait_ms + 999) / 1000;
         if (r->dry_run) {
             fc_log(FC_LOG_INFO, "rate limit %s: would reject a request of %s (dry_run)", r->name, ex->client->ip);
@@ -679,7 +692,8 @@ void fc_exchange_start(fc_exchange_t *ex)
         fc_exchange_reply_error(ex, 413, 0);
         return;
     }
-    if (ex->route->nrate_limits > 0 && rate_limited(ex, target)) return;
+    uint64_t delay_ms = 0;
+    if (ex->route->nrate_limits > 0 && rate_limited(ex, target, &delay_ms)) return;
     if (ex->route->compression != NULL && !ex->is_head) ex->coding = (uint8_t)accepted_coding(ex->route->compression, h);
     v.upgrade = upgrade_of(ex, ll, h);
     ex->upgrade = v.upgrade.n > 0;
@@ -718,8 +732,25 @@ void fc_exchange_start(fc_exchange_t *ex)
     ex->phase = FC_PHASE_CONNECT;
     if (w->route_request[route_index(ex)] != NULL) fc_timeout_set(&w->tq, &ex->deadline, w->route_request[route_index(ex)]);
     if (!ex->req_done) fc_timeout_set(&w->tq, &c->timeout, w->t_body);
+    /* A request that waits its turn (rate_limits.delay) holds no server connection meanwhile. */
+    if (delay_ms > 0 && fc_rl_wait(w->rl_waitq, &ex->rl_wait, delay_ms, on_rate_wait) == 0) return;
+    admitted(ex, ex->t_start); /* the same moment, as far as durations go: no second clock read */
+}
+
+static void on_rate_wait(fc_rl_wait_t *wt)
+{
+    fc_exchange_t *ex = fc_container_of(wt, fc_exchange_t, rl_wait);
+    admitted(ex, stamp(ex));
+}
+
+/* The request may go on (<now>: as connect_next): its body is read first when the route buffers
+ * requests and it fits, else a server is picked. */
+static void admitted(fc_exchange_t *ex, uint64_t now)
+{
+    fc_worker_t *w = W(ex);
     uint64_t rb = ex->route->buffer_request;
-    if (FC_UNLIKELY(rb > 0) && !ex->req_done && (v.framing == FC_FRAME_CHUNKED || v.length <= rb)) {
+    if (FC_UNLIKELY(rb > 0) && !ex->req_done &&
+        (ex->req_body.framing == FC_FRAME_CHUNKED || ex->req_body.left <= rb)) {
         if (w->bodyq.out + w->req_buffers < w->cfg->limits.buffer_memory) {
             ex->req_buffering = ex->req_buffered = 1;
             buffer_request(ex);
@@ -732,7 +763,7 @@ void fc_exchange_start(fc_exchange_t *ex)
             w->buffering_warned = uv_now(w->loop);
         }
     }
-    connect_next(ex, ex->t_start); /* the same moment, as far as durations go: no second clock read */
+    connect_next(ex, now);
 }
 
 /* routes[].buffering.request: the request body is read into req_buf before a server is picked,
@@ -1832,6 +1863,7 @@ static void finish(fc_exchange_t *ex)
     ex->finished = 1;
     leave_queue(ex);
     fc_timeout_clear(&ex->deadline);
+    if (ex->rl_wait.pos != 0) fc_rl_wait_cancel(W(ex)->rl_waitq, &ex->rl_wait); /* it left while waiting its turn */
     if (ex->cause == FC_END_NONE) ex->phase = FC_PHASE_DONE; /* a failure keeps the phase it happened in */
     end_record(ex);
     fc_upconn_t *up = ex->up;

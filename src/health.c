@@ -19,6 +19,7 @@ typedef struct fc_probe {
     char resp[32];         /* the first bytes of the response: "HTTP/1.1 200" (io.rbuf's memory) */
     int done;              /* the result has been reported */
     uint64_t started;      /* loop time (ms) the probe began, for its latency */
+    uint32_t gen;          /* server->gen at the start: a result for an address it no longer has is dropped */
 } fc_probe_t;
 
 static void on_probe_closed(fc_io_t *io) { free(fc_container_of(io, fc_probe_t, io)); }
@@ -32,7 +33,7 @@ static void probe_end(fc_probe_t *p, int ok, const char *why)
     fc_server_t *s = p->server;
     if (s != NULL) {
         s->probe = NULL;
-        fc_server_check_result(s, ok, why, uv_now(s->upstream->w->loop) - p->started);
+        if (s->gen == p->gen) fc_server_check_result(s, ok, why, uv_now(s->upstream->w->loop) - p->started);
     }
     fc_io_close(&p->io, on_probe_closed);
 }
@@ -83,7 +84,7 @@ static void probe_start(fc_server_t *s)
 {
     fc_upstream_t *u = s->upstream;
     const fc_health_conf_t *hc = &u->conf->health;
-    if (s->probe != NULL || s->conf->down) return; /* the last one is still running */
+    if (s->probe != NULL || s->conf->down || s->vacant) return; /* the last one is still running, or no address */
     fc_probe_t *p = calloc(1, sizeof(*p));
     if (p == NULL) return;
     if (fc_io_init(&p->io, u->w->loop, NULL, on_read) != 0) {
@@ -92,6 +93,7 @@ static void probe_start(fc_server_t *s)
     }
     p->io.rbuf = (fc_buf_t){p->resp, 0, sizeof(p->resp) - 1};
     p->server = s;
+    p->gen = s->gen;
     p->started = uv_now(u->w->loop);
     s->probe = p;
     fc_timeout_init(&p->timeout, on_probe_timeout);
@@ -107,6 +109,7 @@ static void probe_start(fc_server_t *s)
 static void on_health_timer(uv_timer_t *t)
 {
     fc_upstream_t *u = fc_container_of(t, fc_upstream_t, health_timer);
+    fc_upstream_refresh(u); /* the addresses of resolving names, as published now */
     for (size_t i = 0; i < u->conf->nservers; i++) probe_start(&u->servers[i]);
 }
 

@@ -18,6 +18,7 @@
 #include "fulcrum/log.h"
 #include "fulcrum/metrics.h"
 #include "fulcrum/tls.h"
+#include "fulcrum/ratelimit.h"
 #include "fulcrum/shm.h"
 #include "fulcrum/worker.h"
 
@@ -30,6 +31,7 @@ typedef struct fc_gen {
     unsigned number;       /* 1, 2, ... */
     fc_config_t *cfg;      /* owned */
     uint32_t *slots;       /* owned: shm slot per server */
+    fc_rl_table_t **rl_tables; /* owned array of the registry's tables, one per rate limit */
     int *fds;              /* owned array: listening socket per cfg listener (borrowed from the table) */
     unsigned nworkers;
     unsigned alive;        /* its processes still running */
@@ -55,6 +57,7 @@ typedef struct fc_socket {
 typedef struct fc_master {
     const char *path;
     fc_shm_t *shm;
+    fc_rl_registry_t rl;   /* the rate limits' bucket tables, by policy name */
     fc_gen_t *gens;        /* owned list, newest first */
     unsigned last_gen;
     fc_proc_t procs[FC_SHM_PROCS];
@@ -149,8 +152,10 @@ static void gen_free(fc_master_t *m, fc_gen_t *g, int release)
 {
     if (release) {
         fc_shm_release(m->shm, g->cfg, g->slots);
+        fc_rl_release(&m->rl, g->cfg, g->rl_tables);
         sockets_release(m, g);
     }
+    free(g->rl_tables);
     fc_config_free(g->cfg);
     free(g->slots);
     free(g->fds);
@@ -168,15 +173,23 @@ static fc_gen_t *gen_new(fc_master_t *m, fc_config_t *cfg, fc_err_t *err)
     g->fds = fc_xcalloc(cfg->nlisteners, sizeof(int));
     g->crashes = fc_xcalloc(g->nworkers, sizeof(uint32_t));
     g->restart_at = fc_xcalloc(g->nworkers, sizeof(uint64_t));
+    g->rl_tables = fc_xcalloc(cfg->nrate_limits + 1, sizeof(*g->rl_tables));
+    if (fc_rl_assign(&m->rl, cfg, g->rl_tables, err) != 0) {
+        g->cfg = NULL;
+        gen_free(m, g, 0);
+        return NULL;
+    }
     if (fc_shm_assign(m->shm, cfg, g->slots) != 0) {
         fc_err_set(err, "more than %d servers or %d upstream queues across the running configurations", FC_SHM_SLOTS,
                    FC_SHM_QUEUES);
+        fc_rl_release(&m->rl, cfg, g->rl_tables);
         g->cfg = NULL;
         gen_free(m, g, 0);
         return NULL;
     }
     if (sockets_take(m, cfg, g->fds, err) != 0) {
         fc_shm_release(m->shm, cfg, g->slots);
+        fc_rl_release(&m->rl, cfg, g->rl_tables);
         g->cfg = NULL;
         gen_free(m, g, 0);
         return NULL;
@@ -230,10 +243,12 @@ static int spawn(fc_master_t *m, fc_gen_t *g, unsigned index)
         int r = fc_log_open(g->cfg->error_log, g->cfg->access_log, &failed);
         if (r != 0) fc_log(FC_LOG_ERROR, "cannot open log %s: %s", failed, strerror(-r));
         fc_worker_args_t args = {.cfg = g->cfg, .fds = g->fds, .shm = m->shm, .slots = g->slots,
+                                 .rl_tables = g->rl_tables,
                                  .generation = g->number, .index = index, .proc = slot, .master_pid = (int)getppid()};
         int rc = fc_worker_run(&args);
         master_free_copy(m, g);
         gen_free(m, g, 0);
+        fc_rl_registry_free(&m->rl, 0);
         fc_metrics_shm_destroy(m->shm->metrics);
         fc_shm_destroy(m->shm);
         fc_log_close();
@@ -530,6 +545,7 @@ int fc_master_run(const char *path, fc_config_t *cfg)
     }
     if (m.pid_file != NULL) unlink(m.pid_file);
     free(m.pid_file);
+    fc_rl_registry_free(&m.rl, 1);
     fc_metrics_shm_destroy(m.shm->metrics);
     fc_shm_destroy(m.shm);
     if (m.exit_code != 0) fc_log(FC_LOG_ERROR, "stopped, but a worker did not stop cleanly (see above): exit status 1");

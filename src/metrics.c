@@ -3,6 +3,7 @@
  * part of metrics.h; what is here runs at start, at a new (route, method, status), at a reap and
  * at a scrape. */
 #include "fulcrum/metrics.h"
+#include "fulcrum/ratelimit.h"
 
 #include <dirent.h>
 #include <stdarg.h>
@@ -79,6 +80,8 @@ void fc_metrics_claim(fc_metrics_shm_t *m, unsigned proc)
     for (unsigned k = 0; k < FC_MCS_STATES; k++) STORE(b->client_conns[k], 0);
     STORE(b->buffer_bytes, 0);
     STORE(b->buffering_skipped, 0);
+    STORE(b->conns_refused[0], 0);
+    STORE(b->conns_refused[1], 0);
     atomic_store_explicit(&b->folded, 0, memory_order_release);
 }
 
@@ -156,6 +159,7 @@ void fc_metrics_fold(fc_metrics_shm_t *m, unsigned proc)
     STORE(r->dropped, LOAD(r->dropped) + LOAD(b->dropped));
     for (unsigned k = 0; k < FC_MC_REASONS; k++) STORE(r->client_errors[k], LOAD(r->client_errors[k]) + LOAD(b->client_errors[k]));
     STORE(r->buffering_skipped, LOAD(r->buffering_skipped) + LOAD(b->buffering_skipped));
+    for (unsigned k = 0; k < 2; k++) STORE(r->conns_refused[k], LOAD(r->conns_refused[k]) + LOAD(b->conns_refused[k]));
     STORE(b->pid, 0);
     atomic_store_explicit(&b->folded, 1, memory_order_release);
     atomic_fetch_add_explicit(&m->fold_seq, 1, memory_order_acq_rel); /* even: done */
@@ -299,6 +303,7 @@ static int collect(fc_metrics_shm_t *m, fc_metrics_snapshot_t *snap, uint32_t fa
         for (unsigned k = 0; k < FC_MCS_STATES; k++) snap->client_conns[k] += LOAD(blk->client_conns[k]);
         snap->buffer_bytes += LOAD(blk->buffer_bytes);
         snap->buffering_skipped += LOAD(blk->buffering_skipped);
+        for (unsigned k = 0; k < 2; k++) snap->conns_refused[k] += LOAD(blk->conns_refused[k]);
         uint32_t ns = atomic_load_explicit(&blk->nseries, memory_order_acquire);
         fc_metrics_series_t *s = fc_metrics_series_at(m, b);
         for (uint32_t i = 0; i < ns && n < total; i++) {
@@ -523,6 +528,31 @@ static void family_range(const fc_metrics_snapshot_t *snap, int fam, size_t *lo,
     *hi = i;
 }
 
+/* The rate limits' own counters, kept in their tables (ratelimit.h), by policy. */
+static void rate_limit_families(out_t *o, const fc_config_t *cfg, struct fc_rl_table *const *tables)
+{
+    char e[FC_METRICS_KEY * 2];
+    family(o, "fulcrum_rate_limit_delayed_total", "counter", "Requests that waited their turn (delay), by policy.");
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        put(o, "fulcrum_rate_limit_delayed_total{policy=\"%s\"} %llu\n", esc(cfg->rate_limits[i].name, e, sizeof(e)),
+            (unsigned long long)atomic_load_explicit(&tables[i]->delayed, memory_order_relaxed));
+    family(o, "fulcrum_rate_limit_evictions_total", "counter", "Buckets that made room for another key (max_keys), by policy.");
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        put(o, "fulcrum_rate_limit_evictions_total{policy=\"%s\"} %llu\n", esc(cfg->rate_limits[i].name, e, sizeof(e)),
+            (unsigned long long)atomic_load_explicit(&tables[i]->evicted, memory_order_relaxed));
+    family(o, "fulcrum_rate_limit_store_errors_total", "counter",
+           "Failed connections to and reconciliations with a policy's Redis store, by policy.");
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        if (cfg->rate_limits[i].store != NULL)
+            put(o, "fulcrum_rate_limit_store_errors_total{policy=\"%s\"} %llu\n", esc(cfg->rate_limits[i].name, e, sizeof(e)),
+                (unsigned long long)atomic_load_explicit(&tables[i]->store_errors, memory_order_relaxed));
+    family(o, "fulcrum_rate_limit_store_up", "gauge", "1 while a policy's Redis store answers, by policy.");
+    for (size_t i = 0; i < cfg->nrate_limits; i++)
+        if (cfg->rate_limits[i].store != NULL)
+            put(o, "fulcrum_rate_limit_store_up{policy=\"%s\"} %u\n", esc(cfg->rate_limits[i].name, e, sizeof(e)),
+                atomic_load_explicit(&tables[i]->store_down, memory_order_relaxed) ? 0u : 1u);
+}
+
 /* ---- content negotiation ---- */
 
 static int is_ows(char c) { return c == ' ' || c == '\t'; }
@@ -594,6 +624,8 @@ struct fc_metrics_job {
     int openmetrics;               /* OpenMetrics 1.0.0 rather than the text format 0.0.4 */
     render_server_t *servers;      /* owned: the servers of cfg, in order */
     unsigned *queue_sizes;         /* owned: requests waiting per upstream of cfg, taken on the loop */
+    struct fc_rl_table *const *rl_tables; /* borrowed from the worker: the rate limits' tables (shared
+                                      mappings read with atomics), which outlive the job */
     size_t nservers;
     fc_buf_t out;                  /* owned: the text */
     int failed;                    /* out of memory: out is not to be sent */
@@ -618,6 +650,7 @@ static fc_metrics_job_t *job_new(fc_worker_t *w, int openmetrics)
     }
     for (size_t u = 0; u < cfg->nupstreams; u++) qs[u] = fc_queue_size(&w->upstreams[u]);
     j->queue_sizes = qs;
+    j->rl_tables = w->rl_tables;
     j->m = w->metrics.shm;
     j->shm = w->shm;
     j->cfg = cfg;
@@ -628,15 +661,18 @@ static fc_metrics_job_t *job_new(fc_worker_t *w, int openmetrics)
     for (size_t u = 0; u < cfg->nupstreams; u++) {
         fc_upstream_t *up = &w->upstreams[u];
         fc_upstream_refresh(up);
-        for (size_t k = 0; k < up->conf->nservers; k++, rs++) {
+        for (size_t k = 0; k < up->conf->nservers; k++) {
             fc_server_t *s = &up->servers[k];
+            if (s->vacant) continue; /* a position of a resolving name with no address now */
             uint64_t until = LOAD(s->st->failed_until);
             snprintf(rs->key, sizeof(rs->key), "%s/%s", up->conf->name, s->conf->addr.text);
             rs->st = s->st;
             rs->up = !s->conf->down && LOAD(s->st->healthy) && (until == 0 || now_ms >= until);
             rs->weight = s->conf->down ? 0.0 : (double)up->view[k].weight / FC_WEIGHT_SCALE;
+            rs++;
         }
     }
+    j->nservers = (size_t)(rs - j->servers);
     return j;
 }
 
@@ -696,6 +732,12 @@ static void job_format(fc_metrics_job_t *j)
     family(&o, "fulcrum_buffering_skipped_total", "counter",
            "Exchanges that streamed instead of buffering because limits.buffer_memory was reached.");
     put(&o, "fulcrum_buffering_skipped_total %llu\n", (unsigned long long)snap.buffering_skipped);
+    family(&o, "fulcrum_connections_refused_total", "counter",
+           "Client connections closed at accept by a limit: limits.max_connections (per worker) or "
+           "limits.max_connections_per_client (503 first on a plain listener).");
+    put(&o, "fulcrum_connections_refused_total{limit=\"max_connections\"} %llu\n", (unsigned long long)snap.conns_refused[0]);
+    put(&o, "fulcrum_connections_refused_total{limit=\"max_connections_per_client\"} %llu\n",
+        (unsigned long long)snap.conns_refused[1]);
 
     family_range(&snap, FC_MF_SERVER, &lo, &hi);
     family(&o, "fulcrum_upstream_request_duration_seconds", "histogram",
@@ -809,6 +851,8 @@ static void job_format(fc_metrics_job_t *j)
         if (prev == r && fc_metrics_find(&snap, FC_MF_RATELIMIT, cfg->routes[r].name) == NULL)
             put(&o, "fulcrum_rate_limited_requests_total{route=\"%s\"} 0\n", esc(cfg->routes[r].name, e1, sizeof(e1)));
     }
+
+    rate_limit_families(&o, cfg, j->rl_tables);
 
     family(&o, "fulcrum_config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.");
     put(&o, "fulcrum_config_reloads_total{result=\"success\"} %llu\n", (unsigned long long)LOAD(m->reloads_ok));

@@ -1,6 +1,7 @@
 /* shm.c: the shared segment and its slot table (see shm.h). Only the master assigns and frees
  * slots, always before it forks the workers that use them, so the key table needs no lock. */
 #include "fulcrum/shm.h"
+#include "fulcrum/balance.h"
 #include "fulcrum/trylock.h"
 
 #include <errno.h>
@@ -84,6 +85,9 @@ static void forget_waiters(fc_shm_t *shm, unsigned proc)
     }
 }
 
+/* A new server is healthy unless active checks must pass first. */
+static unsigned initial_health(const fc_upstream_conf_t *u) { return !(u->health.enabled && u->health.start_unhealthy); }
+
 size_t fc_shm_nservers(const fc_config_t *cfg)
 {
     size_t n = 0;
@@ -123,6 +127,29 @@ static void queue_put(fc_shm_t *shm, uint32_t slot)
     if (q->refs > 0 && --q->refs == 0) q->key[0] = '\0';
 }
 
+/* The positions of each resolving name that nobody has written yet get the addresses it had at
+ * load, so the first requests find servers before the resolving worker has asked DNS. */
+static void publish_initial(fc_shm_t *shm, const fc_config_t *cfg, const uint32_t *slots)
+{
+    size_t base = 0;
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        const fc_upstream_conf_t *u = &cfg->upstreams[i];
+        for (size_t k = 0; k < u->nnames; k++) {
+            const fc_name_conf_t *nc = &u->names[k];
+            fc_shm_server_t *pos[FC_UPSTREAM_MAX_SERVERS];
+            int fresh = nc->resolve;
+            for (size_t p = 0; fresh && p < nc->count; p++) {
+                pos[p] = &shm->servers[slots[base + nc->first + p]];
+                fresh = atomic_load(&pos[p]->dyn_seq) == 0;
+            }
+            fc_shm_dyn_result_t res;
+            if (fresh) (void)fc_shm_dyn_update(pos, nc->count, nc->initial, nc->ninitial, initial_health(u), 0,
+                                               FC_SHM_MASTER, &res);
+        }
+        base += u->nservers;
+    }
+}
+
 int fc_shm_assign(fc_shm_t *shm, const fc_config_t *cfg, uint32_t *slots)
 {
     size_t k = 0;
@@ -130,7 +157,11 @@ int fc_shm_assign(fc_shm_t *shm, const fc_config_t *cfg, uint32_t *slots)
         const fc_upstream_conf_t *u = &cfg->upstreams[i];
         for (size_t s = 0; s < u->nservers; s++, k++) {
             char key[FC_SHM_KEY];
-            int len = snprintf(key, sizeof(key), "%s/%s", u->name, u->servers[s].addr.text);
+            const fc_server_conf_t *sc = &u->servers[s];
+            const fc_name_conf_t *nc = sc->name ? &u->names[sc->name - 1] : NULL;
+            int len = nc != NULL && nc->resolve
+                          ? snprintf(key, sizeof(key), "%s/%s#%zu", u->name, nc->text, s - nc->first)
+                          : snprintf(key, sizeof(key), "%s/%s", u->name, sc->addr.text);
             FC_ASSERT(len > 0 && (size_t)len < sizeof(key)); /* the loader bounds both parts */
             (void)len;
             size_t found = FC_SHM_SLOTS, free_slot = FC_SHM_SLOTS;
@@ -152,7 +183,7 @@ int fc_shm_assign(fc_shm_t *shm, const fc_config_t *cfg, uint32_t *slots)
                 fc_shm_server_t *st = &shm->servers[found];
                 memset(st, 0, sizeof(*st));
                 strcpy(st->key, key);
-                atomic_store(&st->healthy, !(u->health.enabled && u->health.start_unhealthy));
+                atomic_store(&st->healthy, initial_health(u));
             }
             shm->servers[found].refs++;
             slots[k] = (uint32_t)found;
@@ -171,6 +202,7 @@ int fc_shm_assign(fc_shm_t *shm, const fc_config_t *cfg, uint32_t *slots)
         }
         slots[nservers + i] = (uint32_t)q;
     }
+    publish_initial(shm, cfg, slots);
     return 0;
 }
 
@@ -190,6 +222,11 @@ void fc_shm_forget_proc(fc_shm_t *shm, unsigned proc)
         fc_shm_server_t *st = &shm->servers[j];
         unsigned n = atomic_exchange_explicit(&st->active_by[proc], 0, memory_order_relaxed);
         if (n > 0) atomic_fetch_sub_explicit(&st->active, n, memory_order_relaxed);
+    }
+    for (size_t j = 0; j < FC_SHM_SLOTS; j++) {
+        unsigned mine = proc + 1; /* a resolving name it was rewriting: its positions may be half done,
+                                     and the next update redoes them whole */
+        atomic_compare_exchange_strong(&shm->servers[j].dyn_lock, &mine, 0);
     }
     atomic_store(&shm->ready[proc], 0);
     atomic_store(&shm->conns[proc], 0);
@@ -226,37 +263,6 @@ uint32_t fc_shm_learn_get(fc_shm_t *shm, uint64_t key, uint64_t now)
         if (ways[i].key == key && ways[i].expires > now) slot = ways[i].slot;
     fc_unlock(&shm->learn_lock[set]);
     return slot;
-}
-
-int fc_shm_rate_take(fc_shm_t *shm, uint64_t key, double cap, double per_ms, uint64_t now, double *left,
-                     uint64_t *wait_ms)
-{
-    if (key == 0) key = 1;
-    size_t set = (size_t)(key % FC_SHM_RATE_SETS);
-    *left = cap - 1;
-    *wait_ms = 0;
-    if (fc_trylock(&shm->rate_lock[set], 64) < 0) return 1;
-    fc_shm_bucket_t *ways = &shm->rate[set * FC_SHM_RATE_WAYS], *b = NULL, *lru = &ways[0];
-    for (size_t i = 0; i < FC_SHM_RATE_WAYS && b == NULL; i++) {
-        if (ways[i].key == key) b = &ways[i];
-        else if (ways[i].at < lru->at) lru = &ways[i];
-    }
-    if (b == NULL) { /* a new key (or one evicted since): a full bucket */
-        b = lru;
-        b->key = key;
-        b->tokens = cap;
-        b->at = now;
-    }
-    double t = b->tokens + (double)(now > b->at ? now - b->at : 0) * per_ms;
-    if (t > cap) t = cap;
-    b->at = now;
-    int ok = t >= 1.0;
-    if (ok) t -= 1.0;
-    else *wait_ms = (uint64_t)((1.0 - t) / per_ms) + 1;
-    b->tokens = t;
-    *left = t;
-    fc_unlock(&shm->rate_lock[set]);
-    return ok;
 }
 
 int fc_shm_peer_enter(fc_shm_t *shm, uint64_t key, uint32_t max)
@@ -308,4 +314,104 @@ void fc_shm_peer_reset(fc_shm_t *shm)
         memset(&shm->peers[set * FC_SHM_PEER_WAYS], 0, FC_SHM_PEER_WAYS * sizeof(fc_shm_peer_t));
         fc_unlock(&shm->peer_lock[set]);
     }
+}
+
+/* ---- positions of resolving names ------------------------------------------------------------ */
+
+static int addr_same(const fc_addr_t *a, const fc_addr_t *b)
+{
+    return a->len == b->len && a->len > 0 && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+int fc_shm_dyn_read(fc_shm_server_t *st, unsigned *seq, fc_addr_t *addr, int *used)
+{
+    unsigned s1 = atomic_load_explicit(&st->dyn_seq, memory_order_acquire);
+    if (s1 & 1u) return -1;
+    /* A seqlock read: the copy may be torn while a writer runs, and is then thrown away. */
+    memcpy(addr, &st->dyn_addr, sizeof(*addr));
+    *used = (int)st->dyn_used;
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&st->dyn_seq, memory_order_relaxed) != s1) return -1;
+    addr->text[sizeof(addr->text) - 1] = '\0';
+    *seq = s1;
+    return 0;
+}
+
+/* Rewrites position <st> (the caller holds the name's lock): <a> = NULL makes it vacant. */
+static void dyn_write(fc_shm_server_t *st, const fc_addr_t *a, unsigned healthy, uint64_t now)
+{
+    unsigned s = atomic_load_explicit(&st->dyn_seq, memory_order_relaxed);
+    atomic_store_explicit(&st->dyn_seq, s + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    if (a == NULL) {
+        st->dyn_used = 0;
+        st->dyn_vacant_since = now ? now : 1;
+    } else {
+        st->dyn_addr = *a;
+        st->dyn_used = 1;
+        /* A new address is a new server: no failures, checks or transitions of the one before. */
+        atomic_store_explicit(&st->fails, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->fail_window, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->failed_until, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->probing, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->healthy, healthy, memory_order_relaxed);
+        atomic_store_explicit(&st->hc_ok, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->hc_fail, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->up_since, now, memory_order_relaxed);
+        atomic_store_explicit(&st->to_up, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->to_down, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->last_transition, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->checks_ok, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->checks_failed, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->last_check_ms, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->last_check_ok, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&st->dyn_seq, s + 2, memory_order_release);
+}
+
+int fc_shm_dyn_update(fc_shm_server_t *const *pos, size_t n, const fc_addr_t *addrs, size_t naddrs, unsigned healthy,
+                      uint64_t now, unsigned owner, fc_shm_dyn_result_t *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (n == 0) return 0;
+    FC_ASSERT(n <= FC_UPSTREAM_MAX_SERVERS);
+    if (naddrs > FC_UPSTREAM_MAX_SERVERS) naddrs = FC_UPSTREAM_MAX_SERVERS;
+    unsigned free_ = 0;
+    if (!atomic_compare_exchange_strong(&pos[0]->dyn_lock, &free_, owner)) return -1;
+    /* Held addresses first: those gone leave their slot, those that stay are counted as placed. */
+    unsigned char placed[FC_UPSTREAM_MAX_SERVERS] = {0};
+    for (size_t p = 0; p < n; p++) {
+        fc_shm_server_t *st = pos[p];
+        if (!st->dyn_used) continue;
+        size_t a = 0;
+        while (a < naddrs && !addr_same(&addrs[a], &st->dyn_addr)) a++;
+        if (a < naddrs && !placed[a]) {
+            placed[a] = 1;
+            res->kept++;
+        } else {
+            dyn_write(st, NULL, healthy, now);
+            res->left++;
+        }
+    }
+    for (size_t a = 0; a < naddrs; a++) {
+        if (placed[a]) continue;
+        size_t dup = 0;
+        while (dup < a && !addr_same(&addrs[dup], &addrs[a])) dup++;
+        if (dup < a) continue; /* listed twice by DNS */
+        fc_shm_server_t *best = NULL;
+        for (size_t p = 0; p < n; p++) {
+            fc_shm_server_t *st = pos[p];
+            if (st->dyn_used || atomic_load_explicit(&st->active, memory_order_relaxed) != 0) continue;
+            if (best == NULL || st->dyn_vacant_since < best->dyn_vacant_since) best = st;
+        }
+        if (best == NULL) {
+            res->dropped++;
+            continue;
+        }
+        dyn_write(best, &addrs[a], healthy, now);
+        placed[a] = 1;
+        res->joined++;
+    }
+    atomic_store_explicit(&pos[0]->dyn_lock, 0, memory_order_release);
+    return 0;
 }

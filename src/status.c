@@ -104,7 +104,8 @@ static int render(fc_worker_t *w, out_t *o, int html)
         if (html) put(o, "<h2>%s</h2>\n<table><tr><th>server</th><th>state</th><th>weight</th><th>in flight</th>"
                          "<th>requests</th><th>errors</th><th>last check</th><th>last change</th></tr>\n", n1);
         else put(o, "%s{\"name\":\"%s\",\"servers\":[", i ? "," : "", n1);
-        for (size_t k = 0; k < u->conf->nservers; k++) {
+        for (size_t k = 0, shown = 0; k < u->conf->nservers; k++) {
+            if (u->servers[k].vacant) continue; /* a position of a resolving name with no address now */
             server_state_t ss;
             describe(w, u, k, &snap, &ss);
             clean(u->servers[k].conf->addr.text, n2, sizeof(n2));
@@ -127,7 +128,7 @@ static int render(fc_worker_t *w, out_t *o, int html)
                     "%s{\"address\":\"%s\",\"state\":\"%s\",\"weight\":%d,\"effective_weight\":%g,\"in_flight\":%u,"
                     "\"requests\":%llu,\"errors\":%llu,\"last_check\":{\"result\":\"%s\",\"ms\":%llu},"
                     "\"last_transition\":%llu}",
-                    k ? "," : "", n2, ss.state, u->servers[k].conf->weight, ss.effective_weight, ss.in_flight,
+                    shown++ ? "," : "", n2, ss.state, u->servers[k].conf->weight, ss.effective_weight, ss.in_flight,
                     ss.requests, ss.errors, ss.last_check, ss.last_check_ms, ss.last_transition);
             }
         }

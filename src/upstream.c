@@ -27,6 +27,90 @@ static void transition(fc_shm_server_t *st, int up)
     atomic_store_explicit(&st->last_transition, (unsigned long long)time(NULL), memory_order_relaxed);
 }
 
+/* The sticky cookie value of server <i> of <u>: 16 hex digits of a SHA-256 of "upstream/address";
+ * none (matching no cookie) while it is vacant. */
+static void sticky_id(fc_upstream_t *u, size_t i)
+{
+    char key[FC_SHM_KEY + 16];
+    unsigned char md[32];
+    memset(u->sticky_ids[i], 0, sizeof(u->sticky_ids[i]));
+    if (u->servers[i].vacant) return;
+    int kn = snprintf(key, sizeof(key), "fulcrum-sticky/%s/%s", u->conf->name, u->servers[i].conf->addr.text);
+    SHA256((const unsigned char *)key, (size_t)kn, md);
+    for (int k = 0; k < 8; k++) snprintf(u->sticky_ids[i] + 2 * k, 3, "%02x", md[k]);
+}
+
+static void server_series(fc_upstream_t *u, fc_server_t *s)
+{
+    char key[FC_SHM_KEY];
+    snprintf(key, sizeof(key), "%s/%s", u->conf->name, s->conf->addr.text);
+    s->ms = fc_metrics_local_series(&u->w->metrics, FC_MF_SERVER, key, 0, 0);
+}
+
+/* A new balancer over <u>'s servers as they are now (a hash ring places only those with an address). */
+static fc_balancer_t *balancer_new(fc_upstream_t *u)
+{
+    const fc_balancer_ops_t *ops = fc_balance_ops_find(u->conf->balance);
+    fc_balance_opts_t opts = {.two = u->conf->balance_two};
+    size_t n = u->conf->nservers;
+    fc_balance_server_t *v = malloc(n * sizeof(*v));
+    if (ops == NULL || v == NULL) {
+        free(v);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i] = u->view[i];
+        v[i].weight = u->servers[i].vacant ? 0 : u->servers[i].conf->weight;
+    }
+    fc_balancer_t *b = ops->create(v, n, &opts);
+    free(v);
+    return b;
+}
+
+/* Position <s> of a resolving name takes the address <a> published for it (NULL: vacant). */
+static void follow_one(fc_upstream_t *u, fc_server_t *s, const fc_addr_t *a)
+{
+    size_t i = (size_t)(s - u->servers);
+    fc_server_conf_t *c = &u->dconf[i];
+    if (a == NULL && s->vacant) return;
+    if (a != NULL && !s->vacant && c->addr.len == a->len && memcmp(&c->addr.ss, &a->ss, a->len) == 0) return;
+    /* Vacant, it keeps its last address: the requests still in flight there log and count it. */
+    s->vacant = a == NULL;
+    if (a != NULL) c->addr = *a;
+    s->gen++;
+    fc_list_t *n = s->idle.next;
+    while (n != &s->idle) {
+        fc_upconn_t *up = fc_list_entry(n, fc_upconn_t, link);
+        n = n->next;
+        fc_upconn_close(up);
+    }
+    if (u->sticky_ids != NULL) sticky_id(u, i);
+    if (a != NULL && u->w->metrics.shm != NULL) server_series(u, s);
+}
+
+/* Applies what the resolving worker published for <u>'s positions of resolving names. */
+static void follow(fc_upstream_t *u)
+{
+    int changed = 0;
+    for (size_t i = 0; i < u->conf->nservers; i++) {
+        fc_server_t *s = &u->servers[i];
+        if (!s->dynamic || atomic_load_explicit(&s->st->dyn_seq, memory_order_acquire) == s->dyn_seq) continue;
+        unsigned seq;
+        int used;
+        fc_addr_t a;
+        if (fc_shm_dyn_read(s->st, &seq, &a, &used) != 0) continue; /* being rewritten: next time */
+        s->dyn_seq = seq;
+        uint32_t gen = s->gen;
+        follow_one(u, s, used ? &a : NULL);
+        changed |= gen != s->gen;
+    }
+    if (!changed || u->balancer == NULL || !u->balancer->ops->needs_key) return;
+    fc_balancer_t *b = balancer_new(u); /* the ring moves with the addresses */
+    if (b == NULL) return;
+    u->balancer->ops->destroy(u->balancer);
+    u->balancer = b;
+}
+
 int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
 {
     const fc_config_t *cfg = w->cfg;
@@ -39,48 +123,47 @@ int fc_upstreams_init(fc_worker_t *w, fc_err_t *err)
         u->w = w;
         u->servers = fc_xcalloc(uc->nservers, sizeof(fc_server_t));
         u->view = fc_xcalloc(uc->nservers, sizeof(fc_balance_server_t));
+        if (uc->ndynamic > 0) u->dconf = fc_xcalloc(uc->nservers, sizeof(fc_server_conf_t));
         for (size_t s = 0; s < uc->nservers; s++) {
-            u->servers[s].conf = &uc->servers[s];
-            u->servers[s].upstream = u;
-            fc_list_init(&u->servers[s].idle);
-            u->view[s].weight = uc->servers[s].weight;
+            fc_server_t *sv = &u->servers[s];
+            const fc_server_conf_t *sc = &uc->servers[s];
+            sv->conf = sc;
+            if (sc->name != 0 && uc->names[sc->name - 1].resolve) {
+                u->dconf[s] = *sc; /* "name:port" until an address is published */
+                sv->conf = &u->dconf[s];
+                sv->dynamic = sv->vacant = 1;
+            }
+            sv->upstream = u;
+            sv->st = &w->shm->servers[w->slots[slot++]];
+            fc_list_init(&sv->idle);
+            u->view[s].weight = sc->weight;
             u->view[s].usable = 1;
-            u->view[s].id = uc->servers[s].addr.text;
+            u->view[s].id = sv->conf->addr.text;
         }
+        follow(u);
         if (uc->tls != NULL) u->tls = fc_xcalloc(uc->nservers, sizeof(fc_server_tls_t));
         if (uc->sticky.cookie != NULL) {
             u->sticky_ids = fc_xcalloc(uc->nservers, sizeof(*u->sticky_ids));
-            for (size_t s = 0; s < uc->nservers; s++) {
-                char key[FC_SHM_KEY + 16];
-                unsigned char md[32];
-                int kn = snprintf(key, sizeof(key), "fulcrum-sticky/%s/%s", uc->name, uc->servers[s].addr.text);
-                SHA256((const unsigned char *)key, (size_t)kn, md);
-                for (int k = 0; k < 8; k++) snprintf(u->sticky_ids[s] + 2 * k, 3, "%02x", md[k]);
-            }
+            for (size_t s = 0; s < uc->nservers; s++) sticky_id(u, s);
         }
         for (size_t s = 0; u->tls != NULL && s < uc->nservers; s++) {
-            /* "10.0.0.1:443" -> "10.0.0.1", "[::1]:443" -> "::1" */
-            const char *t = uc->servers[s].addr.text, *colon = strrchr(t, ':');
+            /* "10.0.0.1:443" -> "10.0.0.1", "[::1]:443" -> "::1"; a server written as a name is that name */
+            const fc_server_conf_t *sc = &uc->servers[s];
+            const char *t = sc->name ? uc->names[sc->name - 1].text : sc->addr.text, *colon = strrchr(t, ':');
             size_t n = colon != NULL ? (size_t)(colon - t) : strlen(t);
+            if (n > 1 && t[n - 1] == '.') n--; /* an absolute name: SNI never carries the dot */
             if (n >= 2 && t[0] == '[') {
                 t++;
                 n -= 2;
             }
             snprintf(u->tls[s].host, sizeof(u->tls[s].host), "%.*s", (int)n, t);
         }
-        const fc_balancer_ops_t *ops = fc_balance_ops_find(uc->balance);
-        fc_balance_opts_t opts = {.two = uc->balance_two};
-        if (ops == NULL || (u->balancer = ops->create(u->view, uc->nservers, &opts)) == NULL)
+        if ((u->balancer = balancer_new(u)) == NULL)
             return fc_err_set(err, "upstream %s: cannot create balancer %s", uc->name, uc->balance);
         u->t_idle = uc->keepalive_timeout > 0 ? fc_timeq_class(&w->tq, uc->keepalive_timeout) : NULL;
-        for (size_t s = 0; s < uc->nservers; s++) u->servers[s].st = &w->shm->servers[w->slots[slot++]];
         if (w->metrics.shm != NULL) {
             u->ms = fc_metrics_local_series(&w->metrics, FC_MF_UPSTREAM, uc->name, 0, 0);
-            for (size_t s = 0; s < uc->nservers; s++) {
-                char key[FC_SHM_KEY];
-                snprintf(key, sizeof(key), "%s/%s", uc->name, uc->servers[s].addr.text);
-                u->servers[s].ms = fc_metrics_local_series(&w->metrics, FC_MF_SERVER, key, 0, 0);
-            }
+            for (size_t s = 0; s < uc->nservers; s++) server_series(u, &u->servers[s]);
         }
         fc_upstream_refresh(u);
     }
@@ -97,6 +180,7 @@ void fc_upstreams_free(fc_worker_t *w)
         for (size_t s = 0; u->tls != NULL && s < u->conf->nservers; s++) fc_tls_session_free(&u->tls[s].session);
         free(u->tls);
         free(u->sticky_ids);
+        free(u->dconf);
         free(u->servers);
         free(u->view);
     }
@@ -206,6 +290,7 @@ int fc_upconn_connect(fc_server_t *s, fc_exchange_t *ex, fc_upconn_t **out)
     fc_timeout_init(&up->timeout, on_timeout);
     fc_http_parser_init(&up->parser, HTTP_RESPONSE);
     up->t_idle = s->upstream->t_idle;
+    up->gen = s->gen;
     r = fc_server_tls(s, &up->io);
     if (r == 0) r = fc_io_connect(&up->io, (const struct sockaddr *)&s->conf->addr.ss, on_connect);
     if (r < 0) {
@@ -228,6 +313,7 @@ fc_upconn_t *fc_upconn_adopt(fc_server_t *s, int fd)
         return NULL;
     }
     up->server = s;
+    up->gen = s->gen;
     up->state = FC_UP_ACTIVE;
     fc_list_init(&up->link);
     fc_list_insert_tail(&w->upconns, &up->all);
@@ -290,7 +376,7 @@ void fc_pool_release(fc_upconn_t *up, int reusable)
     up->ex = NULL;
     if (up->state == FC_UP_CLOSING) return;
     if (!reusable || up->t_idle == NULL || s->nidle >= (size_t)s->upstream->conf->keepalive ||
-        s->upstream->w->draining) {
+        s->upstream->w->draining || up->gen != s->gen) {
         fc_upconn_close(up);
         return;
     }
@@ -340,7 +426,7 @@ static uint64_t now_ms(const fc_upstream_t *u) { return uv_now(u->w->loop); }
 static int server_alive(const fc_server_t *s, uint64_t now, int ignore_failed)
 {
     fc_shm_server_t *st = s->st;
-    if (s->conf->down || !LOAD(st->healthy)) return 0;
+    if (s->conf->down || s->vacant || !LOAD(st->healthy)) return 0;
     uint64_t until = LOAD(st->failed_until);
     if (until != 0 && !ignore_failed) return now >= until && !LOAD(st->probing);
     return 1;
@@ -379,6 +465,7 @@ static size_t refresh(fc_upstream_t *u, uint64_t now, int ignore_failed)
 
 size_t fc_upstream_refresh(fc_upstream_t *u)
 {
+    if (u->dconf != NULL) follow(u);
     uint64_t now = now_ms(u);
     size_t usable = refresh(u, now, 0);
     if (usable > 0) {
@@ -439,6 +526,14 @@ void fc_server_done(fc_server_t *s)
     if (s->upstream->queue != NULL) fc_queue_on_release(s);
 }
 
+/* How many of <u>'s servers have an address now (vacant positions of resolving names do not). */
+static size_t servers_with_address(const fc_upstream_t *u)
+{
+    size_t n = u->conf->nservers;
+    for (size_t i = 0; u->dconf != NULL && i < u->conf->nservers; i++) n -= u->servers[i].vacant;
+    return n;
+}
+
 void fc_server_report(fc_server_t *s, int kind, int status, const char *why)
 {
     fc_upstream_t *u = s->upstream;
@@ -466,7 +561,7 @@ void fc_server_report(fc_server_t *s, int kind, int status, const char *why)
         return;
     }
     /* As in nginx, an upstream's only server is never taken out: there is nowhere else to go. */
-    if (s->conf->max_fails == 0 || u->conf->nservers == 1 || LOAD(st->failed_until) != 0) return;
+    if (s->conf->max_fails == 0 || servers_with_address(u) == 1 || LOAD(st->failed_until) != 0) return;
     uint64_t window = LOAD(st->fail_window);
     if (window == 0 || now - window >= s->conf->fail_timeout) {
         STORE(st->fail_window, now);

@@ -18,9 +18,12 @@
 #include "fulcrum/conn.h"
 #include "fulcrum/exchange.h"
 #include "fulcrum/health.h"
+#include "fulcrum/resolve.h"
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/queue.h"
+#include "fulcrum/ratelimit.h"
+#include "fulcrum/redis_store.h"
 #include "fulcrum/tls.h"
 #include "fulcrum/upgrade.h"
 #include "fulcrum/upstream.h"
@@ -202,6 +205,10 @@ static void stop_everything(fc_worker_t *w)
     w->stopped = 1;
     fc_pool_close_idle(w);
     fc_health_stop(w);
+    fc_resolver_stop(w);
+    fc_redis_store_stop(w);
+    if (w->rl_waitq != NULL) fc_rl_waitq_close(w->rl_waitq);
+    w->rl_waitq = NULL;
     uv_handle_t *hs[] = {(uv_handle_t *)&w->sig_term,    (uv_handle_t *)&w->sig_int,     (uv_handle_t *)&w->sig_quit,
                          (uv_handle_t *)&w->sig_usr1,    (uv_handle_t *)&w->sig_usr2,    (uv_handle_t *)&w->drain_timer,
                          (uv_handle_t *)&w->delay_timer, (uv_handle_t *)&w->handover_poll,
@@ -239,6 +246,8 @@ void fc_worker_drain(fc_worker_t *w)
     w->draining = 1;
     w->stopping = 1;
     fc_health_stop(w); /* the newer generation's first worker checks from now on */
+    fc_resolver_stop(w); /* and resolves */
+    fc_redis_store_stop(w); /* ... and reconciles with Redis */
     fc_log(FC_LOG_NOTICE, "%s: %zu connections open, waiting up to %llu ms",
            w->handover_gen ? "reload: handing connections to the new generation" : "graceful stop", w->nconns,
            (unsigned long long)w->cfg->shutdown_timeout);
@@ -516,7 +525,7 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     w->t_keepalive = lim->keepalive_timeout > 0 ? fc_timeq_class(&w->tq, lim->keepalive_timeout) : NULL;
     w->t_linger = fc_timeq_class(&w->tq, LINGER_MS);
     w->t_cflush = fc_timeq_class(&w->tq, COMPRESS_FLUSH_MS);
-    w->bodyq.keep = 64; /* 1 MiB of idle blocks at most */
+    w->bodyq.keep = 32; /* 2 MiB of idle blocks at most */
     w->route_connect = fc_xcalloc(cfg->nroutes, sizeof(*w->route_connect));
     w->route_send = fc_xcalloc(cfg->nroutes, sizeof(*w->route_send));
     w->route_read = fc_xcalloc(cfg->nroutes, sizeof(*w->route_read));
@@ -560,6 +569,10 @@ static int setup(fc_worker_t *w, int *fds, fc_err_t *err)
     if (fc_upstreams_init(w, err) != 0) return -1;
     if (fc_queues_init(w, err) != 0) return -1;
     if (w->index == 0) fc_health_start(w); /* one worker checks for the whole group */
+    if (w->index == 0) fc_resolver_start(w); /* and resolves the names that follow DNS */
+    w->rl_waitq = fc_rl_waitq_new(w->loop);
+    if (w->rl_waitq == NULL) return fc_err_set(err, "out of memory");
+    if (w->index == 0 && fc_redis_store_start(w, err) != 0) return -1; /* one worker for the whole group */
     uv_timer_init(w->loop, &w->drain_timer);
     uv_timer_init(w->loop, &w->accept_timer);
     uv_check_init(w->loop, &w->accept_check);
@@ -612,6 +625,7 @@ int fc_worker_run(const fc_worker_args_t *args)
     w.cfg = args->cfg;
     w.shm = args->shm;
     w.slots = args->slots;
+    w.rl_tables = args->rl_tables;
     w.generation = args->generation;
     w.index = args->index;
     w.proc = args->proc;
@@ -655,6 +669,7 @@ int fc_worker_run(const fc_worker_args_t *args)
     fc_metrics_local_free(&w.metrics);
     fc_exchange_freelist_drain(&w);
     fc_bodyq_pool_drain(&w.bodyq);
+    fc_codec_cache_drain();
     for (int i = 0; i < 4; i++)
         for (unsigned k = 0; k < w.nidle_codecs[i]; k++) fc_codec_free(w.idle_codecs[i][k]);
     fc_io_freelist_drain();

@@ -79,6 +79,10 @@ SCENARIOS = {
                 dict(path="/", pin=True, workers=1, idle=True)),
     "workers2": ("2 workers unpinned: small response, keep-alive, %d connections, wrk -t2" % CONNS,
                  dict(path="/", pin=False, workers=2, threads=2)),
+    # The cost of a rate limit: "small" through a per-address limit that never rejects (every request looks
+    # its bucket up and takes a token). bench/ratelimit.py measures what the limits let through.
+    "ratelimit": ("small response through a per-client-address rate limit that never rejects, keep-alive, %d "
+                  "connections" % CONNS, dict(path="/", pin=True, workers=1, rate_limit=dict(rate=1000000, burst=100000))),
     # TLS. hs: build/tlsbench, one handshake + one GET /small (Connection: close) per connection.
     "tls13-ecdsa-full": ("TLS 1.3 full handshakes, ECDSA P-256 certificate, %d connections in flight" % CONNS,
                          dict(tls=True, pin=True, workers=1, hs=dict(version="1.3", resume="none", sigalgs="ecdsa"))),
@@ -119,6 +123,20 @@ def free_port():
     return port
 
 
+def read_to_close(s):
+    """Everything <s> (a socket, or a TLS socket) receives until the peer closes."""
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ssl.SSLEOFError:   # closed without close_notify
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def http_get(port, path="/", timeout=2.0, tls=False):
     """One GET on a fresh connection (over TLS, certificate not checked, if <tls>); returns (status, body) or
     raises OSError (ssl.SSLError is one)."""
@@ -130,15 +148,7 @@ def http_get(port, path="/", timeout=2.0, tls=False):
             ctx.verify_mode = ssl.CERT_NONE
             s = ctx.wrap_socket(raw, server_hostname=TLS_SNI)
         s.sendall(("GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" % path).encode())
-        data = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ssl.SSLEOFError:   # closed without close_notify
-                break
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_close(s)
     head, _, body = data.partition(b"\r\n\r\n")
     m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
     if not m:
@@ -285,9 +295,42 @@ def make_certs(tmp):
         TLS_FILES.update({"CERT_" + kind: cert, "KEY_" + kind: key, "PEM_" + kind: pem})
 
 
-def start_contestant(name, tmp, backends, workers, pin, nofile, tls=False):
-    """Starts one proxy (behind a TLS listener from the *-tls templates if <tls>); returns (Proc, port) or
-    (None, reason)."""
+def add_rate_limit(name, path, rl):
+    """Puts the rendered config of <name> at <path> behind a per-client-address limit of rl["rate"] requests per
+    second with rl["burst"] (each proxy's usual way: fulcrum rate_limits, nginx limit_req with nodelay, HAProxy a
+    stick table counting http_req_rate over burst/rate seconds, since it has no bucket), answered 429. With
+    rl["delay"] the excess of the burst waits its turn instead (fulcrum delay: all, nginx without nodelay); HAProxy
+    has no such mode: False."""
+    with open(path) as f:
+        text = original = f.read()
+    rate, burst, delay = rl["rate"], rl["burst"], rl.get("delay", False)
+    if name == "fulcrum":
+        text = text.replace("routes:\n  - path: /\n    upstream: bench\n",
+                            "rate_limits:\n  per_client: { key: \"$remote_addr\", rate: %d/s, burst: %d%s }\n"
+                            "routes:\n  - path: /\n    upstream: bench\n    rate_limit: per_client\n"
+                            % (rate, burst, ", delay: all" if delay else ""))
+    elif name == "nginx":
+        text = text.replace("http {\n", "http {\n    limit_req_zone $binary_remote_addr zone=per_client:10m rate=%dr/s;\n"
+                            "    limit_req_status 429;\n" % rate, 1)
+        text = text.replace("        location / {\n", "        location / {\n"
+                            "            limit_req zone=per_client burst=%d%s;\n" % (burst, "" if delay else " nodelay"), 1)
+    elif name == "haproxy" and delay:
+        return False   # excess requests are denied or tarpitted, never served later
+    elif name == "haproxy":
+        window = max(1000, burst * 1000 // rate)
+        text = text.replace("frontend fe\n", "frontend fe\n    stick-table type ip size 100k expire 30s store "
+                            "http_req_rate(%dms)\n    http-request track-sc0 src\n    http-request deny deny_status "
+                            "429 if { sc_http_req_rate(0) gt %d }\n" % (window, max(burst, rate * window // 1000)), 1)
+    if text == original:
+        raise SystemExit("bench: %s: no place for the rate limit in %s" % (name, path))
+    with open(path, "w") as f:
+        f.write(text)
+    return True
+
+
+def start_contestant(name, tmp, backends, workers, pin, nofile, tls=False, rate_limit=None):
+    """Starts one proxy (behind a TLS listener from the *-tls templates if <tls>, behind a rate limit if
+    <rate_limit>, see add_rate_limit); returns (Proc, port) or (None, reason)."""
     port = free_port()
     cdir = tempfile.mkdtemp(prefix=name + "-", dir=tmp)
     os.chmod(cdir, 0o755)
@@ -302,15 +345,18 @@ def start_contestant(name, tmp, backends, workers, pin, nofile, tls=False):
     if name == "fulcrum":
         if not os.access(FULCRUM, os.X_OK):
             return None, "%s not found or not executable (run make)" % os.path.relpath(FULCRUM, ROOT)
-        argv = [FULCRUM, "-c", render("fulcrum%s.yaml.in" % suffix, os.path.join(cdir, "fulcrum.yaml"), values)]
+        conf = render("fulcrum%s.yaml.in" % suffix, os.path.join(cdir, "fulcrum.yaml"), values)
+        argv = [FULCRUM, "-c", conf]
     elif name == "nginx":
         conf = render("nginx%s.conf.in" % suffix, os.path.join(cdir, "nginx.conf"), values)
         argv = ["nginx", "-p", cdir, "-c", conf, "-g", "daemon off;"]
     elif name == "haproxy":
-        argv = ["haproxy", "-f", render("haproxy%s.cfg.in" % suffix, os.path.join(cdir, "haproxy.cfg"), values),
-                "-db"]
+        conf = render("haproxy%s.cfg.in" % suffix, os.path.join(cdir, "haproxy.cfg"), values)
+        argv = ["haproxy", "-f", conf, "-db"]
     else:
         raise ValueError(name)
+    if rate_limit and not add_rate_limit(name, conf, rate_limit):
+        return None, "no rate limit that delays requests"
     proc = Proc(name, argv, cdir, pin)
     deadline = time.monotonic() + 5
     last = "no answer"
@@ -505,7 +551,8 @@ def run_scenario(key, contestants, tmp, nofile, results, skipped):
             if idle:
                 active.append(name)   # started fresh for each measurement, so RSS starts from a clean state
                 continue
-            proc, port = start_contestant(name, sdir, backends, sc["workers"], sc["pin"], nofile, tls)
+            proc, port = start_contestant(name, sdir, backends, sc["workers"], sc["pin"], nofile, tls,
+                                                  sc.get("rate_limit"))
             if proc is None:
                 log("%s: skipped in %s: %s" % (name, key, port))
                 skip(skipped, name, key, port)
@@ -516,7 +563,8 @@ def run_scenario(key, contestants, tmp, nofile, results, skipped):
             shift = rnd % len(active) if active else 0
             for name in active[shift:] + active[:shift]:
                 if idle:
-                    proc, port = start_contestant(name, sdir, backends, sc["workers"], sc["pin"], nofile, tls)
+                    proc, port = start_contestant(name, sdir, backends, sc["workers"], sc["pin"], nofile, tls,
+                                                  sc.get("rate_limit"))
                     if proc is None:
                         log("%s: skipped in %s: %s" % (name, key, port))
                         skip(skipped, name, key, port)

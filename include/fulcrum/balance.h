@@ -16,8 +16,9 @@ typedef struct fc_balancer_ops fc_balancer_ops_t;
 
 /* What a policy may read about one server when it picks. The upstream keeps these current. */
 typedef struct fc_balance_server {
-    int weight;      /* effective weight now, >= 1: at create time the configured weight; from then on
-                        configured weight x 100, lowered during slow_start (only ratios matter) */
+    int weight;      /* effective weight now, >= 1: at create time the configured weight (0 for a server
+                        with no address yet: a position of a resolving name); from then on configured
+                        weight x 100, lowered during slow_start (only ratios matter) */
     int usable;      /* 0 when the server must not be picked (down, failed, at max_conns, or a
                         backup while a primary is usable) */
     uint32_t active; /* requests in flight to it */

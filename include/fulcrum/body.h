@@ -71,7 +71,11 @@ int fc_chunk_suffix(fc_buf_t *out, const fc_body_t *b, size_t n, int last);
  * takes them. The server connection's buffer is then free at once, so the server can be read as
  * fast as it sends (and released when its answer is whole) while the client is slow. */
 
-#define FC_BODYQ_BLOCK 16320 /* payload bytes per block (a block with its header is just under 16 KiB) */
+/* Payload bytes per block: a block with its header is just under 64 KiB. Blocks beyond the pool's
+ * idle ones come from mmap (main.c's M_MMAP_THRESHOLD), and a munmap's cost on this kind of VM is
+ * nearly all TLB shootdown, whatever the size: big blocks make four times fewer of them than
+ * 16 KiB ones did (bench/buffering.sh at 1 MiB answers, docs/benchmarks.md). */
+#define FC_BODYQ_BLOCK 65472
 
 typedef struct fc_bodyq_block {
     struct fc_bodyq_block *next;

@@ -5,9 +5,9 @@
  * Memory per stream (chosen so that 200 slow clients cost megabytes, not a gigabyte):
  * - gzip: windowBits 15 and memLevel 8 (zlib's defaults, 256 KiB + 6 KiB), lowered for a known
  *   small length the way nginx does (a window no larger than the body);
- * - br: lgwin 20 (smaller windows are several times slower at quality 4, and the encoder's
- *   memory follows the input, not the window: compress.c); the size hint is set when the length
- *   is known;
+ * - br: lgwin 18 (256 KiB) at most, smaller for a known smaller length, and the size hint; its
+ *   large blocks (about 2 MB per encoder) are reused through a cache of 4 MiB at most per worker,
+ *   since an encoder cannot be reset (compress.c);
  * - zstd: windowLog 17 (128 KiB) at most, hash and chain tables of 2^15 and 2^14 for a body of
  *   unknown length (about 1.1 MB of state in all, libzstd's own buffers included); the pledged
  *   size is set when the length is known, which lets libzstd shrink its tables.
@@ -74,5 +74,8 @@ int fc_codec_level(const fc_codec_t *c);
 int fc_codec_run(fc_codec_t *c, const char **in, size_t *inlen, char **out, size_t *outlen, int mode);
 /* Frees <c>. NULL is fine. */
 void fc_codec_free(fc_codec_t *c);
+/* Frees the memory kept for brotli encoders (compress.c: a few freed blocks, reused by the next
+ * encoder of the same parameters). At exit. */
+void fc_codec_cache_drain(void);
 
 #endif

@@ -33,7 +33,28 @@ typedef struct fc_server_conf {
     uint32_t max_fails;    /* failures within fail_timeout that take it out; 0 = never (default 1) */
     uint64_t fail_timeout; /* ms, default 10000: the failure window and how long it stays out */
     uint64_t slow_start;   /* ms, default 0: ramp its weight from ~0 to full after it comes back */
+    uint32_t name;         /* 1 + the index in its upstream's names[] when the address was written as a
+                              host name, else 0 */
+    int resolve;           /* as read: `resolve` of the entry, -1 = the upstream's */
+    uint64_t resolve_interval; /* as read: ms, 0 = the upstream's */
+    uint32_t max_addresses;    /* as read: 0 = the upstream's */
 } fc_server_conf_t;
+
+/* A server entry whose address is a host name (`address: app.default.svc.cluster.local:3000`). It
+ * became servers[first .. first + count) of its upstream: one per address it resolved to at load
+ * (resolve off), or max_addresses positions whose address follows DNS while serving (resolve on:
+ * see resolve.h and shm.h). */
+typedef struct fc_name_conf {
+    char host[254];        /* the name as written, without the port */
+    char text[64];         /* "name:port" as written */
+    uint16_t port;
+    int resolve;           /* re-resolved while serving */
+    uint64_t interval;     /* ms: resolve_interval (a shorter TTL wins) */
+    size_t first, count;   /* its servers in fc_upstream_conf_t.servers */
+    fc_addr_t *initial;    /* owned (resolve on): the addresses it had at load, ninitial of them (at most
+                              count); the master publishes them before the first fork */
+    size_t ninitial;
+} fc_name_conf_t;
 
 /* What counts as a failed attempt: bits for connect/IO errors, timeouts, and listed statuses. */
 typedef struct fc_fail_set {
@@ -110,7 +131,26 @@ struct fc_upstream_conf {
     fc_upstream_tls_conf_t *tls;  /* owned; NULL = plain TCP to the servers */
     fc_sticky_conf_t sticky;      /* sticky: { cookie: ... } */
     fc_queue_conf_t queue;        /* queue: { max: 100, timeout: 5s } */
+    int resolve;                  /* `resolve`: default for its servers written as names (default false) */
+    uint64_t resolve_interval;    /* ms, default 5000 */
+    uint32_t max_addresses;       /* positions per resolving name, default 16 */
+    fc_name_conf_t *names;        /* owned array of nnames: the entries written as host names */
+    size_t nnames;
+    size_t ndynamic;              /* servers that are positions of a resolving name */
 };
+
+#define FC_RATE_DELAY_ALL UINT32_MAX /* `delay: all`: every request beyond the rate waits its turn */
+enum fc_rate_on_error { FC_RATE_ALLOW = 0, FC_RATE_DENY = 1 };
+
+/* `store:` of a rate limit: the bucket is shared with other fulcrum processes through Redis. */
+typedef struct fc_rate_store_conf {
+    fc_addr_t redis;     /* `redis`: the Redis server (IP:port) */
+    int on_error;        /* enum fc_rate_on_error: while Redis is unreachable, the local bucket alone
+                            decides (allow, default) or every request of the policy is rejected (deny) */
+    uint64_t sync;       /* ms between two reconciliations with Redis, default 100 */
+    uint64_t timeout;    /* ms: a reconciliation unanswered this long counts as Redis being down,
+                            default 1000 */
+} fc_rate_store_conf_t;
 
 /* One policy under `rate_limits:`: a token bucket per key, shared by every worker. */
 typedef struct fc_rate_limit_conf {
@@ -122,6 +162,14 @@ typedef struct fc_rate_limit_conf {
     int status;          /* the answer to a rejected request, default 429 */
     int dry_run;         /* count and log, never reject */
     int headers;         /* Retry-After is always sent; RateLimit and RateLimit-Policy too (default true) */
+    uint32_t delay;      /* 0 (default): beyond the burst, rejected at once; N: the first N requests beyond
+                            the rate pass at once, the rest of the burst waits its turn; FC_RATE_DELAY_ALL:
+                            every request beyond the rate waits */
+    uint64_t max_delay;  /* ms a request may wait its turn, at most (default 30000); a longer wait is a
+                            rejection */
+    uint32_t max_keys;   /* buckets kept (default 65536): the least recently used key makes room */
+    fc_rate_store_conf_t *store; /* owned; NULL = this process's buckets only */
+    int key_addr;        /* <key> is exactly "$remote_addr": hashed as it is, without expanding the template */
     size_t index;        /* position in fc_config_t.rate_limits */
 } fc_rate_limit_conf_t;
 
@@ -256,6 +304,8 @@ struct fc_config {
     size_t nroutes;
     fc_limits_conf_t limits;
     fc_metrics_conf_t metrics;
+    char *resolver;                /* owned; `resolver`: the DNS servers to ask, "IP:port,IP:port" as c-ares
+                                      takes them, NULL = those of /etc/resolv.conf */
     char *warnings;                /* owned; "FILE:LINE:COLUMN: message" lines (a certificate about to
                                       expire), NULL when none: the caller logs them */
 };

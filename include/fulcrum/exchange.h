@@ -15,6 +15,7 @@
 #include "fulcrum/config.h"
 #include "fulcrum/http.h"
 #include "fulcrum/queue.h"
+#include "fulcrum/ratelimit.h"
 #include "fulcrum/worker.h"
 
 struct fc_conn;
@@ -112,6 +113,7 @@ typedef struct fc_exchange {
     uint64_t body_t0;             /* loop time (ms) the request body began to go to a server, 0 = not
                                      yet (limits.client_body_min_rate) */
     fc_timeout_t deadline;        /* routes[].timeouts.request, armed from routing to the end */
+    fc_rl_wait_t rl_wait;         /* waiting its turn (rate_limits.delay) before a server is picked */
     char up_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the upstream */
     char cl_prefix[FC_CHUNK_PREFIX_MAX]; /* the chunk-size line of the write to the client */
     char ip[46];                  /* the client's address, kept for the log line once it left */

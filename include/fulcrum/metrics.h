@@ -87,6 +87,8 @@ typedef struct fc_metrics_block {
     _Atomic uint64_t buffer_bytes;      /* a gauge: response and request buffer memory of the owner now,
                                            published every second (not folded) */
     _Atomic uint64_t buffering_skipped; /* exchanges that streamed because limits.buffer_memory was reached */
+    _Atomic uint64_t conns_refused[2];  /* connections closed at accept: [0] limits.max_connections,
+                                           [1] limits.max_connections_per_client */
 } __attribute__((aligned(64))) fc_metrics_block_t;
 
 /* The segment: written per request only in the blocks; the rest by the master. */
@@ -211,6 +213,15 @@ static inline void fc_metrics_buffering_skipped(fc_metrics_local_t *l)
     atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1, memory_order_relaxed);
 }
 
+/* A connection was closed at accept by limits.max_connections (<per_client> 0) or
+ * limits.max_connections_per_client (1). */
+static inline void fc_metrics_conn_refused(fc_metrics_local_t *l, unsigned per_client)
+{
+    if (l->block == NULL) return;
+    _Atomic uint64_t *v = &l->block->conns_refused[per_client];
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
 static inline void fc_metrics_client_error(fc_metrics_local_t *l, unsigned reason)
 {
     _Atomic uint64_t *v = &l->block->client_errors[reason];
@@ -243,6 +254,7 @@ typedef struct fc_metrics_snapshot {
     uint64_t client_errors[FC_MC_REASONS];
     uint64_t client_conns[FC_MCS_STATES];
     uint64_t buffer_bytes, buffering_skipped;
+    uint64_t conns_refused[2];
     int32_t pids[FC_METRICS_BLOCKS]; /* worker pids of the live blocks, 0 = none */
 } fc_metrics_snapshot_t;
 

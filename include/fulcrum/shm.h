@@ -2,7 +2,10 @@
  * the master before it forks: per-server slots (active requests, passive failures, health) and
  * the generation control block that reloads use. Slots are keyed by "upstream/address", so a
  * server that stays in the config across a reload keeps its slot and its health state.
- * Fields written by several processes are C11 atomics; counters use relaxed order. */
+ * A name with `resolve: true` has max_addresses slots ("upstream/name:port#k"), whose address
+ * follows DNS: the resolving worker writes it (fc_shm_dyn_update), every worker reads it
+ * (fc_shm_dyn_read). Fields written by several processes are C11 atomics; counters use relaxed
+ * order. */
 #ifndef FULCRUM_SHM_H
 #define FULCRUM_SHM_H
 
@@ -12,9 +15,11 @@
 #include "fulcrum/config.h"
 
 #define FC_SHM_SLOTS 4096
-/* Room for the longest "upstream/address" the loader accepts, so a key is never cut short (two
- * servers whose keys differ only past a cut would share a slot, and their health). */
-#define FC_SHM_KEY (FC_UPSTREAM_NAME_MAX + 1 + sizeof(((fc_addr_t *)0)->text))
+/* Room for the longest "upstream/address" (or "upstream/name:port#255") the loader accepts, so a
+ * key is never cut short (two servers whose keys differ only past a cut would share a slot, and
+ * their health). */
+#define FC_SHM_KEY (FC_UPSTREAM_NAME_MAX + 1 + sizeof(((fc_addr_t *)0)->text) + 4)
+#define FC_SHM_MASTER (FC_SHM_PROCS + 1) /* the owner the master writes into dyn_lock */
 #define FC_SHM_PROCS 64 /* worker processes alive at once, all generations together */
 
 typedef struct fc_shm_server {
@@ -33,6 +38,14 @@ typedef struct fc_shm_server {
     atomic_ullong checks_ok, checks_failed; /* active checks (written by the checking worker) */
     atomic_ullong last_check_ms;  /* how long the last check took */
     atomic_uint last_check_ok;    /* 1: the last check passed; 0 failed or none */
+    /* A position of a resolving name (the rest of the slot is then the state of dyn_addr). */
+    atomic_uint dyn_seq;          /* even: dyn_addr and dyn_used are stable; odd: being rewritten. Changes
+                                     with every rewrite; 0 = never written (vacant) */
+    uint32_t dyn_used;            /* 1: dyn_addr is a server now; 0: vacant (draining while active > 0) */
+    fc_addr_t dyn_addr;           /* its address, text "IP:port" (read under dyn_seq) */
+    uint64_t dyn_vacant_since;    /* monotonic ms it became vacant (the writer's: which slot to reuse) */
+    atomic_uint dyn_lock;         /* first position of a name: the writer's process slot + 1 (or
+                                     FC_SHM_MASTER) while it rewrites the name's positions, 0 = free */
     uint32_t refs;                /* configs (generations) using the slot; master only */
     char key[FC_SHM_KEY];         /* "upstream/address", empty when free; master only writes */
 } fc_shm_server_t;
@@ -47,16 +60,6 @@ typedef struct fc_shm_learn {
     uint64_t expires;   /* CLOCK_MONOTONIC ms */
     uint32_t slot;      /* the server's slot in servers[] */
 } fc_shm_learn_t;
-
-/* Rate limits: a token bucket per (policy, key), for every worker: a fixed set-associative table
- * (the least recently used entry of a set makes room), try-locks held for a few arithmetic steps. */
-#define FC_SHM_RATE_SETS 16384
-#define FC_SHM_RATE_WAYS 4
-typedef struct fc_shm_bucket {
-    uint64_t key;       /* a hash of the policy name and the request's key; 0 = free */
-    double tokens;      /* what the bucket holds, at <at> */
-    uint64_t at;        /* CLOCK_MONOTONIC ms of the last update */
-} fc_shm_bucket_t;
 
 /* Client connections per address, for every worker (limits.max_connections_per_client). */
 #define FC_SHM_PEER_SETS 4096
@@ -100,8 +103,6 @@ typedef struct fc_shm {
     fc_tls_cache_t sessions;            /* TLS 1.2 session IDs, for every worker */
     atomic_uint peer_lock[FC_SHM_PEER_SETS];
     fc_shm_peer_t peers[FC_SHM_PEER_SETS * FC_SHM_PEER_WAYS];
-    atomic_uint rate_lock[FC_SHM_RATE_SETS];
-    fc_shm_bucket_t rate[FC_SHM_RATE_SETS * FC_SHM_RATE_WAYS];
     atomic_uint learn_lock[FC_SHM_LEARN_SETS];
     fc_shm_learn_t learn[FC_SHM_LEARN_SETS * FC_SHM_LEARN_WAYS];
     fc_tls_tickets_t tickets;           /* TLS session ticket keys: made and rotated by the master, kept
@@ -122,12 +123,6 @@ void fc_shm_peer_leave(fc_shm_t *shm, uint64_t key);
  * go low for a while, never stuck high). */
 void fc_shm_peer_reset(fc_shm_t *shm);
 
-/* Takes a token from the bucket of <key> (capacity <cap>, refilled at <per_ms> tokens per ms; a
- * new key starts full) at <now>. Returns 1 (taken; *<left> tokens remain) or 0 (empty: nothing
- * taken, *<wait_ms> until a token is back). A set found locked counts as taken (fail open). */
-int fc_shm_rate_take(fc_shm_t *shm, uint64_t key, double cap, double per_ms, uint64_t now, double *left,
-                     uint64_t *wait_ms);
-
 /* Sticky learn mode: remembers that <slot> answered with cookie value <key> until <expires>
  * (the entry expiring first in its set makes room), or finds it (UINT32_MAX: unknown). */
 void fc_shm_learn_put(fc_shm_t *shm, uint64_t key, uint32_t slot, uint64_t expires);
@@ -143,8 +138,30 @@ void fc_shm_wake(fc_shm_t *shm, unsigned proc);
 /* Moves the head of <q> past the cells nobody waits in (lock held). */
 void fc_shm_queue_trim(fc_shm_queue_t *q);
 
+/* Reads position <st> of a resolving name: 0 with *<seq> (its dyn_seq), *<addr> and *<used>, or -1
+ * while it is being rewritten (try again later). */
+int fc_shm_dyn_read(fc_shm_server_t *st, unsigned *seq, fc_addr_t *addr, int *used);
+
+/* What fc_shm_dyn_update did. */
+typedef struct fc_shm_dyn_result {
+    unsigned joined;  /* addresses that took a vacant position */
+    unsigned left;    /* positions made vacant: their address is gone (in-flight requests finish) */
+    unsigned kept;    /* addresses already held, left with their health and failure state */
+    unsigned dropped; /* new addresses that found no vacant position without active requests */
+} fc_shm_dyn_result_t;
+
+/* Makes positions <pos>[0..<n>) of one resolving name hold the addresses <addrs>[0..<naddrs>):
+ * an address already held stays in its slot with its state; a slot whose address is gone becomes
+ * vacant (never picked again; reused only once no request is active on it, the one vacant longest
+ * first); a new address takes such a slot with fresh state: healthy = <healthy>, up_since = <now>
+ * (slow_start; 0 at load, when there is nothing to ramp from). <owner> (process slot + 1, or
+ * FC_SHM_MASTER) holds the name's lock meanwhile. Returns 0 with <res>, or -1 when another process
+ * holds the lock (nothing changed). */
+int fc_shm_dyn_update(fc_shm_server_t *const *pos, size_t n, const fc_addr_t *addrs, size_t naddrs, unsigned healthy,
+                      uint64_t now, unsigned owner, fc_shm_dyn_result_t *res);
+
 /* Takes back the active counts (and the queue places) process slot <proc> left behind (it exited
- * or crashed). */
+ * or crashed), and the resolving names' locks it held. */
 void fc_shm_forget_proc(fc_shm_t *shm, unsigned proc);
 
 /* Maps the segment (once, before any fork). Returns NULL with errno set on failure. */
@@ -154,7 +171,8 @@ void fc_shm_destroy(fc_shm_t *shm);
 /* For each server of <cfg> finds (or takes a free) slot keyed by upstream and address, and
  * writes the slot numbers into <slots> (one per server, in config order, upstream by upstream),
  * then the same for the queue of each upstream (one per upstream; UINT32_MAX when it has none).
- * A new slot starts healthy unless start_unhealthy. Returns 0, or -1 when the slots ran out. */
+ * A new slot starts healthy unless start_unhealthy. The positions of a resolving name that were
+ * never written get the addresses it had at load. Returns 0, or -1 when the slots ran out. */
 int fc_shm_assign(fc_shm_t *shm, const fc_config_t *cfg, uint32_t *slots);
 /* Drops <cfg>'s references taken by fc_shm_assign; slots nobody uses become free. */
 void fc_shm_release(fc_shm_t *shm, const fc_config_t *cfg, const uint32_t *slots);

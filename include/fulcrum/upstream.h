@@ -20,13 +20,18 @@
 #define FC_WEIGHT_SCALE 100 /* policies run on weight x 100, so slow_start ramps in small steps */
 
 typedef struct fc_server {
-    const fc_server_conf_t *conf; /* borrowed from the config */
+    const fc_server_conf_t *conf; /* borrowed from the config; for a position of a resolving name, the
+                                     upstream's copy (dconf), whose addr is the address it has now */
     fc_upstream_t *upstream;      /* owner */
     fc_list_t idle;               /* idle pooled connections, most recently used first */
     size_t nidle;
     fc_shm_server_t *st;          /* shared state (health, failures, active count): in the shm segment */
     struct fc_probe *probe;       /* the active check in flight, or NULL */
     fc_metrics_series_t *ms;      /* its series in this worker's metric block, NULL = metrics off */
+    uint32_t gen;                 /* changes with its address: a connection made before is not pooled */
+    uint32_t dyn_seq;             /* a position of a resolving name: the shm dyn_seq it follows now */
+    uint8_t dynamic;              /* a position of a resolving name (its address follows DNS) */
+    uint8_t vacant;               /* ... with no address now: never picked, probed or shown */
 } fc_server_t;
 
 /* What a server of an upstream with `tls:` needs besides (kept apart: the hot loops over
@@ -34,8 +39,9 @@ typedef struct fc_server {
 typedef struct fc_server_tls {
     fc_tls_session_t *session;    /* owned: the latest TLS session with it, resumed by the next
                                      connection; NULL = none */
-    char host[48];                /* its address without the port: the name its certificate must
-                                     have when the upstream's tls gives no sni */
+    char host[64];                /* its address without the port, or the host name it was written as:
+                                     the name its certificate must have when the upstream's tls gives
+                                     no sni */
 } fc_server_tls_t;
 
 /* The server of <u> whose sticky cookie value is <v>, or -1. */
@@ -62,6 +68,9 @@ struct fc_upstream {
                                        "upstream/address": opaque, and the same across reloads,
                                        restarts and replicas), else NULL */
     fc_balancer_t *balancer;        /* owned, conf->balance's policy */
+    fc_server_conf_t *dconf;        /* owned array of conf->nservers when conf->ndynamic, else NULL: the
+                                       confs of the positions of resolving names, their addr rewritten as
+                                       DNS changes (the other entries are unused) */
     fc_timeq_class_t *t_idle;       /* conf->keepalive_timeout */
     uv_timer_t health_timer;        /* starts a round of active checks every health.interval */
     fc_timeq_class_t *t_health;     /* health.timeout */
@@ -101,6 +110,7 @@ typedef struct fc_upconn {
     fc_timeq_class_t *t_idle; /* how long it may stay idle: the upstream's, or shorter when the
                                  server announced Keep-Alive: timeout=N */
     uint32_t requests;        /* requests carried so far */
+    uint32_t gen;             /* server->gen when it connected: pooled only while they are equal */
     uint8_t state;            /* enum fc_upconn_state */
     struct fc_upgrade *upgrade; /* FC_UP_TUNNEL: the tunnel it is a side of (a reference) */
 } fc_upconn_t;
@@ -127,7 +137,9 @@ void fc_upconn_close(fc_upconn_t *up);
 void fc_upconn_read_start(fc_upconn_t *up);
 void fc_upconn_read_stop(fc_upconn_t *up);
 /* Recomputes what the policy sees of <u>'s servers (usable, effective weight) from their health,
- * failures, max_conns and backup status. When passive failures alone leave no server usable, the
+ * failures, max_conns and backup status, after following what the resolving worker published for
+ * the positions of resolving names (a new address: the position's idle connections close and its
+ * sticky value changes; vacant: it is never picked, and its requests in flight finish). When passive failures alone leave no server usable, the
  * failed ones are usable again (nginx: "all peers failed, mark them as live for quick recovery"):
  * active checks and `down` still count. Returns how many servers are usable. */
 size_t fc_upstream_refresh(fc_upstream_t *u);

@@ -36,6 +36,7 @@ typedef struct fc_worker_args {
     int *fds;                /* borrowed: listening sockets, one per cfg->listeners entry */
     fc_shm_t *shm;           /* borrowed: the shared segment */
     const uint32_t *slots;   /* borrowed: shm slot of each server, in config order */
+    struct fc_rl_table **rl_tables; /* borrowed: the bucket table of each rate limit, in config order */
     unsigned generation;     /* the generation this worker belongs to */
     unsigned index;          /* its index in the generation (0 runs the active health checks) */
     unsigned proc;           /* its process slot in shm (active counts, readiness) */
@@ -47,6 +48,9 @@ struct fc_worker {
     const fc_config_t *cfg;          /* borrowed: outlives the worker */
     fc_shm_t *shm;                   /* borrowed: shared server state */
     const uint32_t *slots;           /* borrowed: shm slot of each server */
+    struct fc_rl_table **rl_tables;  /* borrowed: the bucket table of each rate limit */
+    struct fc_rl_waitq *rl_waitq;    /* owned: requests waiting their turn (rate_limits.delay) */
+    struct fc_redis_store *redis;    /* owned: the Redis reconciliation (worker 0 only), or NULL */
     unsigned generation, index, proc; /* from fc_worker_args_t */
     int master_pid;
     uv_poll_t handover_poll;         /* receives connections handed over by an older generation */
@@ -111,6 +115,8 @@ struct fc_worker {
                                         (the access log, the metrics) */
     char rid[32];                    /* the request id made last here: 16 random hex digits, then a
                                         count in 16 hex digits, incremented in place */
+    struct fc_resolver *resolver;    /* owned (resolve.c): re-resolves the names with resolve: true, in
+                                        the worker that runs the active checks; NULL elsewhere */
     fc_metrics_local_t metrics;      /* this worker's metric block; metrics.shm NULL = metrics off
                                         (no listener serves metrics or status) */
 };

@@ -682,6 +682,19 @@ def start_fastback(h, name):
     return Backend(proc, port, name, "127.0.0.1")
 
 
+def spawn_ready(h, args):
+    """Starts <args> (a tool that prints "ready PORT" once listening) under harness <h>, which stops
+    it in teardown. Returns (proc, port); fails the test when no such line comes in time."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    h.others.append(proc)
+    r, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
+    line = proc.stdout.readline().decode() if r else ""
+    if not line.startswith("ready "):
+        stop_pid(proc, signal.SIGKILL)
+        pytest.fail("%s did not start: %r" % (os.path.basename(args[1]), line))
+    return proc, int(line.split()[1])
+
+
 def wait_for(cond, timeout, step=0.01):
     """Polls cond() every <step> seconds until it returns something true (returned) or <timeout> passes
     (then the last value is returned)."""

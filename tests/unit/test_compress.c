@@ -192,16 +192,16 @@ static void queue(void)
     subtest("body queue");
     fc_bodyq_pool_t pool = {.keep = 2};
     fc_bodyq_t q = {0};
-    static char src[70000];
+    static char src[2 * FC_BODYQ_BLOCK + 5000];
     for (size_t i = 0; i < sizeof(src); i++) src[i] = (char)(i * 7);
     ok(fc_bodyq_append(&q, &pool, src, sizeof(src)) == 0);
     is_int(q.len, sizeof(src));
-    is_int(pool.out, 5 * sizeof(fc_bodyq_block_t)); /* 70000 bytes in blocks of 16320 */
+    is_int(pool.out, 3 * sizeof(fc_bodyq_block_t)); /* two blocks and a bit */
     fc_slice_t sl[3];
     size_t bytes;
     size_t n = fc_bodyq_peek(&q, sl, 3, &bytes);
     is_int(n, 3);
-    is_int(bytes, 3 * FC_BODYQ_BLOCK);
+    is_int(bytes, sizeof(src));
     ok(memcmp(sl[0].p, src, sl[0].n) == 0 && memcmp(sl[1].p, src + FC_BODYQ_BLOCK, sl[1].n) == 0);
     fc_bodyq_consume(&q, &pool, 100);
     n = fc_bodyq_peek(&q, sl, 3, &bytes);
@@ -234,4 +234,5 @@ void test_compress(void)
     response_fields();
     codecs();
     queue();
+    fc_codec_cache_drain();
 }

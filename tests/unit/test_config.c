@@ -128,16 +128,16 @@ static const err_case_t unknown_key_cases[] = {
     {"# top\n" MIN "worker: 2\n",
      "t.yaml:10:1: unknown key 'worker' at the top level (expected one of: workers, shutdown_timeout, "
      "shutdown_delay, pid_file, error_log, error_log_level, access_log, access_log_format, via, underscores_in_headers, request_id, "
-     "listeners, upstreams, rate_limits, ...)"},
+     "resolver, listeners, upstreams, ...)"},
     {"listeners:\n  - address: 127.0.0.1:8080\n    port: 80\n" UPS ROUTE,
      "t.yaml:3:5: unknown key 'port' in listeners[0] (expected one of: address, health, metrics, status, tls, hsts, redirect_https)"},
     {LISTEN "upstreams:\n  b:\n    balancer: round_robin\n    servers: []\n" ROUTE,
      "t.yaml:5:5: unknown key 'balancer' in upstreams.b (expected one of: balance, keepalive, "
-     "keepalive_timeout, servers, fail_on, health_check, retry, tls, sticky, queue)"},
+     "keepalive_timeout, servers, fail_on, health_check, retry, tls, sticky, queue, resolve, resolve_interval, max_addresses)"},
     {LISTEN "upstreams:\n  b:\n    servers:\n      - address: 127.0.0.1:1\n      - address: 127.0.0.1:2\n"
             "        wieght: 2\n" ROUTE,
      "t.yaml:8:9: unknown key 'wieght' in upstreams.b.servers[1] (expected one of: address, weight, backup, down, "
-     "max_conns, max_fails, fail_timeout, slow_start)"},
+     "max_conns, max_fails, fail_timeout, slow_start, resolve, resolve_interval, max_addresses)"},
     {LISTEN UPS "routes:\n  - upstream: b\n  - upstream: b\n    prefix: /x\n",
      "t.yaml:10:5: unknown key 'prefix' in routes[1] (expected one of: host, path, upstream, name, access_log, upgrade, rate_limit, compression, buffering, timeouts)"},
     {LISTEN UPS "routes:\n  - upstream: b\n    timeouts: { connect: 1s, idle: 2s }\n",
@@ -1402,11 +1402,19 @@ static void test_files(void)
     char *k8s = kubernetes_config();
     ok(k8s != NULL);
     if (k8s != NULL) {
-        cfg = load(k8s, &err);
+        /* Its names are the cluster's: looked up here with a resolver that fails at once (nothing
+         * answers on port 1), so the test does not depend on this machine's DNS. */
+        char *text = malloc(strlen(k8s) + 32);
+        sprintf(text, "resolver: 127.0.0.1:1\n%s", k8s);
+        cfg = load(text, &err);
+        free(text);
         if (cfg != NULL) {
             is_str(cfg->listeners[0].health_path, "/healthz");
             is_int(cfg->shutdown_delay, 5000);
             is_int(cfg->shutdown_timeout, 30000);
+            is_int(cfg->upstreams[0].nnames, 1);
+            is_int(cfg->upstreams[0].names[0].resolve, 1);
+            is_int(cfg->upstreams[0].nservers, 32);
         } else {
             fc_err_format(&err, msg, sizeof(msg));
             is_str(msg, "conf/kubernetes.yaml's fulcrum.yaml loads");
@@ -1681,6 +1689,31 @@ static void test_rate_limit_config(void)
            "t.yaml:8:6: missing required key 'rate' in rate_limits.a");
     is_str(err_of(LISTEN UPS "routes:\n  - upstream: b\n    rate_limit: x\n"),
            "t.yaml:9:17: routes[0].rate_limit: unknown rate limit 'x' (defined: none)");
+
+    subtest("rate limits: delay, max_delay, max_keys, store");
+    cfg = load(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\", rate: 10/s }\n"
+                          "  b: { key: \"$remote_addr\", rate: 10/s, delay: all, max_delay: 2s, max_keys: 100,\n"
+                          "       store: { redis: \"127.0.0.1:6380\", on_error: deny, sync: 50ms, timeout: 200ms } }\n"
+                          "  c: { key: \"$remote_addr\", rate: 10/s, delay: 3, store: { redis: \"[::1]:6379\" } }\n" ROUTE, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) {
+        const fc_rate_limit_conf_t *a = &cfg->rate_limits[0], *b = &cfg->rate_limits[1], *c = &cfg->rate_limits[2];
+        ok(a->delay == 0 && a->max_delay == 30000 && a->max_keys == 65536 && a->store == NULL);
+        ok(b->delay == FC_RATE_DELAY_ALL && b->max_delay == 2000 && b->max_keys == 100 && b->store != NULL);
+        if (b->store != NULL) {
+            is_str(b->store->redis.text, "127.0.0.1:6380");
+            ok(b->store->on_error == FC_RATE_DENY && b->store->sync == 50 && b->store->timeout == 200);
+        }
+        ok(c->delay == 3 && c->store != NULL);
+        if (c->store != NULL) ok(c->store->on_error == FC_RATE_ALLOW && c->store->sync == 100 && c->store->timeout == 1000);
+        fc_config_free(cfg);
+    }
+    is_str(err_of(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\", rate: 10/s, delay: -1 }\n" ROUTE),
+           "t.yaml:8:48: rate_limits.a.delay: -1 is out of range (0..100000)");
+    is_str(err_of(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\", rate: 10/s, store: { on_error: allow } }\n" ROUTE),
+           "t.yaml:8:48: missing required key 'redis' in rate_limits.a.store");
+    is_str(err_of(LISTEN UPS "rate_limits:\n  a: { key: \"$remote_addr\", rate: 10/s, store: { redis: \"127.0.0.1:6379\", on_error: maybe } }\n" ROUTE),
+           "t.yaml:8:85: rate_limits.a.store.on_error: unknown value 'maybe' (expected one of: allow, deny)");
 }
 
 static void test_queue_config(void)
@@ -1714,6 +1747,87 @@ static void test_queue_config(void)
            "t.yaml:10:25: limits.client_body_min_rate: expected a rate like 1k/s or 500/s, got 'fast'");
 }
 
+/* Servers written as host names, and `resolver`. Nothing answers on 127.0.0.1:1, so a lookup
+ * fails at once (port unreachable) and no test here depends on a DNS server. */
+#define NOWHERE "resolver: 127.0.0.1:1\n"
+#define NAMED(keys, server) LISTEN "upstreams:\n  b:\n" keys "    servers:\n      - address: " server "\n" ROUTE
+static void test_names(void)
+{
+    static const err_case_t cases[] = {
+        {NOWHERE NAMED("", "app.test:3000"),
+         "t.yaml:7:18: upstreams.b.servers[0].address: cannot resolve 'app.test': Could not contact DNS servers "
+         "(with resolve: true it would be looked up again while serving)"},
+        {NOWHERE NAMED("    resolve: true\n", "app.test:3000"), "ok"},
+        {NOWHERE NAMED("    resolve: true\n", "app.test.:3000"), "ok"},
+        {NAMED("", "app..test:3000"),
+         "t.yaml:6:18: upstreams.b.servers[0].address: 'app..test:3000' is not a valid host name (empty or over-long label)"},
+        {NAMED("", "app.test:99999"),
+         "t.yaml:6:18: upstreams.b.servers[0].address: invalid port '99999' in 'app.test:99999' (expected 1..65535)"},
+        {NAMED("", "app.test"),
+         "t.yaml:6:18: upstreams.b.servers[0].address: missing port in 'app.test' (expected host:port, like "
+         "127.0.0.1:8080)"},
+        {NAMED("", "a123456789a123456789a123456789a123456789a123456789a123456789.x:3000"),
+         "t.yaml:6:18: upstreams.b.servers[0].address: 'a123456789a123456789a123456789a123456789a123456789a123456789.x:3000' "
+         "is too long: a host name and its port take 63 characters at most"},
+        {NAMED("    resolve: yes\n", "app.test:3000"),
+         "t.yaml:5:14: upstreams.b.resolve: expected true or false, got 'yes'"},
+        {NAMED("    resolve_interval: 100ms\n", "app.test:3000"),
+         "t.yaml:5:23: upstreams.b.resolve_interval: 100ms is out of range (1s..24h)"},
+        {NAMED("    max_addresses: 0\n", "app.test:3000"),
+         "t.yaml:5:20: upstreams.b.max_addresses: 0 is out of range (1..256)"},
+        {NOWHERE LISTEN "upstreams:\n  b:\n    resolve: true\n    max_addresses: 200\n    servers:\n"
+                 "      - address: a.test:3000\n      - address: b.test:3000\n" ROUTE,
+         "t.yaml:10:18: upstreams.b.servers[1].address: 400 servers in all with the addresses of 'b.test', at most 256 "
+         "are allowed"},
+        {NAMED("", "app.test:3000\n      - address: APP.test:3000"),
+         "t.yaml:7:18: upstreams.b.servers[1].address: APP.test:3000 is already listed as servers[0] (give it a "
+         "higher weight instead)"},
+        {"resolver: dns.example:53\n" MIN,
+         "t.yaml:1:11: resolver: 'dns.example:53' is not a DNS server address (an IP address with an optional port, "
+         "like 127.0.0.1:5353)"},
+        {"resolver: [127.0.0.1:5353, \"::1\", 10.0.0.1]\n" MIN, "ok"},
+        {"resolver: []\n" MIN, "t.yaml:1:11: resolver: the list is empty; leave out 'resolver' to use /etc/resolv.conf"},
+    };
+    check_errors("names", cases, FC_ARRAY_LEN(cases));
+
+    subtest("names: resolver is kept as the list c-ares takes, port 53 when none is written");
+    fc_err_t err;
+    fc_config_t *cfg = load("resolver: [127.0.0.1:5353, \"::1\", 10.0.0.1]\n" MIN, &err);
+    ok(cfg != NULL);
+    if (cfg != NULL) is_str(cfg->resolver, "127.0.0.1:5353,[::1]:53,10.0.0.1:53");
+    fc_config_free(cfg);
+
+    subtest("names: resolve: true makes max_addresses positions, a server's keys over the upstream's");
+    cfg = load("resolver: 127.0.0.1:1\n" LISTEN "upstreams:\n  b:\n    resolve: true\n"
+                            "    max_addresses: 3\n    servers:\n      - address: 127.0.0.1:4000\n"
+                            "      - address: app.test:3000\n        weight: 5\n"
+                            "      - address: api.test:3001\n        resolve_interval: 2s\n        max_addresses: 2\n"
+                            ROUTE, &err);
+    ok(cfg != NULL);
+    if (cfg == NULL) return;
+    is_str(cfg->resolver, "127.0.0.1:1");
+    const fc_upstream_conf_t *u = &cfg->upstreams[0];
+    is_int(u->nservers, 6);
+    is_int(u->nnames, 2);
+    is_int(u->ndynamic, 5);
+    char got[1024] = "";
+    for (size_t k = 0; k < u->nnames; k++) {
+        const fc_name_conf_t *nc = &u->names[k];
+        size_t used = strlen(got);
+        snprintf(got + used, sizeof(got) - used, "%s%s %s:%u at %zu+%zu every %llu, %zu known", k ? "; " : "", nc->text,
+                 nc->host, nc->port, nc->first, nc->count, (unsigned long long)nc->interval, nc->ninitial);
+    }
+    is_str(got, "app.test:3000 app.test:3000 at 1+3 every 5000, 0 known; api.test:3001 api.test:3001 at 4+2 every 2000, "
+                "0 known");
+    is_int(u->servers[0].name, 0);
+    is_int(u->servers[3].name, 1);
+    is_int(u->servers[3].weight, 5);
+    is_int(u->servers[5].name, 2);
+    ok(cfg->warnings != NULL && strstr(cfg->warnings, "t.yaml:10:18: upstreams.b.servers[1].address: warning: cannot "
+                                       "resolve 'app.test' now: Could not contact DNS servers") != NULL);
+    fc_config_free(cfg);
+}
+
 void test_config(void)
 {
     test_yaml_tree();
@@ -1727,6 +1841,7 @@ void test_config(void)
     test_balancing_errors();
     test_balancing_values();
     test_addr_parse();
+    test_names();
     test_files();
     test_doc_examples();
     test_tls();

@@ -1,6 +1,7 @@
 /* test_shm.c: the slot table of the shared segment (shm.h): one slot per upstream and server
  * address, the same slot again for the same pair (so state survives a reload), never one slot for
  * two servers, however long the upstream name and the address are. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,6 +27,104 @@ static fc_config_t *load(const char *yaml, char *line, size_t n)
         return NULL;
     }
     return cfg;
+}
+
+/* "127.0.0.<last>:3000" as fc_addr_parse reads it. */
+static fc_addr_t ip(int last)
+{
+    char t[32];
+    fc_addr_t a = {0};
+    fc_err_t err;
+    snprintf(t, sizeof(t), "127.0.0.%d:3000", last);
+    ok(fc_addr_parse(t, &a, &err) == 0);
+    return a;
+}
+
+/* The addresses positions <pos>[0..<n>) hold now, as "2 3 -" (last byte, '-' for vacant). */
+static const char *held(fc_shm_server_t *const *pos, size_t n)
+{
+    static char out[64];
+    size_t used = 0;
+    for (size_t p = 0; p < n; p++) {
+        unsigned seq;
+        int inuse;
+        fc_addr_t a;
+        if (fc_shm_dyn_read(pos[p], &seq, &a, &inuse) != 0) return "being rewritten";
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&a.ss;
+        used += (size_t)snprintf(out + used, sizeof(out) - used, p ? " %s" : "%s", "-");
+        if (inuse) snprintf(out + used - 1, sizeof(out) - used + 1, "%u", (unsigned)(ntohl(in->sin_addr.s_addr) & 0xff));
+        used = strlen(out);
+    }
+    return out;
+}
+
+/* Positions of resolving names (fc_shm_dyn_update): an address that stays keeps its slot and
+ * state, one that goes leaves a vacant slot that is not reused while a request is active on it. */
+static void test_dyn(fc_shm_t *shm)
+{
+    fc_shm_server_t *pos[3] = {&shm->servers[100], &shm->servers[101], &shm->servers[102]};
+    fc_shm_dyn_result_t r;
+    fc_addr_t a2 = ip(2), a3 = ip(3), a4 = ip(4), a5 = ip(5);
+
+    subtest("dyn: the first set takes the positions in order; nothing is held before");
+    is_str(held(pos, 3), "- - -");
+    fc_addr_t set1[] = {a2, a3};
+    is_int(fc_shm_dyn_update(pos, 3, set1, 2, 1, 0, FC_SHM_MASTER, &r), 0);
+    is_int(r.joined, 2);
+    is_int(r.left + r.kept + r.dropped, 0);
+    is_str(held(pos, 3), "2 3 -");
+    is_int(atomic_load(&pos[0]->healthy), 1);
+    is_int(atomic_load(&pos[0]->up_since), 0);
+
+    subtest("dyn: an address that stays keeps its slot and its failure state; a new one starts fresh");
+    atomic_store(&pos[1]->fails, 2);
+    atomic_store(&pos[1]->failed_until, 12345);
+    fc_addr_t set2[] = {a4, a3, a3}; /* in another order, and one listed twice */
+    is_int(fc_shm_dyn_update(pos, 3, set2, 3, 1, 5000, 1, &r), 0);
+    is_int(r.kept, 1);
+    is_int(r.left, 1);
+    is_int(r.joined, 1);
+    is_str(held(pos, 3), "- 3 4");
+    is_int(atomic_load(&pos[1]->fails), 2);
+    is_int(atomic_load(&pos[1]->failed_until), 12345);
+    is_int(atomic_load(&pos[2]->up_since), 5000);
+    is_int(atomic_load(&pos[2]->fails), 0);
+
+    subtest("dyn: a vacant slot with a request still active on it is not reused (it drains)");
+    atomic_store(&pos[0]->active, 1);
+    fc_addr_t set3[] = {a3, a4, a5};
+    is_int(fc_shm_dyn_update(pos, 3, set3, 3, 1, 6000, 1, &r), 0);
+    is_int(r.dropped, 1);
+    is_str(held(pos, 3), "- 3 4");
+    atomic_store(&pos[0]->active, 0);
+    is_int(fc_shm_dyn_update(pos, 3, set3, 3, 0, 7000, 1, &r), 0);
+    is_int(r.joined, 1);
+    is_str(held(pos, 3), "5 3 4");
+    is_int(atomic_load(&pos[0]->healthy), 0);
+
+    subtest("dyn: the slot vacant longest is reused first");
+    fc_addr_t set4[] = {a5};
+    is_int(fc_shm_dyn_update(pos, 3, set4, 1, 1, 8000, 1, &r), 0); /* 3 and 4 leave at 8000 */
+    is_str(held(pos, 3), "5 - -");
+    fc_addr_t set6[] = {a2};
+    is_int(fc_shm_dyn_update(pos, 3, set6, 1, 1, 9500, 1, &r), 0); /* 5 leaves at 9500; 2 takes one of 8000 */
+    is_str(held(pos, 3), "- 2 -");
+    fc_addr_t set7[] = {a2, a4};
+    is_int(fc_shm_dyn_update(pos, 3, set7, 2, 1, 10000, 1, &r), 0);
+    is_str(held(pos, 3), "- 2 4"); /* the slot vacant since 8000, not the one since 9500 */
+
+    subtest("dyn: a writer holding the name's lock keeps others out; the master frees a dead one's");
+    atomic_store(&pos[0]->dyn_lock, 4);
+    is_int(fc_shm_dyn_update(pos, 3, set1, 2, 1, 11000, 1, &r), -1);
+    fc_shm_forget_proc(shm, 3);
+    is_int(atomic_load(&pos[0]->dyn_lock), 0);
+    is_int(fc_shm_dyn_update(pos, 3, set1, 2, 1, 11000, 1, &r), 0);
+
+    subtest("dyn: a position being rewritten reads as such");
+    atomic_fetch_add(&pos[1]->dyn_seq, 1);
+    is_str(held(pos, 3), "being rewritten");
+    atomic_fetch_add(&pos[1]->dyn_seq, 1);
+    for (size_t p = 0; p < 3; p++) memset(pos[p], 0, sizeof(*pos[p]));
 }
 
 void test_shm(void)
@@ -109,6 +208,7 @@ void test_shm(void)
     is_int(q->head, 11); /* the head moved past its cell to the one still waiting */
     is_int(q->cells[12 % FC_SHM_QUEUE_RING].state, FC_QW_FREE);
     fc_config_free(cfg);
+    test_dyn(shm);
 out:
     fc_shm_destroy(shm);
 }
