@@ -342,22 +342,36 @@ def start_contestant(name, tmp, backends, workers, pin, nofile, tls=False, rate_
     suffix = "-tls" if tls else ""
     if tls:
         values.update(TLS_FILES, TLS_CIPHERS=TLS_CIPHERS, TLS_CIPHERSUITES=TLS_CIPHERSUITES, TLS_GROUPS=TLS_GROUPS)
-    if name == "fulcrum":
-        if not os.access(FULCRUM, os.X_OK):
-            return None, "%s not found or not executable (run make)" % os.path.relpath(FULCRUM, ROOT)
-        conf = render("fulcrum%s.yaml.in" % suffix, os.path.join(cdir, "fulcrum.yaml"), values)
-        argv = [FULCRUM, "-c", conf]
-    elif name == "nginx":
-        conf = render("nginx%s.conf.in" % suffix, os.path.join(cdir, "nginx.conf"), values)
-        argv = ["nginx", "-p", cdir, "-c", conf, "-g", "daemon off;"]
-    elif name == "haproxy":
-        conf = render("haproxy%s.cfg.in" % suffix, os.path.join(cdir, "haproxy.cfg"), values)
-        argv = ["haproxy", "-f", conf, "-db"]
-    else:
+    if name not in ("fulcrum", "nginx", "haproxy"):
         raise ValueError(name)
+    ext = CONF_EXT[name]
+    conf = render("%s%s.%s.in" % (name, suffix, ext), os.path.join(cdir, "%s.%s" % (name, ext)), values)
     if rate_limit and not add_rate_limit(name, conf, rate_limit):
         return None, "no rate limit that delays requests"
-    proc = Proc(name, argv, cdir, pin)
+    return launch(name, conf, cdir, pin, port, "/", b"hello from", tls)
+
+
+CONF_EXT = {"fulcrum": "yaml", "nginx": "conf", "haproxy": "cfg"}
+
+
+def launch(kind, conf, cdir, pin, port, path, prefix, tls=False, name=None):
+    """Starts proxy <kind> (fulcrum, nginx, haproxy) with the rendered config <conf> (its temp dir <cdir>) and waits
+    up to 5 s for it to answer GET <path> on <port> (over TLS if <tls>) with 200 and a body starting with <prefix>.
+    Returns (Proc, port), or (None, reason) with the proxy stopped. fulcrum's config is checked with `-t` first, so
+    a key this build does not know is the reason given."""
+    if kind == "fulcrum":
+        if not os.access(FULCRUM, os.X_OK):
+            return None, "%s not found or not executable (run make)" % os.path.relpath(FULCRUM, ROOT)
+        check = subprocess.run([FULCRUM, "-t", "-c", conf], capture_output=True, text=True, timeout=30)
+        if check.returncode != 0:
+            return None, "fulcrum -t rejected the config: %s" % (
+                (check.stderr or check.stdout).strip().splitlines() or ["?"])[-1].replace(cdir + "/", "")
+        argv = [FULCRUM, "-c", conf]
+    elif kind == "nginx":
+        argv = ["nginx", "-p", cdir, "-c", conf, "-g", "daemon off;"]
+    else:
+        argv = ["haproxy", "-f", conf, "-db"]
+    proc = Proc(name or kind, argv, cdir, pin)
     deadline = time.monotonic() + 5
     last = "no answer"
     while time.monotonic() < deadline:
@@ -365,16 +379,16 @@ def start_contestant(name, tmp, backends, workers, pin, nofile, tls=False, rate_
             last = "exited with status %d" % proc.p.returncode
             break
         try:
-            status, body = http_get(port, "/", timeout=1, tls=tls)
-            if status == 200 and body.startswith(b"hello from"):
+            status, body = http_get(port, path, timeout=1, tls=tls)
+            if status == 200 and body.startswith(prefix):
                 return proc, port
             last = "answered %d %r" % (status, body[:60])
         except OSError as e:
             last = str(e)
         time.sleep(0.1)
     proc.stop()
-    return None, "did not answer GET /%s within 5 s (%s; stderr: %s)" % (
-        " over TLS" if tls else "", last.replace(str(port), "PORT"), proc.stderr_tail() or "empty")
+    return None, "did not answer GET %s%s within 5 s (%s; stderr: %s)" % (
+        path, " over TLS" if tls else "", last.replace(str(port), "PORT"), proc.stderr_tail() or "empty")
 
 
 # ---------------------------------------------------------------- measurements
@@ -687,20 +701,26 @@ def environment():
     )
 
 
-def command_line():
-    keys = sorted(k for k in os.environ if k.startswith("BENCH_") and k != "BENCH_OUT" or k == "FULCRUM")
+def command_line(script="bench/run.sh", keep=lambda k: k.startswith("BENCH_") and k != "BENCH_OUT"):
+    """<script> with the environment variables it was run with (those <keep> selects, and FULCRUM) before it."""
+    keys = sorted(k for k in os.environ if keep(k) or k == "FULCRUM")
     prefix = " ".join("%s=%s" % (k, shlex.quote(os.environ[k])) for k in keys)
-    return (prefix + " " if prefix else "") + "bench/run.sh"
+    return (prefix + " " if prefix else "") + script
+
+
+def report_head(w, title, started, env):
+    """The title, date and machine lines every report starts with."""
+    w("# " + title)
+    w("")
+    w("- Date: %s (%.1f minutes)" % (started.strftime("%Y-%m-%d %H:%M UTC"),
+                                     (datetime.datetime.utcnow() - started).total_seconds() / 60))
+    w("- Machine: %s" % env["machine"])
 
 
 def report(results, scenarios, contestants, skipped, started, env):
     out = []
     w = out.append
-    w("# fulcrum benchmark results")
-    w("")
-    w("- Date: %s (%.1f minutes)" % (started.strftime("%Y-%m-%d %H:%M UTC"),
-                                     (datetime.datetime.utcnow() - started).total_seconds() / 60))
-    w("- Machine: %s" % env["machine"])
+    report_head(w, "fulcrum benchmark results", started, env)
     w("- Versions: %s; %s; %s; %s; %s; %s, the library every proxy and client ran with (backends: "
       "build/tools/fastback)" % (env["fulcrum"], env["nginx"], env["haproxy"], env["wrk"], env["libuv"],
                                  env.get("openssl", "OpenSSL n/a")))
@@ -893,6 +913,16 @@ def rounds_of(results, key):
     return by_round
 
 
+def choose(var, known, what):
+    """The comma list in environment variable <var> (default: all of <known>), in <known>'s order; an unknown
+    name exits with <what> and the known names."""
+    names = [n.strip() for n in os.environ.get(var, ",".join(known)).split(",") if n.strip()]
+    for n in names:
+        if n not in known:
+            raise SystemExit("%s %r (known: %s)" % (what, n, ", ".join(known)))
+    return [n for n in known if n in names]
+
+
 def main():
     started = datetime.datetime.utcnow()
     scenarios = []
@@ -900,16 +930,11 @@ def main():
         for k in SCENARIO_GROUPS.get(s.strip(), [s.strip()] if s.strip() else []):
             if k not in scenarios:
                 scenarios.append(k)
-    contestants = [c.strip() for c in os.environ.get("BENCH_CONTESTANTS", ",".join(CONTESTANTS)).split(",")
-                   if c.strip()]
     for s in scenarios:
         if s not in SCENARIOS:
             raise SystemExit("bench: unknown scenario %r (known: %s, and the groups %s)" % (
                 s, ", ".join(SCENARIOS), ", ".join(SCENARIO_GROUPS)))
-    for c in contestants:
-        if c not in CONTESTANTS:
-            raise SystemExit("bench: unknown contestant %r (known: %s)" % (c, ", ".join(CONTESTANTS)))
-    contestants = [c for c in CONTESTANTS if c in contestants]
+    contestants = choose("BENCH_CONTESTANTS", CONTESTANTS, "bench: unknown contestant")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     nofile = hard
