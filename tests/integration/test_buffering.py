@@ -395,7 +395,8 @@ def test_buffer_memory_cap_reached_exchanges_stream_never_fail(h):
     # an exchange that began just under the cap may fill its own buffer: no more than that over
     assert max(numbers) <= (1 << 20) + (1 << 20) + (64 << 10), "fulcrum_buffer_memory_bytes: max %d" % max(numbers)
     skipped = metric(f.port, "fulcrum_buffering_skipped_total")
-    assert skipped is not None and 1 <= skipped <= 28, skipped
+    # the first filler found the cap empty; the second may have found it full already
+    assert skipped is not None and 1 <= skipped <= 29, skipped
 
 
 # ---------------------------------------------------------------------------------------------
