@@ -660,20 +660,25 @@ def socket_owner(client, pids):
     return socket_owners([client], pids)[0]
 
 
-def start_fastback(h, name):
-    """Starts build/tools/fastback (answers "hello from NAME", X-Backend: NAME), tracked by h."""
-    exe = os.path.join(ROOT, "build", "tools", "fastback")
-    errf = open(os.path.join(h.tmp, "fastback-%s.err" % name), "wb")
-    proc = subprocess.Popen([exe, "--port", "0", "--name", name], stdout=subprocess.PIPE, stderr=errf,
-                            stdin=subprocess.DEVNULL)
+def start_ready(h, args, label):
+    """Starts a helper process that prints "ready PORT" once it listens (its stderr in h.tmp/LABEL.err),
+    tracked by h. Returns (process, port)."""
+    errf = open(os.path.join(h.tmp, "%s.err" % label), "wb")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL)
     errf.close()
     h.others.append(proc)
     r, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
     line = proc.stdout.readline().decode() if r else ""
     if not line.startswith("ready "):
         stop_pid(proc, signal.SIGKILL)
-        raise RuntimeError("fastback %s did not start: %r" % (name, line))
-    port = int(line.split()[1])
+        raise RuntimeError("%s did not start: %r (stderr in %s.err)" % (label, line, label))
+    return proc, int(line.split()[1])
+
+
+def start_fastback(h, name):
+    """Starts build/tools/fastback (answers "hello from NAME", X-Backend: NAME), tracked by h."""
+    exe = os.path.join(ROOT, "build", "tools", "fastback")
+    proc, port = start_ready(h, [exe, "--port", "0", "--name", name], "fastback-%s" % name)
     return Backend(proc, port, name, "127.0.0.1")
 
 
