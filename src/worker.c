@@ -215,6 +215,12 @@ static void stop_everything(fc_worker_t *w)
                          (uv_handle_t *)&w->accept_timer, (uv_handle_t *)&w->accept_check,
                          (uv_handle_t *)&w->metrics_timer, (uv_handle_t *)&w->wake_poll};
     for (size_t i = 0; i < FC_ARRAY_LEN(hs); i++) close_if_open(hs[i]);
+    /* Closing the last watcher of a signal gives it back its default action, which for these is
+     * death: a second stop signal while the stop runs (Ctrl-C reaches the whole process group as
+     * the master forwards SIGTERM) would kill the worker and make its stop look unclean. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
     if (w->handover_fd >= 0) close(w->handover_fd);
     if (w->handover_send_fd >= 0) close(w->handover_send_fd);
     w->handover_fd = w->handover_send_fd = -1;

@@ -3,9 +3,11 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 
-from conftest import Client, IncompleteResponse, child_pids, free_port, get, wait_for, wait_port, yaml_config
+from conftest import (FULCRUM, Client, IncompleteResponse, child_pids, free_port, get, wait_for, wait_port,
+                      yaml_config)
 
 
 def new_request_fails(port):
@@ -47,6 +49,33 @@ def test_sigint_exits_zero(h):
     os.kill(f.pid, signal.SIGINT)
     assert f.proc.wait(timeout=5) == 0
     assert time.monotonic() - t0 < 3
+
+
+def test_ctrl_c_to_the_process_group_exits_zero(tmp_path):
+    """Ctrl-C in a terminal (`make run`) sends SIGINT to the whole process group: each worker gets it
+    and, a moment later, the SIGTERM the master forwards. The second stop signal must not kill a
+    worker that is already stopping (the master would then exit 1 and say a worker did not stop
+    cleanly). Three times, with two workers."""
+    port = free_port()
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text("workers: 2\naccess_log: off\nlisteners:\n  - address: 127.0.0.1:%d\n"
+                   "upstreams:\n  b: { servers: [ { address: 127.0.0.1:1 } ] }\nroutes:\n  - upstream: b\n" % port)
+    for _ in range(3):
+        p = subprocess.Popen([FULCRUM, "-c", str(cfg)], start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            wait_port(port, proc=p)
+            assert wait_for(lambda: len(child_pids(p.pid)) == 2, 5), "two workers"
+            time.sleep(0.2)  # both workers past their start
+            os.killpg(p.pid, signal.SIGINT)
+            rc = p.wait(timeout=10)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        err = p.stderr.read()
+        assert rc == 0, err[-2000:]
+        assert "did not stop cleanly" not in err, err[-2000:]
 
 
 def test_sigterm_closes_idle_keepalive_clients_promptly(h):
