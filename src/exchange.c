@@ -766,6 +766,28 @@ static void admitted(fc_exchange_t *ex, uint64_t now)
     connect_next(ex, now);
 }
 
+/* After a read of the request body that gave <ev>: a bad body (400) or one past
+ * limits.max_body_size (413) ends the exchange (-1); a complete one ends the body timeout. */
+static int body_read_end(fc_exchange_t *ex, int ev)
+{
+    fc_conn_t *c = ex->client;
+    if (ev == FC_BODY_ERROR) {
+        fc_log(FC_LOG_INFO, "client %s: bad request body: %s", c->ip, ex->req_body.error);
+        fail(ex, FC_END_CLIENT_BAD);
+        return -1;
+    }
+    uint64_t max_body = W(ex)->cfg->limits.max_body_size;
+    if (max_body > 0 && ex->req_body.total > max_body) {
+        fail(ex, FC_END_LIMIT);
+        return -1;
+    }
+    if (ev == FC_BODY_DONE) {
+        ex->req_done = 1;
+        fc_timeout_clear(&c->timeout);
+    }
+    return 0;
+}
+
 /* routes[].buffering.request: the request body is read into req_buf before a server is picked,
  * so a slow upload holds no server slot. A body that grows past the limit (chunked) goes on as a
  * stream once what was read is sent. */
@@ -785,20 +807,7 @@ static void buffer_request(fc_exchange_t *ex)
         }
         w->req_buffers += ex->req_buf.cap - cap0;
         c->pos += used;
-        if (ev == FC_BODY_ERROR) {
-            fc_log(FC_LOG_INFO, "client %s: bad request body: %s", c->ip, ex->req_body.error);
-            fail(ex, FC_END_CLIENT_BAD);
-            return;
-        }
-        uint64_t max_body = w->cfg->limits.max_body_size;
-        if (max_body > 0 && ex->req_body.total > max_body) {
-            fail(ex, FC_END_LIMIT);
-            return;
-        }
-        if (ev == FC_BODY_DONE) {
-            ex->req_done = 1;
-            fc_timeout_clear(&c->timeout);
-        }
+        if (body_read_end(ex, ev) != 0) return;
         over = ex->req_buf.len >= ex->route->buffer_request && !ex->req_done;
     }
     if (c->pos == c->io.rbuf.len) c->io.rbuf.len = c->pos = 0; /* all of it is in req_buf */
@@ -1061,19 +1070,7 @@ static void pump_request(fc_exchange_t *ex)
                                   &used, &made);
             c->pos += used;
             ex->dec_end = chunked ? ex->dec_end + made : c->pos;
-            if (ev == FC_BODY_DONE) {
-                ex->req_done = 1;
-                fc_timeout_clear(&c->timeout);
-            } else if (ev == FC_BODY_ERROR) {
-                fc_log(FC_LOG_INFO, "client %s: bad request body: %s", c->ip, ex->req_body.error);
-                fail(ex, FC_END_CLIENT_BAD);
-                return;
-            }
-            uint64_t max_body = w->cfg->limits.max_body_size;
-            if (max_body > 0 && ex->req_body.total > max_body) {
-                fail(ex, FC_END_LIMIT);
-                return;
-            }
+            if (body_read_end(ex, ev) != 0) return;
         }
         size_t data = from_buf ? ex->req_buf.len : c != NULL && ex->fwd < ex->dec_end ? ex->dec_end - ex->fwd : 0;
         char *dp = from_buf ? ex->req_buf.base : c != NULL ? c->io.rbuf.base + ex->fwd : NULL;
