@@ -1293,6 +1293,7 @@ static const directive_t client_auth_keys[] = {
 };
 static const table_t client_auth_table = TABLE(client_auth_keys);
 
+static const char *const record_layer_words[] = {"fulcrum", "openssl", NULL};
 static const directive_t listen_tls_keys[] = {
     {"certificates", set_list, offsetof(fc_listen_tls_conf_t, pairs), 0, 0, NULL, D_REQUIRED, &pair_list},
     {"protocols", set_protocols, offsetof(fc_listen_tls_conf_t, protocols), 0, 0, NULL, D_DEFAULTS, NULL},
@@ -1301,6 +1302,8 @@ static const directive_t listen_tls_keys[] = {
     {"groups", set_string, offsetof(fc_listen_tls_conf_t, groups), 0, 0, "X25519:P-256:P-384", 0, NULL},
     {"session_tickets", set_bool, offsetof(fc_listen_tls_conf_t, session_tickets), 0, 0, "true", 0, NULL},
     {"session_cache", set_bool, offsetof(fc_listen_tls_conf_t, session_cache), 0, 0, "true", 0, NULL},
+    {"record_layer", set_enum, offsetof(fc_listen_tls_conf_t, openssl_records), 0, 0, "fulcrum", 0,
+     record_layer_words},
     /* Its fields live directly in the TLS section's struct. */
     {"client_auth", set_section, 0, 0, 0, NULL, 0, &client_auth_table},
 };
@@ -1316,7 +1319,8 @@ static int set_listen_tls(loader_t *ld, const directive_t *d, const fc_yaml_node
     fc_tls_server_opts_t o = {.pairs = t->pairs, .npairs = t->npairs, .protocols = t->protocols,
                               .ciphers = t->ciphers, .ciphersuites = t->ciphersuites, .groups = t->groups,
                               .tickets = t->session_tickets, .cache = t->session_cache,
-                              .client_ca = t->client_ca, .client_required = t->client_required};
+                              .client_ca = t->client_ca, .client_required = t->client_required,
+                              .openssl_records = t->openssl_records};
     fc_tls_fault_t f = {0};
     fc_err_t why = {0};
     ld->certs = fc_yaml_map_get(v, "certificates");

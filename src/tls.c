@@ -19,6 +19,7 @@
 
 #include "fulcrum/io.h"
 #include "fulcrum/list.h"
+#include "fulcrum/tls_record.h"
 #include "fulcrum/trylock.h"
 
 #define TLS_BUF 17408          /* a pooled ciphertext buffer: one whole record (16 KiB + overhead) fits */
@@ -44,6 +45,7 @@ struct fc_tls_ctx {
     size_t nnames;
     int client;            /* a client (upstream) context */
     int verify;            /* client: check the server's certificate */
+    int own_records;       /* server: TLS 1.3 records are ours once the handshake is over */
 };
 
 static int ex_tls = -1;    /* SSL ex_data: the fc_tls_conn_t */
@@ -262,6 +264,8 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, c
     return SSL_TLSEXT_ERR_NOACK; /* h2 only: no protocol is agreed, and HTTP/1.1 is spoken */
 }
 
+static void keylog_cb(const SSL *ssl, const char *line);
+
 /* The settings every context of a listener shares. */
 static int server_common(SSL_CTX *sc, const fc_tls_server_opts_t *o, fc_tls_ctx_t *c, fc_tls_fault_t *fault,
                          fc_err_t *err)
@@ -277,6 +281,7 @@ static int server_common(SSL_CTX *sc, const fc_tls_server_opts_t *o, fc_tls_ctx_
     if (SSL_CTX_set1_groups_list(sc, o->groups) != 1)
         return errf(err, fault, FC_TLS_F_GROUPS, 0, "an unknown group in", o->groups);
     SSL_CTX_set_max_early_data(sc, 0); /* no 0-RTT: early data can be replayed */
+    SSL_CTX_set_keylog_callback(sc, keylog_cb); /* the traffic secrets our record layer takes over */
     SSL_CTX_set_alpn_select_cb(sc, alpn_cb, NULL);
     SSL_CTX_set_tlsext_servername_callback(sc, servername_cb);
     SSL_CTX_set_tlsext_servername_arg(sc, c);
@@ -495,6 +500,7 @@ int fc_tls_server_new(const fc_tls_server_opts_t *o, fc_tls_ctx_t **out, fc_tls_
         SSL_CTX_set_ex_data(c->ctxs[k], ex_ctx, c);
         SSL_CTX_set_session_id_context(c->ctxs[k], sid, sidlen);
     }
+    c->own_records = !o->openssl_records;
     rc = 0;
 out:
     free(types);
@@ -550,7 +556,7 @@ int fc_tls_client_new(const fc_tls_client_opts_t *o, fc_tls_ctx_t **out, fc_tls_
 /* ---- connections --------------------------------------------------------------------------- */
 
 typedef struct fc_tls_conn {
-    SSL *ssl;                   /* owned */
+    SSL *ssl;                   /* owned; NULL once the records are ours (<own>) */
     fc_io_t *io;                /* the io this is the TLS session of */
     fc_buf_t in;                /* ciphertext read and not yet taken by OpenSSL: a pooled block or grown;
                                    base NULL while there is none */
@@ -574,6 +580,19 @@ typedef struct fc_tls_conn {
     uint8_t deferred;
     uint8_t shut;               /* the owner asked for a shutdown: after the last byte, shut the socket */
     uint8_t failed;             /* the session is dead: every later call fails */
+    /* Our own TLS 1.3 record layer (tls_record.h), which replaces the SSL after a server
+     * handshake. Until then the secrets are gathered in <rl> and the records counted. */
+    uint8_t own;                /* the records are ours: <ssl> is freed */
+    uint8_t secrets;            /* bit 0: the client's traffic secret is in rl.rd, bit 1: ours in rl.wr */
+    uint8_t secret_len;
+    uint8_t fin_r, fin_w;       /* the client's Finished was read; ours was written */
+    uint8_t odd;                /* something the handover does not follow (a key update): keep the SSL */
+    uint8_t resumed;            /* own: the handshake resumed a session */
+    uint8_t close_sent;         /* own: close_notify (or a fatal alert) is sealed */
+    uint32_t recs_r, recs_w;    /* records read since the client's Finished, written since ours */
+    size_t rec_len;             /* own: the record at in_pos is opened, and this long (0: none) */
+    size_t pt_off, pt_len;      /* own: its plaintext not yet handed over, at in_pos + 5 + pt_off */
+    fc_tlsr_t rl;               /* the secrets, keys and sequence numbers; wiped when freed */
 } fc_tls_conn_t;
 
 struct fc_tls_session {
@@ -616,7 +635,11 @@ static int buf_room(fc_buf_t *b, size_t extra)
     return 0;
 }
 
-void fc_tls_freelist_drain(void) { fc_bufpool_drain(&tls_bufs); }
+void fc_tls_freelist_drain(void)
+{
+    fc_bufpool_drain(&tls_bufs);
+    fc_tlsr_cleanup();
+}
 
 static int bio_write(BIO *b, const char *data, int len)
 {
@@ -881,6 +904,238 @@ static void in_trim(fc_tls_conn_t *t)
     t->in_pos = 0;
 }
 
+/* ---- our own TLS 1.3 records ------------------------------------------------------------ */
+
+/* OpenSSL's SSL object holds about 16 KB for the life of a connection (RELEASE_BUFFERS or not);
+ * after a TLS 1.3 handshake, a connection needs only its two traffic secrets and the number of the
+ * next record each way. OpenSSL tells the secrets to the keylog callback and each record header
+ * and handshake message to the message callback, so a server connection gathers both during its
+ * handshake, and at its end frees the SSL and goes on with tls_record.c. Whatever the handover
+ * cannot follow (TLS 1.2, a CCM suite, a key update during the handshake, a negotiated maximum
+ * fragment length, a record OpenSSL has half read) keeps the SSL. */
+
+static int hexval(int c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; }
+
+static void keylog_cb(const SSL *ssl, const char *line)
+{
+    fc_tls_conn_t *t = SSL_get_ex_data(ssl, ex_tls);
+    if (t == NULL || t->client) return;
+    fc_tlsr_dir_t *d;
+    uint8_t bit;
+    if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0) {
+        d = &t->rl.rd;
+        bit = 1;
+    } else if (strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0) {
+        d = &t->rl.wr;
+        bit = 2;
+    } else {
+        return;
+    }
+    const char *p = strchr(line + 24, ' '); /* past the client random */
+    if (p == NULL) return;
+    p++;
+    size_t n = 0;
+    while (n < sizeof(d->secret) && isxdigit((unsigned char)p[2 * n]) && isxdigit((unsigned char)p[2 * n + 1])) {
+        d->secret[n] = (uint8_t)(hexval(p[2 * n]) << 4 | hexval(p[2 * n + 1]));
+        n++;
+    }
+    if (p[2 * n] != '\0' || (n != 32 && n != 48) || (t->secret_len != 0 && t->secret_len != n)) {
+        t->odd = 1;
+        return;
+    }
+    t->secret_len = (uint8_t)n;
+    t->secrets |= bit;
+}
+
+static void msg_cb(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl, void *arg)
+{
+    (void)version;
+    (void)ssl;
+    fc_tls_conn_t *t = arg;
+    if (content_type == SSL3_RT_HEADER) { /* a record, read or written */
+        if (write_p && t->fin_w) t->recs_w++;
+        else if (!write_p && t->fin_r) t->recs_r++;
+        return;
+    }
+    if (content_type != SSL3_RT_HANDSHAKE || len == 0) return;
+    unsigned type = ((const unsigned char *)buf)[0];
+    uint8_t *fin = write_p ? &t->fin_w : &t->fin_r;
+    if (type == SSL3_MT_FINISHED && !*fin) *fin = 1;
+    else if (*fin && !(write_p && type == SSL3_MT_NEWSESSION_TICKET)) t->odd = 1; /* a key update, or stranger */
+}
+
+/* The end of a server handshake: the records become ours if the handover can follow them. */
+static void take_over(fc_tls_conn_t *t)
+{
+    SSL *s = t->ssl;
+    const fc_tls_ctx_t *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(s), ex_ctx);
+    const SSL_CIPHER *ci = SSL_get_current_cipher(s);
+    SSL_SESSION *sess = SSL_get0_session(s);
+    SSL_set_msg_callback(s, NULL);
+    if (c == NULL || !c->own_records || t->odd || t->secrets != 3 || !t->fin_r || !t->fin_w ||
+        SSL_version(s) != TLS1_3_VERSION || ci == NULL || SSL_has_pending(s) || SSL_get_shutdown(s) != 0 ||
+        (sess != NULL && SSL_SESSION_get_max_fragment_length(sess) != TLSEXT_max_fragment_length_DISABLED) ||
+        fc_tlsr_init(&t->rl, SSL_CIPHER_get_protocol_id(ci), t->rl.rd.secret, t->rl.wr.secret, t->secret_len,
+                     t->recs_r, t->recs_w) != 0) {
+        fc_tlsr_wipe(&t->rl);
+        return;
+    }
+    t->resumed = (uint8_t)SSL_session_reused(s);
+    /* Told that the end was clean, OpenSSL leaves the session resumable (it drops one whose
+     * connection it thinks broke off). */
+    SSL_set_shutdown(s, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(s); /* and the BIO */
+    ERR_clear_error();
+    t->ssl = NULL;
+    t->own = 1;
+}
+
+/* Room for <n> bytes of records after the ciphertext being made, or NULL. */
+static uint8_t *own_room(fc_tls_conn_t *t, size_t n)
+{
+    fc_buf_t *o = &t->out[t->cur];
+    return buf_room(o, n) == 0 ? (uint8_t *)o->base + o->len : NULL;
+}
+
+static void own_made(fc_tls_conn_t *t, long n)
+{
+    t->out[t->cur].len += (size_t)n;
+    t->made += (uint64_t)n;
+}
+
+/* Seals <alert>, once: nothing follows a close_notify or a fatal alert. */
+static void own_alert(fc_tls_conn_t *t, uint8_t alert)
+{
+    if (t->close_sent) return;
+    t->close_sent = 1;
+    uint8_t *p = own_room(t, FC_TLSR_OVERHEAD + 2);
+    long n = p != NULL ? fc_tlsr_seal_alert(&t->rl, p, alert) : -1;
+    if (n > 0) own_made(t, n);
+}
+
+static const char *alert_text(int alert)
+{
+    switch (alert) {
+    case FC_TLSR_BAD_RECORD_MAC: return "decryption failed or bad record mac";
+    case FC_TLSR_UNEXPECTED_MESSAGE: return "unexpected message";
+    case FC_TLSR_RECORD_OVERFLOW: return "record overflow";
+    case FC_TLSR_DECODE_ERROR: return "decode error";
+    case FC_TLSR_INTERNAL_ERROR: return "internal error";
+    default: return "illegal parameter";
+    }
+}
+
+/* A record the peer should not have sent: our fatal alert goes out, and the read side ends. */
+static ssize_t own_fatal(fc_tls_conn_t *t, int alert, int *end)
+{
+    own_alert(t, (uint8_t)alert);
+    t->error = alert_text(alert);
+    *end = UV_EPROTO;
+    return -1;
+}
+
+/* Up to <room> bytes of plaintext into <dst>: > 0 bytes, 0 when a whole record must come first, or
+ * -1 with *<end> (UV_EOF for close_notify or the socket's end, UV_EPROTO for a bad record). A
+ * record is opened in place in <in>, and stays there (in_pos at its start) until its plaintext is
+ * all handed over. */
+static ssize_t own_read(fc_tls_conn_t *t, char *dst, size_t room, int *end)
+{
+    for (;;) {
+        if (t->pt_len > 0) {
+            size_t n = FC_MIN(room, t->pt_len);
+            memcpy(dst, t->in.base + t->in_pos + FC_TLSR_HEADER + t->pt_off, n);
+            t->pt_off += n;
+            t->pt_len -= n;
+            if (t->pt_len == 0) {
+                t->in_pos += t->rec_len;
+                t->rec_len = 0;
+            }
+            return (ssize_t)n;
+        }
+        uint8_t *p = (uint8_t *)t->in.base + t->in_pos;
+        long len = t->in.base != NULL ? fc_tlsr_record_len(p, t->in.len - t->in_pos) : 0;
+        if (len == 0) {
+            if (!t->eof) return 0;
+            *end = UV_EOF; /* the socket ended without close_notify, maybe inside a record */
+            return -1;
+        }
+        if (len < 0) return own_fatal(t, (int)-len, end);
+        uint8_t type = 0;
+        size_t plen = 0;
+        int rc = fc_tlsr_open(&t->rl, p, (size_t)len, &type, &plen);
+        if (rc < 0) return own_fatal(t, -rc, end);
+        if (fc_tlsr_hs_pending(&t->rl) && type != FC_TLSR_HANDSHAKE) return own_fatal(t, FC_TLSR_UNEXPECTED_MESSAGE, end);
+        if (type == FC_TLSR_APPDATA && plen > 0) {
+            t->rl.empty = 0;
+            t->rec_len = (size_t)len;
+            t->pt_off = 0;
+            t->pt_len = plen;
+            continue;
+        }
+        t->in_pos += (size_t)len;
+        /* Records without data (empty ones, key updates, user_canceled) cost a decryption each:
+         * as OpenSSL does, no more than 32 in a row. */
+        if (++t->rl.empty > 32) return own_fatal(t, FC_TLSR_UNEXPECTED_MESSAGE, end);
+        const uint8_t *pt = p + FC_TLSR_HEADER;
+        if (type == FC_TLSR_APPDATA) continue;
+        if (type == FC_TLSR_ALERT) {
+            if (plen != 2) return own_fatal(t, FC_TLSR_DECODE_ERROR, end);
+            if (pt[1] == FC_TLSR_USER_CANCELED) continue; /* a close_notify follows */
+            t->close_sent |= pt[1] != FC_TLSR_CLOSE_NOTIFY; /* no alert answers a fatal one */
+            if (pt[1] != FC_TLSR_CLOSE_NOTIFY) t->error = "the peer sent a fatal alert";
+            *end = pt[1] == FC_TLSR_CLOSE_NOTIFY ? UV_EOF : UV_EPROTO;
+            return -1;
+        }
+        if (type != FC_TLSR_HANDSHAKE) return own_fatal(t, FC_TLSR_UNEXPECTED_MESSAGE, end);
+        int answer = 0;
+        if ((rc = fc_tlsr_handshake(&t->rl, pt, plen, &answer)) < 0) return own_fatal(t, -rc, end);
+        if (answer) {
+            uint8_t *o = own_room(t, FC_TLSR_OVERHEAD + 5);
+            long n = o != NULL ? fc_tlsr_seal_key_update(&t->rl, o) : -1;
+            if (n < 0) return own_fatal(t, FC_TLSR_INTERNAL_ERROR, end);
+            own_made(t, n);
+        }
+    }
+}
+
+/* The owner's plaintext <iov> as records of up to 16 KiB (small pieces share one). */
+static int own_write(fc_tls_conn_t *t, const uv_buf_t *iov, unsigned n)
+{
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) total += iov[i].len;
+    if (total == 0) return 0;
+    size_t nrec = (total + FC_TLSR_MAX_PLAIN - 1) / FC_TLSR_MAX_PLAIN;
+    uint8_t *p = own_room(t, total + nrec * FC_TLSR_OVERHEAD), *start = p;
+    if (p == NULL) return UV_ENOMEM;
+    unsigned i = 0;
+    size_t off = 0;
+    while (total > 0) {
+        size_t plen = FC_MIN(total, (size_t)FC_TLSR_MAX_PLAIN);
+        if (fc_tlsr_seal_begin(&t->rl, p, plen) != 0) goto bad;
+        for (size_t at = 0; at < plen;) {
+            while (off == iov[i].len) {
+                i++;
+                off = 0;
+            }
+            size_t k = FC_MIN(iov[i].len - off, plen - at);
+            if (fc_tlsr_seal_add(p, at, iov[i].base + off, k) != 0) goto bad;
+            at += k;
+            off += k;
+        }
+        long len = fc_tlsr_seal_end(&t->rl, p, plen, FC_TLSR_APPDATA);
+        if (len < 0) goto bad;
+        p += len;
+        total -= plen;
+    }
+    own_made(t, p - start);
+    return 0;
+bad: /* records were sealed and not kept: the sequence is lost with them */
+    t->error = "cannot seal a record";
+    t->failed = 1;
+    t->status = UV_EPROTO;
+    return UV_EPROTO;
+}
+
 /* Runs the handshake, then reads plaintext for the owner while it reads. */
 static void process(fc_tls_conn_t *t)
 {
@@ -924,6 +1179,7 @@ static void process(fc_tls_conn_t *t)
             return;
         }
         t->handshaken = 1;
+        if (!t->client) take_over(t);
         if (t->connecting) {
             t->connecting = 0;
             sock_read_stop(t); /* the owner starts reading when it wants to */
@@ -951,7 +1207,7 @@ static void process(fc_tls_conn_t *t)
          * attempt, and keeps it while it waits (RELEASE_BUFFERS frees it only after a record was
          * consumed whole), so an attempt on an empty input would pin it to an idle connection;
          * and the owner's read buffer is leased only for bytes that are there. */
-        if (t->in_pos == t->in.len && !SSL_has_pending(t->ssl)) {
+        if (t->in_pos == t->in.len && (t->own || !SSL_has_pending(t->ssl))) {
             if (t->eof) end = UV_EOF;
             break;
         }
@@ -973,15 +1229,21 @@ static void process(fc_tls_conn_t *t)
             room = io->rbuf.cap - io->rbuf.len;
             if (room == 0) break;
         }
-        ERR_clear_error();
-        int n = SSL_read(t->ssl, dst, (int)FC_MIN(room, (size_t)INT32_MAX));
+        ssize_t n;
+        if (t->own) {
+            n = own_read(t, dst, room, &end);
+            if (n <= 0) break;
+        } else {
+            ERR_clear_error();
+            n = SSL_read(t->ssl, dst, (int)FC_MIN(room, (size_t)INT32_MAX));
+        }
         if (n > 0) {
             if (io->rmode == FC_IO_READ_BUF) io->rbuf.len += (size_t)n;
             total += n;
             if (io->rmode == FC_IO_READ_BUF && io->rbuf.len == io->rbuf.cap) break;
             continue;
         }
-        int e = SSL_get_error(t->ssl, n);
+        int e = SSL_get_error(t->ssl, (int)n);
         if (e == SSL_ERROR_WANT_READ) break;
         if (e == SSL_ERROR_ZERO_RETURN) end = UV_EOF; /* close_notify */
         else if (e == SSL_ERROR_SYSCALL || (e == SSL_ERROR_SSL && t->eof)) end = UV_EOF;
@@ -1030,7 +1292,7 @@ static int tls_read_start(fc_io_t *io)
     io->reading = 1;
     /* Data may be buffered already (ciphertext, or plaintext inside OpenSSL), or the session is
      * over: the reader hears it soon, not from inside this call. */
-    if (t->failed || t->in_pos < t->in.len || SSL_pending(t->ssl) > 0 || t->eof) defer(t);
+    if (t->failed || t->in_pos < t->in.len || (!t->own && SSL_pending(t->ssl) > 0) || t->eof) defer(t);
     if (t->failed) return 0;
     if (!t->eof) {
         int r = sock_read_start(t);
@@ -1057,7 +1319,10 @@ static int tls_write(fc_io_t *io, uv_buf_t *iov, unsigned n)
     size_t total = 0;
     for (unsigned i = 0; i < n; i++) total += iov[i].len;
     ERR_clear_error();
-    if (n > 1 && total <= TLS_COALESCE) {
+    if (t->own) {
+        int r = own_write(t, iov, n);
+        if (r < 0) return r;
+    } else if (n > 1 && total <= TLS_COALESCE) {
         /* Small pieces (a head and its body) go out as one record. */
         static char stage[TLS_COALESCE];
         size_t at = 0;
@@ -1095,7 +1360,8 @@ static int tls_shutdown(fc_io_t *io)
     fc_tls_conn_t *t = io->tls;
     if (t->handshaken && !t->failed) {
         ERR_clear_error();
-        SSL_shutdown(t->ssl); /* close_notify, so the peer knows the end is the end */
+        if (t->own) own_alert(t, FC_TLSR_CLOSE_NOTIFY);
+        else SSL_shutdown(t->ssl); /* close_notify, so the peer knows the end is the end */
         ERR_clear_error();
     }
     t->shut = 1;
@@ -1111,6 +1377,7 @@ static void tls_on_close(uv_handle_t *h)
         io->done(io, UV_ECANCELED);
     }
     SSL_free(t->ssl); /* frees the BIO too */
+    fc_tlsr_wipe(&t->rl);
     buf_release(&t->in);
     buf_release(&t->out[0]);
     buf_release(&t->out[1]);
@@ -1131,7 +1398,8 @@ static void tls_close(fc_io_t *io)
         /* close_notify, best effort: OpenSSL forgets a session whose connection ended without
          * one (no TLS 1.2 session-ID resumption after it), and the peer learns it was the end. */
         ERR_clear_error();
-        if (!(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) SSL_shutdown(t->ssl);
+        if (t->own) own_alert(t, FC_TLSR_CLOSE_NOTIFY);
+        else if (!(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) SSL_shutdown(t->ssl);
         ERR_clear_error();
         fc_buf_t *o = &t->out[t->cur];
         if (o->len > 0) {
@@ -1202,6 +1470,10 @@ int fc_io_tls_server(fc_io_t *io, fc_tls_ctx_t *ctx)
     fc_tls_conn_t *t = conn_new(io, ctx->ctxs[0]);
     if (t == NULL) return UV_ENOMEM;
     SSL_set_accept_state(t->ssl);
+    if (ctx->own_records) {
+        SSL_set_msg_callback(t->ssl, msg_cb);
+        SSL_set_msg_callback_arg(t->ssl, t);
+    }
     return 0;
 }
 
@@ -1247,4 +1519,10 @@ void fc_tls_session_free(fc_tls_session_t **slot)
 
 const char *fc_io_tls_error(const fc_io_t *io) { return io->tls != NULL ? io->tls->error : NULL; }
 
-int fc_io_tls_resumed(const fc_io_t *io) { return io->tls != NULL && SSL_session_reused(io->tls->ssl); }
+int fc_io_tls_resumed(const fc_io_t *io)
+{
+    if (io->tls == NULL) return 0;
+    return io->tls->own ? io->tls->resumed : SSL_session_reused(io->tls->ssl);
+}
+
+int fc_io_tls_own_records(const fc_io_t *io) { return io->tls != NULL && io->tls->own; }

@@ -226,6 +226,8 @@ typedef struct fc_listen_tls_conf {
     int session_cache;     /* TLS 1.2 session IDs, default true */
     char *client_ca;       /* owned; client_auth.ca, NULL = no client certificates asked for */
     int client_required;   /* client_auth.required, default true */
+    int openssl_records;   /* record_layer: 0 fulcrum (the default: TLS 1.3 records are ours after
+                              the handshake), 1 openssl (its SSL object keeps them) */
     fc_tls_ctx_t *ctx;     /* owned: built by the loader from the fields above */
 } fc_listen_tls_conf_t;
 

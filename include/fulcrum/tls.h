@@ -39,6 +39,8 @@ typedef struct fc_tls_server_opts {
     int cache;                  /* TLS 1.2 session IDs, in a per-process cache */
     const char *client_ca;      /* PEM file of the CAs client certificates must chain to, or NULL */
     int client_required;        /* a client certificate is required (else requested, checked if sent) */
+    int openssl_records;        /* TLS 1.3 records stay OpenSSL's for the whole connection (else
+                                   tls_record.c takes them over after the handshake) */
 } fc_tls_server_opts_t;
 
 typedef struct fc_tls_client_opts {
@@ -82,6 +84,8 @@ int fc_io_tls_client(fc_io_t *io, fc_tls_ctx_t *ctx, const char *sni, const char
 const char *fc_io_tls_error(const fc_io_t *io);
 /* Whether the io has resumed a session (TLS only). */
 int fc_io_tls_resumed(const fc_io_t *io);
+/* Whether the records of <io> are fulcrum's own now (tls_record.c; OpenSSL's session is freed). */
+int fc_io_tls_own_records(const fc_io_t *io);
 void fc_tls_session_free(fc_tls_session_t **slot);
 
 /* Ticket keys shared by every worker: the master makes them before the first fork and rotates

@@ -384,6 +384,8 @@ static void case_echo(void)
     is_int(fc_io_tls_resumed(&c.io), 0);
     ok(fc_io_tls_error(&c.io) == NULL);
     ok(fc_io_tls_error(&s.io) == NULL);
+    ok(fc_io_tls_own_records(&s.io));  /* the server's records are tls_record.c's from here on */
+    ok(!fc_io_tls_own_records(&c.io)); /* a client's stay OpenSSL's */
     RUN_UNTIL(early_write == 0 || c.writes == 1, 5000);
     if (c.writes) is_int(c.write_status, 0);
 
