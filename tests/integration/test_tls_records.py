@@ -32,6 +32,7 @@ import subprocess
 import threading
 import time
 
+import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from conftest import ASAN, Client, IncompleteResponse, child_pids, pattern, pattern_sha256, stop_pid, wait_for
@@ -43,11 +44,18 @@ TAG = 16                             # the AEAD tag of all three TLS 1.3 suites 
 SUITES = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
 
 
-def tls13_ctx(certs, keylog=None):
-    ctx = client_ctx(certs.ca, minv=ssl.TLSVersion.TLSv1_3, maxv=ssl.TLSVersion.TLSv1_3)
+def tls13_ctx(certs, keylog=None, version="TLSv1.3"):
+    """A client context for one protocol version (TLS 1.3 unless version says "TLSv1.2")."""
+    v = ssl.TLSVersion.TLSv1_3 if version == "TLSv1.3" else ssl.TLSVersion.TLSv1_2
+    ctx = client_ctx(certs.ca, minv=v, maxv=v)
     if keylog:
         ctx.keylog_filename = keylog
     return ctx
+
+
+# The tests of the records' framing also run over TLS 1.2, which stays with OpenSSL's record layer:
+# a TLS 1.2 connection must not be taken for a TLS 1.3 one after the handshake.
+VERSIONS = pytest.mark.parametrize("version", ["TLSv1.3", "TLSv1.2"])
 
 
 def backend_requests(b):
@@ -67,6 +75,7 @@ class WireRecords:
         self.records = []        # (type, version, length) in order
         self.problems = []
         self.encrypted = False   # a type-23 record has been seen: the handshake's encrypted part began
+        self.types = (23,)       # the types allowed after that: (21, 23) on a TLS 1.2 connection
 
     def feed(self, data):
         self.pending += data
@@ -79,9 +88,9 @@ class WireRecords:
             self.records.append((typ, ver, n))
             if typ == 23:
                 self.encrypted = True
-            elif self.encrypted:
+            elif self.encrypted and typ not in self.types:
                 self.problems.append("record %d has type %d after encryption began (RFC 8446 5.2: "
-                                     "always 23)" % (len(self.records) - 1, typ))
+                                     "always 23; TLS 1.2: 21 or 23)" % (len(self.records) - 1, typ))
             if self.encrypted and ver != 0x0303:
                 self.problems.append("record %d has legacy_record_version 0x%04x, not 0x0303"
                                      % (len(self.records) - 1, ver))
@@ -108,7 +117,7 @@ class Outcome:
 
 
 class RawTLS(Client):
-    """One TLS 1.3 client connection whose ciphertext is in the test's hands: seal() returns the
+    """One TLS client connection (1.3 unless its context says otherwise) whose ciphertext is in the test's hands: seal() returns the
     records for some plaintext without sending them, send_raw() puts bytes on the socket. The HTTP
     helpers (request, read_response, exchange) are conftest.Client's, over send() and _fill()."""
 
@@ -141,6 +150,8 @@ class RawTLS(Client):
                     self.flush()
                     if not self._pull(deadline):
                         raise IncompleteResponse("server closed during the handshake")
+            if self.obj.version() == "TLSv1.2":
+                self.wire.types = (21, 23)   # TLS 1.2 alerts keep their own type
             if hold_finished:
                 self.finished = self.outgoing.read()
             self.flush()
@@ -359,11 +370,12 @@ def sealed_conn(port, certs, tmp, n, sock=None, hold_finished=False):
 SIZES = [0, 1, 13, 16383, 16384, 16385, 100 * 1024, 1 << 20]
 
 
-def test_keepalive_responses_of_many_sizes_on_one_connection(h, certs):
+@VERSIONS
+def test_keepalive_responses_of_many_sizes_on_one_connection(h, certs, version):
     f, b = tls_proxy(h, [certs.ec])
     small = {n: pattern_bytes(n) for n in SIZES if n <= 16385}
-    with RawTLS(f.port, tls13_ctx(certs), timeout=30) as c:
-        assert c.obj.version() == "TLSv1.3"
+    with RawTLS(f.port, tls13_ctx(certs, version=version), timeout=30) as c:
+        assert c.obj.version() == version
         for i in range(50):
             n = SIZES[i % len(SIZES)]
             r = c.exchange("GET", "/big?bytes=%d&i=%d" % (n, i), host=HOST, timeout=30)
@@ -454,9 +466,11 @@ def record_edges(records):
     return out
 
 
-def test_records_trickled_one_byte_per_tcp_send(h, certs):
+@VERSIONS
+def test_records_trickled_one_byte_per_tcp_send(h, certs, version):
     f, b = tls_proxy(h, [certs.ec])
-    with RawTLS(f.port, tls13_ctx(certs)) as c:
+    with RawTLS(f.port, tls13_ctx(certs, version=version)) as c:
+        assert c.obj.version() == version
         recs = c.seal(head("/echo?trickled=1", "X-Pad: %s\r\n" % ("p" * 150)))
         assert len(recs) == 5 + int.from_bytes(recs[3:5], "big"), "one request, one record"
         t0 = time.monotonic()
@@ -530,9 +544,11 @@ def test_first_records_in_the_same_send_as_the_finished(h, certs, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # 4. Coalescing: many records in one TCP send
 
-def test_pipelined_requests_one_record_each_in_one_send(h, certs):
+@VERSIONS
+def test_pipelined_requests_one_record_each_in_one_send(h, certs, version):
     f, _ = tls_proxy(h, [certs.ec])
-    with RawTLS(f.port, tls13_ctx(certs), timeout=20) as c:
+    with RawTLS(f.port, tls13_ctx(certs, version=version), timeout=20) as c:
+        assert c.obj.version() == version
         body = pattern_bytes(40000)                     # one request of three records among them
         recs = []
         for i in range(40):
@@ -772,11 +788,13 @@ TAMPERS = [
 ]
 
 
-def test_tampered_records_refused(h, certs):
+@VERSIONS
+def test_tampered_records_refused(h, certs, version):
     f, b = tls_proxy(h, [certs.ec])
     failures, outcomes = [], []
     for i, (name, tamper, close_write) in enumerate(TAMPERS):
-        with RawTLS(f.port, tls13_ctx(certs)) as c:
+        with RawTLS(f.port, tls13_ctx(certs, version=version)) as c:
+            assert c.obj.version() == version
             r = c.exchange("GET", "/echo?good=%d" % i, host=HOST)
             assert r.status == 200, (name, r)
             before = backend_requests(b)
@@ -792,11 +810,13 @@ def test_tampered_records_refused(h, certs):
     assert not failures, "\n".join(failures + ["(all outcomes:)"] + outcomes)
 
 
-def test_replayed_record_refused(h, certs):
+@VERSIONS
+def test_replayed_record_refused(h, certs, version):
     """The record of an answered request, sent again: its sequence number is used up (RFC 8446
     5.3), so it does not authenticate; the request is not answered twice."""
     f, b = tls_proxy(h, [certs.ec])
-    with RawTLS(f.port, tls13_ctx(certs)) as c:
+    with RawTLS(f.port, tls13_ctx(certs, version=version)) as c:
+        assert c.obj.version() == version
         rec = c.seal(head("/echo?once=1"))
         c.send_raw(rec)
         r = c.read_response()
