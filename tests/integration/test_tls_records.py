@@ -15,8 +15,12 @@ Every server record after the handshake is checked on the wire (type 23, version
 17..2^14+256: RFC 8446 5.1, 5.2). A request that fulcrum must refuse is checked twice: no HTTP
 answer came back, and the backend's request counter did not move (tests/tools/backend.py /stats).
 
-The memory test (200 idle TLS 1.3 keep-alive connections, < 8 KiB each in the worker) fails while
-OpenSSL's SSL object stays alive on every connection; it is the target of the record layer of our own.
+The framing, trickle, pipelining, tamper and replay tests run over TLS 1.2 too (OpenSSL keeps its
+record layer there; its alerts keep type 21).
+
+The memory test (200 idle TLS 1.3 keep-alive connections, < 8 KiB each of the worker's private
+memory: VmRSS less the shared session cache's pages) fails while OpenSSL's SSL object stays alive on
+every connection; it is the target of the record layer of our own.
 
 Certificates come from test_tls.py's `certs` fixture (openssl CLI, at run time, never committed)."""
 import hashlib
@@ -44,7 +48,7 @@ TAG = 16                             # the AEAD tag of all three TLS 1.3 suites 
 SUITES = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
 
 
-def tls13_ctx(certs, keylog=None, version="TLSv1.3"):
+def tls_ctx(certs, keylog=None, version="TLSv1.3"):
     """A client context for one protocol version (TLS 1.3 unless version says "TLSv1.2")."""
     v = ssl.TLSVersion.TLSv1_3 if version == "TLSv1.3" else ssl.TLSVersion.TLSv1_2
     ctx = client_ctx(certs.ca, minv=v, maxv=v)
@@ -356,7 +360,7 @@ def sealed_conn(port, certs, tmp, n, sock=None, hold_finished=False):
     """A RawTLS whose client records the test seals itself from now on (the keys come from the
     handshake's key log; the SSLObject still decrypts the server's records)."""
     keylog = os.path.join(tmp, "keylog-%d.txt" % n)
-    c = RawTLS(port, tls13_ctx(certs, keylog), sock=sock, hold_finished=hold_finished)
+    c = RawTLS(port, tls_ctx(certs, keylog), sock=sock, hold_finished=hold_finished)
     with open(keylog) as fh:
         secrets = dict((ln.split()[0], ln.split()[2]) for ln in fh if ln.strip() and not ln.startswith("#"))
     suite = c.obj.cipher()[0]
@@ -374,7 +378,7 @@ SIZES = [0, 1, 13, 16383, 16384, 16385, 100 * 1024, 1 << 20]
 def test_keepalive_responses_of_many_sizes_on_one_connection(h, certs, version):
     f, b = tls_proxy(h, [certs.ec])
     small = {n: pattern_bytes(n) for n in SIZES if n <= 16385}
-    with RawTLS(f.port, tls13_ctx(certs, version=version), timeout=30) as c:
+    with RawTLS(f.port, tls_ctx(certs, version=version), timeout=30) as c:
         assert c.obj.version() == version
         for i in range(50):
             n = SIZES[i % len(SIZES)]
@@ -398,7 +402,7 @@ def test_large_responses_to_a_client_with_a_small_window(h, certs):
     f, _ = tls_proxy(h, [certs.ec])
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    with RawTLS(f.port, tls13_ctx(certs), timeout=30, sock=raw) as c:
+    with RawTLS(f.port, tls_ctx(certs), timeout=30, sock=raw) as c:
         n = 3 << 20
         c.send_raw(c.seal(head("/big?bytes=%d" % n)) + c.seal(head("/echo?behind=1")))
         time.sleep(0.3)                          # the window is full: fulcrum holds the rest
@@ -420,7 +424,7 @@ def test_large_responses_to_a_client_with_a_small_window(h, certs):
 
 def test_request_bodies_content_length_and_chunked(h, certs):
     f, _ = tls_proxy(h, [certs.ec])
-    with RawTLS(f.port, tls13_ctx(certs), timeout=30) as c:
+    with RawTLS(f.port, tls_ctx(certs), timeout=30) as c:
         n = 1 << 20
         body = pattern_bytes(n)
         r = c.exchange("POST", "/upload", host=HOST, body=body, timeout=30)
@@ -469,7 +473,7 @@ def record_edges(records):
 @VERSIONS
 def test_records_trickled_one_byte_per_tcp_send(h, certs, version):
     f, b = tls_proxy(h, [certs.ec])
-    with RawTLS(f.port, tls13_ctx(certs, version=version)) as c:
+    with RawTLS(f.port, tls_ctx(certs, version=version)) as c:
         assert c.obj.version() == version
         recs = c.seal(head("/echo?trickled=1", "X-Pad: %s\r\n" % ("p" * 150)))
         assert len(recs) == 5 + int.from_bytes(recs[3:5], "big"), "one request, one record"
@@ -499,13 +503,13 @@ def test_first_records_in_the_same_send_as_the_finished(h, certs, tmp_path):
     taken from there, not lost or read twice, whoever handles the records after the handshake."""
     f, b = tls_proxy(h, [certs.ec])
     # the Finished and one request
-    with RawTLS(f.port, tls13_ctx(certs), hold_finished=True) as c:
+    with RawTLS(f.port, tls_ctx(certs), hold_finished=True) as c:
         c.send_raw(c.finished + c.seal(head("/echo?first=1")))
         r = c.read_response()
         assert r.status == 200 and r.json()["target"] == "/echo?first=1", r
         assert c.exchange("GET", "/echo?second=1", host=HOST).status == 200
     # the Finished, three pipelined requests and half of a fourth; the rest 50 ms later
-    with RawTLS(f.port, tls13_ctx(certs), hold_finished=True) as c:
+    with RawTLS(f.port, tls_ctx(certs), hold_finished=True) as c:
         recs = b"".join(c.seal(head("/echo?piped=%d" % i)) for i in range(3))
         fourth = c.seal(head("/echo?piped=3"))
         c.send_raw(c.finished + recs + fourth[:len(fourth) // 2])
@@ -515,7 +519,7 @@ def test_first_records_in_the_same_send_as_the_finished(h, certs, tmp_path):
             r = c.read_response()
             assert r.status == 200 and r.json()["target"] == "/echo?piped=%d" % i, (i, r)
     # the Finished and the first 3 bytes of a record header; the rest 50 ms later
-    with RawTLS(f.port, tls13_ctx(certs), hold_finished=True) as c:
+    with RawTLS(f.port, tls_ctx(certs), hold_finished=True) as c:
         rec = c.seal(head("/echo?header-split=1"))
         c.send_raw(c.finished + rec[:3])
         time.sleep(0.05)
@@ -534,7 +538,7 @@ def test_first_records_in_the_same_send_as_the_finished(h, certs, tmp_path):
         assert c.exchange("GET", "/echo?after-ku=2", host=HOST).status == 200
     # the Finished and a tampered record: refused, not answered
     before = backend_requests(b)
-    with RawTLS(f.port, tls13_ctx(certs), hold_finished=True) as c:
+    with RawTLS(f.port, tls_ctx(certs), hold_finished=True) as c:
         c.send_raw(c.finished + flip(c.seal(head("/echo?bad-first=1")), 7))
         refused(c, "a tampered first record")
     time.sleep(0.05)
@@ -547,7 +551,7 @@ def test_first_records_in_the_same_send_as_the_finished(h, certs, tmp_path):
 @VERSIONS
 def test_pipelined_requests_one_record_each_in_one_send(h, certs, version):
     f, _ = tls_proxy(h, [certs.ec])
-    with RawTLS(f.port, tls13_ctx(certs, version=version), timeout=20) as c:
+    with RawTLS(f.port, tls_ctx(certs, version=version), timeout=20) as c:
         assert c.obj.version() == version
         body = pattern_bytes(40000)                     # one request of three records among them
         recs = []
@@ -573,7 +577,7 @@ def test_pipelined_requests_one_record_each_in_one_send(h, certs, version):
 
 def test_one_request_over_several_records(h, certs):
     f, _ = tls_proxy(h, [certs.ec])
-    with RawTLS(f.port, tls13_ctx(certs)) as c:
+    with RawTLS(f.port, tls_ctx(certs)) as c:
         req = head("/echo?split=1", "X-One: 1\r\n")
         cut1, cut2 = req.index(b"\r\n") + 1, len(req) - 2            # inside the first CRLF, the last CRLF
         c.send_raw(c.seal(req[:cut1]) + c.seal(req[cut1:cut2]) + c.seal(req[cut2:]))
@@ -793,7 +797,7 @@ def test_tampered_records_refused(h, certs, version):
     f, b = tls_proxy(h, [certs.ec])
     failures, outcomes = [], []
     for i, (name, tamper, close_write) in enumerate(TAMPERS):
-        with RawTLS(f.port, tls13_ctx(certs, version=version)) as c:
+        with RawTLS(f.port, tls_ctx(certs, version=version)) as c:
             assert c.obj.version() == version
             r = c.exchange("GET", "/echo?good=%d" % i, host=HOST)
             assert r.status == 200, (name, r)
@@ -815,7 +819,7 @@ def test_replayed_record_refused(h, certs, version):
     """The record of an answered request, sent again: its sequence number is used up (RFC 8446
     5.3), so it does not authenticate; the request is not answered twice."""
     f, b = tls_proxy(h, [certs.ec])
-    with RawTLS(f.port, tls13_ctx(certs, version=version)) as c:
+    with RawTLS(f.port, tls_ctx(certs, version=version)) as c:
         assert c.obj.version() == version
         rec = c.seal(head("/echo?once=1"))
         c.send_raw(rec)
@@ -852,7 +856,7 @@ def test_malformed_record_headers_refused(h, certs):
     ]
     failures, outcomes = [], []
     for i, (name, make) in enumerate(cases):
-        with RawTLS(f.port, tls13_ctx(certs)) as c:
+        with RawTLS(f.port, tls_ctx(certs)) as c:
             r = c.exchange("GET", "/echo?good=%d" % i, host=HOST)
             assert r.status == 200, (name, r)
             before = backend_requests(b)
@@ -903,16 +907,16 @@ def raw_closed_within(c, seconds):
 def test_client_close_notify_answered_with_close_notify(h, certs):
     f, b = tls_proxy(h, [certs.ec])
     # right after the handshake: no request at all
-    with RawTLS(f.port, tls13_ctx(certs)) as c:
+    with RawTLS(f.port, tls_ctx(certs)) as c:
         assert unwrap(c), "fulcrum closed without its own close_notify"
         assert raw_closed_within(c, 3), "fulcrum kept the connection open after close_notify"
     # after a request
-    with RawTLS(f.port, tls13_ctx(certs)) as c:
+    with RawTLS(f.port, tls_ctx(certs)) as c:
         assert c.exchange("GET", "/echo?before-close=1", host=HOST).status == 200
         assert unwrap(c), "fulcrum closed without its own close_notify"
         assert raw_closed_within(c, 3), "fulcrum kept the connection open after close_notify"
     # fulcrum's own close after Connection: close: the response, its close_notify, the end of TCP
-    with RawTLS(f.port, tls13_ctx(certs)) as c:
+    with RawTLS(f.port, tls_ctx(certs)) as c:
         r = c.exchange("GET", "/echo?last=1", host=HOST, headers=[("Connection", "close")])
         assert r.status == 200, r
         out = c.outcome(3)
@@ -1013,7 +1017,7 @@ def test_key_updates_from_openssl_s_client(h, certs):
 
 def test_hundred_connections_three_requests_each(h, certs):
     f, _ = tls_proxy(h, [certs.ec])
-    ctx = tls13_ctx(certs)
+    ctx = tls_ctx(certs)
     errors = []
     done = []
     lock = threading.Lock()
