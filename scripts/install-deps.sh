@@ -7,8 +7,8 @@ want=${1:-test}
 pkgs="gcc make pkg-config libuv1-dev node-llhttp libssl-dev zlib1g-dev libyaml-dev libbrotli-dev libzstd-dev libc-ares-dev libhiredis-dev"
 case "$want" in
   build) ;;
-  test) pkgs="$pkgs python3 python3-pytest redis-server curl clang libclang-rt-14-dev openssl sslscan prometheus chromium brotli zstd" ;;
-  bench) pkgs="$pkgs python3 python3-pytest redis-server curl clang libclang-rt-14-dev openssl sslscan prometheus chromium brotli zstd nginx-light haproxy wrk valgrind iproute2" ;;
+  test) pkgs="$pkgs python3 python3-pytest python3-cryptography redis-server curl clang libclang-rt-14-dev openssl sslscan prometheus chromium brotli zstd" ;;
+  bench) pkgs="$pkgs python3 python3-pytest python3-cryptography redis-server curl clang libclang-rt-14-dev openssl sslscan prometheus chromium brotli zstd nginx-light haproxy wrk valgrind iproute2" ;;
   *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac
 
