@@ -12,6 +12,7 @@
 #include "fulcrum/io.h"
 #include "fulcrum/log.h"
 #include "fulcrum/message.h"
+#include "fulcrum/slab.h"
 #include "fulcrum/tls.h"
 #include "fulcrum/tunnel.h"
 #include "fulcrum/upgrade.h"
@@ -147,13 +148,19 @@ static void release_buf(fc_conn_t *c)
     c->pos = 0;
 }
 
+/* Client connections live long and are allocated among the pieces of TLS handshakes: packed in
+ * a slab of their own (slab.h). */
+static fc_slab_t conn_slab;
+
+void fc_conn_slab_drain(void) { fc_slab_drain(&conn_slab); }
+
 static void on_close(fc_io_t *io)
 {
     fc_conn_t *c = fc_container_of(io, fc_conn_t, io);
     fc_worker_t *w = c->w;
     if (c->relay != NULL) relay_unref(c->relay);
     if (c->upgrade != NULL) fc_upgrade_unref(c->upgrade);
-    free(c);
+    fc_slab_free(&conn_slab, c);
     fc_worker_check_drained(w);
 }
 
@@ -455,13 +462,14 @@ static const fc_listener_conf_t *find_listener(const fc_worker_t *w, const struc
  * NULL on failure, with <fd> closed. */
 static fc_conn_t *conn_new(fc_worker_t *w, int fd)
 {
-    fc_conn_t *c = calloc(1, sizeof(*c));
+    if (conn_slab.size == 0) fc_slab_init(&conn_slab, sizeof(fc_conn_t));
+    fc_conn_t *c = fc_slab_alloc(&conn_slab);
     if (c == NULL) {
         close(fd);
         return NULL;
     }
     if (fc_io_init(&c->io, w->loop, &w->client_bufs, on_read) != 0) {
-        free(c);
+        fc_slab_free(&conn_slab, c);
         close(fd);
         return NULL;
     }

@@ -19,6 +19,7 @@
 
 #include "fulcrum/io.h"
 #include "fulcrum/list.h"
+#include "fulcrum/slab.h"
 #include "fulcrum/tls_record.h"
 #include "fulcrum/trylock.h"
 
@@ -155,7 +156,10 @@ static void cache_unlock(size_t set) { fc_unlock(&cache->lock[set]); }
 
 static int cache_new(SSL *ssl, SSL_SESSION *sess)
 {
-    (void)ssl;
+    /* A TLS 1.3 session resumes from its ticket alone when tickets are stateless: never looked
+     * up here, so not kept (two 2.4 KB slots of the shared segment per full handshake otherwise).
+     * With session_tickets off, a TLS 1.3 "ticket" is the session ID, and is kept. */
+    if (SSL_version(ssl) == TLS1_3_VERSION && !(SSL_get_options(ssl) & SSL_OP_NO_TICKET)) return 0;
     unsigned int idlen;
     const unsigned char *id = SSL_SESSION_get_id(sess, &idlen);
     int len = i2d_SSL_SESSION(sess, NULL);
@@ -605,6 +609,15 @@ static uv_idle_t defer_idle;
 static int defer_ready;
 static BIO_METHOD *bio_method;
 static unsigned handshake_budget = HANDSHAKE_BUDGET;
+static unsigned sessions_freed;
+static fc_slab_t conn_slab; /* the fc_tls_conn_t: long-lived, allocated among handshakes' pieces */
+
+unsigned fc_tls_sessions_freed(void)
+{
+    unsigned n = sessions_freed;
+    sessions_freed = 0;
+    return n;
+}
 
 static void buf_release(fc_buf_t *b)
 {
@@ -639,6 +652,7 @@ void fc_tls_freelist_drain(void)
 {
     fc_bufpool_drain(&tls_bufs);
     fc_tlsr_cleanup();
+    fc_slab_drain(&conn_slab);
 }
 
 static int bio_write(BIO *b, const char *data, int len)
@@ -985,6 +999,7 @@ static void take_over(fc_tls_conn_t *t)
      * connection it thinks broke off). */
     SSL_set_shutdown(s, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(s); /* and the BIO */
+    sessions_freed++;
     ERR_clear_error();
     t->ssl = NULL;
     t->own = 1;
@@ -1376,12 +1391,13 @@ static void tls_on_close(uv_handle_t *h)
         t->connecting = 0;
         io->done(io, UV_ECANCELED);
     }
+    if (t->ssl != NULL) sessions_freed++;
     SSL_free(t->ssl); /* frees the BIO too */
     fc_tlsr_wipe(&t->rl);
     buf_release(&t->in);
     buf_release(&t->out[0]);
     buf_release(&t->out[1]);
-    free(t);
+    fc_slab_free(&conn_slab, t);
     io->tls = NULL;
     fc__io_closed(io);
 }
@@ -1444,14 +1460,15 @@ static fc_tls_conn_t *conn_new(fc_io_t *io, SSL_CTX *sc)
 {
     BIO_METHOD *m = get_bio_method();
     if (m == NULL) return NULL;
-    fc_tls_conn_t *t = calloc(1, sizeof(*t));
+    if (conn_slab.size == 0) fc_slab_init(&conn_slab, sizeof(fc_tls_conn_t));
+    fc_tls_conn_t *t = fc_slab_alloc(&conn_slab);
     if (t == NULL) return NULL;
     t->ssl = SSL_new(sc);
     BIO *b = BIO_new(m);
     if (t->ssl == NULL || b == NULL) {
         SSL_free(t->ssl);
         BIO_free(b);
-        free(t);
+        fc_slab_free(&conn_slab, t);
         ERR_clear_error();
         return NULL;
     }

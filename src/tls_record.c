@@ -185,7 +185,9 @@ int fc_tlsr_open(fc_tlsr_t *r, uint8_t *rec, size_t len, uint8_t *type, size_t *
         EVP_CipherFinal_ex(x, body + clen, &outl) != 1)
         return -FC_TLSR_BAD_RECORD_MAC;
     r->rd.seq++;
-    /* TLSInnerPlaintext: the content, its type, then zeros of padding. */
+    /* TLSInnerPlaintext: the content, its type, then zeros of padding; padding included, at most
+     * 2^14 + 1 bytes (RFC 8446 5.4). */
+    if (clen > FC_TLSR_MAX_PLAIN + 1) return -FC_TLSR_RECORD_OVERFLOW;
     size_t i = clen;
     while (i > 0 && body[i - 1] == 0) i--;
     if (i == 0) return -FC_TLSR_UNEXPECTED_MESSAGE;

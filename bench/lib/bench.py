@@ -523,7 +523,9 @@ def measure_idle(name, proc, port, sc, backends, tmp):
         if len(line) != 3 or line[0] != "ready":
             raise RuntimeError("idle client failed: %s" % client.stderr.read(2000).decode(errors="replace"))
         held, failed = int(line[1]), int(line[2])
-        time.sleep(0.5)
+        # Idle means idle for a while: fulcrum gives the heap a burst of handshakes left back on its
+        # next one-second tick (malloc_trim), so every proxy is measured 1.5 s after the last one.
+        time.sleep(1.5)
         rss1 = status_kib(proc_tree(proc.pid), "VmRSS")
         hwm = status_kib(proc_tree(proc.pid), "VmHWM")
     finally:

@@ -79,6 +79,8 @@ void fc_conn_relay_cancel(fc_conn_t *c);
 void fc_conn_set_state(fc_conn_t *c, unsigned s);
 /* Closes <c> (idempotent). Its exchange, if any, must be detached first. */
 void fc_conn_close(fc_conn_t *c);
+/* Frees the connection slab's spare chunk (at a worker's exit, with every connection closed). */
+void fc_conn_slab_drain(void);
 /* Sets TCP_NODELAY on <c> once. Called before a write that another may follow on the same
  * connection; a lone final answer on a closing connection does without (one syscall less per
  * short-lived connection; nginx likewise sets it only on keep-alive connections). */

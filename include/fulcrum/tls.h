@@ -130,6 +130,9 @@ typedef struct fc_tls_cache {
 /* The cache this process's listener contexts use (NULL: none, no session-ID resumption). */
 void fc_tls_use_cache(fc_tls_cache_t *c);
 
+/* The OpenSSL sessions (SSL objects, some 50 KB of small allocations at a handshake's end) freed
+ * since the last call: the worker trims its heap after many. */
+unsigned fc_tls_sessions_freed(void);
 /* Frees what the TLS transport keeps per process (buffers, the deferred-read handle: call
  * before the loop's last run). */
 void fc_tls_loop_close(void);

@@ -103,7 +103,8 @@ struct fc_worker {
     uv_signal_t sig_term, sig_int, sig_quit; /* graceful stop */
     uv_timer_t drain_timer;          /* bounds the graceful stop by shutdown_timeout */
     uv_timer_t accept_timer;         /* resumes accepting after running out of descriptors */
-    uv_timer_t metrics_timer;        /* publishes the pool's idle counts to the metric block, every second */
+    uv_timer_t tick_timer;           /* every second: the pool's idle counts to the metric block, and
+                                        the heap trimmed after TLS handshakes */
     uint64_t yield_since;            /* uv_hrtime() since waiting connections are left to a less
                                         loaded worker (0: not yielding) */
     uv_check_t accept_check;         /* ends a yielding episode once the socket was not readable */

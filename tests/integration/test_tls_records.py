@@ -1078,10 +1078,9 @@ def memory_kib(pid):
 
 def idle_connection_kib(h, certs, version, n=200):
     """Worker memory growth per idle keep-alive connection (KiB), n connections that each did one
-    GET: (per connection, text with the figures). The figure is VmRSS less RssShmem: the shared
-    segment's pages (the TLS 1.2 session-ID cache, which TLS 1.3 handshakes also write to) are
-    touched as sessions are stored in it, bounded by its size and not memory of a connection;
-    they are reported beside it."""
+    GET: (per connection in VmRSS, the growth of each figure per connection, text). RssShmem is
+    the shared segment's pages, touched as the TLS 1.2 session-ID cache fills (a TLS 1.2 full
+    handshake stores a session; a TLS 1.3 one stores none, its tickets are stateless)."""
     f, _ = tls_proxy(h, [certs.ec], env=ASAN_LEAN)
     pids = wait_for(lambda: child_pids(f.pid), 5)
     assert len(pids) == 1, pids
@@ -1100,28 +1099,34 @@ def idle_connection_kib(h, certs, version, n=200):
             assert c.sock.version() == version.name.replace("_", ".")
             r = c.exchange("GET", "/echo?idle=%d" % i, host=HOST)
             assert r.status == 200, r
-        time.sleep(1.0)
+        time.sleep(1.5)  # the worker trims its heap after handshakes on a one-second tick
         after = memory_kib(worker)
     finally:
         for c in clients:
             c.close()
     d = {k: (after[k] - before[k]) / n for k in before}
-    per = d["VmRSS"] - d["RssShmem"]
+    per = d["VmRSS"]
     text = ("%s: %.1f KiB per idle connection (VmRSS %d -> %d KiB with %d connections: %.1f KiB each, of which "
             "RssShmem %.1f, RssAnon %.1f)" % (version.name, per, before["VmRSS"], after["VmRSS"], n, d["VmRSS"],
                                               d["RssShmem"], d["RssAnon"]))
     print(text)
-    return per, text
+    return per, d, text
 
 
 def test_idle_tls13_connection_memory(h, certs):
-    per, text = idle_connection_kib(h, certs, ssl.TLSVersion.TLSv1_3)
-    limit = 8 * ASAN_FACTOR
+    """Issue 10's target: an idle TLS keep-alive connection under 5 KiB (OpenSSL's SSL object alone
+    is 16 KB: fulcrum's own record layer takes TLS 1.3 connections over and frees it). And a TLS
+    1.3 handshake writes nothing to the shared session-ID cache: its sessions once filled two of
+    its slots each, evicting TLS 1.2 sessions that resume from there."""
+    per, d, text = idle_connection_kib(h, certs, ssl.TLSVersion.TLSv1_3)
+    limit = 5 * ASAN_FACTOR
     assert per < limit, "%s: the target is < %g KiB (issue 10: < 5 KiB in the release build)" % (text, limit)
+    assert d["RssShmem"] < 0.25, "%s: TLS 1.3 handshakes touched the session-ID cache" % text
 
 
 def test_idle_tls12_connection_memory(h, certs):
-    per, text = idle_connection_kib(h, certs, ssl.TLSVersion.TLSv1_2)
+    """TLS 1.2 connections keep OpenSSL's record layer and its SSL object."""
+    per, _, text = idle_connection_kib(h, certs, ssl.TLSVersion.TLSv1_2)
     limit = 40 * ASAN_FACTOR
     assert per < limit, "%s: more than %g KiB" % (text, limit)
 
