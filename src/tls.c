@@ -1118,6 +1118,7 @@ static int own_write(fc_tls_conn_t *t, const uv_buf_t *iov, unsigned n)
 {
     size_t total = 0;
     for (unsigned i = 0; i < n; i++) total += iov[i].len;
+    if (t->close_sent) return UV_EPIPE; /* nothing follows our close_notify or a fatal alert */
     if (total == 0) return 0;
     size_t nrec = (total + FC_TLSR_MAX_PLAIN - 1) / FC_TLSR_MAX_PLAIN;
     uint8_t *p = own_room(t, total + nrec * FC_TLSR_OVERHEAD), *start = p;
