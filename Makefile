@@ -177,12 +177,13 @@ help:
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_BUILD ?= build/fuzz
-FUZZ_NAMES := http config forward respond compress
+FUZZ_NAMES := http config forward respond compress tls
 FUZZ_MAXLEN_http := 65536
 FUZZ_MAXLEN_config := 16384
 FUZZ_MAXLEN_forward := 65536
 FUZZ_MAXLEN_respond := 65536
 FUZZ_MAXLEN_compress := 65536
+FUZZ_MAXLEN_tls := 4096
 FUZZ_MAXLENS := $(foreach n,$(FUZZ_NAMES),$(n)=$(FUZZ_MAXLEN_$(n)))
 # fuzz_forward and fuzz_respond check invariants with strict.c, the referee parser (tests/fuzz/strict.h);
 # strict-test checks the referee itself on known-good and known-bad messages before they run.
