@@ -1104,7 +1104,7 @@ static ssize_t own_read(fc_tls_conn_t *t, char *dst, size_t room, int *end)
         if (type != FC_TLSR_HANDSHAKE) return own_fatal(t, FC_TLSR_UNEXPECTED_MESSAGE, end);
         int answer = 0;
         if ((rc = fc_tlsr_handshake(&t->rl, pt, plen, &answer)) < 0) return own_fatal(t, -rc, end);
-        if (answer) {
+        if (answer && !t->close_sent) { /* (after our close_notify, no record at all) */
             uint8_t *o = own_room(t, FC_TLSR_OVERHEAD + 5);
             long n = o != NULL ? fc_tlsr_seal_key_update(&t->rl, o) : -1;
             if (n < 0) return own_fatal(t, FC_TLSR_INTERNAL_ERROR, end);

@@ -139,7 +139,9 @@ void test_metrics(void)
     ok(LOAD_V_BLOCK(m, 1) > 0);
     ok(b.dropped_logged);
 
-    subtest("summing 10000 series over three blocks is quick");
+    /* How long it takes is bench/metrics_stall.py's figure, never asserted here (shared, noisy
+     * machines); FC_TEST_VERBOSE=1 prints it. */
+    subtest("summing 10000 series over three blocks");
     fc_metrics_shm_t *big = fc_metrics_shm_create(10000);
     ok(big != NULL);
     if (big != NULL) {
@@ -160,17 +162,15 @@ void test_metrics(void)
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double ms_taken = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
         is_int(snap.n, 10000);
-        ok(ms_taken < 200); /* generous for the sanitizer build; the release build takes a few ms */
         if (getenv("FC_TEST_VERBOSE") != NULL) printf("snapshot of 3 x 10000 series: %.2f ms\n", ms_taken);
         fc_metrics_snapshot_free(&snap);
 
-        subtest("folding two blocks of 10000 series is quick, and keeps every count");
+        subtest("folding two blocks of 10000 series keeps every count");
         clock_gettime(CLOCK_MONOTONIC, &t0);
         fc_metrics_fold(big, 0);
         fc_metrics_fold(big, 1);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         ms_taken = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-        ok(ms_taken < 500);
         if (getenv("FC_TEST_VERBOSE") != NULL) printf("fold of 2 x 10000 series: %.2f ms\n", ms_taken);
         is_int(big->blocks[FC_METRICS_RETIRED].nseries, 10000);
         is_int(fc_metrics_snapshot(big, &snap), 0);
