@@ -61,6 +61,7 @@ typedef struct fc_tls_conn {
     uint8_t odd;                /* something the handover does not follow (a key update): keep the SSL */
     uint8_t resumed;            /* own: the handshake resumed a session */
     uint8_t close_sent;         /* own: close_notify (or a fatal alert) is sealed */
+    uint8_t want_keys;          /* server: the keylog callback is wanted for the next handshake steps */
     uint32_t recs_r, recs_w;    /* records read since the client's Finished, written since ours */
     size_t rec_len;             /* own: the record at in_pos is opened, and this long (0: none) */
     size_t pt_off, pt_len;      /* own: its plaintext not yet handed over, at in_pos + 5 + pt_off */
@@ -398,6 +399,17 @@ static void in_trim(fc_tls_conn_t *t)
 
 static int hexval(int c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; }
 
+/* The keylog callback, set on the context <ssl> uses (<on> 1) or cleared. OpenSSL writes every
+ * secret it logs as a hex line with sprintf (38,000 instructions for a TLS 1.2 master secret,
+ * of a 390,000-instruction resumption), so the callback is set only while a TLS 1.3 server
+ * handshake that may hand its records over runs, from its Finished on (the application secrets;
+ * the handshake secrets are not formatted). A worker runs one handshake step at a time, and its
+ * contexts are its own copies (the master built them before the fork). */
+static void keylog_arm(const SSL *ssl, int on)
+{
+    SSL_CTX_set_keylog_callback(SSL_get_SSL_CTX(ssl), on ? fc__tls_keylog : NULL);
+}
+
 void fc__tls_keylog(const SSL *ssl, const char *line)
 {
     fc_tls_conn_t *t = SSL_get_ex_data(ssl, fc__tls_ex_conn);
@@ -427,12 +439,15 @@ void fc__tls_keylog(const SSL *ssl, const char *line)
     }
     t->secret_len = (uint8_t)n;
     t->secrets |= bit;
+    if (t->secrets == 3) { /* both: no more lines wanted (the exporter secret may follow) */
+        t->want_keys = 0;
+        keylog_arm(ssl, 0);
+    }
 }
 
 static void msg_cb(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl, void *arg)
 {
     (void)version;
-    (void)ssl;
     fc_tls_conn_t *t = arg;
     if (content_type == SSL3_RT_HEADER) { /* a record, read or written */
         if (write_p && t->fin_w) t->recs_w++;
@@ -442,6 +457,10 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf, 
     if (content_type != SSL3_RT_HANDSHAKE || len == 0) return;
     unsigned type = ((const unsigned char *)buf)[0];
     uint8_t *fin = write_p ? &t->fin_w : &t->fin_r;
+    if (type == SSL3_MT_FINISHED && write_p && !*fin && SSL_version(ssl) == TLS1_3_VERSION) {
+        t->want_keys = 1; /* the application secrets come next */
+        keylog_arm(ssl, 1);
+    }
     if (type == SSL3_MT_FINISHED && !*fin) *fin = 1;
     else if (*fin && !(write_p && type == SSL3_MT_NEWSESSION_TICKET)) t->odd = 1; /* a key update, or stranger */
 }
@@ -454,6 +473,7 @@ static void take_over(fc_tls_conn_t *t)
     const SSL_CIPHER *ci = SSL_get_current_cipher(s);
     SSL_SESSION *sess = SSL_get0_session(s);
     SSL_set_msg_callback(s, NULL);
+    t->want_keys = 0;
     if (c == NULL || !c->own_records || t->odd || t->secrets != 3 || !t->fin_r || !t->fin_w ||
         SSL_version(s) != TLS1_3_VERSION || ci == NULL || SSL_has_pending(s) || SSL_get_shutdown(s) != 0 ||
         (sess != NULL && SSL_SESSION_get_max_fragment_length(sess) != TLSEXT_max_fragment_length_DISABLED) ||
@@ -639,7 +659,9 @@ static void process(fc_tls_conn_t *t)
         }
         handshake_budget--;
         ERR_clear_error();
+        if (t->want_keys) keylog_arm(t->ssl, 1);
         int r = SSL_do_handshake(t->ssl);
+        if (t->want_keys) keylog_arm(t->ssl, 0); /* (the message callback may have armed it) */
         int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
         const char *why = NULL;
         if (e == SSL_ERROR_SSL) {

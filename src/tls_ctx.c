@@ -196,15 +196,13 @@ static void cache_remove(SSL_CTX *sc, SSL_SESSION *sess)
     cache_unlock(set);
 }
 
-static int servername_cb(SSL *ssl, int *alert, void *arg)
+/* The context for a client's server name: an exact name, then a one-label wildcard, else NULL. */
+static SSL_CTX *pick_ctx(const fc_tls_ctx_t *c, const char *sn)
 {
-    (void)alert;
-    const fc_tls_ctx_t *c = arg;
-    const char *sn = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (sn == NULL || c->nnames == 0) return SSL_TLSEXT_ERR_OK;
+    if (sn == NULL || c->nnames == 0) return NULL;
     char name[256];
     size_t n = strlen(sn);
-    if (n >= sizeof(name)) return SSL_TLSEXT_ERR_OK;
+    if (n >= sizeof(name)) return NULL;
     for (size_t i = 0; i <= n; i++) name[i] = (char)tolower((unsigned char)sn[i]);
     if (n > 0 && name[n - 1] == '.') name[--n] = '\0';
     SSL_CTX *pick = NULL;
@@ -215,6 +213,13 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
         const char *w = c->names[i].name;
         if (w[0] == '*' && w[1] == '.' && strcmp(w + 1, dot) == 0) pick = c->names[i].ctx;
     }
+    return pick;
+}
+
+static int servername_cb(SSL *ssl, int *alert, void *arg)
+{
+    (void)alert;
+    SSL_CTX *pick = pick_ctx(arg, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
     if (pick != NULL && pick != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, pick);
     return SSL_TLSEXT_ERR_OK; /* an unknown name gets the default certificate */
 }
@@ -252,7 +257,6 @@ static int server_common(SSL_CTX *sc, const fc_tls_server_opts_t *o, fc_tls_ctx_
     if (SSL_CTX_set1_groups_list(sc, o->groups) != 1)
         return errf(err, fault, FC_TLS_F_GROUPS, 0, "an unknown group in", o->groups);
     SSL_CTX_set_max_early_data(sc, 0); /* no 0-RTT: early data can be replayed */
-    SSL_CTX_set_keylog_callback(sc, fc__tls_keylog); /* the traffic secrets our record layer takes over */
     SSL_CTX_set_alpn_select_cb(sc, alpn_cb, NULL);
     SSL_CTX_set_tlsext_servername_callback(sc, servername_cb);
     SSL_CTX_set_tlsext_servername_arg(sc, c);

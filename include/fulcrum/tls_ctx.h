@@ -32,6 +32,7 @@ const char *fc__tls_reason(const char *fallback);
 /* tls.c's: the keylog callback of server contexts (a connection's traffic secrets), and the new
  * session callback of client contexts (the latest session, kept for the next connection). */
 void fc__tls_keylog(const SSL *ssl, const char *line);
+
 int fc__tls_new_client_session(SSL *ssl, SSL_SESSION *sess);
 
 #endif
