@@ -87,18 +87,25 @@ def queue_size(mport):
 
 
 def per_worker(f, port, n=8):
-    """Open connections until one is held by each worker: {pid: Client} (the others are closed)."""
+    """Open connections until one is held by each worker: {pid: Client} (the others are closed).
+    The extra connections stay open until then: a worker that holds more than the others leaves
+    new ones to them (accept balancing), so a busy machine that keeps one worker descheduled for a
+    while cannot make every connection land on the other."""
     pids = child_pids(f.pid)
-    got = {}
-    for _ in range(60):
-        c = Client(port, timeout=20)
-        owner = wait_for(lambda: socket_owner(c, pids), 2)
-        if owner in pids and owner not in got:
-            got[owner] = c
-        else:
+    got, extra = {}, []
+    try:
+        for _ in range(60):
+            c = Client(port, timeout=20)
+            owner = wait_for(lambda: socket_owner(c, pids), 2)
+            if owner in pids and owner not in got:
+                got[owner] = c
+            else:
+                extra.append(c)
+            if len(got) == len(pids):
+                return got
+    finally:
+        for c in extra:
             c.close()
-        if len(got) == len(pids):
-            return got
     for c in got.values():
         c.close()
     raise AssertionError("could not reach every worker: %r" % list(got))
