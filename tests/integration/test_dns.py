@@ -446,7 +446,8 @@ def test_a_and_aaaa_records_are_both_servers(h):
     (p2,) = pods(h, 1)
     p6 = h.backend(name="pod6", host="::1", port=p2.port)
     dns.set({"app.test": ["127.0.0.2", "::1"]})
-    f, port = start(h, dns, {"resolve": True, "servers": ["app.test:%d" % p2.port]}, workers=1)
+    f, port = start(h, dns, {"resolve": True, "resolve_interval": "1s", "servers": ["app.test:%d" % p2.port]},
+                    workers=1)
     assert {get(port, "/echo").json()["name"] for _ in range(10)} == {"pod2", "pod6"}
     dns.set({"app.test": ["::1"]})
     assert wait_for(lambda: "now resolves to [::1]:%d (0 joined, 1 left, 1 kept)" % p2.port in f.stderr(), 10), \

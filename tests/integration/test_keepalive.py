@@ -2,7 +2,7 @@
 Keep-Alive: timeout=N retirement, retry of a request that failed on a reused connection."""
 import time
 
-from conftest import Client, get
+from conftest import Client, get, wait_for
 
 
 def test_upstream_pool_reuse_100_requests(h):
@@ -83,8 +83,11 @@ def test_announced_keepalive_timeout_retires_pooled_connection(h):
     # The backend says "Keep-Alive: timeout=2" and closes after 2 s idle: fulcrum must close first.
     f, (b,) = h.proxy(backend_kw={"keepalive_timeout": 2})
     assert get(f.port).status == 200
-    time.sleep(2.6)
-    st = b.stats()
+    def closed():
+        """The backend's counters once one side has closed the pooled connection."""
+        st = b.stats()
+        return st if st["peer_closes"] or st["idle_timeouts"] else None
+    st = wait_for(closed, 2.6, 0.05) or b.stats()  # 2.6 s at most, as the sleep it replaces
     assert st["idle_timeouts"] == 0, "backend timed the pooled connection out before fulcrum: %r" % st
     assert st["peer_closes"] == 1, st
     r = get(f.port)
@@ -105,8 +108,9 @@ def test_no_502_after_idle_gap_near_announced_timeout(h):
 def test_configured_upstream_keepalive_timeout(h):
     f, (b,) = h.proxy(upstream={"keepalive_timeout": "1s"})
     assert get(f.port).status == 200
-    time.sleep(1.8)
-    assert b.stats()["peer_closes"] == 1
+    t0 = time.monotonic()
+    assert wait_for(lambda: b.stats()["peer_closes"] == 1, 1.8, 0.05), b.stats()
+    assert time.monotonic() - t0 >= 0.7, "the pooled connection was closed before its 1 s keepalive_timeout"
     assert get(f.port).status == 200
     assert b.stats()["connections"] == 2
 

@@ -490,16 +490,39 @@ def test_prometheus_scrapes_two_workers_through_load_and_reloads(h):
     perr.close()
     h.others.append(proc)
     assert wait_port(pport, timeout=30, proc=proc), "prometheus did not start"
+    def scrapes():
+        """How many times Prometheus has scraped fulcrum, or None while it cannot answer yet (503
+        while its storage starts)."""
+        try:
+            r = prom_query(pport, 'count_over_time(up{job="fulcrum"}[5m])')
+        except OSError:  # urllib's HTTPError and URLError are OSErrors
+            return None
+        return int(r[0]["value"][1]) if r else 0
+
+    def serve_and_scrape(gen):
+        """Up to 4 s (what the test used to sleep): generation gen serves, then Prometheus scrapes it
+        twice (1 s interval), so its counts are in Prometheus's samples."""
+        end = time.monotonic() + 4
+        wait_for(lambda: gen == 1 or "reload: generation %d serving" % gen in f.stderr(), end - time.monotonic())
+        seen = []
+
+        def two_more():
+            n = scrapes()
+            if n is not None and not seen:
+                seen.append(n)
+            return n is not None and n >= seen[0] + 2
+        wait_for(two_more, end - time.monotonic(), 0.1)
+
     load = Load(port)
     load.start()
     try:
         # Two reloads: the third generation's workers take the process slots of the first, whose
         # counts must have been kept by then.
-        time.sleep(4)
+        serve_and_scrape(1)
         os.kill(f.pid, signal.SIGHUP)
-        time.sleep(4)
+        serve_and_scrape(2)
         os.kill(f.pid, signal.SIGHUP)
-        time.sleep(4)
+        serve_and_scrape(3)
     finally:
         load.stop_flag.set()
         load.join(15)

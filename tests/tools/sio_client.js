@@ -13,6 +13,7 @@ const one = () => new Promise((resolve) => {
   const finish = (r) => { if (!done) { done = true; s.close(); resolve(r); } };
   setTimeout(() => finish({ connected: s.connected, exchanged: 0 }), 8000);
   s.on('connect_error', (e) => finish({ connected: false, exchanged: 0, error: e.message }));
+  s.on('disconnect', (why) => finish({ connected: false, exchanged: 0, error: 'disconnect: ' + why }));
   s.on('connect', async () => {
     let exchanged = 0, from = null, transport = null;
     for (let k = 0; k < 3; k++) {
