@@ -209,7 +209,7 @@ FUZZ_ARGS ?= -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=1024 -prin
 .SECONDARY: $(FUZZ_LIB_OBJS) $(FUZZ_LLHTTP_OBJS) $(patsubst %,$(FUZZ_BUILD)/obj/fuzz/fuzz_%.o,$(FUZZ_NAMES)) $(FUZZ_STRICT_OBJ)
 
 # The targets run FUZZ_JOBS at a time (the CPUs; each libFuzzer process is one thread, so each still
-# has a CPU of its own for its FUZZ_SECONDS): 5 x 15 s took 75 s one after the other, 45 s two at a time.
+# has a CPU of its own for its FUZZ_SECONDS): five targets of 15 s took 75 s one after the other, 45 s two at a time.
 FUZZ_JOBS ?= $(JOBS)
 FUZZ_RUNS := $(patsubst %,fuzz-run-%,$(FUZZ_NAMES))
 .PHONY: $(FUZZ_RUNS)
