@@ -457,12 +457,15 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf, 
     if (content_type != SSL3_RT_HANDSHAKE || len == 0) return;
     unsigned type = ((const unsigned char *)buf)[0];
     uint8_t *fin = write_p ? &t->fin_w : &t->fin_r;
-    if (type == SSL3_MT_FINISHED && write_p && !*fin && SSL_version(ssl) == TLS1_3_VERSION) {
-        t->want_keys = 1; /* the application secrets come next */
-        keylog_arm(ssl, 1);
+    if (type == SSL3_MT_FINISHED && !*fin) {
+        *fin = 1;
+        if (write_p && SSL_version(ssl) == TLS1_3_VERSION) { /* our application secrets come next */
+            t->want_keys = 1;
+            keylog_arm(ssl, 1);
+        }
+    } else if (*fin && !(write_p && type == SSL3_MT_NEWSESSION_TICKET)) {
+        t->odd = 1; /* a key update, or stranger */
     }
-    if (type == SSL3_MT_FINISHED && !*fin) *fin = 1;
-    else if (*fin && !(write_p && type == SSL3_MT_NEWSESSION_TICKET)) t->odd = 1; /* a key update, or stranger */
 }
 
 /* The end of a server handshake: the records become ours if the handover can follow them. */

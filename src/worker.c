@@ -186,9 +186,8 @@ static void close_if_open(uv_handle_t *h)
     if (h->loop != NULL && !uv_is_closing(h)) uv_close(h, NULL);
 }
 
-/* Every second: this worker's idle pooled connections per server, into its metric block (a
- * gauge; published here rather than on every pool change, which is per request). */
-/* Every second: the pool's idle counts go to the metric block, and the heap is trimmed after TLS
+/* Every second: this worker's idle pooled connections per server go to its metric block (a gauge;
+ * published here rather than on every pool change, which is per request), and the heap is trimmed after TLS
  * handshakes. A handshake allocates some 50 KB in small pieces and frees them at its end, while
  * the connection's own few hundred bytes stay: after a burst of handshakes the freed pieces sit in
  * pages between live connections, which glibc never gives back by itself (an idle TLS connection
